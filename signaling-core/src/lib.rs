@@ -1,0 +1,23 @@
+//! Sans-IO WebRTC signaling.
+//!
+//! `signaling-core` holds everything about WebRTC signaling that does not need a socket, a
+//! runtime or a clock:
+//!
+//! - [`wire`]: the typed message model and its JSON codec (go2rtc's `webrtc/*` dialect, its v2
+//!   `webrtc` form, and the browser's `RTCIceCandidate.toJSON()` object form), plus a forwarding
+//!   path that reads only the envelope.
+//! - [`candidate`]: ICE candidate attributes (RFC 8839 §5.1, RFC 6544 `tcptype`) parsed and
+//!   written with an exact round trip.
+//! - [`sdp`]: the few facts of an SDP that negotiation needs (m-sections, mids, BUNDLE, ICE
+//!   credentials), extracted without building a full SDP model.
+//! - [`negotiation`]: the offer/answer state machine (RFC 9429 §3.2, perfect negotiation, Trickle
+//!   ICE ordering) driven by `handle_*` inputs and drained with `poll_output`.
+//!
+//! Nothing here performs IO or reads the clock: time is an argument.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod candidate;
+pub mod negotiation;
+pub mod sdp;
+pub mod wire;
