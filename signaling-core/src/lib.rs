@@ -12,6 +12,7 @@
 //!   credentials), extracted without building a full SDP model.
 //! - [`negotiation`]: the offer/answer state machine (RFC 9429 §3.2, perfect negotiation, Trickle
 //!   ICE ordering) driven by `handle_*` inputs and drained with `poll_output`.
+//! - [`transport`]: the small trait a transport implements (WebSocket, in-memory, or your own).
 //!
 //! Nothing here performs IO or reads the clock: time is an argument.
 #![forbid(unsafe_code)]
@@ -20,4 +21,5 @@
 pub mod candidate;
 pub mod negotiation;
 pub mod sdp;
+pub mod transport;
 pub mod wire;
