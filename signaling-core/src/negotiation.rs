@@ -1,1 +1,1095 @@
-//! negotiation (in progress).
+//! The sans-IO offer/answer negotiation state machine.
+//!
+//! One [`Negotiation`] runs one peer-to-peer signaling session. It mirrors the signaling state of
+//! the application's own WebRTC stack (a browser's `RTCPeerConnection`, str0m, webrtc-rs, ...),
+//! decides what goes on the wire and in which order, and tells the application what to do with
+//! its stack. It follows:
+//!
+//! - **JSEP** (RFC 9429 §3.2) and the W3C `RTCSignalingState` transition table: `stable`,
+//!   `have-local-offer`, `have-remote-offer`, `have-local-pranswer`, `have-remote-pranswer`,
+//!   `closed`; provisional answers and rollback (only from `have-local-offer` and
+//!   `have-remote-offer`). An illegal local step is an [`ApiError`] and changes nothing.
+//! - **Perfect negotiation** (W3C WebRTC 1.0 §10.7): each side is polite or impolite. An offer
+//!   that collides with our own (`making_offer` or not `stable`) is ignored by the impolite side
+//!   and makes the polite side roll back ([`Event::Rollback`]) and accept it. Either side may
+//!   start a renegotiation.
+//! - **Trickle ICE** (RFC 8838): remote candidates that arrive before their description are held
+//!   (bounded) and released in order after it; local candidates never go out before the
+//!   description they belong to; end-of-candidates is an explicit message, nothing is sent after
+//!   it and remote candidates after it are ignored; every candidate is delivered exactly once;
+//!   an ICE restart (new ufrag/pwd) starts a new generation and candidates of older generations
+//!   are dropped and counted ([`Event::CandidatesDropped`]), never applied to the new one.
+//!   Candidates without `sdpMid`/`sdpMLineIndex` (the seed client's) are mapped to their
+//!   m-section through the BUNDLE group or their ufrag.
+//!
+//! # The driving loop
+//!
+//! Inputs are `handle_*` calls (a frame from the peer, a timer) and commands (what the
+//! application's WebRTC stack did: [`Negotiation::set_local_description`],
+//! [`Negotiation::add_local_candidate`], ...). After **every** input or command, drain
+//! [`Negotiation::poll_output`] until it returns [`Output::Timeout`]:
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use signaling_core::negotiation::{Config, Event, Negotiation, Output};
+//! use signaling_core::wire::SdpKind;
+//!
+//! let mut session = Negotiation::new(Config::default());
+//! let now = Instant::now();
+//! // A frame arrived from the peer (here: the seed client's offer).
+//! session.handle_frame(now, r#"{"type":"webrtc/offer","value":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\na=sendonly\r\n"}"#);
+//! let mut next_timer = None;
+//! loop {
+//!     match session.poll_output() {
+//!         Output::Transmit(frame) => { /* send `frame` to the peer */ let _ = frame; }
+//!         Output::Event(Event::ApplyRemoteDescription(desc)) => {
+//!             // Apply it to the WebRTC stack; for an offer, create and set an answer, then
+//!             // hand the answer back:
+//!             # let answer = "v=0\r\no=- 3 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:Fz9x\r\na=ice-pwd:Q7uYro0UCOQ4zxjKXaWCBui2\r\na=recvonly\r\n";
+//!             if desc.kind == SdpKind::Offer {
+//!                 session.set_local_description(now, SdpKind::Answer, answer.into()).unwrap();
+//!             }
+//!         }
+//!         Output::Event(other) => { /* candidates to add, state changes, failures */ let _ = other; }
+//!         Output::Timeout(at) => { next_timer = at; break; }
+//!     }
+//! }
+//! // ... and when `next_timer` passes: session.handle_timeout(Instant::now()), then drain again.
+//! # let _ = (next_timer, Duration::ZERO);
+//! ```
+//!
+//! Peer misbehaviour (a malformed frame, an answer nobody asked for, a bad candidate) never
+//! panics and is never an `Err` from `handle_*`: it becomes an outgoing `error` frame plus an
+//! [`Event::PeerError`], and nothing already accepted is lost.
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use crate::candidate::{Candidate, CandidateError};
+use crate::sdp::{SdpError, SdpFacts, DEFAULT_MAX_SDP_LEN};
+use crate::wire::{
+    self, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage, IceCandidate, Message,
+    SdpKind, DEFAULT_MAX_FRAME_LEN, TYPE_CANDIDATE,
+};
+
+/// How many previous remote ICE generations are remembered to recognise stale candidates.
+const REMEMBERED_GENERATIONS: usize = 8;
+/// How many remote descriptions are remembered to suppress duplicates.
+const REMEMBERED_DESCRIPTIONS: usize = 16;
+
+/// The signaling state, exactly as the W3C `RTCSignalingState` (RFC 9429 §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SignalingState {
+    /// No offer/answer exchange in progress.
+    Stable,
+    /// A local offer was applied; waiting for the remote answer.
+    HaveLocalOffer,
+    /// A remote offer was applied; waiting for the local answer.
+    HaveRemoteOffer,
+    /// A remote offer and a local provisional answer were applied.
+    HaveLocalPranswer,
+    /// A local offer and a remote provisional answer were applied.
+    HaveRemotePranswer,
+    /// The session is closed; nothing more happens.
+    Closed,
+}
+
+impl SignalingState {
+    /// The W3C name (`have-local-offer`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalingState::Stable => "stable",
+            SignalingState::HaveLocalOffer => "have-local-offer",
+            SignalingState::HaveRemoteOffer => "have-remote-offer",
+            SignalingState::HaveLocalPranswer => "have-local-pranswer",
+            SignalingState::HaveRemotePranswer => "have-remote-pranswer",
+            SignalingState::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for SignalingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Settings of one negotiation. All bounds are per session.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Perfect negotiation role: the polite side rolls back its own offer on a collision, the
+    /// impolite side ignores the peer's. Exactly one side of a session must be polite. Default:
+    /// `true` (a server answering browsers should yield to them).
+    pub polite: bool,
+    /// The wire form the peer speaks. Default: [`Dialect::GO2RTC`] (the seed client).
+    pub dialect: Dialect,
+    /// How long an offer/answer exchange may stay unfinished (not `stable`) before
+    /// [`Event::NegotiationFailed`]. Default: 30 s.
+    pub negotiation_timeout: Duration,
+    /// How many remote candidates (and end-of-candidates markers) may wait for their
+    /// description, and how many local candidates may wait for theirs. Default: 64.
+    pub max_pending_candidates: usize,
+    /// How many remote candidates one ICE generation may apply. Default: 256.
+    pub max_candidates: usize,
+    /// Largest accepted SDP, in bytes. Default: [`DEFAULT_MAX_SDP_LEN`].
+    pub max_sdp_len: usize,
+    /// Largest accepted frame, in bytes. Default: [`DEFAULT_MAX_FRAME_LEN`].
+    pub max_frame_len: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            polite: true,
+            dialect: Dialect::GO2RTC,
+            negotiation_timeout: Duration::from_secs(30),
+            max_pending_candidates: 64,
+            max_candidates: 256,
+            max_sdp_len: DEFAULT_MAX_SDP_LEN,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration with the given politeness.
+    pub fn new(polite: bool) -> Self {
+        Self {
+            polite,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the dialect.
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
+    /// Sets the negotiation timeout.
+    pub fn with_negotiation_timeout(mut self, timeout: Duration) -> Self {
+        self.negotiation_timeout = timeout;
+        self
+    }
+
+    /// Sets the bound on pending candidates.
+    pub fn with_max_pending_candidates(mut self, n: usize) -> Self {
+        self.max_pending_candidates = n;
+        self
+    }
+
+    /// Sets the bound on candidates per ICE generation.
+    pub fn with_max_candidates(mut self, n: usize) -> Self {
+        self.max_candidates = n;
+        self
+    }
+}
+
+/// What the application should do next. Drain with [`Negotiation::poll_output`] until
+/// [`Output::Timeout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Send this frame to the peer, in order.
+    Transmit(String),
+    /// Something for the application (see [`Event`]).
+    Event(Event),
+    /// Nothing more to do now. Call [`Negotiation::handle_timeout`] at this instant (`None`: no
+    /// timer is armed).
+    Timeout(Option<Instant>),
+}
+
+/// A remote candidate ready for the application's WebRTC stack (`addIceCandidate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteCandidate {
+    /// The candidate as the peer sent it, with `sdp_mid`, `sdp_m_line_index` and
+    /// `username_fragment` filled in from the remote description when the peer left them out.
+    pub init: IceCandidate,
+    /// The parsed candidate attribute.
+    pub candidate: Candidate,
+}
+
+/// Events for the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Apply this remote description to the WebRTC stack (`setRemoteDescription`). For an offer,
+    /// then create an answer and hand it to [`Negotiation::set_local_description`].
+    ApplyRemoteDescription(Description),
+    /// Roll back (or abandon, if it is not set yet) the local offer: the peer's colliding offer
+    /// wins (we are polite). The peer's offer follows as [`Event::ApplyRemoteDescription`].
+    /// Renegotiate later, from `stable`, if the abandoned offer is still needed.
+    Rollback,
+    /// Add this remote candidate to the WebRTC stack (`addIceCandidate`).
+    AddRemoteCandidate(RemoteCandidate),
+    /// The peer has no more candidates for the current ICE generation.
+    RemoteEndOfCandidates(EndOfCandidates),
+    /// The peer restarted ICE: a new remote generation with this username fragment.
+    RemoteIceRestart {
+        /// The new remote ufrag.
+        username_fragment: String,
+    },
+    /// The signaling state changed.
+    StateChanged(SignalingState),
+    /// The peer's offer collided with ours and was ignored (we are impolite).
+    OfferIgnored,
+    /// An offer/answer exchange finished: the state is back to `stable`.
+    Negotiated,
+    /// An offer/answer exchange did not finish in time. The state is left as it is: roll back,
+    /// retry or close.
+    NegotiationFailed(NegotiationFailure),
+    /// Remote candidates were dropped and not applied.
+    CandidatesDropped {
+        /// Why.
+        reason: DropReason,
+        /// How many.
+        count: usize,
+    },
+    /// The peer sent something invalid; an `error` frame went back and nothing else changed.
+    PeerError(PeerError),
+    /// The peer reported an error (`{"type":"error",...}`).
+    RemoteError(ErrorMessage),
+}
+
+/// Why a negotiation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NegotiationFailure {
+    /// The exchange stayed unfinished for [`Config::negotiation_timeout`].
+    Timeout {
+        /// The state it was stuck in.
+        state: SignalingState,
+    },
+}
+
+/// Why remote candidates were dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// They belong to an older ICE generation (before a restart).
+    StaleGeneration,
+    /// They arrived after end-of-candidates for their generation (RFC 8838 §14).
+    AfterEndOfCandidates,
+}
+
+/// Something invalid the peer sent. Each one was answered with an `error` frame.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// The frame could not be decoded.
+    #[error("{0}")]
+    Decode(#[source] DecodeError),
+    /// A description's SDP is malformed.
+    #[error("invalid SDP: {0}")]
+    InvalidSdp(#[source] SdpError),
+    /// A candidate is malformed.
+    #[error("invalid candidate: {0}")]
+    InvalidCandidate(#[source] CandidateError),
+    /// A description that the current state does not allow (an answer without an offer).
+    #[error("unexpected {kind} in state {state}")]
+    UnexpectedDescription {
+        /// The description's kind.
+        kind: SdpKind,
+        /// Our state when it arrived.
+        state: SignalingState,
+    },
+    /// A candidate names an m-section the remote description does not have.
+    #[error("candidate for unknown m-section")]
+    UnknownMediaSection,
+    /// Too many candidates for one ICE generation.
+    #[error("more than {limit} candidates")]
+    TooManyCandidates {
+        /// The bound ([`Config::max_candidates`]).
+        limit: usize,
+    },
+    /// Too many candidates waiting for their description.
+    #[error("more than {limit} candidates before the description")]
+    PendingFull {
+        /// The bound ([`Config::max_pending_candidates`]).
+        limit: usize,
+    },
+}
+
+/// A command the application gave that is not allowed now. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The operation is not allowed in this signaling state (W3C table).
+    #[error("{operation} is not allowed in state {state}")]
+    InvalidState {
+        /// What was attempted (`set local offer`, `rollback`, ...).
+        operation: &'static str,
+        /// The state.
+        state: SignalingState,
+    },
+    /// The local SDP is malformed.
+    #[error("invalid local SDP: {0}")]
+    InvalidSdp(#[source] SdpError),
+    /// The local candidate is malformed.
+    #[error("invalid local candidate: {0}")]
+    InvalidCandidate(#[source] CandidateError),
+    /// End-of-candidates was already sent for this ICE generation; the candidate was not sent.
+    #[error("candidate after end-of-candidates")]
+    AfterEndOfCandidates,
+    /// The candidate belongs to an older local ICE generation; it was not sent (harmless).
+    #[error("candidate of a previous ICE generation")]
+    StaleCandidate,
+    /// Too many local candidates are waiting for a local description.
+    #[error("more than {limit} local candidates before the local description")]
+    PendingFull {
+        /// The bound ([`Config::max_pending_candidates`]).
+        limit: usize,
+    },
+    /// The session is closed.
+    #[error("the session is closed")]
+    Closed,
+}
+
+/// Counters, for monitoring and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Remote candidates handed to the application.
+    pub remote_candidates_applied: u64,
+    /// Remote candidates (or descriptions) suppressed as exact duplicates.
+    pub duplicates_suppressed: u64,
+    /// Remote candidates dropped as belonging to an older ICE generation.
+    pub stale_candidates_dropped: u64,
+    /// Remote candidates ignored after end-of-candidates.
+    pub candidates_after_end: u64,
+    /// Local candidates sent.
+    pub local_candidates_sent: u64,
+    /// Invalid things the peer sent.
+    pub peer_errors: u64,
+    /// Frames of unknown type ignored.
+    pub unknown_frames: u64,
+}
+
+/// An entry waiting for a remote description.
+#[derive(Debug)]
+enum PendingRemote {
+    Candidate(IceCandidate, Candidate, Option<String>),
+    End(EndOfCandidates),
+}
+
+/// One remote or local ICE generation.
+#[derive(Debug, Default)]
+struct Generation {
+    /// The ufrag, when known.
+    ufrag: Option<String>,
+    /// Hashes of candidates seen in this generation (exactly-once).
+    seen: HashSet<u64>,
+    /// End-of-candidates seen/sent.
+    ended: bool,
+}
+
+impl Generation {
+    fn new(ufrag: Option<&str>) -> Self {
+        Self {
+            ufrag: ufrag.map(str::to_owned),
+            ..Self::default()
+        }
+    }
+}
+
+/// One signaling session's offer/answer state machine. See the [module docs](self) for the
+/// standards it follows and the driving loop.
+#[derive(Debug)]
+pub struct Negotiation {
+    config: Config,
+    state: SignalingState,
+    making_offer: bool,
+    /// Facts of the current remote description (the last one applied).
+    remote: Option<SdpFacts>,
+    remote_gen: Generation,
+    /// ufrags of older remote generations, newest last.
+    old_remote_ufrags: VecDeque<String>,
+    /// Hashes of remote descriptions already applied, newest last.
+    seen_descriptions: VecDeque<u64>,
+    pending_remote: VecDeque<PendingRemote>,
+    /// Facts of the current local description (the last one sent).
+    local: Option<SdpFacts>,
+    local_gen: Generation,
+    old_local_ufrags: VecDeque<String>,
+    pending_local: VecDeque<(IceCandidate, Option<String>)>,
+    deadline: Option<Instant>,
+    out: VecDeque<Output>,
+    stats: Stats,
+}
+
+impl Negotiation {
+    /// A new session in state `stable`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            state: SignalingState::Stable,
+            making_offer: false,
+            remote: None,
+            remote_gen: Generation::default(),
+            old_remote_ufrags: VecDeque::new(),
+            seen_descriptions: VecDeque::new(),
+            pending_remote: VecDeque::new(),
+            local: None,
+            local_gen: Generation::default(),
+            old_local_ufrags: VecDeque::new(),
+            pending_local: VecDeque::new(),
+            deadline: None,
+            out: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The current signaling state.
+    pub fn signaling_state(&self) -> SignalingState {
+        self.state
+    }
+
+    /// Whether this side is polite.
+    pub fn is_polite(&self) -> bool {
+        self.config.polite
+    }
+
+    /// Whether an offer is being made ([`Negotiation::start_offer`] was called and the offer has
+    /// not been applied or abandoned yet).
+    pub fn making_offer(&self) -> bool {
+        self.making_offer
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The facts of the current remote description, once one was applied.
+    pub fn remote_description(&self) -> Option<&SdpFacts> {
+        self.remote.as_ref()
+    }
+
+    /// The facts of the current local description, once one was set.
+    pub fn local_description(&self) -> Option<&SdpFacts> {
+        self.local.as_ref()
+    }
+
+    /// The next output. Call after every input and command until it returns
+    /// [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        self.out
+            .pop_front()
+            .unwrap_or(Output::Timeout(self.deadline))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Commands from the application
+
+    /// Perfect negotiation's `makingOffer = true`: the application is about to create an offer
+    /// (on `negotiationneeded`). Allowed only in `stable`. Follow with
+    /// [`Negotiation::set_local_description`] (offer) once the stack produced it; if an
+    /// [`Event::Rollback`] comes first, the offer is abandoned.
+    pub fn start_offer(&mut self, now: Instant) -> Result<(), ApiError> {
+        let _ = now;
+        self.check_open()?;
+        if self.state != SignalingState::Stable {
+            return Err(ApiError::InvalidState {
+                operation: "start offer",
+                state: self.state,
+            });
+        }
+        self.making_offer = true;
+        Ok(())
+    }
+
+    /// The application applied a local description to its stack (`setLocalDescription`):
+    /// validates the step against the W3C table, sends the description, then any local
+    /// candidates that were waiting for it.
+    ///
+    /// Allowed: an offer in `stable` or `have-local-offer`; an answer in `have-remote-offer` or
+    /// `have-local-pranswer`; a provisional answer in `have-remote-offer` or
+    /// `have-local-pranswer`.
+    pub fn set_local_description(
+        &mut self,
+        now: Instant,
+        kind: SdpKind,
+        sdp: String,
+    ) -> Result<(), ApiError> {
+        use SignalingState as S;
+        self.check_open()?;
+        let next = match (kind, self.state) {
+            (SdpKind::Offer, S::Stable | S::HaveLocalOffer) => S::HaveLocalOffer,
+            (SdpKind::Answer, S::HaveRemoteOffer | S::HaveLocalPranswer) => S::Stable,
+            (SdpKind::Pranswer, S::HaveRemoteOffer | S::HaveLocalPranswer) => S::HaveLocalPranswer,
+            (_, state) => {
+                return Err(ApiError::InvalidState {
+                    operation: match kind {
+                        SdpKind::Offer => "set local offer",
+                        SdpKind::Answer => "set local answer",
+                        SdpKind::Pranswer => "set local pranswer",
+                    },
+                    state,
+                })
+            }
+        };
+        let facts = SdpFacts::parse_with_limit(&sdp, self.config.max_sdp_len)
+            .map_err(ApiError::InvalidSdp)?;
+        if kind == SdpKind::Offer {
+            self.making_offer = false;
+        }
+        let ufrag = facts.ice_credentials().map(|(u, _)| u.to_owned());
+        if ufrag != self.local_gen.ufrag || self.local.is_none() {
+            if let Some(old) = self.local_gen.ufrag.take() {
+                push_bounded(&mut self.old_local_ufrags, old, REMEMBERED_GENERATIONS);
+            }
+            self.local_gen = Generation::new(ufrag.as_deref());
+        }
+        if facts.end_of_candidates() {
+            self.local_gen.ended = true;
+        }
+        self.local = Some(facts);
+        self.transmit(&Message::Description(Description::new(kind, sdp)));
+        self.set_state(now, next);
+        if next == S::Stable {
+            self.push_event(Event::Negotiated);
+        }
+        // Local candidates that were waiting for this description.
+        let pending = std::mem::take(&mut self.pending_local);
+        for (c, ufrag) in pending {
+            // Candidates of another generation are dropped: they cannot belong to this one.
+            let _ = self.send_local_candidate(c, ufrag);
+        }
+        Ok(())
+    }
+
+    /// Rolls back the local or remote offer (RFC 9429 §4.1.8.2), returning to `stable`. Allowed
+    /// only in `have-local-offer` and `have-remote-offer`.
+    pub fn rollback(&mut self, now: Instant) -> Result<(), ApiError> {
+        self.check_open()?;
+        match self.state {
+            SignalingState::HaveLocalOffer | SignalingState::HaveRemoteOffer => {
+                self.making_offer = false;
+                self.set_state(now, SignalingState::Stable);
+                Ok(())
+            }
+            state => Err(ApiError::InvalidState {
+                operation: "rollback",
+                state,
+            }),
+        }
+    }
+
+    /// The application's stack gathered a local candidate: sends it, or holds it until the
+    /// local description it belongs to has gone out.
+    pub fn add_local_candidate(&mut self, candidate: IceCandidate) -> Result<(), ApiError> {
+        self.check_open()?;
+        let parsed = Candidate::parse(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
+        let ufrag = candidate
+            .username_fragment
+            .clone()
+            .or_else(|| parsed.ufrag().map(str::to_owned));
+        if self.local.is_none() {
+            if self.pending_local.len() >= self.config.max_pending_candidates {
+                return Err(ApiError::PendingFull {
+                    limit: self.config.max_pending_candidates,
+                });
+            }
+            self.pending_local.push_back((candidate, ufrag));
+            return Ok(());
+        }
+        self.send_local_candidate(candidate, ufrag)
+    }
+
+    /// The application's stack finished gathering for the current local ICE generation: sends
+    /// end-of-candidates. Nothing more is sent for this generation.
+    pub fn end_of_local_candidates(&mut self) -> Result<(), ApiError> {
+        self.check_open()?;
+        if self.local.is_none() {
+            return Err(ApiError::InvalidState {
+                operation: "end of candidates before a local description",
+                state: self.state,
+            });
+        }
+        if self.local_gen.ended {
+            return Ok(());
+        }
+        self.local_gen.ended = true;
+        let eoc = EndOfCandidates {
+            sdp_mid: self.local_default_mid(None),
+            sdp_m_line_index: None,
+            username_fragment: self.local_gen.ufrag.clone(),
+        };
+        let eoc = self.fill_local_index(eoc);
+        self.transmit(&Message::EndOfCandidates(eoc));
+        Ok(())
+    }
+
+    /// Closes the session: state `closed`, timers off, everything pending dropped. Further
+    /// commands fail with [`ApiError::Closed`]; inputs are ignored.
+    pub fn close(&mut self) {
+        if self.state == SignalingState::Closed {
+            return;
+        }
+        self.pending_local.clear();
+        self.pending_remote.clear();
+        self.making_offer = false;
+        self.deadline = None;
+        self.state = SignalingState::Closed;
+        self.push_event(Event::StateChanged(SignalingState::Closed));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Inputs
+
+    /// A frame arrived from the peer. Decodes and handles it; a malformed frame is answered with
+    /// an `error` frame and an [`Event::PeerError`].
+    pub fn handle_frame(&mut self, now: Instant, frame: &str) {
+        if self.state == SignalingState::Closed {
+            return;
+        }
+        match wire::decode_with_limit(frame, self.config.max_frame_len) {
+            Ok(message) => self.handle_message(now, message),
+            Err(e) => {
+                let kind = e.request_type();
+                self.peer_error(kind, PeerError::Decode(e));
+            }
+        }
+    }
+
+    /// A decoded message arrived from the peer.
+    pub fn handle_message(&mut self, now: Instant, message: Message) {
+        if self.state == SignalingState::Closed {
+            return;
+        }
+        match message {
+            Message::Description(d) => self.handle_description(now, d),
+            Message::Candidate(c) => self.handle_candidate(c),
+            Message::EndOfCandidates(e) => self.handle_end_of_candidates(e),
+            Message::Error(e) => self.push_event(Event::RemoteError(e)),
+            Message::Unknown(_) => self.stats.unknown_frames += 1,
+        }
+    }
+
+    /// Time passed. Call at (or after) the instant the last [`Output::Timeout`] gave.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.deadline {
+            if now >= deadline {
+                self.deadline = None;
+                self.push_event(Event::NegotiationFailed(NegotiationFailure::Timeout {
+                    state: self.state,
+                }));
+            }
+        }
+    }
+
+    fn handle_description(&mut self, now: Instant, d: Description) {
+        use SignalingState as S;
+        let request_type = d.kind_type_name();
+        let hash = hash_of(&(d.kind, &d.sdp));
+        if self.seen_descriptions.contains(&hash) {
+            self.stats.duplicates_suppressed += 1;
+            return;
+        }
+        let next = match d.kind {
+            SdpKind::Offer => {
+                let collision = self.making_offer || self.state != S::Stable;
+                if collision && !self.config.polite {
+                    self.push_event(Event::OfferIgnored);
+                    return;
+                }
+                match self.state {
+                    S::Stable | S::HaveRemoteOffer => {}
+                    S::HaveLocalOffer => {}
+                    state => {
+                        let kind = d.kind;
+                        self.peer_error(
+                            request_type,
+                            PeerError::UnexpectedDescription { kind, state },
+                        );
+                        return;
+                    }
+                }
+                S::HaveRemoteOffer
+            }
+            SdpKind::Answer => match self.state {
+                S::HaveLocalOffer | S::HaveRemotePranswer => S::Stable,
+                state => {
+                    self.peer_error(
+                        request_type,
+                        PeerError::UnexpectedDescription {
+                            kind: d.kind,
+                            state,
+                        },
+                    );
+                    return;
+                }
+            },
+            SdpKind::Pranswer => match self.state {
+                S::HaveLocalOffer | S::HaveRemotePranswer => S::HaveRemotePranswer,
+                state => {
+                    self.peer_error(
+                        request_type,
+                        PeerError::UnexpectedDescription {
+                            kind: d.kind,
+                            state,
+                        },
+                    );
+                    return;
+                }
+            },
+        };
+        let facts = match SdpFacts::parse_with_limit(&d.sdp, self.config.max_sdp_len) {
+            Ok(f) => f,
+            Err(e) => {
+                self.peer_error(request_type, PeerError::InvalidSdp(e));
+                return;
+            }
+        };
+        push_bounded(&mut self.seen_descriptions, hash, REMEMBERED_DESCRIPTIONS);
+        // Perfect negotiation, polite side: our own offer (applied or being made) gives way.
+        if d.kind == SdpKind::Offer && (self.making_offer || self.state == S::HaveLocalOffer) {
+            self.making_offer = false;
+            self.pending_local.clear();
+            self.push_event(Event::Rollback);
+            if self.state == S::HaveLocalOffer {
+                self.set_state(now, S::Stable);
+            }
+        }
+        // A new ICE generation?
+        let ufrag = facts
+            .ice_credentials()
+            .map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let restart = match (&self.remote, &ufrag) {
+            (Some(_), Some((u, _))) => self.remote_gen.ufrag.as_deref() != Some(u.as_str()),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let is_first = self.remote.is_none();
+        if restart {
+            if let Some(old) = self.remote_gen.ufrag.take() {
+                push_bounded(&mut self.old_remote_ufrags, old, REMEMBERED_GENERATIONS);
+            }
+            self.remote_gen = Generation::new(ufrag.as_ref().map(|(u, _)| u.as_str()));
+        }
+        if facts.end_of_candidates() {
+            self.remote_gen.ended = true;
+        }
+        self.remote = Some(facts);
+        self.push_event(Event::ApplyRemoteDescription(d));
+        if restart && !is_first {
+            if let Some(u) = self.remote_gen.ufrag.clone() {
+                self.push_event(Event::RemoteIceRestart {
+                    username_fragment: u,
+                });
+            }
+        }
+        self.set_state(now, next);
+        if next == S::Stable {
+            self.push_event(Event::Negotiated);
+        }
+        self.release_pending_remote();
+    }
+
+    fn handle_candidate(&mut self, c: IceCandidate) {
+        let parsed = match Candidate::parse(&c.candidate) {
+            Ok(p) => p,
+            Err(e) => {
+                self.peer_error(TYPE_CANDIDATE, PeerError::InvalidCandidate(e));
+                return;
+            }
+        };
+        let ufrag = c
+            .username_fragment
+            .clone()
+            .or_else(|| parsed.ufrag().map(str::to_owned));
+        self.route_remote(PendingRemote::Candidate(c, parsed, ufrag));
+    }
+
+    fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
+        self.route_remote(PendingRemote::End(e));
+    }
+
+    /// Applies, holds or drops one remote candidate / end-of-candidates.
+    fn route_remote(&mut self, entry: PendingRemote) {
+        let ufrag = match &entry {
+            PendingRemote::Candidate(_, _, u) => u.as_deref(),
+            PendingRemote::End(e) => e.username_fragment.as_deref(),
+        };
+        match self.classify_generation(ufrag) {
+            Gen::Current => self.apply_remote(entry),
+            Gen::Stale => self.drop_remote(DropReason::StaleGeneration, 1),
+            Gen::Unknown => {
+                if self.pending_remote.len() >= self.config.max_pending_candidates {
+                    let limit = self.config.max_pending_candidates;
+                    self.peer_error(TYPE_CANDIDATE, PeerError::PendingFull { limit });
+                } else {
+                    self.pending_remote.push_back(entry);
+                }
+            }
+        }
+    }
+
+    fn classify_generation(&self, ufrag: Option<&str>) -> Gen {
+        if self.remote.is_none() {
+            return Gen::Unknown;
+        }
+        match ufrag {
+            None => Gen::Current,
+            Some(u) if self.remote_gen.ufrag.as_deref() == Some(u) => Gen::Current,
+            // A description without ICE credentials: every candidate belongs to it.
+            Some(_) if self.remote_gen.ufrag.is_none() => Gen::Current,
+            Some(u) if self.old_remote_ufrags.iter().any(|o| o == u) => Gen::Stale,
+            Some(_) => Gen::Unknown,
+        }
+    }
+
+    fn release_pending_remote(&mut self) {
+        let pending = std::mem::take(&mut self.pending_remote);
+        let mut stale = 0;
+        for entry in pending {
+            let ufrag = match &entry {
+                PendingRemote::Candidate(_, _, u) => u.as_deref(),
+                PendingRemote::End(e) => e.username_fragment.as_deref(),
+            };
+            match self.classify_generation(ufrag) {
+                Gen::Current => self.apply_remote(entry),
+                // Held for a description that has now been superseded: it can never apply.
+                Gen::Stale | Gen::Unknown => stale += 1,
+            }
+        }
+        if stale > 0 {
+            self.drop_remote(DropReason::StaleGeneration, stale);
+        }
+    }
+
+    fn apply_remote(&mut self, entry: PendingRemote) {
+        match entry {
+            PendingRemote::Candidate(mut init, candidate, ufrag) => {
+                if self.remote_gen.ended {
+                    self.drop_remote(DropReason::AfterEndOfCandidates, 1);
+                    return;
+                }
+                let key = hash_of(&(&init.candidate, &ufrag));
+                if self.remote_gen.seen.contains(&key) {
+                    self.stats.duplicates_suppressed += 1;
+                    return;
+                }
+                if self.remote_gen.seen.len() >= self.config.max_candidates {
+                    let limit = self.config.max_candidates;
+                    self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
+                    return;
+                }
+                if let Err(e) = self.resolve_section(
+                    &mut init.sdp_mid,
+                    &mut init.sdp_m_line_index,
+                    ufrag.as_deref(),
+                ) {
+                    self.peer_error(TYPE_CANDIDATE, e);
+                    return;
+                }
+                if init.username_fragment.is_none() {
+                    init.username_fragment = self.remote_gen.ufrag.clone();
+                }
+                self.remote_gen.seen.insert(key);
+                self.stats.remote_candidates_applied += 1;
+                self.push_event(Event::AddRemoteCandidate(RemoteCandidate {
+                    init,
+                    candidate,
+                }));
+            }
+            PendingRemote::End(mut e) => {
+                if self.remote_gen.ended {
+                    return;
+                }
+                let ufrag = e.username_fragment.clone();
+                if self
+                    .resolve_section(&mut e.sdp_mid, &mut e.sdp_m_line_index, ufrag.as_deref())
+                    .is_err()
+                {
+                    // End-of-candidates applies to the whole generation anyway.
+                    e.sdp_mid = None;
+                    e.sdp_m_line_index = None;
+                }
+                if e.username_fragment.is_none() {
+                    e.username_fragment = self.remote_gen.ufrag.clone();
+                }
+                self.remote_gen.ended = true;
+                self.push_event(Event::RemoteEndOfCandidates(e));
+            }
+        }
+    }
+
+    /// Fills in / checks the m-section of a remote candidate against the remote description.
+    fn resolve_section(
+        &self,
+        mid: &mut Option<String>,
+        index: &mut Option<u16>,
+        ufrag: Option<&str>,
+    ) -> Result<(), PeerError> {
+        let Some(facts) = &self.remote else {
+            return Ok(());
+        };
+        if facts.sections().is_empty() {
+            return Ok(());
+        }
+        match (mid.as_deref(), *index) {
+            (Some(m), _) => {
+                let i = facts
+                    .index_of_mid(m)
+                    .ok_or(PeerError::UnknownMediaSection)?;
+                if index.is_none() {
+                    *index = u16::try_from(i).ok();
+                }
+            }
+            (None, Some(i)) => {
+                let m = facts
+                    .mid_at(usize::from(i))
+                    .ok_or(PeerError::UnknownMediaSection)?;
+                *mid = Some(m.to_owned());
+            }
+            (None, None) => {
+                if let Some(m) = facts.default_mid(ufrag) {
+                    *index = facts.index_of_mid(m).and_then(|i| u16::try_from(i).ok());
+                    *mid = Some(m.to_owned());
+                } else {
+                    *index = Some(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_remote(&mut self, reason: DropReason, count: usize) {
+        match reason {
+            DropReason::StaleGeneration => self.stats.stale_candidates_dropped += count as u64,
+            DropReason::AfterEndOfCandidates => self.stats.candidates_after_end += count as u64,
+        }
+        self.push_event(Event::CandidatesDropped { reason, count });
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Local candidates
+
+    fn send_local_candidate(
+        &mut self,
+        mut c: IceCandidate,
+        ufrag: Option<String>,
+    ) -> Result<(), ApiError> {
+        if let (Some(u), Some(current)) = (&ufrag, &self.local_gen.ufrag) {
+            if u != current {
+                return Err(ApiError::StaleCandidate);
+            }
+        }
+        if self.local_gen.ended {
+            return Err(ApiError::AfterEndOfCandidates);
+        }
+        let key = hash_of(&c.candidate);
+        if !self.local_gen.seen.insert(key) {
+            return Ok(());
+        }
+        if c.sdp_mid.is_none() && c.sdp_m_line_index.is_none() {
+            c.sdp_mid = self.local_default_mid(ufrag.as_deref());
+        }
+        if c.sdp_m_line_index.is_none() {
+            if let (Some(m), Some(facts)) = (&c.sdp_mid, &self.local) {
+                c.sdp_m_line_index = facts.index_of_mid(m).and_then(|i| u16::try_from(i).ok());
+            }
+        }
+        if c.username_fragment.is_none() {
+            c.username_fragment = self.local_gen.ufrag.clone();
+        }
+        self.stats.local_candidates_sent += 1;
+        self.transmit(&Message::Candidate(c));
+        Ok(())
+    }
+
+    fn local_default_mid(&self, ufrag: Option<&str>) -> Option<String> {
+        self.local
+            .as_ref()
+            .and_then(|f| f.default_mid(ufrag))
+            .map(str::to_owned)
+    }
+
+    fn fill_local_index(&self, mut e: EndOfCandidates) -> EndOfCandidates {
+        if let (Some(m), Some(facts)) = (&e.sdp_mid, &self.local) {
+            e.sdp_m_line_index = facts.index_of_mid(m).and_then(|i| u16::try_from(i).ok());
+        }
+        e
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Helpers
+
+    fn check_open(&self) -> Result<(), ApiError> {
+        if self.state == SignalingState::Closed {
+            Err(ApiError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn set_state(&mut self, now: Instant, next: SignalingState) {
+        if next != self.state {
+            self.state = next;
+            self.push_event(Event::StateChanged(next));
+        }
+        self.deadline = match next {
+            SignalingState::Stable | SignalingState::Closed => None,
+            // An exchange in progress keeps the deadline it started with.
+            _ => Some(
+                self.deadline
+                    .unwrap_or_else(|| now + self.config.negotiation_timeout),
+            ),
+        };
+    }
+
+    fn transmit(&mut self, message: &Message) {
+        self.out
+            .push_back(Output::Transmit(wire::encode(message, self.config.dialect)));
+    }
+
+    fn push_event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn peer_error(&mut self, request_type: &str, error: PeerError) {
+        self.stats.peer_errors += 1;
+        self.transmit(&Message::Error(ErrorMessage::new(request_type, &error)));
+        self.push_event(Event::PeerError(error));
+    }
+}
+
+enum Gen {
+    Current,
+    Stale,
+    Unknown,
+}
+
+impl Description {
+    fn kind_type_name(&self) -> &'static str {
+        match self.kind {
+            SdpKind::Offer => wire::TYPE_OFFER,
+            SdpKind::Answer => wire::TYPE_ANSWER,
+            SdpKind::Pranswer => wire::TYPE_WEBRTC,
+        }
+    }
+}
+
+fn push_bounded<T>(q: &mut VecDeque<T>, item: T, bound: usize) {
+    if q.len() >= bound {
+        q.pop_front();
+    }
+    q.push_back(item);
+}
+
+/// A 64-bit hash for duplicate suppression. `DefaultHasher::new()` uses fixed keys, so results
+/// are reproducible; a collision could only make a peer's own candidate look like a duplicate.
+fn hash_of<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}

@@ -300,8 +300,30 @@ impl Dialect {
     };
 }
 
+/// Where and why JSON could not be read (a cloneable summary of a `serde_json` error).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JsonError {
+    /// serde_json's description, including the line and column.
+    pub message: String,
+    /// 1-based line of the error (0 when unknown).
+    pub line: usize,
+    /// 1-based column of the error (0 when unknown).
+    pub column: usize,
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(e: serde_json::Error) -> Self {
+        Self {
+            message: e.to_string(),
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
 /// Why a frame could not be decoded. Peer-caused: answer it with an `error` frame.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
     /// The frame is longer than the bound.
@@ -314,7 +336,7 @@ pub enum DecodeError {
     },
     /// The frame is not a JSON object with a string `type`.
     #[error("not a signaling envelope: {0}")]
-    Envelope(#[source] serde_json::Error),
+    Envelope(#[source] JsonError),
     /// The envelope has no `value` where its type needs one.
     #[error("{kind}: missing value")]
     MissingValue {
@@ -328,7 +350,7 @@ pub enum DecodeError {
         kind: &'static str,
         /// What was wrong.
         #[source]
-        source: serde_json::Error,
+        source: JsonError,
     },
 }
 
@@ -367,9 +389,9 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
     .deserialize(&mut de)
     .map_err(|e| match in_value.get() {
         Some(known) => invalid(known, e),
-        None => DecodeError::Envelope(e),
+        None => DecodeError::Envelope(e.into()),
     })?;
-    de.end().map_err(DecodeError::Envelope)?;
+    de.end().map_err(|e| DecodeError::Envelope(e.into()))?;
     let (kind, value) = match parsed {
         Parsed::Done(known, value) => (known, value),
         Parsed::Deferred(known, raw) => {
@@ -397,7 +419,7 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
 fn invalid(known: Known, source: serde_json::Error) -> DecodeError {
     DecodeError::InvalidValue {
         kind: known.name(),
-        source,
+        source: source.into(),
     }
 }
 
@@ -432,7 +454,7 @@ fn finish(known: Known, value: TypedValue) -> Result<Message, DecodeError> {
         _ => {
             return Err(DecodeError::InvalidValue {
                 kind,
-                source: de::Error::custom("unexpected value"),
+                source: <serde_json::Error as de::Error>::custom("unexpected value").into(),
             })
         }
     })
@@ -831,7 +853,8 @@ impl<'a> RawFrame<'a> {
             #[serde(borrow, default)]
             from: Option<Cow<'a, str>>,
         }
-        let env: Envelope<'a> = serde_json::from_str(frame).map_err(DecodeError::Envelope)?;
+        let env: Envelope<'a> =
+            serde_json::from_str(frame).map_err(|e| DecodeError::Envelope(e.into()))?;
         Ok(RawFrame {
             kind: env.kind,
             value: env.value,
