@@ -1,0 +1,438 @@
+//! Scenario tests of the negotiation state machine: the seed client's flow and each trickle,
+//! restart, limit and misbehaviour rule.
+// Tests take one base instant from the clock; the library itself never reads it.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use signaling_core::negotiation::{
+    ApiError, Config, DropReason, Event, Negotiation, NegotiationFailure, Output, PeerError,
+    SignalingState,
+};
+use signaling_core::wire::{self, Dialect, IceCandidate, Message, SdpKind};
+
+fn drain(n: &mut Negotiation) -> (Vec<String>, Vec<Event>, Option<Instant>) {
+    let mut frames = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        match n.poll_output() {
+            Output::Transmit(f) => frames.push(f),
+            Output::Event(e) => events.push(e),
+            Output::Timeout(t) => return (frames, events, t),
+        }
+    }
+}
+
+fn frame(kind: &str, value: &str) -> String {
+    serde_json::json!({"type": kind, "value": value}).to_string()
+}
+
+fn added(events: &[Event]) -> Vec<(String, Option<String>, Option<u16>, Option<String>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AddRemoteCandidate(rc) => Some((
+                rc.init.candidate.clone(),
+                rc.init.sdp_mid.clone(),
+                rc.init.sdp_m_line_index,
+                rc.init.username_fragment.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The seed client: candidates may reach the wire before the offer; they carry no mid/ufrag.
+#[test]
+fn seed_client_early_candidates_are_held_then_released_in_order() {
+    let now = Instant::now();
+    let mut server = Negotiation::new(Config::default());
+    let c1 = common::candidate(1, None);
+    let c2 = common::candidate(2, None);
+    server.handle_frame(now, &frame("webrtc/candidate", &c1));
+    server.handle_frame(now, &frame("webrtc/candidate", &c2));
+    let (frames, events, _) = drain(&mut server);
+    assert!(
+        frames.is_empty() && events.is_empty(),
+        "held, not applied: {events:?}"
+    );
+
+    let offer = common::sdp("SeEd", 2, 3, "actpass");
+    server.handle_frame(now, &frame("webrtc/offer", &offer));
+    let (frames, events, timer) = drain(&mut server);
+    assert!(frames.is_empty());
+    assert!(
+        matches!(&events[0], Event::ApplyRemoteDescription(d) if d.kind == SdpKind::Offer && d.sdp == offer)
+    );
+    assert_eq!(
+        events[1],
+        Event::StateChanged(SignalingState::HaveRemoteOffer)
+    );
+    // Released in order, mapped to the BUNDLE transport's m-section, ufrag filled in.
+    assert_eq!(
+        added(&events),
+        vec![
+            (c1.clone(), Some("0".into()), Some(0), Some("SeEd".into())),
+            (c2.clone(), Some("0".into()), Some(0), Some("SeEd".into())),
+        ]
+    );
+    assert_eq!(
+        timer,
+        Some(now + Duration::from_secs(30)),
+        "negotiation deadline armed"
+    );
+
+    // The server answers; its own candidates follow the answer, in the seed's dialect.
+    let answer = common::sdp("SeRv", 1, 3, "active");
+    let early = common::candidate(9, None);
+    server
+        .set_local_description(now, SdpKind::Answer, answer.clone())
+        .expect("answer");
+    server
+        .add_local_candidate(IceCandidate::new(early.clone()))
+        .expect("candidate");
+    server.end_of_local_candidates().expect("end");
+    let (frames, events, timer) = drain(&mut server);
+    assert_eq!(
+        frames,
+        vec![
+            frame("webrtc/answer", &answer),
+            frame("webrtc/candidate", &early),
+            frame("webrtc/candidate", ""),
+        ]
+    );
+    assert!(events.contains(&Event::Negotiated));
+    assert_eq!(timer, None);
+    assert_eq!(server.signaling_state(), SignalingState::Stable);
+    // Nothing is sent after end-of-candidates.
+    assert_eq!(
+        server.add_local_candidate(IceCandidate::new(common::candidate(10, None))),
+        Err(ApiError::AfterEndOfCandidates)
+    );
+    assert!(drain(&mut server).0.is_empty());
+}
+
+#[test]
+fn local_candidates_wait_for_their_description() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::new(false).with_dialect(Dialect::BROWSER));
+    let c = common::candidate(1, Some("LoCl"));
+    n.add_local_candidate(IceCandidate::new(c.clone()))
+        .expect("held");
+    assert!(drain(&mut n).0.is_empty());
+    n.start_offer(now).expect("stable");
+    let offer = common::sdp("LoCl", 2, 2, "actpass");
+    n.set_local_description(now, SdpKind::Offer, offer)
+        .expect("offer");
+    let (frames, _, _) = drain(&mut n);
+    assert_eq!(frames.len(), 2);
+    assert!(frames[0].starts_with(r#"{"type":"webrtc/offer""#));
+    // Object dialect: mid, index and ufrag filled in from the local description.
+    let expected = serde_json::json!({"type":"webrtc/candidate","value":{"candidate":c,"sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"LoCl"}});
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&frames[1]).expect("json"),
+        expected
+    );
+    // Exact duplicates are not sent twice.
+    n.add_local_candidate(IceCandidate::new(c))
+        .expect("duplicate is fine");
+    assert!(drain(&mut n).0.is_empty());
+}
+
+fn answered_offerer(now: Instant) -> Negotiation {
+    let mut n = Negotiation::new(Config::new(false));
+    n.start_offer(now).expect("stable");
+    n.set_local_description(now, SdpKind::Offer, common::sdp("LoCl", 2, 2, "actpass"))
+        .expect("offer");
+    n.handle_frame(
+        now,
+        &frame("webrtc/answer", &common::sdp("OldG", 2, 2, "active")),
+    );
+    let (_, events, _) = drain(&mut n);
+    assert!(events.contains(&Event::Negotiated));
+    n
+}
+
+#[test]
+fn ice_restart_drops_stale_generation_candidates() {
+    let now = Instant::now();
+    let mut n = answered_offerer(now);
+    let old = common::candidate(1, Some("OldG"));
+    n.handle_frame(now, &frame("webrtc/candidate", &old));
+    assert_eq!(added(&drain(&mut n).1).len(), 1);
+
+    // We restart ICE; the peer answers with new credentials.
+    n.start_offer(now).expect("stable");
+    n.set_local_description(now, SdpKind::Offer, common::sdp("LoC2", 3, 2, "actpass"))
+        .expect("offer");
+    // A candidate of the new generation overtakes the answer: held, not applied to the old one.
+    let new = common::candidate(2, Some("NewG"));
+    n.handle_frame(now, &frame("webrtc/candidate", &new));
+    let (_, events, _) = drain(&mut n);
+    assert!(added(&events).is_empty());
+    n.handle_frame(
+        now,
+        &frame("webrtc/answer", &common::sdp("NewG", 3, 2, "active")),
+    );
+    let (_, events, _) = drain(&mut n);
+    assert!(events.contains(&Event::RemoteIceRestart {
+        username_fragment: "NewG".into()
+    }));
+    assert_eq!(added(&events).len(), 1, "{events:?}");
+    // A late candidate of the old generation is dropped and counted, never applied.
+    n.handle_frame(
+        now,
+        &frame("webrtc/candidate", &common::candidate(3, Some("OldG"))),
+    );
+    let (frames, events, _) = drain(&mut n);
+    assert!(frames.is_empty());
+    assert_eq!(
+        events,
+        vec![Event::CandidatesDropped {
+            reason: DropReason::StaleGeneration,
+            count: 1
+        }]
+    );
+    assert_eq!(n.stats().stale_candidates_dropped, 1);
+    // Our own late candidate of the old local generation is refused.
+    assert_eq!(
+        n.add_local_candidate(IceCandidate::new(common::candidate(4, Some("LoCl")))),
+        Err(ApiError::StaleCandidate)
+    );
+}
+
+#[test]
+fn remote_candidates_after_end_of_candidates_are_ignored_and_duplicates_suppressed() {
+    let now = Instant::now();
+    let mut n = answered_offerer(now);
+    let c = common::candidate(1, None);
+    n.handle_frame(now, &frame("webrtc/candidate", &c));
+    n.handle_frame(now, &frame("webrtc/candidate", &c));
+    n.handle_frame(now, &frame("webrtc/candidate", ""));
+    n.handle_frame(now, &frame("webrtc/candidate", ""));
+    n.handle_frame(now, &frame("webrtc/candidate", &common::candidate(2, None)));
+    let (frames, events, _) = drain(&mut n);
+    assert!(frames.is_empty());
+    assert_eq!(added(&events).len(), 1);
+    let ends = events
+        .iter()
+        .filter(|e| matches!(e, Event::RemoteEndOfCandidates(_)))
+        .count();
+    assert_eq!(ends, 1);
+    assert!(events.contains(&Event::CandidatesDropped {
+        reason: DropReason::AfterEndOfCandidates,
+        count: 1
+    }));
+    assert_eq!(n.stats().duplicates_suppressed, 1);
+}
+
+#[test]
+fn peer_misbehaviour_becomes_an_error_frame_and_an_event() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::default());
+    let cases = [
+        ("not json".to_owned(), "frame: "),
+        (
+            frame("webrtc/answer", &common::sdp("ReMo", 2, 1, "active")),
+            "webrtc/answer: unexpected answer in state stable",
+        ),
+        (frame("webrtc/offer", "hello"), "webrtc/offer: invalid SDP"),
+        (
+            frame("webrtc/candidate", "candidate:bad\r\na=inject"),
+            "webrtc/candidate: invalid candidate",
+        ),
+        (
+            frame("webrtc/candidate", "null"),
+            "webrtc/candidate: invalid candidate",
+        ),
+    ];
+    for (input, expected) in cases {
+        n.handle_frame(now, &input);
+        let (frames, events, _) = drain(&mut n);
+        assert_eq!(frames.len(), 1, "{input}");
+        let reply = wire::decode(&frames[0]).expect("our frame");
+        let Message::Error(e) = reply else {
+            panic!("not an error: {reply:?}")
+        };
+        assert!(e.text.starts_with(expected), "{input} -> {}", e.text);
+        assert!(
+            matches!(events.as_slice(), [Event::PeerError(_)]),
+            "{events:?}"
+        );
+        assert_eq!(n.signaling_state(), SignalingState::Stable);
+    }
+    // A remote error report is an event, never answered (no error ping-pong).
+    n.handle_frame(now, &frame("error", "webrtc/offer: nope"));
+    let (frames, events, _) = drain(&mut n);
+    assert!(frames.is_empty());
+    assert!(matches!(events.as_slice(), [Event::RemoteError(_)]));
+    // Unknown types are ignored.
+    n.handle_frame(now, r#"{"type":"mse","value":"video"}"#);
+    assert_eq!(drain(&mut n), (vec![], vec![], None));
+}
+
+#[test]
+fn candidate_for_unknown_section_is_refused_without_losing_others() {
+    let now = Instant::now();
+    let mut n = answered_offerer(now);
+    let good = IceCandidate {
+        sdp_mid: Some("1".into()),
+        ..IceCandidate::new(common::candidate(1, None))
+    };
+    let bad = IceCandidate {
+        sdp_mid: Some("7".into()),
+        ..IceCandidate::new(common::candidate(2, None))
+    };
+    let by_index = IceCandidate {
+        sdp_m_line_index: Some(1),
+        ..IceCandidate::new(common::candidate(3, None))
+    };
+    for c in [good, bad, by_index] {
+        n.handle_message(now, Message::Candidate(c));
+    }
+    let (frames, events, _) = drain(&mut n);
+    assert_eq!(frames.len(), 1);
+    assert!(events.contains(&Event::PeerError(PeerError::UnknownMediaSection)));
+    let got = added(&events);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].1.as_deref(), got[0].2), (Some("1"), Some(1)));
+    assert_eq!((got[1].1.as_deref(), got[1].2), (Some("1"), Some(1)));
+}
+
+#[test]
+fn pending_candidates_are_bounded() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::default().with_max_pending_candidates(3));
+    for i in 0..5 {
+        n.handle_frame(now, &frame("webrtc/candidate", &common::candidate(i, None)));
+    }
+    let (frames, events, _) = drain(&mut n);
+    assert_eq!(frames.len(), 2, "two refused with an error frame");
+    assert_eq!(
+        events,
+        vec![
+            Event::PeerError(PeerError::PendingFull { limit: 3 }),
+            Event::PeerError(PeerError::PendingFull { limit: 3 })
+        ]
+    );
+    n.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("ReMo", 2, 1, "actpass")),
+    );
+    assert_eq!(
+        added(&drain(&mut n).1).len(),
+        3,
+        "the accepted three are kept"
+    );
+}
+
+#[test]
+fn candidates_per_generation_are_bounded() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::default().with_max_candidates(2));
+    n.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("ReMo", 2, 1, "actpass")),
+    );
+    for i in 0..3 {
+        n.handle_frame(now, &frame("webrtc/candidate", &common::candidate(i, None)));
+    }
+    let (_, events, _) = drain(&mut n);
+    assert_eq!(added(&events).len(), 2);
+    assert!(events.contains(&Event::PeerError(PeerError::TooManyCandidates { limit: 2 })));
+}
+
+#[test]
+fn an_unanswered_offer_fails_at_the_deadline() {
+    let now = Instant::now();
+    let mut n =
+        Negotiation::new(Config::new(false).with_negotiation_timeout(Duration::from_secs(5)));
+    n.start_offer(now).expect("stable");
+    n.set_local_description(now, SdpKind::Offer, common::sdp("LoCl", 2, 1, "actpass"))
+        .expect("offer");
+    let (_, _, timer) = drain(&mut n);
+    assert_eq!(timer, Some(now + Duration::from_secs(5)));
+    n.handle_timeout(now + Duration::from_secs(4));
+    assert_eq!(drain(&mut n).1, vec![]);
+    n.handle_timeout(now + Duration::from_secs(5));
+    let (_, events, timer) = drain(&mut n);
+    assert_eq!(
+        events,
+        vec![Event::NegotiationFailed(NegotiationFailure::Timeout {
+            state: SignalingState::HaveLocalOffer
+        })]
+    );
+    assert_eq!(timer, None);
+    // The application rolls back and may try again.
+    n.rollback(now).expect("rollback from have-local-offer");
+    assert_eq!(n.signaling_state(), SignalingState::Stable);
+}
+
+#[test]
+fn pranswer_then_answer() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::new(false).with_dialect(Dialect::GO2RTC_V2));
+    n.start_offer(now).expect("stable");
+    n.set_local_description(now, SdpKind::Offer, common::sdp("LoCl", 2, 1, "actpass"))
+        .expect("offer");
+    let pr = wire::encode(
+        &Message::Description(wire::Description::new(
+            SdpKind::Pranswer,
+            common::sdp("ReMo", 2, 1, "active"),
+        )),
+        Dialect::GO2RTC_V2,
+    );
+    n.handle_frame(now, &pr);
+    assert_eq!(n.signaling_state(), SignalingState::HaveRemotePranswer);
+    n.handle_frame(
+        now,
+        &frame("webrtc/answer", &common::sdp("ReMo", 3, 1, "active")),
+    );
+    assert_eq!(n.signaling_state(), SignalingState::Stable);
+    let (_, events, _) = drain(&mut n);
+    assert_eq!(
+        events.iter().filter(|e| **e == Event::Negotiated).count(),
+        1
+    );
+}
+
+#[test]
+fn closed_sessions_ignore_input_and_refuse_commands() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::default());
+    n.close();
+    assert_eq!(
+        drain(&mut n).1,
+        vec![Event::StateChanged(SignalingState::Closed)]
+    );
+    n.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("ReMo", 2, 1, "actpass")),
+    );
+    assert_eq!(drain(&mut n), (vec![], vec![], None));
+    assert_eq!(n.start_offer(now), Err(ApiError::Closed));
+    assert_eq!(
+        n.set_local_description(now, SdpKind::Offer, common::sdp("LoCl", 2, 1, "actpass")),
+        Err(ApiError::Closed)
+    );
+}
+
+#[test]
+fn invalid_local_input_is_an_api_error_and_changes_nothing() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::default());
+    assert!(matches!(
+        n.set_local_description(now, SdpKind::Offer, "garbage".into()),
+        Err(ApiError::InvalidSdp(_))
+    ));
+    assert!(matches!(
+        n.add_local_candidate(IceCandidate::new(
+            "candidate:1 1 udp 1 1.2.3.4 5 typ host\r\na=x"
+        )),
+        Err(ApiError::InvalidCandidate(_))
+    ));
+    assert_eq!(n.signaling_state(), SignalingState::Stable);
+    assert_eq!(drain(&mut n), (vec![], vec![], None));
+}
