@@ -29,7 +29,10 @@ fn frame(kind: &str, value: &str) -> String {
     serde_json::json!({"type": kind, "value": value}).to_string()
 }
 
-fn added(events: &[Event]) -> Vec<(String, Option<String>, Option<u16>, Option<String>)> {
+/// Candidate text, mid, m-line index and ufrag of each candidate handed to the application.
+type Added = (String, Option<String>, Option<u16>, Option<String>);
+
+fn added(events: &[Event]) -> Vec<Added> {
     events
         .iter()
         .filter_map(|e| match e {
