@@ -19,6 +19,9 @@
 #![warn(missing_docs)]
 
 pub mod candidate;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod negotiation;
 pub mod sdp;
 pub mod transport;
