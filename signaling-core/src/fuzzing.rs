@@ -186,7 +186,8 @@ mod tests {
     #[test]
     fn replay_fuzz_corpora() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-        let targets: [(&str, fn(&[u8])); 4] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 4] = [
             ("wire", super::wire),
             ("candidate", super::candidate),
             ("sdp", super::sdp),
