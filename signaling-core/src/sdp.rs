@@ -483,13 +483,7 @@ impl SdpFacts {
         if sdp.is_empty() {
             return Err(SdpError::Empty);
         }
-        // `contains` on bytes is a fast memchr; the position is only looked up on failure.
-        if sdp.as_bytes().contains(&0) {
-            let pos = sdp.bytes().position(|b| b == 0).unwrap_or_default();
-            return Err(SdpError::NulByte {
-                line: line_of(sdp, pos),
-            });
-        }
+        check_bytes(sdp)?;
         Scanner::new(sdp).run(sdp)
     }
 
@@ -621,6 +615,61 @@ impl fmt::Debug for SdpFacts {
     }
 }
 
+/// Refuses a NUL byte anywhere and a `\r` not followed by `\n`.
+///
+/// The common case is one branch-free pass the compiler vectorizes; the offending position is
+/// only looked for when there is one.
+fn check_bytes(sdp: &str) -> Result<(), SdpError> {
+    let bytes = sdp.as_bytes();
+    let next = bytes.get(1..).unwrap_or_default();
+    let mut bad = 0u32;
+    for (&b, &n) in bytes.iter().zip(next) {
+        bad += u32::from((b == 0) | ((b == b'\r') & (n != b'\n')));
+    }
+    let last = bytes.last().copied();
+    if bad == 0 && last != Some(0) && last != Some(b'\r') {
+        return Ok(());
+    }
+    for (pos, &b) in bytes.iter().enumerate() {
+        if b == 0 {
+            return Err(SdpError::NulByte {
+                line: line_of(sdp, pos),
+            });
+        }
+        if b == b'\r' && bytes.get(pos + 1) != Some(&b'\n') {
+            return Err(SdpError::BareCarriageReturn {
+                line: line_of(sdp, pos),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Position of the first `\n`, eight bytes at a time (the classic has-zero-byte word trick).
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ LF;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            // The lowest set high bit marks the first zero byte (borrows only run upwards).
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| offset + p)
+}
+
 /// 1-based line number of byte offset `pos`.
 fn line_of(sdp: &str, pos: usize) -> usize {
     1 + sdp
@@ -699,16 +748,16 @@ impl Scanner {
         let mut line_no = 0usize;
         while !rest.is_empty() {
             line_no += 1;
-            let line = match rest.split_once('\n') {
-                Some((raw, next)) => {
-                    rest = next;
+            // `check_bytes` has ruled out any `\r` other than the one ending a line.
+            let line = match find_lf(rest.as_bytes()) {
+                Some(lf) => {
+                    // '\n' is ASCII, so `lf` and `lf + 1` are char boundaries.
+                    let raw = rest.get(..lf).unwrap_or_default();
+                    rest = rest.get(lf + 1..).unwrap_or_default();
                     raw.strip_suffix('\r').unwrap_or(raw)
                 }
                 None => std::mem::take(&mut rest),
             };
-            if line.as_bytes().contains(&b'\r') {
-                return Err(SdpError::BareCarriageReturn { line: line_no });
-            }
             if line_no == 1 {
                 if line != "v=0" {
                     return Err(SdpError::MissingVersion);
@@ -791,6 +840,14 @@ impl Scanner {
     }
 
     fn attribute(&mut self, value: &str, line: usize) -> Result<(), SdpError> {
+        // Most lines (rtpmap, rtcp-fb, extmap, fmtp, ssrc, ...) are of no interest: rule them
+        // out by their first byte before splitting the line.
+        if !matches!(
+            value.as_bytes().first(),
+            Some(b'b' | b'c' | b'e' | b'g' | b'i' | b'm' | b'r' | b's')
+        ) {
+            return Ok(());
+        }
         let (name, arg) = match value.split_once(':') {
             Some((name, arg)) => (name, Some(arg)),
             None => (value, None),
@@ -997,6 +1054,22 @@ mod tests {
     fn ice_chars() {
         assert!(is_ice_chars("aZ09+/"));
         assert!(!is_ice_chars("a-b"));
+    }
+
+    #[test]
+    fn find_lf_matches_position() {
+        let text = b"abcdefghijklmnopqrstuvwxyz";
+        for i in 0..text.len() {
+            let mut v = text.to_vec();
+            v[i] = b'\n';
+            if i + 3 < v.len() {
+                v[i + 3] = b'\n';
+            }
+            assert_eq!(find_lf(&v), Some(i));
+        }
+        assert_eq!(find_lf(text), None);
+        assert_eq!(find_lf(b""), None);
+        assert_eq!(find_lf("\u{10a}\u{a0a}\n".as_bytes()), Some(5));
     }
 
     #[test]
