@@ -622,9 +622,9 @@ impl fmt::Debug for SdpFacts {
 fn check_bytes(sdp: &str) -> Result<(), SdpError> {
     let bytes = sdp.as_bytes();
     let next = bytes.get(1..).unwrap_or_default();
-    let mut bad = 0u32;
+    let mut bad = 0u8;
     for (&b, &n) in bytes.iter().zip(next) {
-        bad += u32::from((b == 0) | ((b == b'\r') & (n != b'\n')));
+        bad |= u8::from(b == 0) | (u8::from(b == b'\r') & u8::from(n != b'\n'));
     }
     let last = bytes.last().copied();
     if bad == 0 && last != Some(0) && last != Some(b'\r') {
@@ -708,6 +708,54 @@ struct GroupDraft {
     line: usize,
     first: usize,
     end: usize,
+}
+
+/// The attributes the scanner looks at, recognised without splitting the line.
+enum Attr<'a> {
+    Candidate,
+    Mid(&'a str),
+    IceUfrag(&'a str),
+    IcePwd(&'a str),
+    IceOptions(&'a str),
+    IceLite,
+    Direction(Direction),
+    EndOfCandidates,
+    BundleOnly,
+    Group(&'a str),
+    Other,
+}
+
+impl<'a> Attr<'a> {
+    /// Classifies the value of an `a=` line. Most lines (rtpmap, rtcp-fb, extmap, fmtp, ssrc,
+    /// ...) are ruled out by their first byte and a length check, without comparing strings.
+    fn classify(value: &'a str) -> Self {
+        let flag = |name: &str, attr: Self| if value == name { attr } else { Self::Other };
+        let arg = |prefix: &str, make: fn(&'a str) -> Self| {
+            value.strip_prefix(prefix).map_or(Self::Other, make)
+        };
+        match value.as_bytes().first() {
+            Some(b'c') => arg("candidate:", |_| Self::Candidate),
+            Some(b'm') => arg("mid:", Self::Mid),
+            Some(b'i') => match value.as_bytes().get(4) {
+                Some(b'u') => arg("ice-ufrag:", Self::IceUfrag),
+                Some(b'p') => arg("ice-pwd:", Self::IcePwd),
+                Some(b'o') => arg("ice-options:", Self::IceOptions),
+                Some(b'l') => flag("ice-lite", Self::IceLite),
+                Some(b't') => flag("inactive", Self::Direction(Direction::Inactive)),
+                _ => Self::Other,
+            },
+            Some(b's') => match value.as_bytes().get(4) {
+                Some(b'r') => flag("sendrecv", Self::Direction(Direction::SendRecv)),
+                Some(b'o') => flag("sendonly", Self::Direction(Direction::SendOnly)),
+                _ => Self::Other,
+            },
+            Some(b'r') => flag("recvonly", Self::Direction(Direction::RecvOnly)),
+            Some(b'e') => flag("end-of-candidates", Self::EndOfCandidates),
+            Some(b'b') => flag("bundle-only", Self::BundleOnly),
+            Some(b'g') => arg("group:", Self::Group),
+            _ => Self::Other,
+        }
+    }
 }
 
 /// The single-pass line scanner.
@@ -840,27 +888,15 @@ impl Scanner {
     }
 
     fn attribute(&mut self, value: &str, line: usize) -> Result<(), SdpError> {
-        // Most lines (rtpmap, rtcp-fb, extmap, fmtp, ssrc, ...) are of no interest: rule them
-        // out by their first byte before splitting the line.
-        if !matches!(
-            value.as_bytes().first(),
-            Some(b'b' | b'c' | b'e' | b'g' | b'i' | b'm' | b'r' | b's')
-        ) {
-            return Ok(());
-        }
-        let (name, arg) = match value.split_once(':') {
-            Some((name, arg)) => (name, Some(arg)),
-            None => (value, None),
-        };
-        match (name, arg) {
-            ("candidate", Some(_)) => {
+        match Attr::classify(value) {
+            Attr::Candidate => {
                 self.candidate_count += 1;
                 if let Some(s) = self.sections.last_mut() {
                     s.candidate_count += 1;
                 }
             }
-            ("mid", Some(mid)) => self.mid(mid, line)?,
-            ("ice-ufrag", Some(ufrag)) => {
+            Attr::Mid(mid) => self.mid(mid, line)?,
+            Attr::IceUfrag(ufrag) => {
                 let len = ufrag.len();
                 if !(UFRAG_MIN..=ICE_CRED_MAX).contains(&len) || !is_ice_chars(ufrag) {
                     return Err(SdpError::InvalidIceUfrag { line });
@@ -880,7 +916,7 @@ impl Scanner {
                     None => self.session_ufrag = span,
                 }
             }
-            ("ice-pwd", Some(pwd)) => {
+            Attr::IcePwd(pwd) => {
                 let len = pwd.len();
                 if !(PWD_MIN..=ICE_CRED_MAX).contains(&len) || !is_ice_chars(pwd) {
                     return Err(SdpError::InvalidIcePwd { line });
@@ -898,7 +934,7 @@ impl Scanner {
                     None => self.session_pwd = span,
                 }
             }
-            ("ice-options", Some(options)) => {
+            Attr::IceOptions(options) => {
                 if options.split(' ').any(|o| o == "trickle") {
                     self.ice_trickle = true;
                     if let Some(s) = self.sections.last_mut() {
@@ -906,26 +942,23 @@ impl Scanner {
                     }
                 }
             }
-            ("sendrecv", None) => self.direction(Direction::SendRecv),
-            ("sendonly", None) => self.direction(Direction::SendOnly),
-            ("recvonly", None) => self.direction(Direction::RecvOnly),
-            ("inactive", None) => self.direction(Direction::Inactive),
-            ("end-of-candidates", None) => match self.sections.last_mut() {
+            Attr::Direction(d) => self.direction(d),
+            Attr::EndOfCandidates => match self.sections.last_mut() {
                 Some(s) => s.end_of_candidates = true,
                 None => self.session_end_of_candidates = true,
             },
-            ("bundle-only", None) => {
+            Attr::BundleOnly => {
                 if let Some(s) = self.sections.last_mut() {
                     s.bundle_only = true;
                 }
             }
-            ("ice-lite", None) => {
+            Attr::IceLite => {
                 if self.sections.is_empty() {
                     self.ice_lite = true;
                 }
             }
-            ("group", Some(group)) => self.group(group, line)?,
-            _ => {}
+            Attr::Group(group) => self.group(group, line)?,
+            Attr::Other => {}
         }
         Ok(())
     }
