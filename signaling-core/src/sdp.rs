@@ -27,9 +27,9 @@
 //!
 //! # Cost
 //!
-//! Parsing does a constant number of allocations for the whole description (one buffer holding
-//! the extracted tokens, shared by the sections, plus the section and BUNDLE lists), never one per
-//! line.
+//! Parsing allocates a handful of buffers for the whole description (one holding the extracted
+//! tokens, shared by the sections, the section list, and one `String` per BUNDLE mid), never one
+//! per line. A NUL / bare `\r` check runs as one vectorizable pass before the line scan.
 
 use std::fmt;
 use std::sync::Arc;
