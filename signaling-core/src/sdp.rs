@@ -1,136 +1,1115 @@
-//! Temporary minimal SDP facts (replaced by the full scanner).
-#![allow(missing_docs)]
+//! SDP facts, not a full SDP stack.
+//!
+//! Signaling needs a handful of facts from a session description: the m-sections (media, port,
+//! protocol, mid, direction), the BUNDLE groups, the ICE credentials, whether the description
+//! already carries candidates and end-of-candidates, and the ICE options. [`SdpFacts::parse`]
+//! extracts exactly those with a single hand-written line scan; an SDP crate was not used because
+//! it would build (and allocate) a full session model, which is far slower than this job needs.
+//!
+//! # What is checked
+//!
+//! - The input is at most [`DEFAULT_MAX_SDP_LEN`] bytes (or the limit given to
+//!   [`SdpFacts::parse_with_limit`]). Every line is at least three bytes long (`x=` and a line
+//!   feed), so the number of lines is bounded by the length bound; the number of m-sections is
+//!   bounded by [`MAX_MEDIA_SECTIONS`].
+//! - Lines end in `\r\n` (what browsers send) or a bare `\n` (what some tools write); the final
+//!   line ending is optional. A NUL byte anywhere, or a `\r` that is not followed by `\n`, is an
+//!   error.
+//! - The first line is `v=0`; every line has the form `<letter>=<value>` with a lowercase letter.
+//! - An `m=` line is `<media> <port>[/<count>] <proto> <fmt> [<fmt>...]`.
+//! - `a=mid` appears at most once per section, and no two sections share a mid.
+//! - `a=ice-ufrag` is 4 to 256 and `a=ice-pwd` 22 to 256 ice-chars (`ALPHA / DIGIT / "+" / "/"`,
+//!   RFC 8839 §5.4); each appears at most once per level. Chrome, Firefox and aiortc comply.
+//! - Every mid named by a session-level `a=group:BUNDLE` line exists.
+//!
+//! Everything else (codecs, fingerprints, extmaps, ...) is skipped without being looked at
+//! beyond the line syntax above.
+//!
+//! # Cost
+//!
+//! Parsing allocates a handful of buffers for the whole description (one holding the extracted
+//! tokens, shared by the sections, the section list, and one `String` per BUNDLE mid), never one
+//! per line. A NUL / bare `\r` check runs as one vectorizable pass before the line scan.
 
+use std::fmt;
+use std::sync::Arc;
+
+/// Default bound on the size of an SDP, in bytes, used by [`SdpFacts::parse`].
+///
+/// A Chrome offer with audio, video and a data channel is 3 to 6 KB; 64 KiB leaves room for many
+/// sections, simulcast and inlined candidates while bounding what a peer can make us scan.
 pub const DEFAULT_MAX_SDP_LEN: usize = 64 * 1024;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SdpFacts {
-    sections: Vec<MediaSection>,
-    bundle: Vec<Vec<String>>,
-    ufrag: Option<String>,
-    pwd: Option<String>,
-    eoc: bool,
-}
+/// Bound on the number of m-sections in one SDP.
+///
+/// Browsers cope with a few hundred transceivers at most; anything beyond this is refused with
+/// [`SdpError::TooManySections`].
+pub const MAX_MEDIA_SECTIONS: usize = 256;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MediaSection {
-    mid: Option<String>,
-    ufrag: Option<String>,
-    pwd: Option<String>,
-    eoc: bool,
-}
+/// Shortest valid `a=ice-ufrag` value (RFC 8839 §5.4).
+const UFRAG_MIN: usize = 4;
+/// Shortest valid `a=ice-pwd` value (RFC 8839 §5.4).
+const PWD_MIN: usize = 22;
+/// Longest valid `a=ice-ufrag` / `a=ice-pwd` value (RFC 8839 §5.4).
+const ICE_CRED_MAX: usize = 256;
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why an SDP was refused.
+///
+/// Line numbers are 1-based and count lines as separated by `\n`.
 #[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
-    #[error("sdp too long")]
-    TooLong { len: usize, max: usize },
-    #[error("bad sdp")]
-    Bad,
+    /// The SDP is longer than the allowed maximum. Refuse it without looking further.
+    #[error("SDP is {len} bytes, more than the limit of {max}")]
+    TooLong {
+        /// Length of the input, in bytes.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The SDP is the empty string.
+    #[error("SDP is empty")]
+    Empty,
+    /// The first line is not `v=0`.
+    #[error("SDP does not start with v=0")]
+    MissingVersion,
+    /// A NUL byte occurs in the input.
+    #[error("line {line}: NUL byte in SDP")]
+    NulByte {
+        /// Line holding the NUL byte.
+        line: usize,
+    },
+    /// A `\r` that is not immediately followed by `\n`.
+    #[error("line {line}: carriage return not followed by line feed")]
+    BareCarriageReturn {
+        /// Line holding the stray `\r`.
+        line: usize,
+    },
+    /// A line is not of the form `<letter>=<value>` (this includes empty lines).
+    #[error("line {line}: not a <letter>=<value> line")]
+    MalformedLine {
+        /// The offending line.
+        line: usize,
+    },
+    /// An `m=` line does not have the form `<media> <port>[/<n>] <proto> <fmt>...`.
+    #[error("line {line}: invalid m= line: {cause}")]
+    InvalidMediaLine {
+        /// The offending line.
+        line: usize,
+        /// What is wrong with it.
+        cause: MediaLineError,
+    },
+    /// More m-sections than [`MAX_MEDIA_SECTIONS`].
+    #[error("line {line}: more than {max} m-sections")]
+    TooManySections {
+        /// The `m=` line that exceeded the bound.
+        line: usize,
+        /// The bound in force.
+        max: usize,
+    },
+    /// An `a=mid` value is empty or contains whitespace.
+    #[error("line {line}: invalid a=mid value")]
+    InvalidMid {
+        /// The offending line.
+        line: usize,
+    },
+    /// A second `a=mid` in the same m-section.
+    #[error("line {line}: second a=mid in one m-section")]
+    DuplicateMid {
+        /// The second `a=mid` line.
+        line: usize,
+    },
+    /// Two m-sections carry the same mid.
+    #[error("line {line}: mid already used by an earlier m-section")]
+    MidReused {
+        /// The `a=mid` line of the later section.
+        line: usize,
+    },
+    /// An `a=ice-ufrag` value is not 4 to 256 ice-chars.
+    #[error("line {line}: a=ice-ufrag must be 4 to 256 characters of ALPHA / DIGIT / + / /")]
+    InvalidIceUfrag {
+        /// The offending line.
+        line: usize,
+    },
+    /// An `a=ice-pwd` value is not 22 to 256 ice-chars.
+    #[error("line {line}: a=ice-pwd must be 22 to 256 characters of ALPHA / DIGIT / + / /")]
+    InvalidIcePwd {
+        /// The offending line.
+        line: usize,
+    },
+    /// A second `a=ice-ufrag` or `a=ice-pwd` at the same level (session or one m-section).
+    #[error("line {line}: duplicate ICE credential attribute")]
+    DuplicateIceCredential {
+        /// The second occurrence.
+        line: usize,
+    },
+    /// A session-level `a=group:BUNDLE` names a mid that no m-section has.
+    #[error("line {line}: BUNDLE group names a mid that no m-section has")]
+    UnknownBundleMid {
+        /// The `a=group:BUNDLE` line.
+        line: usize,
+    },
+    /// The BUNDLE groups name more mids, in total, than [`MAX_MEDIA_SECTIONS`].
+    #[error("line {line}: BUNDLE groups name more than {max} mids")]
+    BundleTooLarge {
+        /// The `a=group:BUNDLE` line that exceeded the bound.
+        line: usize,
+        /// The bound in force.
+        max: usize,
+    },
 }
 
-impl SdpFacts {
-    pub fn parse(sdp: &str) -> Result<SdpFacts, SdpError> {
-        Self::parse_with_limit(sdp, DEFAULT_MAX_SDP_LEN)
-    }
-    pub fn parse_with_limit(sdp: &str, max: usize) -> Result<SdpFacts, SdpError> {
-        if sdp.len() > max {
-            return Err(SdpError::TooLong {
-                len: sdp.len(),
-                max,
-            });
+impl SdpError {
+    /// The 1-based line the error refers to, if it refers to one.
+    #[must_use]
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::TooLong { .. } | Self::Empty => None,
+            Self::MissingVersion => Some(1),
+            Self::NulByte { line }
+            | Self::BareCarriageReturn { line }
+            | Self::MalformedLine { line }
+            | Self::InvalidMediaLine { line, .. }
+            | Self::TooManySections { line, .. }
+            | Self::InvalidMid { line }
+            | Self::DuplicateMid { line }
+            | Self::MidReused { line }
+            | Self::InvalidIceUfrag { line }
+            | Self::InvalidIcePwd { line }
+            | Self::DuplicateIceCredential { line }
+            | Self::UnknownBundleMid { line }
+            | Self::BundleTooLarge { line, .. } => Some(*line),
         }
-        if !sdp.starts_with("v=0") {
-            return Err(SdpError::Bad);
+    }
+}
+
+/// What is wrong with an `m=` line.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MediaLineError {
+    /// The media token is missing or empty.
+    #[error("missing media type")]
+    MissingMedia,
+    /// The port field is missing.
+    #[error("missing port")]
+    MissingPort,
+    /// The port is not a decimal number in 0..=65535.
+    #[error("port is not a number in 0..=65535")]
+    InvalidPort,
+    /// The `/<n>` port count is not a positive decimal number.
+    #[error("invalid port count")]
+    InvalidPortCount,
+    /// The protocol field is missing.
+    #[error("missing protocol")]
+    MissingProtocol,
+    /// No format follows the protocol.
+    #[error("missing format")]
+    MissingFormat,
+    /// Two spaces in a row, or a leading or trailing space.
+    #[error("empty field")]
+    EmptyField,
+}
+
+/// Media direction attribute of an m-section (RFC 8866 §6.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// `a=sendrecv`.
+    SendRecv,
+    /// `a=sendonly`.
+    SendOnly,
+    /// `a=recvonly`.
+    RecvOnly,
+    /// `a=inactive`.
+    Inactive,
+}
+
+impl Direction {
+    /// The attribute name, e.g. `"sendrecv"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
         }
-        let mut f = SdpFacts {
-            sections: vec![],
-            bundle: vec![],
-            ufrag: None,
-            pwd: None,
-            eoc: false,
-        };
-        for line in sdp.lines() {
-            let line = line.trim_end_matches('\r');
-            if line.starts_with("m=") {
-                f.sections.push(MediaSection {
-                    mid: None,
-                    ufrag: None,
-                    pwd: None,
-                    eoc: false,
-                });
-            } else if let Some(v) = line.strip_prefix("a=group:BUNDLE ") {
-                f.bundle.push(v.split(' ').map(str::to_owned).collect());
-            } else if let Some(v) = line.strip_prefix("a=mid:") {
-                if let Some(s) = f.sections.last_mut() {
-                    s.mid = Some(v.to_owned())
-                }
-            } else if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
-                match f.sections.last_mut() {
-                    Some(s) => s.ufrag = Some(v.to_owned()),
-                    None => f.ufrag = Some(v.to_owned()),
-                }
-            } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
-                match f.sections.last_mut() {
-                    Some(s) => s.pwd = Some(v.to_owned()),
-                    None => f.pwd = Some(v.to_owned()),
-                }
-            } else if line == "a=end-of-candidates" {
-                match f.sections.last_mut() {
-                    Some(s) => s.eoc = true,
-                    None => f.eoc = true,
-                }
-            }
+    }
+
+    /// The direction seen from the other peer (`sendonly` ↔ `recvonly`).
+    #[must_use]
+    pub const fn reversed(self) -> Self {
+        match self {
+            Self::SendOnly => Self::RecvOnly,
+            Self::RecvOnly => Self::SendOnly,
+            other => other,
         }
-        Ok(f)
     }
-    pub fn sections(&self) -> &[MediaSection] {
-        &self.sections
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
-    pub fn bundle_groups(&self) -> &[Vec<String>] {
-        &self.bundle
-    }
-    pub fn ice_credentials(&self) -> Option<(&str, &str)> {
-        for s in &self.sections {
-            if let (Some(u), Some(p)) = (
-                s.ufrag.as_deref().or(self.ufrag.as_deref()),
-                s.pwd.as_deref().or(self.pwd.as_deref()),
-            ) {
-                return Some((u, p));
-            }
-        }
-        Some((self.ufrag.as_deref()?, self.pwd.as_deref()?))
-    }
-    pub fn default_mid(&self, ufrag: Option<&str>) -> Option<&str> {
-        if let Some(g) = self.bundle.first() {
-            if let Some(m) = g.first() {
-                return Some(m);
-            }
-        }
-        if let Some(u) = ufrag {
-            for s in &self.sections {
-                if s.ufrag.as_deref().or(self.ufrag.as_deref()) == Some(u) {
-                    return s.mid.as_deref();
-                }
-            }
-        }
-        self.sections.first()?.mid.as_deref()
-    }
-    pub fn mid_at(&self, index: usize) -> Option<&str> {
-        self.sections.get(index)?.mid.as_deref()
-    }
-    pub fn index_of_mid(&self, mid: &str) -> Option<usize> {
-        self.sections
-            .iter()
-            .position(|s| s.mid.as_deref() == Some(mid))
-    }
-    pub fn end_of_candidates(&self) -> bool {
-        self.eoc || (!self.sections.is_empty() && self.sections.iter().all(|s| s.eoc))
-    }
+}
+
+/// A byte range into the shared token buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// Resolves a span; spans are only ever made by [`Tokens::push`] on the same buffer, so the
+/// fallback to `""` is never taken, but it keeps the lookup panic-free.
+fn resolve(text: &str, span: Span) -> &str {
+    text.get(span.start..span.end).unwrap_or_default()
+}
+
+fn resolve_opt(text: &str, span: Option<Span>) -> Option<&str> {
+    span.map(|s| resolve(text, s))
+}
+
+/// One m-section of an SDP: the facts negotiation needs about it.
+///
+/// Values that may be given at session level (ICE credentials, direction) fall back to the
+/// session-level value when the section has none.
+#[derive(Clone)]
+pub struct MediaSection {
+    text: Arc<str>,
+    draft: SectionDraft,
+}
+
+/// Everything about a section except the shared text; built during the scan.
+#[derive(Clone, Copy, Debug)]
+struct SectionDraft {
+    media: Span,
+    protocol: Span,
+    port: u16,
+    mid: Option<Span>,
+    ufrag: Option<Span>,
+    pwd: Option<Span>,
+    own_ufrag: bool,
+    own_pwd: bool,
+    direction: Option<Direction>,
+    end_of_candidates: bool,
+    bundle_only: bool,
+    ice_trickle: bool,
+    candidate_count: usize,
 }
 
 impl MediaSection {
+    /// The media token of the `m=` line: `"audio"`, `"video"`, `"application"` or another token.
+    #[must_use]
+    pub fn media(&self) -> &str {
+        resolve(&self.text, self.draft.media)
+    }
+
+    /// The port of the `m=` line; 0 means the section is rejected or disabled (unless it is
+    /// `a=bundle-only`).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.draft.port
+    }
+
+    /// Whether the port is 0 (a rejected section, or a `bundle-only` one in an offer).
+    #[must_use]
+    pub fn is_port_zero(&self) -> bool {
+        self.draft.port == 0
+    }
+
+    /// The protocol of the `m=` line, e.g. `"UDP/TLS/RTP/SAVPF"` or `"UDP/DTLS/SCTP"`.
+    #[must_use]
+    pub fn protocol(&self) -> &str {
+        resolve(&self.text, self.draft.protocol)
+    }
+
+    /// The section's `a=mid`, if it has one.
+    #[must_use]
     pub fn mid(&self) -> Option<&str> {
-        self.mid.as_deref()
+        resolve_opt(&self.text, self.draft.mid)
+    }
+
+    /// The section's `a=ice-ufrag`, falling back to the session-level one.
+    #[must_use]
+    pub fn ice_ufrag(&self) -> Option<&str> {
+        resolve_opt(&self.text, self.draft.ufrag)
+    }
+
+    /// The section's `a=ice-pwd`, falling back to the session-level one.
+    #[must_use]
+    pub fn ice_pwd(&self) -> Option<&str> {
+        resolve_opt(&self.text, self.draft.pwd)
+    }
+
+    /// The section's direction attribute, falling back to the session-level one. `None` when
+    /// neither level has one (RFC 8866 then implies `sendrecv`).
+    #[must_use]
+    pub fn direction(&self) -> Option<Direction> {
+        self.draft.direction
+    }
+
+    /// Whether the section carries `a=end-of-candidates`.
+    #[must_use]
+    pub fn end_of_candidates(&self) -> bool {
+        self.draft.end_of_candidates
+    }
+
+    /// Whether the section carries `a=bundle-only`.
+    #[must_use]
+    pub fn bundle_only(&self) -> bool {
+        self.draft.bundle_only
+    }
+
+    /// Number of `a=candidate` lines in the section.
+    #[must_use]
+    pub fn candidate_count(&self) -> usize {
+        self.draft.candidate_count
+    }
+
+    /// Whether the section carries `a=ice-options` with the `trickle` option.
+    #[must_use]
+    pub fn ice_trickle(&self) -> bool {
+        self.draft.ice_trickle
+    }
+
+    /// The values compared by `PartialEq` and shown by `Debug`.
+    #[allow(clippy::type_complexity)]
+    fn key(
+        &self,
+    ) -> (
+        &str,
+        u16,
+        &str,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        Option<Direction>,
+        (bool, bool, bool, usize),
+    ) {
+        (
+            self.media(),
+            self.port(),
+            self.protocol(),
+            self.mid(),
+            self.ice_ufrag(),
+            self.ice_pwd(),
+            self.direction(),
+            (
+                self.end_of_candidates(),
+                self.bundle_only(),
+                self.ice_trickle(),
+                self.candidate_count(),
+            ),
+        )
+    }
+}
+
+impl PartialEq for MediaSection {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for MediaSection {}
+
+impl fmt::Debug for MediaSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaSection")
+            .field("media", &self.media())
+            .field("port", &self.port())
+            .field("protocol", &self.protocol())
+            .field("mid", &self.mid())
+            .field("ice_ufrag", &self.ice_ufrag())
+            .field("ice_pwd", &self.ice_pwd())
+            .field("direction", &self.direction())
+            .field("end_of_candidates", &self.end_of_candidates())
+            .field("bundle_only", &self.bundle_only())
+            .field("ice_trickle", &self.ice_trickle())
+            .field("candidate_count", &self.candidate_count())
+            .finish()
+    }
+}
+
+/// The facts of an SDP that signaling and negotiation need.
+///
+/// ```
+/// use signaling_core::sdp::SdpFacts;
+///
+/// let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+///            a=group:BUNDLE 0\r\n\
+///            m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+///            a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=mid:0\r\n";
+/// let facts = SdpFacts::parse(sdp)?;
+/// assert_eq!(facts.sections().len(), 1);
+/// assert_eq!(facts.default_mid(None), Some("0"));
+/// assert_eq!(facts.ice_credentials(), Some(("abcd", "abcdefghijklmnopqrstuv")));
+/// # Ok::<(), signaling_core::sdp::SdpError>(())
+/// ```
+#[derive(Clone)]
+pub struct SdpFacts {
+    text: Arc<str>,
+    sections: Vec<MediaSection>,
+    bundle_groups: Vec<Vec<String>>,
+    session_ufrag: Option<Span>,
+    session_pwd: Option<Span>,
+    session_end_of_candidates: bool,
+    ice_lite: bool,
+    ice_trickle: bool,
+    candidate_count: usize,
+}
+
+impl SdpFacts {
+    /// Parses `sdp` with the [`DEFAULT_MAX_SDP_LEN`] bound.
+    ///
+    /// # Errors
+    ///
+    /// Any [`SdpError`]: see the module documentation for what is checked.
+    pub fn parse(sdp: &str) -> Result<SdpFacts, SdpError> {
+        Self::parse_with_limit(sdp, DEFAULT_MAX_SDP_LEN)
+    }
+
+    /// Parses `sdp`, refusing it with [`SdpError::TooLong`] if it is longer than `max_len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// Any [`SdpError`]: see the module documentation for what is checked.
+    pub fn parse_with_limit(sdp: &str, max_len: usize) -> Result<SdpFacts, SdpError> {
+        if sdp.len() > max_len {
+            return Err(SdpError::TooLong {
+                len: sdp.len(),
+                max: max_len,
+            });
+        }
+        if sdp.is_empty() {
+            return Err(SdpError::Empty);
+        }
+        check_bytes(sdp)?;
+        Scanner::new(sdp).run(sdp)
+    }
+
+    /// The m-sections, in m-line order.
+    #[must_use]
+    pub fn sections(&self) -> &[MediaSection] {
+        &self.sections
+    }
+
+    /// Every session-level `a=group:BUNDLE` line, as its mids in order.
+    #[must_use]
+    pub fn bundle_groups(&self) -> &[Vec<String>] {
+        &self.bundle_groups
+    }
+
+    /// The session-level `a=ice-ufrag`.
+    #[must_use]
+    pub fn session_ice_ufrag(&self) -> Option<&str> {
+        resolve_opt(&self.text, self.session_ufrag)
+    }
+
+    /// The session-level `a=ice-pwd`.
+    #[must_use]
+    pub fn session_ice_pwd(&self) -> Option<&str> {
+        resolve_opt(&self.text, self.session_pwd)
+    }
+
+    /// The ICE credentials `(ufrag, pwd)` of the first m-section that has both (its own or the
+    /// session-level ones); with no m-sections, the session-level pair.
+    #[must_use]
+    pub fn ice_credentials(&self) -> Option<(&str, &str)> {
+        self.sections
+            .iter()
+            .find_map(|s| s.ice_ufrag().zip(s.ice_pwd()))
+            .or_else(|| self.session_ice_ufrag().zip(self.session_ice_pwd()))
+    }
+
+    /// The mid a candidate without `sdpMid` / `sdpMLineIndex` belongs to.
+    ///
+    /// The first mid of the first non-empty BUNDLE group, if any; else, when `ufrag` is given,
+    /// the mid of the first section whose ufrag matches; else the first section's mid.
+    #[must_use]
+    pub fn default_mid(&self, ufrag: Option<&str>) -> Option<&str> {
+        if let Some(mid) = self.bundle_groups.iter().find_map(|g| g.first()) {
+            return Some(mid);
+        }
+        if let Some(ufrag) = ufrag {
+            if let Some(section) = self
+                .sections
+                .iter()
+                .find(|s| s.mid().is_some() && s.ice_ufrag() == Some(ufrag))
+            {
+                return section.mid();
+            }
+        }
+        self.sections.first().and_then(MediaSection::mid)
+    }
+
+    /// The mid of the m-section at `index` (the `sdpMLineIndex`).
+    #[must_use]
+    pub fn mid_at(&self, index: usize) -> Option<&str> {
+        self.sections.get(index).and_then(MediaSection::mid)
+    }
+
+    /// The index (`sdpMLineIndex`) of the m-section with this mid.
+    #[must_use]
+    pub fn index_of_mid(&self, mid: &str) -> Option<usize> {
+        self.sections.iter().position(|s| s.mid() == Some(mid))
+    }
+
+    /// Whether gathering is complete as far as this SDP says: a session-level
+    /// `a=end-of-candidates`, or one in every m-section whose port is not 0 (at least one).
+    #[must_use]
+    pub fn end_of_candidates(&self) -> bool {
+        if self.session_end_of_candidates {
+            return true;
+        }
+        let mut live = self.sections.iter().filter(|s| s.port() != 0).peekable();
+        live.peek().is_some() && live.all(MediaSection::end_of_candidates)
+    }
+
+    /// Number of `a=candidate` lines in the whole SDP (non-trickle SDPs carry their candidates).
+    #[must_use]
+    pub fn candidate_count(&self) -> usize {
+        self.candidate_count
+    }
+
+    /// Whether the session carries `a=ice-lite`.
+    #[must_use]
+    pub fn ice_lite(&self) -> bool {
+        self.ice_lite
+    }
+
+    /// Whether `a=ice-options` with the `trickle` option is present, at session level or in any
+    /// m-section.
+    #[must_use]
+    pub fn ice_trickle(&self) -> bool {
+        self.ice_trickle
+    }
+}
+
+impl PartialEq for SdpFacts {
+    fn eq(&self, other: &Self) -> bool {
+        self.sections == other.sections
+            && self.bundle_groups == other.bundle_groups
+            && self.session_ice_ufrag() == other.session_ice_ufrag()
+            && self.session_ice_pwd() == other.session_ice_pwd()
+            && self.session_end_of_candidates == other.session_end_of_candidates
+            && self.ice_lite == other.ice_lite
+            && self.ice_trickle == other.ice_trickle
+            && self.candidate_count == other.candidate_count
+    }
+}
+
+impl Eq for SdpFacts {}
+
+impl fmt::Debug for SdpFacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdpFacts")
+            .field("sections", &self.sections)
+            .field("bundle_groups", &self.bundle_groups)
+            .field("session_ice_ufrag", &self.session_ice_ufrag())
+            .field("session_ice_pwd", &self.session_ice_pwd())
+            .field("session_end_of_candidates", &self.session_end_of_candidates)
+            .field("ice_lite", &self.ice_lite)
+            .field("ice_trickle", &self.ice_trickle)
+            .field("candidate_count", &self.candidate_count)
+            .finish()
+    }
+}
+
+/// Refuses a NUL byte anywhere and a `\r` not followed by `\n`.
+///
+/// The common case is one branch-free pass the compiler vectorizes; the offending position is
+/// only looked for when there is one.
+fn check_bytes(sdp: &str) -> Result<(), SdpError> {
+    let bytes = sdp.as_bytes();
+    let next = bytes.get(1..).unwrap_or_default();
+    let mut bad = 0u8;
+    for (&b, &n) in bytes.iter().zip(next) {
+        bad |= u8::from(b == 0) | (u8::from(b == b'\r') & u8::from(n != b'\n'));
+    }
+    let last = bytes.last().copied();
+    if bad == 0 && last != Some(0) && last != Some(b'\r') {
+        return Ok(());
+    }
+    for (pos, &b) in bytes.iter().enumerate() {
+        if b == 0 {
+            return Err(SdpError::NulByte {
+                line: line_of(sdp, pos),
+            });
+        }
+        if b == b'\r' && bytes.get(pos + 1) != Some(&b'\n') {
+            return Err(SdpError::BareCarriageReturn {
+                line: line_of(sdp, pos),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Position of the first `\n`, eight bytes at a time (the classic has-zero-byte word trick).
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ LF;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            // The lowest set high bit marks the first zero byte (borrows only run upwards).
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| offset + p)
+}
+
+/// 1-based line number of byte offset `pos`.
+fn line_of(sdp: &str, pos: usize) -> usize {
+    1 + sdp
+        .as_bytes()
+        .iter()
+        .take(pos)
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn is_ice_chars(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// The buffer holding every extracted token.
+struct Tokens(String);
+
+impl Tokens {
+    fn push(&mut self, s: &str) -> Span {
+        let start = self.0.len();
+        self.0.push_str(s);
+        Span {
+            start,
+            end: self.0.len(),
+        }
+    }
+
+    fn get(&self, span: Span) -> &str {
+        resolve(&self.0, span)
+    }
+}
+
+/// A BUNDLE group seen during the scan: a range of `Scanner::bundle_mids`.
+struct GroupDraft {
+    line: usize,
+    first: usize,
+    end: usize,
+}
+
+/// The attributes the scanner looks at, recognised without splitting the line.
+enum Attr<'a> {
+    Candidate,
+    Mid(&'a str),
+    IceUfrag(&'a str),
+    IcePwd(&'a str),
+    IceOptions(&'a str),
+    IceLite,
+    Direction(Direction),
+    EndOfCandidates,
+    BundleOnly,
+    Group(&'a str),
+    Other,
+}
+
+impl<'a> Attr<'a> {
+    /// Classifies the value of an `a=` line. Most lines (rtpmap, rtcp-fb, extmap, fmtp, ssrc,
+    /// ...) are ruled out by their first byte and a length check, without comparing strings.
+    fn classify(value: &'a str) -> Self {
+        let flag = |name: &str, attr: Self| if value == name { attr } else { Self::Other };
+        let arg = |prefix: &str, make: fn(&'a str) -> Self| {
+            value.strip_prefix(prefix).map_or(Self::Other, make)
+        };
+        match value.as_bytes().first() {
+            Some(b'c') => arg("candidate:", |_| Self::Candidate),
+            Some(b'm') => arg("mid:", Self::Mid),
+            Some(b'i') => match value.as_bytes().get(4) {
+                Some(b'u') => arg("ice-ufrag:", Self::IceUfrag),
+                Some(b'p') => arg("ice-pwd:", Self::IcePwd),
+                Some(b'o') => arg("ice-options:", Self::IceOptions),
+                Some(b'l') => flag("ice-lite", Self::IceLite),
+                Some(b't') => flag("inactive", Self::Direction(Direction::Inactive)),
+                _ => Self::Other,
+            },
+            Some(b's') => match value.as_bytes().get(4) {
+                Some(b'r') => flag("sendrecv", Self::Direction(Direction::SendRecv)),
+                Some(b'o') => flag("sendonly", Self::Direction(Direction::SendOnly)),
+                _ => Self::Other,
+            },
+            Some(b'r') => flag("recvonly", Self::Direction(Direction::RecvOnly)),
+            Some(b'e') => flag("end-of-candidates", Self::EndOfCandidates),
+            Some(b'b') => flag("bundle-only", Self::BundleOnly),
+            Some(b'g') => arg("group:", Self::Group),
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The single-pass line scanner.
+struct Scanner {
+    tokens: Tokens,
+    sections: Vec<SectionDraft>,
+    bundle_mids: Vec<Span>,
+    groups: Vec<GroupDraft>,
+    session_ufrag: Option<Span>,
+    session_pwd: Option<Span>,
+    session_direction: Option<Direction>,
+    session_end_of_candidates: bool,
+    ice_lite: bool,
+    ice_trickle: bool,
+    candidate_count: usize,
+}
+
+impl Scanner {
+    fn new(sdp: &str) -> Self {
+        Scanner {
+            // Tokens are a small fraction of an SDP; this avoids most regrowth.
+            tokens: Tokens(String::with_capacity((sdp.len() / 16).clamp(64, 1024))),
+            sections: Vec::new(),
+            bundle_mids: Vec::new(),
+            groups: Vec::new(),
+            session_ufrag: None,
+            session_pwd: None,
+            session_direction: None,
+            session_end_of_candidates: false,
+            ice_lite: false,
+            ice_trickle: false,
+            candidate_count: 0,
+        }
+    }
+
+    fn run(mut self, sdp: &str) -> Result<SdpFacts, SdpError> {
+        let mut rest = sdp;
+        let mut line_no = 0usize;
+        while !rest.is_empty() {
+            line_no += 1;
+            // `check_bytes` has ruled out any `\r` other than the one ending a line.
+            let line = match find_lf(rest.as_bytes()) {
+                Some(lf) => {
+                    // '\n' is ASCII, so `lf` and `lf + 1` are char boundaries.
+                    let raw = rest.get(..lf).unwrap_or_default();
+                    rest = rest.get(lf + 1..).unwrap_or_default();
+                    raw.strip_suffix('\r').unwrap_or(raw)
+                }
+                None => std::mem::take(&mut rest),
+            };
+            if line_no == 1 {
+                if line != "v=0" {
+                    return Err(SdpError::MissingVersion);
+                }
+                continue;
+            }
+            let (kind, value) = match line.as_bytes() {
+                [kind, b'=', ..] if kind.is_ascii_lowercase() => {
+                    // The first two bytes are ASCII, so 2 is a char boundary.
+                    (*kind, line.get(2..).unwrap_or_default())
+                }
+                _ => return Err(SdpError::MalformedLine { line: line_no }),
+            };
+            match kind {
+                b'm' => self.media_line(value, line_no)?,
+                b'a' => self.attribute(value, line_no)?,
+                _ => {}
+            }
+        }
+        self.finish()
+    }
+
+    fn media_line(&mut self, value: &str, line: usize) -> Result<(), SdpError> {
+        if self.sections.len() >= MAX_MEDIA_SECTIONS {
+            return Err(SdpError::TooManySections {
+                line,
+                max: MAX_MEDIA_SECTIONS,
+            });
+        }
+        let err = |cause| SdpError::InvalidMediaLine { line, cause };
+        let mut fields = value.split(' ');
+        let media = fields.next().unwrap_or_default();
+        if media.is_empty() {
+            return Err(err(MediaLineError::MissingMedia));
+        }
+        let port_field = fields.next().ok_or(err(MediaLineError::MissingPort))?;
+        let (port, count) = match port_field.split_once('/') {
+            Some((port, count)) => (port, Some(count)),
+            None => (port_field, None),
+        };
+        let port = parse_decimal_u16(port).ok_or(err(MediaLineError::InvalidPort))?;
+        if let Some(count) = count {
+            match parse_decimal_u16(count) {
+                Some(n) if n > 0 => {}
+                _ => return Err(err(MediaLineError::InvalidPortCount)),
+            }
+        }
+        let protocol = fields.next().ok_or(err(MediaLineError::MissingProtocol))?;
+        if protocol.is_empty() {
+            return Err(err(MediaLineError::EmptyField));
+        }
+        let mut formats = 0usize;
+        for fmt in fields {
+            if fmt.is_empty() {
+                return Err(err(MediaLineError::EmptyField));
+            }
+            formats += 1;
+        }
+        if formats == 0 {
+            return Err(err(MediaLineError::MissingFormat));
+        }
+        let media = self.tokens.push(media);
+        let protocol = self.tokens.push(protocol);
+        self.sections.push(SectionDraft {
+            media,
+            protocol,
+            port,
+            mid: None,
+            ufrag: self.session_ufrag,
+            pwd: self.session_pwd,
+            own_ufrag: false,
+            own_pwd: false,
+            direction: self.session_direction,
+            end_of_candidates: false,
+            bundle_only: false,
+            ice_trickle: false,
+            candidate_count: 0,
+        });
+        Ok(())
+    }
+
+    fn attribute(&mut self, value: &str, line: usize) -> Result<(), SdpError> {
+        match Attr::classify(value) {
+            Attr::Candidate => {
+                self.candidate_count += 1;
+                if let Some(s) = self.sections.last_mut() {
+                    s.candidate_count += 1;
+                }
+            }
+            Attr::Mid(mid) => self.mid(mid, line)?,
+            Attr::IceUfrag(ufrag) => {
+                let len = ufrag.len();
+                if !(UFRAG_MIN..=ICE_CRED_MAX).contains(&len) || !is_ice_chars(ufrag) {
+                    return Err(SdpError::InvalidIceUfrag { line });
+                }
+                let span = Some(self.tokens.push(ufrag));
+                match self.sections.last_mut() {
+                    Some(s) if s.own_ufrag => {
+                        return Err(SdpError::DuplicateIceCredential { line })
+                    }
+                    Some(s) => {
+                        s.own_ufrag = true;
+                        s.ufrag = span;
+                    }
+                    None if self.session_ufrag.is_some() => {
+                        return Err(SdpError::DuplicateIceCredential { line })
+                    }
+                    None => self.session_ufrag = span,
+                }
+            }
+            Attr::IcePwd(pwd) => {
+                let len = pwd.len();
+                if !(PWD_MIN..=ICE_CRED_MAX).contains(&len) || !is_ice_chars(pwd) {
+                    return Err(SdpError::InvalidIcePwd { line });
+                }
+                let span = Some(self.tokens.push(pwd));
+                match self.sections.last_mut() {
+                    Some(s) if s.own_pwd => return Err(SdpError::DuplicateIceCredential { line }),
+                    Some(s) => {
+                        s.own_pwd = true;
+                        s.pwd = span;
+                    }
+                    None if self.session_pwd.is_some() => {
+                        return Err(SdpError::DuplicateIceCredential { line })
+                    }
+                    None => self.session_pwd = span,
+                }
+            }
+            Attr::IceOptions(options) => {
+                if options.split(' ').any(|o| o == "trickle") {
+                    self.ice_trickle = true;
+                    if let Some(s) = self.sections.last_mut() {
+                        s.ice_trickle = true;
+                    }
+                }
+            }
+            Attr::Direction(d) => self.direction(d),
+            Attr::EndOfCandidates => match self.sections.last_mut() {
+                Some(s) => s.end_of_candidates = true,
+                None => self.session_end_of_candidates = true,
+            },
+            Attr::BundleOnly => {
+                if let Some(s) = self.sections.last_mut() {
+                    s.bundle_only = true;
+                }
+            }
+            Attr::IceLite => {
+                if self.sections.is_empty() {
+                    self.ice_lite = true;
+                }
+            }
+            Attr::Group(group) => self.group(group, line)?,
+            Attr::Other => {}
+        }
+        Ok(())
+    }
+
+    fn direction(&mut self, direction: Direction) {
+        match self.sections.last_mut() {
+            Some(s) => s.direction = Some(direction),
+            None => self.session_direction = Some(direction),
+        }
+    }
+
+    fn mid(&mut self, mid: &str, line: usize) -> Result<(), SdpError> {
+        if mid.is_empty() || mid.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Err(SdpError::InvalidMid { line });
+        }
+        let Some((current, earlier)) = self.sections.split_last_mut() else {
+            // A session-level a=mid means nothing; skip it.
+            return Ok(());
+        };
+        if current.mid.is_some() {
+            return Err(SdpError::DuplicateMid { line });
+        }
+        let tokens = &self.tokens;
+        if earlier
+            .iter()
+            .any(|s| s.mid.is_some_and(|m| tokens.get(m) == mid))
+        {
+            return Err(SdpError::MidReused { line });
+        }
+        current.mid = Some(self.tokens.push(mid));
+        Ok(())
+    }
+
+    fn group(&mut self, group: &str, line: usize) -> Result<(), SdpError> {
+        if !self.sections.is_empty() {
+            // Groups are session-level; a media-level one is ignored.
+            return Ok(());
+        }
+        let mut words = group.split(' ');
+        if words.next() != Some("BUNDLE") {
+            return Ok(());
+        }
+        let first = self.bundle_mids.len();
+        for mid in words.filter(|w| !w.is_empty()) {
+            if self.bundle_mids.len() >= MAX_MEDIA_SECTIONS {
+                return Err(SdpError::BundleTooLarge {
+                    line,
+                    max: MAX_MEDIA_SECTIONS,
+                });
+            }
+            let span = self.tokens.push(mid);
+            self.bundle_mids.push(span);
+        }
+        self.groups.push(GroupDraft {
+            line,
+            first,
+            end: self.bundle_mids.len(),
+        });
+        Ok(())
+    }
+
+    fn finish(self) -> Result<SdpFacts, SdpError> {
+        let tokens = &self.tokens;
+        let mut bundle_groups = Vec::with_capacity(self.groups.len());
+        for group in &self.groups {
+            let spans = self
+                .bundle_mids
+                .get(group.first..group.end)
+                .unwrap_or_default();
+            let mut mids = Vec::with_capacity(spans.len());
+            for &span in spans {
+                let mid = tokens.get(span);
+                if !self
+                    .sections
+                    .iter()
+                    .any(|s| s.mid.is_some_and(|m| tokens.get(m) == mid))
+                {
+                    return Err(SdpError::UnknownBundleMid { line: group.line });
+                }
+                mids.push(mid.to_owned());
+            }
+            bundle_groups.push(mids);
+        }
+        let text: Arc<str> = Arc::from(self.tokens.0);
+        let sections = self
+            .sections
+            .into_iter()
+            .map(|draft| MediaSection {
+                text: Arc::clone(&text),
+                draft,
+            })
+            .collect();
+        Ok(SdpFacts {
+            text,
+            sections,
+            bundle_groups,
+            session_ufrag: self.session_ufrag,
+            session_pwd: self.session_pwd,
+            session_end_of_candidates: self.session_end_of_candidates,
+            ice_lite: self.ice_lite,
+            ice_trickle: self.ice_trickle,
+            candidate_count: self.candidate_count,
+        })
+    }
+}
+
+/// Parses 1 to 5 ASCII digits into a `u16`, refusing signs, spaces and overflow.
+fn parse_decimal_u16(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_of_counts_from_one() {
+        assert_eq!(line_of("v=0\nx", 4), 2);
+        assert_eq!(line_of("v=0", 0), 1);
+    }
+
+    #[test]
+    fn ice_chars() {
+        assert!(is_ice_chars("aZ09+/"));
+        assert!(!is_ice_chars("a-b"));
+    }
+
+    #[test]
+    fn find_lf_matches_position() {
+        let text = b"abcdefghijklmnopqrstuvwxyz";
+        for i in 0..text.len() {
+            let mut v = text.to_vec();
+            v[i] = b'\n';
+            if i + 3 < v.len() {
+                v[i + 3] = b'\n';
+            }
+            assert_eq!(find_lf(&v), Some(i));
+        }
+        assert_eq!(find_lf(text), None);
+        assert_eq!(find_lf(b""), None);
+        assert_eq!(find_lf("\u{10a}\u{a0a}\n".as_bytes()), Some(5));
+    }
+
+    #[test]
+    fn decimal_u16() {
+        assert_eq!(parse_decimal_u16("65535"), Some(65535));
+        assert_eq!(parse_decimal_u16("65536"), None);
+        assert_eq!(parse_decimal_u16("+1"), None);
+        assert_eq!(parse_decimal_u16(""), None);
     }
 }
