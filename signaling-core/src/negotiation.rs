@@ -478,6 +478,12 @@ impl Negotiation {
         self.local.as_ref()
     }
 
+    /// When [`Negotiation::handle_timeout`] is next due (the instant [`Output::Timeout`]
+    /// carries), without draining anything.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// The next output. Call after every input and command until it returns
     /// [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
