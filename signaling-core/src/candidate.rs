@@ -1,1 +1,1165 @@
-//! candidate (in progress).
+//! ICE candidate attributes: RFC 8839 §5.1, RFC 6544 `tcptype`, and the browser extensions.
+//!
+//! ```text
+//! candidate:<foundation> <component-id> <transport> <priority> <connection-address> <port>
+//!     typ <cand-type> [raddr <addr>] [rport <port>] *(SP <extension-att-name> SP <extension-att-value>)
+//! ```
+//!
+//! [`Candidate::parse`] reads that line (with or without the `a=` SDP prefix) and
+//! [`Candidate`]'s `Display` writes it back **byte for byte** (without `a=`).
+//!
+//! # Design
+//!
+//! A [`Candidate`] keeps one owned copy of its text (`candidate:...`) plus the parsed values
+//! and byte spans into that text. Parsing therefore allocates once for an IP candidate (twice for
+//! an FQDN/mDNS address, once more for an unusual transport or type token), `Display` writes the
+//! stored text, and equality/hashing compare that text. Extensions are not copied at parse time:
+//! [`Candidate::extension`], [`Candidate::extension_pairs`], [`Candidate::ufrag`] and
+//! [`Candidate::generation`] read them from the stored text without allocating;
+//! [`Candidate::extensions`] materialises owned pairs once, on first use, and caches them.
+//!
+//! # Strictness
+//!
+//! A rejected input is better than a lossy round trip, and browsers never send anything odd, so:
+//!
+//! - CR, LF and NUL anywhere are rejected first ([`CandidateError::ForbiddenCharacter`]): a
+//!   candidate must never be able to smuggle an extra SDP line.
+//! - Input longer than [`MAX_CANDIDATE_LEN`] bytes is rejected before any other work.
+//! - Tokens are separated by exactly one space (0x20). Leading, trailing or doubled spaces are
+//!   [`CandidateError::ExtraWhitespace`]; a tab or other control byte inside a token makes that
+//!   token invalid.
+//! - Keywords (`typ`, `raddr`, `rport`, `tcptype`), the transport, the candidate type and the
+//!   tcptype value are matched ASCII case-insensitively (ABNF literals are case-insensitive); the
+//!   original spelling is kept in the text, so `UDP` stays `UDP`.
+//! - Addresses keep their original text (e.g. `2001:DB8::1`); [`Candidate::address`] holds the
+//!   parsed value and [`Candidate::address_str`] the text. Text that is not a valid IPv4/IPv6
+//!   address must be a valid host name: letters, digits, `-` and `_` in labels of 1..=63 bytes,
+//!   at most 253 bytes, and a last label that is not all digits — so a zero-padded IPv4 text such
+//!   as `010.0.0.1` (which Rust's parser refuses as an address) is rejected instead of being
+//!   mistaken for a name. IPv6 zone ids (`fe80::1%eth0`) and brackets are rejected.
+//! - Numbers are ASCII digits only (leading zeros allowed, kept in the text): component 1..=256
+//!   with at most 3 digits, priority at most 10 digits fitting `u32`, ports fitting `u16`.
+//! - `raddr` and `rport` are each optional (RFC 8839 wants them for non-host candidates; they
+//!   are not required here), but must appear right after `typ <type>` in that order, and each
+//!   must be followed by a value. Appearing later, they are [`CandidateError::MisplacedAttribute`].
+//! - Extension pairs follow: names are SDP tokens, values any run of visible ASCII or non-ASCII
+//!   UTF-8 bytes. `tcptype` is one of those pairs (it may appear at any extension position, at
+//!   most once, and its value must be `active`, `passive` or `so`). It is accepted on any
+//!   transport. Other names may repeat; lookups return the first.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+/// The longest candidate text accepted by [`Candidate::parse`], in bytes, including any `a=`
+/// prefix. Real candidates are about 100–200 bytes; anything longer is refused before parsing.
+pub const MAX_CANDIDATE_LEN: usize = 1024;
+
+/// The `candidate:` attribute prefix.
+const PREFIX: &str = "candidate:";
+/// The SDP line prefix accepted (and dropped) by [`Candidate::parse`].
+const SDP_PREFIX: &str = "a=";
+
+/// Why a candidate string was refused.
+///
+/// Every variant names what went wrong and, where useful, the field (a grammar name such as
+/// `"priority"`) or the byte offset in the input. A peer sending a refused candidate is
+/// misbehaving or speaks an unsupported dialect: report it back (e.g. as a wire `error`) and
+/// drop the candidate; do not retry with the same text.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CandidateError {
+    /// The input was empty. An empty candidate means end-of-candidates on the wire: the caller
+    /// must handle that before parsing.
+    #[error("empty candidate (end-of-candidates must be handled by the caller)")]
+    Empty,
+    /// A CR, LF or NUL byte appeared (SDP line injection). Refuse the whole message.
+    #[error("forbidden byte 0x{byte:02x} at offset {offset}")]
+    ForbiddenCharacter {
+        /// The offending byte.
+        byte: u8,
+        /// Its offset in the input.
+        offset: usize,
+    },
+    /// The input is longer than [`MAX_CANDIDATE_LEN`]. Refuse it; no real candidate is this long.
+    #[error("candidate is {len} bytes, longer than the maximum of {max}")]
+    TooLong {
+        /// Length of the input in bytes.
+        len: usize,
+        /// The maximum, [`MAX_CANDIDATE_LEN`].
+        max: usize,
+    },
+    /// The input does not start with `candidate:` (or `a=candidate:`).
+    #[error("missing `candidate:` prefix")]
+    MissingPrefix,
+    /// Leading, trailing or doubled spaces: tokens must be separated by exactly one space.
+    #[error("extra whitespace at offset {offset}")]
+    ExtraWhitespace {
+        /// Offset of the empty token (of the unexpected space, or of the end of input).
+        offset: usize,
+    },
+    /// A mandatory field is missing: the input ended early.
+    #[error("missing field `{field}`")]
+    MissingField {
+        /// The missing field's grammar name.
+        field: &'static str,
+    },
+    /// The foundation is not 1..=32 ice-chars (letters, digits, `+`, `/`).
+    #[error("invalid foundation (1 to 32 letters, digits, `+` or `/`)")]
+    InvalidFoundation,
+    /// A numeric field holds something other than ASCII digits, or too many digits.
+    #[error("invalid number in `{field}`")]
+    InvalidNumber {
+        /// The field's grammar name.
+        field: &'static str,
+    },
+    /// A numeric field is out of range (component 0 or above 256, port above 65535, priority
+    /// above `u32::MAX`).
+    #[error("`{field}` out of range")]
+    OutOfRange {
+        /// The field's grammar name.
+        field: &'static str,
+    },
+    /// The transport is not an SDP token.
+    #[error("invalid transport")]
+    InvalidTransport,
+    /// An address is neither an IP address nor a valid host name.
+    #[error("invalid address in `{field}`")]
+    InvalidAddress {
+        /// `"connection-address"` or `"raddr"`.
+        field: &'static str,
+    },
+    /// The token after the port is not `typ`.
+    #[error("expected `typ` after the port")]
+    MissingTyp,
+    /// The candidate type is not an SDP token.
+    #[error("invalid candidate type")]
+    InvalidCandidateType,
+    /// `raddr`, `rport` or `typ` appeared where it may not (after extensions, twice, or out of
+    /// order), or `tcptype` appeared twice.
+    #[error("misplaced or repeated `{name}`")]
+    MisplacedAttribute {
+        /// The attribute name.
+        name: &'static str,
+    },
+    /// An attribute name (`raddr`, `rport`, `tcptype` or an extension name) ends the input
+    /// without a value.
+    #[error("attribute at offset {offset} has no value")]
+    MissingValue {
+        /// Offset of the attribute name.
+        offset: usize,
+    },
+    /// An extension name is not an SDP token.
+    #[error("invalid extension name at offset {offset}")]
+    InvalidExtensionName {
+        /// Offset of the name.
+        offset: usize,
+    },
+    /// An extension value holds a control byte.
+    #[error("invalid extension value at offset {offset}")]
+    InvalidExtensionValue {
+        /// Offset of the value.
+        offset: usize,
+    },
+    /// The `tcptype` value is not `active`, `passive` or `so`.
+    #[error("invalid tcptype (expected active, passive or so)")]
+    InvalidTcpType,
+}
+
+impl CandidateError {
+    /// A short stable name for the variant (`"too_long"`, `"missing_field"`, ...), for logs,
+    /// metrics and test vectors.
+    #[must_use]
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::ForbiddenCharacter { .. } => "forbidden_character",
+            Self::TooLong { .. } => "too_long",
+            Self::MissingPrefix => "missing_prefix",
+            Self::ExtraWhitespace { .. } => "extra_whitespace",
+            Self::MissingField { .. } => "missing_field",
+            Self::InvalidFoundation => "invalid_foundation",
+            Self::InvalidNumber { .. } => "invalid_number",
+            Self::OutOfRange { .. } => "out_of_range",
+            Self::InvalidTransport => "invalid_transport",
+            Self::InvalidAddress { .. } => "invalid_address",
+            Self::MissingTyp => "missing_typ",
+            Self::InvalidCandidateType => "invalid_candidate_type",
+            Self::MisplacedAttribute { .. } => "misplaced_attribute",
+            Self::MissingValue { .. } => "missing_value",
+            Self::InvalidExtensionName { .. } => "invalid_extension_name",
+            Self::InvalidExtensionValue { .. } => "invalid_extension_value",
+            Self::InvalidTcpType => "invalid_tcptype",
+        }
+    }
+}
+
+/// The transport of a candidate (`UDP`, `TCP`, or another token).
+///
+/// Matched case-insensitively; the original spelling stays in the candidate text
+/// ([`Candidate::transport_str`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TransportProtocol {
+    /// `udp`, any case.
+    Udp,
+    /// `tcp`, any case (RFC 6544).
+    Tcp,
+    /// Any other SDP token, as written.
+    Other(String),
+}
+
+impl TransportProtocol {
+    /// The lowercase name for `Udp`/`Tcp`, the token as written for `Other`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Other(s) => s,
+        }
+    }
+
+    fn from_token(t: &str) -> Self {
+        if t.eq_ignore_ascii_case("udp") {
+            Self::Udp
+        } else if t.eq_ignore_ascii_case("tcp") {
+            Self::Tcp
+        } else {
+            Self::Other(t.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for TransportProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The candidate type after `typ`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CandidateType {
+    /// `host`: an address of a local interface (or an mDNS name hiding it).
+    Host,
+    /// `srflx`: server reflexive, the address a STUN server saw.
+    Srflx,
+    /// `prflx`: peer reflexive, learned from connectivity checks.
+    Prflx,
+    /// `relay`: an address allocated on a TURN server.
+    Relay,
+    /// Any other SDP token, as written.
+    Other(String),
+}
+
+impl CandidateType {
+    /// The lowercase name, or the token as written for `Other`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Host => "host",
+            Self::Srflx => "srflx",
+            Self::Prflx => "prflx",
+            Self::Relay => "relay",
+            Self::Other(s) => s,
+        }
+    }
+
+    fn from_token(t: &str) -> Self {
+        if t.eq_ignore_ascii_case("host") {
+            Self::Host
+        } else if t.eq_ignore_ascii_case("srflx") {
+            Self::Srflx
+        } else if t.eq_ignore_ascii_case("prflx") {
+            Self::Prflx
+        } else if t.eq_ignore_ascii_case("relay") {
+            Self::Relay
+        } else {
+            Self::Other(t.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for CandidateType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The RFC 6544 `tcptype` of a TCP candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpType {
+    /// `active`: opens outgoing connections only.
+    Active,
+    /// `passive`: accepts incoming connections only.
+    Passive,
+    /// `so`: simultaneous open.
+    So,
+}
+
+impl TcpType {
+    /// The lowercase name (`active`, `passive`, `so`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Passive => "passive",
+            Self::So => "so",
+        }
+    }
+
+    fn from_token(t: &str) -> Option<Self> {
+        if t.eq_ignore_ascii_case("active") {
+            Some(Self::Active)
+        } else if t.eq_ignore_ascii_case("passive") {
+            Some(Self::Passive)
+        } else if t.eq_ignore_ascii_case("so") {
+            Some(Self::So)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for TcpType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connection or related address: an IP address or a host name (FQDN, including mDNS
+/// `*.local` names as Chrome sends for host candidates).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A host name, as written.
+    Fqdn(String),
+}
+
+impl Address {
+    /// The IP address, if this is one (no name resolution is done).
+    #[must_use]
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Ip(ip) => Some(*ip),
+            Self::Fqdn(_) => None,
+        }
+    }
+
+    /// Whether this is a host name ending in `.local` (ASCII case-insensitive): an mDNS name
+    /// that hides a host address (draft-ietf-mmusic-mdns-ice-candidates).
+    #[must_use]
+    pub fn is_mdns(&self) -> bool {
+        match self {
+            Self::Ip(_) => false,
+            Self::Fqdn(name) => ends_with_ignore_case(name, ".local"),
+        }
+    }
+
+    /// Reads an address the way [`Candidate::parse`] does: IPv4, IPv6, else a valid host name.
+    /// Returns `None` for anything else.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        parse_address(s)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Fqdn(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<IpAddr> for Address {
+    fn from(ip: IpAddr) -> Self {
+        Self::Ip(ip)
+    }
+}
+
+impl From<Ipv4Addr> for Address {
+    fn from(ip: Ipv4Addr) -> Self {
+        Self::Ip(IpAddr::V4(ip))
+    }
+}
+
+impl From<Ipv6Addr> for Address {
+    fn from(ip: Ipv6Addr) -> Self {
+        Self::Ip(IpAddr::V6(ip))
+    }
+}
+
+fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len()
+        && s.as_bytes()
+            .get(s.len() - suffix.len()..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+}
+
+/// A byte range into [`Candidate::raw`]. Candidates are at most [`MAX_CANDIDATE_LEN`] bytes, so
+/// `u16` is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+impl Span {
+    fn get(self, s: &str) -> &str {
+        // Spans always lie on token boundaries (ASCII spaces) of the text they were made from;
+        // the empty fallback is unreachable.
+        s.get(usize::from(self.start)..usize::from(self.end))
+            .unwrap_or_default()
+    }
+}
+
+/// One ICE candidate attribute, parsed, with its original text.
+///
+/// Build one with [`Candidate::parse`] (or `str::parse`) or [`Candidate::new`] and the `with_*`
+/// methods. `Display` writes the text exactly as parsed (`candidate:...`, without `a=`).
+/// Two candidates are equal (and hash equal) exactly when their texts are equal, so
+/// `udp` and `UDP` spellings of one candidate are different values.
+#[derive(Clone)]
+pub struct Candidate {
+    /// The whole text, starting with `candidate:`.
+    raw: String,
+    foundation: Span,
+    component: u16,
+    transport_text: Span,
+    transport: TransportProtocol,
+    priority: u32,
+    address_text: Span,
+    address: Address,
+    port: u16,
+    kind: CandidateType,
+    /// Offset in `raw` just past the candidate-type token.
+    kind_end: u16,
+    related_address: Option<Address>,
+    related_port: Option<u16>,
+    tcp_type: Option<TcpType>,
+    /// Offset in `raw` where the extension pairs start (`raw.len()` when there are none).
+    ext_start: u16,
+    ext_count: u16,
+    ext_cache: OnceLock<Vec<(String, String)>>,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Candidate {}
+
+impl Hash for Candidate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.raw.hash(state);
+    }
+}
+
+impl fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Candidate")
+            .field("raw", &self.raw)
+            .field("foundation", &self.foundation())
+            .field("component", &self.component)
+            .field("transport", &self.transport)
+            .field("priority", &self.priority)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("kind", &self.kind)
+            .field("related_address", &self.related_address)
+            .field("related_port", &self.related_port)
+            .field("tcp_type", &self.tcp_type)
+            .field("extensions", &ExtDebug(self))
+            .finish()
+    }
+}
+
+struct ExtDebug<'a>(&'a Candidate);
+
+impl fmt::Debug for ExtDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.extension_pairs()).finish()
+    }
+}
+
+impl fmt::Display for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl FromStr for Candidate {
+    type Err = CandidateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl AsRef<str> for Candidate {
+    fn as_ref(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl serde::Serialize for Candidate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.raw)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Candidate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Candidate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ICE candidate string `candidate:...`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Candidate, E> {
+                Candidate::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// Walks space-separated tokens of a string, refusing empty tokens.
+struct Tokens<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Tokens<'a> {
+    /// The next token and its start offset; `Ok(None)` at the end of input.
+    fn next_token(&mut self) -> Result<Option<(&'a str, usize)>, CandidateError> {
+        if self.pos > self.s.len() {
+            return Ok(None);
+        }
+        let rest = self.s.get(self.pos..).unwrap_or_default();
+        let start = self.pos;
+        let len = rest.bytes().position(|b| b == b' ').unwrap_or(rest.len());
+        if len == 0 {
+            return Err(CandidateError::ExtraWhitespace { offset: start });
+        }
+        let tok = rest.get(..len).unwrap_or_default();
+        // Step past the token and its separating space; past the end when there is none.
+        self.pos = start + len + 1;
+        Ok(Some((tok, start)))
+    }
+
+    /// The next token, or `MissingField { field }`.
+    fn field(&mut self, field: &'static str) -> Result<(&'a str, usize), CandidateError> {
+        self.next_token()?
+            .ok_or(CandidateError::MissingField { field })
+    }
+}
+
+fn span(start: usize, len: usize) -> Span {
+    // Offsets are bounded by MAX_CANDIDATE_LEN (checked before tokenizing), far below u16::MAX.
+    Span {
+        start: u16::try_from(start).unwrap_or(u16::MAX),
+        end: u16::try_from(start + len).unwrap_or(u16::MAX),
+    }
+}
+
+fn parse_digits(t: &str, max_digits: usize, field: &'static str) -> Result<u64, CandidateError> {
+    if t.is_empty() || t.len() > max_digits {
+        return Err(CandidateError::InvalidNumber { field });
+    }
+    let mut n: u64 = 0;
+    for b in t.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(CandidateError::InvalidNumber { field });
+        }
+        // At most 10 digits: cannot overflow u64.
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Ok(n)
+}
+
+fn parse_port(t: &str, field: &'static str) -> Result<u16, CandidateError> {
+    // Allow leading zeros up to a generous width; the value must fit u16.
+    let n = parse_digits(t, 10, field)?;
+    u16::try_from(n).map_err(|_| CandidateError::OutOfRange { field })
+}
+
+fn is_ice_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// RFC 8866 `token-char`.
+fn is_token_char(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x27 | 0x2A..=0x2B | 0x2D..=0x2E | 0x30..=0x39 | 0x41..=0x5A | 0x5E..=0x7E)
+}
+
+fn is_token(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(is_token_char)
+}
+
+fn is_valid_value(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(|b| b > 0x20 && b != 0x7F)
+}
+
+fn is_valid_foundation(t: &str) -> bool {
+    (1..=32).contains(&t.len()) && t.bytes().all(is_ice_char)
+}
+
+/// Host name check: labels of letters, digits, `-`, `_`; 1..=63 bytes, not starting or ending
+/// with `-`; at most 253 bytes; last label not all digits.
+fn is_valid_hostname(s: &str) -> bool {
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    let mut last_all_digits = false;
+    for label in s.split('.') {
+        let bytes = label.as_bytes();
+        if bytes.is_empty() || bytes.len() > 63 {
+            return false;
+        }
+        if bytes.first() == Some(&b'-') || bytes.last() == Some(&b'-') {
+            return false;
+        }
+        if !bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+        last_all_digits = bytes.iter().all(u8::is_ascii_digit);
+    }
+    !last_all_digits
+}
+
+fn parse_address(t: &str) -> Option<Address> {
+    if t.contains(':') {
+        return Ipv6Addr::from_str(t).ok().map(Address::from);
+    }
+    if let Ok(ip) = Ipv4Addr::from_str(t) {
+        return Some(Address::from(ip));
+    }
+    is_valid_hostname(t).then(|| Address::Fqdn(t.to_owned()))
+}
+
+impl Candidate {
+    /// Parses `candidate:...`; also accepts the `a=candidate:` SDP-line prefix (dropped: the
+    /// result displays without it).
+    ///
+    /// Does not accept `""`: end-of-candidates is the caller's business
+    /// ([`CandidateError::Empty`]). See the [module docs](self) for exactly what is accepted.
+    ///
+    /// # Errors
+    ///
+    /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
+    /// checked before anything else.
+    pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
+        if let Some(offset) = s.bytes().position(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            let byte = s.as_bytes().get(offset).copied().unwrap_or_default();
+            return Err(CandidateError::ForbiddenCharacter { byte, offset });
+        }
+        if s.len() > MAX_CANDIDATE_LEN {
+            return Err(CandidateError::TooLong {
+                len: s.len(),
+                max: MAX_CANDIDATE_LEN,
+            });
+        }
+        if s.is_empty() {
+            return Err(CandidateError::Empty);
+        }
+        let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
+        // Offsets in errors refer to the caller's input.
+        let base = s.len() - text.len();
+        parse_text(text).map_err(|e| shift_offsets(e, base))
+    }
+
+    /// Creates a candidate with no related address, tcptype or extensions.
+    ///
+    /// `Udp`/`Tcp` are written lowercase; `Other` tokens and FQDNs as given.
+    ///
+    /// # Errors
+    ///
+    /// The same errors [`Candidate::parse`] gives for the written text: an invalid foundation,
+    /// a component outside 1..=256, a transport or type that is not a token, or an address that
+    /// is not a valid host name. An [`Address::Fqdn`] whose text is an IP address is refused as
+    /// [`CandidateError::InvalidAddress`] (use [`Address::Ip`]).
+    pub fn new(
+        foundation: &str,
+        component: u16,
+        transport: TransportProtocol,
+        priority: u32,
+        address: Address,
+        port: u16,
+        kind: CandidateType,
+    ) -> Result<Candidate, CandidateError> {
+        // Check each part on its own so that no part can smuggle extra tokens.
+        if !is_valid_foundation(foundation) {
+            return Err(CandidateError::InvalidFoundation);
+        }
+        if !(1..=256).contains(&component) {
+            return Err(CandidateError::OutOfRange {
+                field: "component-id",
+            });
+        }
+        if !is_token(transport.as_str()) {
+            return Err(CandidateError::InvalidTransport);
+        }
+        if !is_token(kind.as_str()) {
+            return Err(CandidateError::InvalidCandidateType);
+        }
+        check_fqdn_is_name(&address, "connection-address")?;
+        let text = format!(
+            "{PREFIX}{foundation} {component} {transport} {priority} {address} {port} typ {kind}"
+        );
+        reparse(&text)
+    }
+
+    /// Returns this candidate with `raddr <address> rport <port>` set (replacing existing ones),
+    /// keeping the extensions.
+    ///
+    /// # Errors
+    ///
+    /// [`CandidateError::InvalidAddress`] when `address` is an invalid name (or an
+    /// [`Address::Fqdn`] spelling an IP address); [`CandidateError::TooLong`] when the result
+    /// would exceed [`MAX_CANDIDATE_LEN`].
+    pub fn with_related(self, address: Address, port: u16) -> Result<Candidate, CandidateError> {
+        check_fqdn_is_name(&address, "raddr")?;
+        let mut text = String::with_capacity(self.raw.len() + 48);
+        text.push_str(self.base_text());
+        text.push_str(" raddr ");
+        text.push_str(&address.to_string());
+        text.push_str(" rport ");
+        text.push_str(&port.to_string());
+        self.push_extensions(&mut text, None);
+        reparse(&text)
+    }
+
+    /// Returns this candidate with `tcptype <t>`: replaces the value of an existing `tcptype`
+    /// pair in place, or appends one.
+    ///
+    /// # Errors
+    ///
+    /// [`CandidateError::TooLong`] when the result would exceed [`MAX_CANDIDATE_LEN`].
+    pub fn with_tcp_type(self, t: TcpType) -> Result<Candidate, CandidateError> {
+        let mut text = String::with_capacity(self.raw.len() + 16);
+        text.push_str(self.base_text());
+        self.push_related(&mut text);
+        let replaced = self.push_extensions(&mut text, Some(t));
+        if !replaced {
+            text.push_str(" tcptype ");
+            text.push_str(t.as_str());
+        }
+        reparse(&text)
+    }
+
+    /// Returns this candidate with the extension pair `name value` appended.
+    ///
+    /// # Errors
+    ///
+    /// [`CandidateError::InvalidExtensionName`] when `name` is not an SDP token or is one of
+    /// `typ`, `raddr`, `rport` ([`CandidateError::MisplacedAttribute`]);
+    /// [`CandidateError::InvalidExtensionValue`] when `value` is empty or holds a space or
+    /// control byte; [`CandidateError::InvalidTcpType`] for a bad `tcptype` value and
+    /// [`CandidateError::MisplacedAttribute`] for a second one; [`CandidateError::TooLong`]
+    /// when the result would exceed [`MAX_CANDIDATE_LEN`]. Offsets in these errors refer to the
+    /// new text.
+    pub fn with_extension(self, name: &str, value: &str) -> Result<Candidate, CandidateError> {
+        let offset = self.raw.len() + 1;
+        if !is_token(name) {
+            return Err(CandidateError::InvalidExtensionName { offset });
+        }
+        if !is_valid_value(value) {
+            return Err(CandidateError::InvalidExtensionValue {
+                offset: offset + name.len() + 1,
+            });
+        }
+        let mut text = String::with_capacity(self.raw.len() + name.len() + value.len() + 2);
+        text.push_str(&self.raw);
+        text.push(' ');
+        text.push_str(name);
+        text.push(' ');
+        text.push_str(value);
+        reparse(&text)
+    }
+
+    /// The text `candidate:...` exactly as parsed (without `a=`); the same as `to_string()`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The foundation (1..=32 ice-chars).
+    #[must_use]
+    pub fn foundation(&self) -> &str {
+        self.foundation.get(&self.raw)
+    }
+
+    /// The component id (1..=256; 1 is RTP, 2 is RTCP).
+    #[must_use]
+    pub fn component(&self) -> u16 {
+        self.component
+    }
+
+    /// The transport, matched case-insensitively.
+    #[must_use]
+    pub fn transport(&self) -> &TransportProtocol {
+        &self.transport
+    }
+
+    /// The transport as written (e.g. `UDP` from Firefox, `udp` from Chrome).
+    #[must_use]
+    pub fn transport_str(&self) -> &str {
+        self.transport_text.get(&self.raw)
+    }
+
+    /// The priority.
+    #[must_use]
+    pub fn priority(&self) -> u32 {
+        self.priority
+    }
+
+    /// The connection address.
+    #[must_use]
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The connection address as written (an IPv6 address keeps its original case and form).
+    #[must_use]
+    pub fn address_str(&self) -> &str {
+        self.address_text.get(&self.raw)
+    }
+
+    /// The port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The candidate type (after `typ`).
+    #[must_use]
+    pub fn kind(&self) -> CandidateType {
+        self.kind.clone()
+    }
+
+    /// The candidate type, borrowed (no clone for `Other`).
+    #[must_use]
+    pub fn kind_ref(&self) -> &CandidateType {
+        &self.kind
+    }
+
+    /// The `raddr` value, if present.
+    #[must_use]
+    pub fn related_address(&self) -> Option<&Address> {
+        self.related_address.as_ref()
+    }
+
+    /// The `rport` value, if present.
+    #[must_use]
+    pub fn related_port(&self) -> Option<u16> {
+        self.related_port
+    }
+
+    /// The RFC 6544 `tcptype`, if present.
+    #[must_use]
+    pub fn tcp_type(&self) -> Option<TcpType> {
+        self.tcp_type
+    }
+
+    /// All extension pairs after `typ`/`raddr`/`rport`, in order, **including** `tcptype` (also
+    /// available typed as [`Candidate::tcp_type`]).
+    ///
+    /// The owned pairs are built on the first call and cached; [`Candidate::extension_pairs`]
+    /// gives the same pairs without allocating.
+    #[must_use]
+    pub fn extensions(&self) -> &[(String, String)] {
+        self.ext_cache.get_or_init(|| {
+            self.extension_pairs()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+    }
+
+    /// The extension pairs as borrowed `(name, value)`, in order, including `tcptype`.
+    /// Allocation-free.
+    pub fn extension_pairs(&self) -> ExtensionPairs<'_> {
+        let rest = self
+            .raw
+            .get(usize::from(self.ext_start)..)
+            .unwrap_or_default();
+        ExtensionPairs {
+            parts: if rest.is_empty() {
+                None
+            } else {
+                Some(rest.split(' '))
+            },
+            remaining: usize::from(self.ext_count),
+        }
+    }
+
+    /// The value of the first extension called `name` (case-sensitive), if any.
+    #[must_use]
+    pub fn extension(&self, name: &str) -> Option<&str> {
+        self.extension_pairs()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The `ufrag` extension (the ICE username fragment browsers append), if present.
+    #[must_use]
+    pub fn ufrag(&self) -> Option<&str> {
+        self.extension("ufrag")
+    }
+
+    /// The `generation` extension, if present and a valid `u32`.
+    #[must_use]
+    pub fn generation(&self) -> Option<u32> {
+        self.extension("generation").and_then(|v| {
+            let n = parse_digits(v, 10, "generation").ok()?;
+            u32::try_from(n).ok()
+        })
+    }
+
+    /// `candidate:<foundation> ... typ <type>`.
+    fn base_text(&self) -> &str {
+        let end = usize::from(self.kind_end);
+        self.raw.get(..end).unwrap_or_default()
+    }
+
+    fn push_related(&self, text: &mut String) {
+        let start = usize::from(self.kind_end);
+        let end = usize::from(self.ext_start);
+        if let Some(related) = self.raw.get(start..end) {
+            // Includes the leading space; may include a trailing space before extensions.
+            text.push_str(related.trim_end_matches(' '));
+        }
+    }
+
+    /// Appends the extension pairs (each with a leading space). With `tcp = Some(t)`, replaces
+    /// an existing `tcptype` value with `t`; returns whether that happened.
+    fn push_extensions(&self, text: &mut String, tcp: Option<TcpType>) -> bool {
+        let mut replaced = false;
+        for (k, v) in self.extension_pairs() {
+            text.push(' ');
+            text.push_str(k);
+            text.push(' ');
+            match tcp {
+                Some(t) if k.eq_ignore_ascii_case("tcptype") => {
+                    text.push_str(t.as_str());
+                    replaced = true;
+                }
+                _ => text.push_str(v),
+            }
+        }
+        replaced
+    }
+}
+
+fn check_fqdn_is_name(address: &Address, field: &'static str) -> Result<(), CandidateError> {
+    match address {
+        Address::Fqdn(name) if !matches!(parse_address(name), Some(Address::Fqdn(_))) => {
+            Err(CandidateError::InvalidAddress { field })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn reparse(text: &str) -> Result<Candidate, CandidateError> {
+    if text.len() > MAX_CANDIDATE_LEN {
+        return Err(CandidateError::TooLong {
+            len: text.len(),
+            max: MAX_CANDIDATE_LEN,
+        });
+    }
+    parse_text(text)
+}
+
+fn shift_offsets(e: CandidateError, base: usize) -> CandidateError {
+    use CandidateError as E;
+    match e {
+        E::ExtraWhitespace { offset } => E::ExtraWhitespace {
+            offset: offset + base,
+        },
+        E::MissingValue { offset } => E::MissingValue {
+            offset: offset + base,
+        },
+        E::InvalidExtensionName { offset } => E::InvalidExtensionName {
+            offset: offset + base,
+        },
+        E::InvalidExtensionValue { offset } => E::InvalidExtensionValue {
+            offset: offset + base,
+        },
+        other => other,
+    }
+}
+
+/// Parses `candidate:...` (no `a=`; callers check the length). Every token check refuses
+/// control bytes, so no CR/LF/NUL can get through here either.
+fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
+    if !text.starts_with(PREFIX) {
+        return Err(CandidateError::MissingPrefix);
+    }
+    let mut tok = Tokens {
+        s: text,
+        // Bare "candidate:" has no tokens at all (rather than an empty one).
+        pos: if text.len() == PREFIX.len() {
+            text.len() + 1
+        } else {
+            PREFIX.len()
+        },
+    };
+
+    let (t, at) = tok.field("foundation")?;
+    if !is_valid_foundation(t) {
+        return Err(CandidateError::InvalidFoundation);
+    }
+    let foundation = span(at, t.len());
+
+    let (t, _) = tok.field("component-id")?;
+    let component = parse_digits(t, 3, "component-id")?;
+    let component = match u16::try_from(component) {
+        Ok(c @ 1..=256) => c,
+        _ => {
+            return Err(CandidateError::OutOfRange {
+                field: "component-id",
+            })
+        }
+    };
+
+    let (t, at) = tok.field("transport")?;
+    if !is_token(t) {
+        return Err(CandidateError::InvalidTransport);
+    }
+    let transport_text = span(at, t.len());
+    let transport = TransportProtocol::from_token(t);
+
+    let (t, _) = tok.field("priority")?;
+    let priority = parse_digits(t, 10, "priority")?;
+    let priority =
+        u32::try_from(priority).map_err(|_| CandidateError::OutOfRange { field: "priority" })?;
+
+    let (t, at) = tok.field("connection-address")?;
+    let address = parse_address(t).ok_or(CandidateError::InvalidAddress {
+        field: "connection-address",
+    })?;
+    let address_text = span(at, t.len());
+
+    let (t, _) = tok.field("port")?;
+    let port = parse_port(t, "port")?;
+
+    let (t, _) = tok.next_token()?.ok_or(CandidateError::MissingTyp)?;
+    if !t.eq_ignore_ascii_case("typ") {
+        return Err(CandidateError::MissingTyp);
+    }
+    let (t, at) = tok.field("cand-type")?;
+    if !is_token(t) {
+        return Err(CandidateError::InvalidCandidateType);
+    }
+    let kind = CandidateType::from_token(t);
+    let kind_end = span(at, t.len()).end;
+
+    let mut related_address = None;
+    let mut related_port = None;
+    let mut tcp_type = None;
+    let mut ext_start = text.len();
+    let mut ext_count: u16 = 0;
+    // 0: may see raddr; 1: may see rport; 2: extensions only.
+    let mut stage = 0u8;
+
+    while let Some((name, at)) = tok.next_token()? {
+        let value = match tok.next_token()? {
+            Some((v, _)) => v,
+            None => return Err(CandidateError::MissingValue { offset: at }),
+        };
+        let value_at = at + name.len() + 1;
+        if name.eq_ignore_ascii_case("raddr") {
+            if stage > 0 {
+                return Err(CandidateError::MisplacedAttribute { name: "raddr" });
+            }
+            related_address = Some(
+                parse_address(value).ok_or(CandidateError::InvalidAddress { field: "raddr" })?,
+            );
+            stage = 1;
+            continue;
+        }
+        if name.eq_ignore_ascii_case("rport") {
+            if stage > 1 {
+                return Err(CandidateError::MisplacedAttribute { name: "rport" });
+            }
+            related_port = Some(parse_port(value, "rport")?);
+            stage = 2;
+            continue;
+        }
+        if name.eq_ignore_ascii_case("typ") {
+            return Err(CandidateError::MisplacedAttribute { name: "typ" });
+        }
+        if stage < 3 {
+            stage = 3;
+            ext_start = at;
+        }
+        if !is_token(name) {
+            return Err(CandidateError::InvalidExtensionName { offset: at });
+        }
+        if !is_valid_value(value) {
+            return Err(CandidateError::InvalidExtensionValue { offset: value_at });
+        }
+        if name.eq_ignore_ascii_case("tcptype") {
+            if tcp_type.is_some() {
+                return Err(CandidateError::MisplacedAttribute { name: "tcptype" });
+            }
+            tcp_type = Some(TcpType::from_token(value).ok_or(CandidateError::InvalidTcpType)?);
+        }
+        ext_count = ext_count.saturating_add(1);
+    }
+
+    Ok(Candidate {
+        raw: text.to_owned(),
+        foundation,
+        component,
+        transport_text,
+        transport,
+        priority,
+        address_text,
+        address,
+        port,
+        kind,
+        kind_end,
+        related_address,
+        related_port,
+        tcp_type,
+        ext_start: u16::try_from(ext_start).unwrap_or(u16::MAX),
+        ext_count,
+        ext_cache: OnceLock::new(),
+    })
+}
+
+/// Iterator over a candidate's extension pairs as `(name, value)`; see
+/// [`Candidate::extension_pairs`].
+#[derive(Debug, Clone)]
+pub struct ExtensionPairs<'a> {
+    parts: Option<std::str::Split<'a, char>>,
+    remaining: usize,
+}
+
+impl<'a> Iterator for ExtensionPairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let parts = self.parts.as_mut()?;
+        let name = parts.next()?;
+        let value = parts.next()?;
+        self.remaining = self.remaining.saturating_sub(1);
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for ExtensionPairs<'_> {}
