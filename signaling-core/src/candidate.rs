@@ -1163,3 +1163,208 @@ impl<'a> Iterator for ExtensionPairs<'a> {
 }
 
 impl ExactSizeIterator for ExtensionPairs<'_> {}
+
+/// Proptest strategies for candidates, for this crate's tests and for users' own property tests
+/// (enable the `proptest` feature).
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategy {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::{Address, Candidate, CandidateType, TcpType, TransportProtocol};
+
+    /// A valid foundation: 1..=32 ice-chars.
+    pub fn foundation() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9+/]{1,32}"
+    }
+
+    /// A transport: `Udp`, `Tcp`, or an `Other` token (sometimes a mixed-case `udp`/`tcp`
+    /// spelling, which parses back as `Udp`/`Tcp` with the spelling kept).
+    pub fn transport() -> impl Strategy<Value = TransportProtocol> {
+        prop_oneof![
+            4 => Just(TransportProtocol::Udp),
+            3 => Just(TransportProtocol::Tcp),
+            1 => "[uU][dD][pP]|[tT][cC][pP]".prop_map(TransportProtocol::Other),
+            1 => "[a-z][a-z0-9]{1,5}".prop_map(TransportProtocol::Other),
+        ]
+    }
+
+    /// A candidate type: the four standard ones or another token.
+    pub fn kind() -> impl Strategy<Value = CandidateType> {
+        prop_oneof![
+            3 => Just(CandidateType::Host),
+            2 => Just(CandidateType::Srflx),
+            1 => Just(CandidateType::Prflx),
+            2 => Just(CandidateType::Relay),
+            1 => "[a-z][a-z0-9]{1,6}".prop_map(CandidateType::Other),
+        ]
+    }
+
+    /// A tcptype.
+    pub fn tcp_type() -> impl Strategy<Value = TcpType> {
+        prop_oneof![
+            Just(TcpType::Active),
+            Just(TcpType::Passive),
+            Just(TcpType::So)
+        ]
+    }
+
+    /// A host name of 1..=4 labels (never all-numeric in the last label).
+    pub fn hostname() -> impl Strategy<Value = String> {
+        "[a-z]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-zA-Z_]([a-zA-Z0-9_-]{0,8}[a-z0-9])?){0,3}"
+    }
+
+    /// An mDNS name as Chrome sends for host candidates (`<uuid>.local`).
+    pub fn mdns_name() -> impl Strategy<Value = String> {
+        "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\.local"
+    }
+
+    /// An address: IPv4, IPv6, host name or mDNS name.
+    pub fn address() -> impl Strategy<Value = Address> {
+        prop_oneof![
+            3 => any::<[u8; 4]>().prop_map(|o| Address::from(Ipv4Addr::from(o))),
+            2 => any::<[u8; 16]>().prop_map(|o| Address::from(Ipv6Addr::from(o))),
+            1 => hostname().prop_map(Address::Fqdn),
+            2 => mdns_name().prop_map(Address::Fqdn),
+        ]
+    }
+
+    /// One extension pair: a browser extension or a random token name with a visible-ASCII
+    /// value. Never `typ`, `raddr`, `rport` or `tcptype`.
+    pub fn extension() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            (0u32..10).prop_map(|g| ("generation".to_owned(), g.to_string())),
+            "[A-Za-z0-9+/]{4,8}".prop_map(|u| ("ufrag".to_owned(), u)),
+            (1u16..100).prop_map(|n| ("network-id".to_owned(), n.to_string())),
+            prop_oneof![Just(10u16), Just(50), Just(999)]
+                .prop_map(|n| ("network-cost".to_owned(), n.to_string())),
+            ("[a-z][a-z0-9-]{0,10}", "[!-~]{1,12}").prop_filter(
+                "reserved attribute names",
+                |(k, _)| !matches!(k.as_str(), "typ" | "raddr" | "rport" | "tcptype")
+            ),
+        ]
+    }
+
+    /// A valid candidate of any type and address kind, with optional `raddr`/`rport`, a
+    /// `tcptype` on some TCP candidates, and 0..6 extension pairs.
+    pub fn candidate() -> impl Strategy<Value = Candidate> {
+        (
+            foundation(),
+            1u16..=256,
+            transport(),
+            any::<u32>(),
+            address(),
+            any::<u16>(),
+            kind(),
+            proptest::option::of((address(), any::<u16>())),
+            proptest::option::of(tcp_type()),
+            proptest::collection::vec(extension(), 0..6),
+        )
+            .prop_filter_map(
+                "builder refused the parts",
+                |(f, comp, tr, prio, addr, port, kind, related, tcp, exts)| {
+                    let mut c = Candidate::new(&f, comp, tr, prio, addr, port, kind).ok()?;
+                    if let Some((a, p)) = related {
+                        c = c.with_related(a, p).ok()?;
+                    }
+                    if let Some(t) = tcp.filter(|_| *c.transport() == TransportProtocol::Tcp) {
+                        c = c.with_tcp_type(t).ok()?;
+                    }
+                    for (k, v) in exts {
+                        c = c.with_extension(&k, &v).ok()?;
+                    }
+                    Some(c)
+                },
+            )
+    }
+
+    /// The text form (`candidate:...`) of [`candidate`].
+    pub fn candidate_string() -> impl Strategy<Value = String> {
+        candidate().prop_map(|c| c.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::strategy::{candidate, candidate_string};
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn generated_candidates_round_trip(c in candidate()) {
+            let text = c.to_string();
+            let back = Candidate::parse(&text);
+            prop_assert_eq!(back.as_ref(), Ok(&c));
+            let back = back.unwrap_or_else(|_| c.clone());
+            prop_assert_eq!(back.to_string(), text.clone());
+            prop_assert_eq!(back.foundation(), c.foundation());
+            prop_assert_eq!(back.component(), c.component());
+            prop_assert_eq!(back.transport(), c.transport());
+            prop_assert_eq!(back.priority(), c.priority());
+            prop_assert_eq!(back.address(), c.address());
+            prop_assert_eq!(back.port(), c.port());
+            prop_assert_eq!(back.kind(), c.kind());
+            prop_assert_eq!(back.related_address(), c.related_address());
+            prop_assert_eq!(back.related_port(), c.related_port());
+            prop_assert_eq!(back.tcp_type(), c.tcp_type());
+            prop_assert_eq!(back.extensions(), c.extensions());
+            prop_assert_eq!(back.extension_pairs().len(), c.extensions().len());
+            let with_sdp = format!("a={text}");
+            prop_assert_eq!(Candidate::parse(&with_sdp).map(|c| c.to_string()), Ok(text));
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in ".{0,300}") {
+            let _ = Candidate::parse(&s);
+        }
+
+        #[test]
+        fn prefixed_strings_never_panic(s in ".{0,300}") {
+            let _ = Candidate::parse(&format!("candidate:{s}"));
+            let _ = Candidate::parse(&format!("a=candidate:{s}"));
+        }
+
+        #[test]
+        fn token_soup_never_panics_and_round_trips(
+            toks in proptest::collection::vec("[a-zA-Z0-9.:+/_-]{0,8}|typ|raddr|rport|tcptype|udp|host|1", 0..16)
+        ) {
+            let s = format!("candidate:{}", toks.join(" "));
+            if let Ok(c) = Candidate::parse(&s) {
+                prop_assert_eq!(c.to_string(), s);
+            }
+        }
+
+        #[test]
+        fn mutated_candidates_never_panic_and_round_trip(
+            s in candidate_string(),
+            at in any::<proptest::sample::Index>(),
+            ch in any::<char>(),
+            delete in any::<bool>(),
+        ) {
+            let mut m = s.clone();
+            let i = at.index(m.len() + 1);
+            if m.is_char_boundary(i) {
+                if delete {
+                    if i < m.len() && m.is_char_boundary(i + 1) {
+                        m.remove(i);
+                    }
+                } else {
+                    m.insert(i, ch);
+                }
+            }
+            if let Ok(c) = Candidate::parse(&m) {
+                prop_assert_eq!(c.to_string(), m);
+            }
+        }
+    }
+
+    #[test]
+    fn span_offsets_fit_in_u16() {
+        const { assert!(MAX_CANDIDATE_LEN < u16::MAX as usize) };
+    }
+}
