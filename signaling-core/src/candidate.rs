@@ -773,6 +773,11 @@ impl Candidate {
         if !is_token(name) {
             return Err(CandidateError::InvalidExtensionName { offset });
         }
+        for reserved in ["typ", "raddr", "rport"] {
+            if name.eq_ignore_ascii_case(reserved) {
+                return Err(CandidateError::MisplacedAttribute { name: reserved });
+            }
+        }
         if !is_valid_value(value) {
             return Err(CandidateError::InvalidExtensionValue {
                 offset: offset + name.len() + 1,
