@@ -14,9 +14,13 @@
 //! and byte spans into that text. Parsing therefore allocates once for an IP candidate (twice for
 //! an FQDN/mDNS address, once more for an unusual transport or type token), `Display` writes the
 //! stored text, and equality/hashing compare that text. Extensions are not copied at parse time:
-//! [`Candidate::extension`], [`Candidate::extension_pairs`], [`Candidate::ufrag`] and
-//! [`Candidate::generation`] read them from the stored text without allocating;
-//! [`Candidate::extensions`] materialises owned pairs once, on first use, and caches them.
+//! [`Candidate::extensions`], [`Candidate::extension`], [`Candidate::ufrag`] and
+//! [`Candidate::generation`] read them from the stored text without allocating. A candidate has
+//! no interior mutability, so it is a sound `HashMap`/`HashSet` key.
+//!
+//! On success every byte belongs to a validated token or is a separating space, and no token
+//! check admits a control byte; so the CR/LF/NUL scan runs only when parsing fails, and then its
+//! finding takes precedence over any other error. The result is the same as scanning first.
 //!
 //! # Strictness
 //!
@@ -51,7 +55,6 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
-use std::sync::OnceLock;
 
 /// The longest candidate text accepted by [`Candidate::parse`], in bytes, including any `a=`
 /// prefix. Real candidates are about 100–200 bytes; anything longer is refused before parsing.
@@ -444,7 +447,6 @@ pub struct Candidate {
     /// Offset in `raw` where the extension pairs start (`raw.len()` when there are none).
     ext_start: u16,
     ext_count: u16,
-    ext_cache: OnceLock<Vec<(String, String)>>,
 }
 
 impl PartialEq for Candidate {
@@ -484,7 +486,7 @@ struct ExtDebug<'a>(&'a Candidate);
 
 impl fmt::Debug for ExtDebug<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.extension_pairs()).finish()
+        f.debug_list().entries(self.0.extensions()).finish()
     }
 }
 
@@ -659,15 +661,19 @@ impl Candidate {
     /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
     /// checked before anything else.
     pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
-        if let Some(offset) = s.bytes().position(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            let byte = s.as_bytes().get(offset).copied().unwrap_or_default();
-            return Err(CandidateError::ForbiddenCharacter { byte, offset });
-        }
+        let forbidden = || {
+            s.bytes()
+                .position(|b| matches!(b, b'\r' | b'\n' | 0))
+                .map(|offset| CandidateError::ForbiddenCharacter {
+                    byte: s.as_bytes().get(offset).copied().unwrap_or_default(),
+                    offset,
+                })
+        };
         if s.len() > MAX_CANDIDATE_LEN {
-            return Err(CandidateError::TooLong {
+            return Err(forbidden().unwrap_or(CandidateError::TooLong {
                 len: s.len(),
                 max: MAX_CANDIDATE_LEN,
-            });
+            }));
         }
         if s.is_empty() {
             return Err(CandidateError::Empty);
@@ -675,7 +681,9 @@ impl Candidate {
         let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
         // Offsets in errors refer to the caller's input.
         let base = s.len() - text.len();
-        parse_text(text).map_err(|e| shift_offsets(e, base))
+        // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
+        // when parsing fails gives the same answer as scanning first.
+        parse_text(text).map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
     }
 
     /// Creates a candidate with no related address, tcptype or extensions.
@@ -876,28 +884,17 @@ impl Candidate {
         self.tcp_type
     }
 
-    /// All extension pairs after `typ`/`raddr`/`rport`, in order, **including** `tcptype` (also
-    /// available typed as [`Candidate::tcp_type`]).
+    /// All extension pairs after `typ`/`raddr`/`rport`, as borrowed `(name, value)`, in
+    /// order, **including** `tcptype` (also available typed as [`Candidate::tcp_type`]).
     ///
-    /// The owned pairs are built on the first call and cached; [`Candidate::extension_pairs`]
-    /// gives the same pairs without allocating.
-    #[must_use]
-    pub fn extensions(&self) -> &[(String, String)] {
-        self.ext_cache.get_or_init(|| {
-            self.extension_pairs()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-    }
-
-    /// The extension pairs as borrowed `(name, value)`, in order, including `tcptype`.
-    /// Allocation-free.
-    pub fn extension_pairs(&self) -> ExtensionPairs<'_> {
+    /// Allocation-free: the pairs are read from the stored text. Use
+    /// [`Extensions::to_vec`] for owned pairs.
+    pub fn extensions(&self) -> Extensions<'_> {
         let rest = self
             .raw
             .get(usize::from(self.ext_start)..)
             .unwrap_or_default();
-        ExtensionPairs {
+        Extensions {
             parts: if rest.is_empty() {
                 None
             } else {
@@ -910,9 +907,7 @@ impl Candidate {
     /// The value of the first extension called `name` (case-sensitive), if any.
     #[must_use]
     pub fn extension(&self, name: &str) -> Option<&str> {
-        self.extension_pairs()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+        self.extensions().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// The `ufrag` extension (the ICE username fragment browsers append), if present.
@@ -949,7 +944,7 @@ impl Candidate {
     /// an existing `tcptype` value with `t`; returns whether that happened.
     fn push_extensions(&self, text: &mut String, tcp: Option<TcpType>) -> bool {
         let mut replaced = false;
-        for (k, v) in self.extension_pairs() {
+        for (k, v) in self.extensions() {
             text.push(' ');
             text.push_str(k);
             text.push(' ');
@@ -1139,19 +1134,18 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         tcp_type,
         ext_start: u16::try_from(ext_start).unwrap_or(u16::MAX),
         ext_count,
-        ext_cache: OnceLock::new(),
     })
 }
 
 /// Iterator over a candidate's extension pairs as `(name, value)`; see
 /// [`Candidate::extension_pairs`].
 #[derive(Debug, Clone)]
-pub struct ExtensionPairs<'a> {
+pub struct Extensions<'a> {
     parts: Option<std::str::Split<'a, char>>,
     remaining: usize,
 }
 
-impl<'a> Iterator for ExtensionPairs<'a> {
+impl<'a> Iterator for Extensions<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -1167,7 +1161,31 @@ impl<'a> Iterator for ExtensionPairs<'a> {
     }
 }
 
-impl ExactSizeIterator for ExtensionPairs<'_> {}
+impl ExactSizeIterator for Extensions<'_> {}
+
+impl std::iter::FusedIterator for Extensions<'_> {}
+
+impl Extensions<'_> {
+    /// The number of pairs left.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.remaining
+    }
+
+    /// Whether no pairs are left.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The remaining pairs as owned strings.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<(String, String)> {
+        self.clone()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
 
 /// Proptest strategies for candidates, for this crate's tests and for users' own property tests
 /// (enable the `proptest` feature).
@@ -1317,8 +1335,8 @@ mod tests {
             prop_assert_eq!(back.related_address(), c.related_address());
             prop_assert_eq!(back.related_port(), c.related_port());
             prop_assert_eq!(back.tcp_type(), c.tcp_type());
-            prop_assert_eq!(back.extensions(), c.extensions());
-            prop_assert_eq!(back.extension_pairs().len(), c.extensions().len());
+            prop_assert_eq!(back.extensions().to_vec(), c.extensions().to_vec());
+            prop_assert_eq!(back.extensions().len(), c.extensions().len());
             let with_sdp = format!("a={text}");
             prop_assert_eq!(Candidate::parse(&with_sdp).map(|c| c.to_string()), Ok(text));
         }
