@@ -614,36 +614,70 @@ fn is_valid_foundation(t: &str) -> bool {
 }
 
 /// Host name check: labels of letters, digits, `-`, `_`; 1..=63 bytes, not starting or ending
-/// with `-`; at most 253 bytes; last label not all digits.
+/// with `-`; at most 253 bytes; last label not all digits. One pass, no allocation.
 fn is_valid_hostname(s: &str) -> bool {
-    if s.is_empty() || s.len() > 253 {
+    let bytes = s.as_bytes();
+    if bytes.is_empty() || bytes.len() > 253 {
         return false;
     }
-    let mut last_all_digits = false;
-    for label in s.split('.') {
-        let bytes = label.as_bytes();
-        if bytes.is_empty() || bytes.len() > 63 {
-            return false;
+    let mut label_len = 0usize;
+    let mut label_all_digits = true;
+    let mut prev = b'.';
+    for &c in bytes {
+        if c == b'.' {
+            if label_len == 0 || prev == b'-' {
+                return false;
+            }
+            label_len = 0;
+            label_all_digits = true;
+        } else {
+            if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                return false;
+            }
+            if c == b'-' && label_len == 0 {
+                return false;
+            }
+            label_len += 1;
+            if label_len > 63 {
+                return false;
+            }
+            label_all_digits &= c.is_ascii_digit();
         }
-        if bytes.first() == Some(&b'-') || bytes.last() == Some(&b'-') {
-            return false;
-        }
-        if !bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return false;
-        }
-        last_all_digits = bytes.iter().all(u8::is_ascii_digit);
+        prev = c;
     }
-    !last_all_digits
+    label_len > 0 && prev != b'-' && !label_all_digits
+}
+
+/// Dotted-quad IPv4, exactly as strict as `Ipv4Addr::from_str` (four decimal octets of 1..=3
+/// digits, no leading zeros, at most 255), without its general-purpose parser machinery.
+fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?.as_bytes();
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.first() == Some(&b'0')) {
+            return None;
+        }
+        let mut n: u16 = 0;
+        for &b in part {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(b - b'0');
+        }
+        *octet = u8::try_from(n).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 fn parse_address(t: &str) -> Option<Address> {
-    if t.contains(':') {
+    if t.as_bytes().contains(&b':') {
         return Ipv6Addr::from_str(t).ok().map(Address::from);
     }
-    if let Ok(ip) = Ipv4Addr::from_str(t) {
+    if let Some(ip) = parse_ipv4(t) {
         return Some(Address::from(ip));
     }
     is_valid_hostname(t).then(|| Address::Fqdn(t.to_owned()))
@@ -1383,6 +1417,63 @@ mod tests {
             if let Ok(c) = Candidate::parse(&m) {
                 prop_assert_eq!(c.to_string(), m);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ipv4_fast_path_matches_std(s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}") {
+            prop_assert_eq!(parse_ipv4(&s), Ipv4Addr::from_str(&s).ok());
+        }
+    }
+
+    #[test]
+    fn ipv4_fast_path_edges() {
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "",
+            "1..2.3",
+        ] {
+            assert_eq!(parse_ipv4(s), Ipv4Addr::from_str(s).ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        for ok in [
+            "a",
+            "a.b",
+            "x-1.example_host.com",
+            "4c1b4e9f-3d1e-4f57-9d3c-2f5d0a6f1c2b.local",
+            "1a.2b",
+        ] {
+            assert!(is_valid_hostname(ok), "{ok}");
+        }
+        let long_label = "a".repeat(64);
+        let too_long = ["a"; 128].join("."); // 255 bytes
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "-a",
+            "a-",
+            "a.-b",
+            "a-.b",
+            "1.2",
+            "a.1",
+            "a b",
+            "a%b",
+            long_label.as_str(),
+            too_long.as_str(),
+        ] {
+            assert!(!is_valid_hostname(bad), "{bad}");
         }
     }
 
