@@ -16,6 +16,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("candidate/parse_chrome_mdns", |b| {
         b.iter(|| Candidate::parse(black_box(CHROME_MDNS)))
     });
+    // Floor: the one allocation and copy that parsing makes.
+    c.bench_function("candidate/baseline_to_owned", |b| {
+        b.iter(|| black_box(CHROME_SRFLX).to_owned())
+    });
     let parsed = Candidate::parse(CHROME_SRFLX).ok();
     c.bench_function("candidate/ufrag_lookup", |b| {
         b.iter(|| black_box(parsed.as_ref()).and_then(|c| c.ufrag().map(str::len)))

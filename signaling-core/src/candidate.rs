@@ -532,6 +532,51 @@ impl<'de> serde::Deserialize<'de> for Candidate {
     }
 }
 
+/// Byte classes, one bit each, looked up while tokenizing so that each byte is visited once.
+const ICE: u8 = 1; // ice-char: ALPHA / DIGIT / "+" / "/"
+const TOKEN: u8 = 2; // RFC 8866 token-char
+const VALUE: u8 = 4; // visible ASCII or a non-ASCII byte (extension values)
+const ALL_CLASSES: u8 = ICE | TOKEN | VALUE;
+
+const fn build_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0usize;
+    while i < 256 {
+        // `i < 256`, so the cast is lossless.
+        #[allow(clippy::cast_possible_truncation)]
+        let b = i as u8;
+        let mut c = 0u8;
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            c |= ICE;
+        }
+        if is_token_char(b) {
+            c |= TOKEN;
+        }
+        if b > 0x20 && b != 0x7F {
+            c |= VALUE;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CLASSES: [u8; 256] = build_classes();
+
+/// One token: its text, start offset and the byte classes shared by all its bytes.
+#[derive(Clone, Copy)]
+struct Token<'a> {
+    text: &'a str,
+    at: usize,
+    classes: u8,
+}
+
+impl Token<'_> {
+    fn is(&self, class: u8) -> bool {
+        self.classes & class != 0
+    }
+}
+
 /// Walks space-separated tokens of a string, refusing empty tokens.
 struct Tokens<'a> {
     s: &'a str,
@@ -539,25 +584,37 @@ struct Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
-    /// The next token and its start offset; `Ok(None)` at the end of input.
-    fn next_token(&mut self) -> Result<Option<(&'a str, usize)>, CandidateError> {
-        if self.pos > self.s.len() {
-            return Ok(None);
-        }
-        let rest = self.s.get(self.pos..).unwrap_or_default();
+    /// The next token; `Ok(None)` at the end of input.
+    fn next_token(&mut self) -> Result<Option<Token<'a>>, CandidateError> {
         let start = self.pos;
-        let len = rest.bytes().position(|b| b == b' ').unwrap_or(rest.len());
+        let Some(rest) = self.s.as_bytes().get(start..) else {
+            return Ok(None);
+        };
+        let mut classes = ALL_CLASSES;
+        let mut len = rest.len();
+        for (i, &b) in rest.iter().enumerate() {
+            if b == b' ' {
+                len = i;
+                break;
+            }
+            classes &= CLASSES.get(usize::from(b)).copied().unwrap_or_default();
+        }
         if len == 0 {
             return Err(CandidateError::ExtraWhitespace { offset: start });
         }
-        let tok = rest.get(..len).unwrap_or_default();
         // Step past the token and its separating space; past the end when there is none.
         self.pos = start + len + 1;
-        Ok(Some((tok, start)))
+        // `start` and `start + len` sit next to ASCII spaces or the ends: char boundaries.
+        let text = self.s.get(start..start + len).unwrap_or_default();
+        Ok(Some(Token {
+            text,
+            at: start,
+            classes,
+        }))
     }
 
     /// The next token, or `MissingField { field }`.
-    fn field(&mut self, field: &'static str) -> Result<(&'a str, usize), CandidateError> {
+    fn field(&mut self, field: &'static str) -> Result<Token<'a>, CandidateError> {
         self.next_token()?
             .ok_or(CandidateError::MissingField { field })
     }
@@ -597,7 +654,7 @@ fn is_ice_char(b: u8) -> bool {
 }
 
 /// RFC 8866 `token-char`.
-fn is_token_char(b: u8) -> bool {
+const fn is_token_char(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x27 | 0x2A..=0x2B | 0x2D..=0x2E | 0x30..=0x39 | 0x41..=0x5A | 0x5E..=0x7E)
 }
 
@@ -1048,14 +1105,14 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         },
     };
 
-    let (t, at) = tok.field("foundation")?;
-    if !is_valid_foundation(t) {
+    let t = tok.field("foundation")?;
+    if !(t.is(ICE) && t.text.len() <= 32) {
         return Err(CandidateError::InvalidFoundation);
     }
-    let foundation = span(at, t.len());
+    let foundation = span(t.at, t.text.len());
 
-    let (t, _) = tok.field("component-id")?;
-    let component = parse_digits(t, 3, "component-id")?;
+    let t = tok.field("component-id")?;
+    let component = parse_digits(t.text, 3, "component-id")?;
     let component = match u16::try_from(component) {
         Ok(c @ 1..=256) => c,
         _ => {
@@ -1065,88 +1122,93 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         }
     };
 
-    let (t, at) = tok.field("transport")?;
-    if !is_token(t) {
+    let t = tok.field("transport")?;
+    if !t.is(TOKEN) {
         return Err(CandidateError::InvalidTransport);
     }
-    let transport_text = span(at, t.len());
-    let transport = TransportProtocol::from_token(t);
+    let transport_text = span(t.at, t.text.len());
+    let transport = TransportProtocol::from_token(t.text);
 
-    let (t, _) = tok.field("priority")?;
-    let priority = parse_digits(t, 10, "priority")?;
+    let t = tok.field("priority")?;
+    let priority = parse_digits(t.text, 10, "priority")?;
     let priority =
         u32::try_from(priority).map_err(|_| CandidateError::OutOfRange { field: "priority" })?;
 
-    let (t, at) = tok.field("connection-address")?;
-    let address = parse_address(t).ok_or(CandidateError::InvalidAddress {
+    let t = tok.field("connection-address")?;
+    let address = parse_address(t.text).ok_or(CandidateError::InvalidAddress {
         field: "connection-address",
     })?;
-    let address_text = span(at, t.len());
+    let address_text = span(t.at, t.text.len());
 
-    let (t, _) = tok.field("port")?;
-    let port = parse_port(t, "port")?;
+    let t = tok.field("port")?;
+    let port = parse_port(t.text, "port")?;
 
-    let (t, _) = tok.next_token()?.ok_or(CandidateError::MissingTyp)?;
-    if !t.eq_ignore_ascii_case("typ") {
+    let t = tok.next_token()?.ok_or(CandidateError::MissingTyp)?;
+    if !t.text.eq_ignore_ascii_case("typ") {
         return Err(CandidateError::MissingTyp);
     }
-    let (t, at) = tok.field("cand-type")?;
-    if !is_token(t) {
+    let t = tok.field("cand-type")?;
+    if !t.is(TOKEN) {
         return Err(CandidateError::InvalidCandidateType);
     }
-    let kind = CandidateType::from_token(t);
-    let kind_end = span(at, t.len()).end;
+    let kind = CandidateType::from_token(t.text);
+    let kind_end = span(t.at, t.text.len()).end;
 
     let mut related_address = None;
     let mut related_port = None;
     let mut tcp_type = None;
     let mut ext_start = text.len();
     let mut ext_count: u16 = 0;
-    // 0: may see raddr; 1: may see rport; 2: extensions only.
+    // 0: may see raddr; 1: may see rport; 2: extensions only; 3: inside extensions.
     let mut stage = 0u8;
 
-    while let Some((name, at)) = tok.next_token()? {
-        let value = match tok.next_token()? {
-            Some((v, _)) => v,
-            None => return Err(CandidateError::MissingValue { offset: at }),
+    while let Some(name) = tok.next_token()? {
+        let Some(value) = tok.next_token()? else {
+            return Err(CandidateError::MissingValue { offset: name.at });
         };
-        let value_at = at + name.len() + 1;
-        if name.eq_ignore_ascii_case("raddr") {
-            if stage > 0 {
-                return Err(CandidateError::MisplacedAttribute { name: "raddr" });
-            }
-            related_address = Some(
-                parse_address(value).ok_or(CandidateError::InvalidAddress { field: "raddr" })?,
-            );
-            stage = 1;
-            continue;
-        }
-        if name.eq_ignore_ascii_case("rport") {
-            if stage > 1 {
-                return Err(CandidateError::MisplacedAttribute { name: "rport" });
-            }
-            related_port = Some(parse_port(value, "rport")?);
-            stage = 2;
-            continue;
-        }
-        if name.eq_ignore_ascii_case("typ") {
-            return Err(CandidateError::MisplacedAttribute { name: "typ" });
-        }
         if stage < 3 {
-            stage = 3;
-            ext_start = at;
-        }
-        if !is_token(name) {
-            return Err(CandidateError::InvalidExtensionName { offset: at });
-        }
-        if !is_valid_value(value) {
-            return Err(CandidateError::InvalidExtensionValue { offset: value_at });
-        }
-        if name.eq_ignore_ascii_case("tcptype") {
-            if tcp_type.is_some() {
-                return Err(CandidateError::MisplacedAttribute { name: "tcptype" });
+            if name.text.eq_ignore_ascii_case("raddr") {
+                if stage > 0 {
+                    return Err(CandidateError::MisplacedAttribute { name: "raddr" });
+                }
+                related_address = Some(
+                    parse_address(value.text)
+                        .ok_or(CandidateError::InvalidAddress { field: "raddr" })?,
+                );
+                stage = 1;
+                continue;
             }
-            tcp_type = Some(TcpType::from_token(value).ok_or(CandidateError::InvalidTcpType)?);
+            if name.text.eq_ignore_ascii_case("rport") {
+                if stage > 1 {
+                    return Err(CandidateError::MisplacedAttribute { name: "rport" });
+                }
+                related_port = Some(parse_port(value.text, "rport")?);
+                stage = 2;
+                continue;
+            }
+            stage = 3;
+            ext_start = name.at;
+        }
+        if !name.is(TOKEN) {
+            return Err(CandidateError::InvalidExtensionName { offset: name.at });
+        }
+        if !value.is(VALUE) {
+            return Err(CandidateError::InvalidExtensionValue { offset: value.at });
+        }
+        // Only the short reserved names need a closer look.
+        if name.text.len() <= 7 {
+            for reserved in ["typ", "raddr", "rport"] {
+                if name.text.eq_ignore_ascii_case(reserved) {
+                    return Err(CandidateError::MisplacedAttribute { name: reserved });
+                }
+            }
+            if name.text.eq_ignore_ascii_case("tcptype") {
+                if tcp_type.is_some() {
+                    return Err(CandidateError::MisplacedAttribute { name: "tcptype" });
+                }
+                tcp_type =
+                    Some(TcpType::from_token(value.text).ok_or(CandidateError::InvalidTcpType)?);
+            }
         }
         ext_count = ext_count.saturating_add(1);
     }
