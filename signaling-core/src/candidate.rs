@@ -1233,8 +1233,8 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
     })
 }
 
-/// Iterator over a candidate's extension pairs as `(name, value)`; see
-/// [`Candidate::extension_pairs`].
+/// Iterator over a candidate's extension pairs as borrowed `(name, value)`, in order; see
+/// [`Candidate::extensions`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Extensions<'a> {
     parts: Option<std::str::Split<'a, char>>,
