@@ -1,58 +1,1546 @@
-//! Temporary minimal candidate parsing (replaced by the full RFC 8839 parser).
-#![allow(missing_docs)]
-use std::fmt;
+//! ICE candidate attributes: RFC 8839 §5.1, RFC 6544 `tcptype`, and the browser extensions.
+//!
+//! ```text
+//! candidate:<foundation> <component-id> <transport> <priority> <connection-address> <port>
+//!     typ <cand-type> [raddr <addr>] [rport <port>] *(SP <extension-att-name> SP <extension-att-value>)
+//! ```
+//!
+//! [`Candidate::parse`] reads that line (with or without the `a=` SDP prefix) and
+//! [`Candidate`]'s `Display` writes it back **byte for byte** (without `a=`).
+//!
+//! # Design
+//!
+//! A [`Candidate`] keeps one owned copy of its text (`candidate:...`) plus the parsed values
+//! and byte spans into that text. Parsing therefore allocates once for an IP candidate (twice for
+//! an FQDN/mDNS address, once more for an unusual transport or type token), `Display` writes the
+//! stored text, and equality/hashing compare that text. Extensions are not copied at parse time:
+//! [`Candidate::extensions`], [`Candidate::extension`], [`Candidate::ufrag`] and
+//! [`Candidate::generation`] read them from the stored text without allocating. A candidate has
+//! no interior mutability, so it is a sound `HashMap`/`HashSet` key.
+//!
+//! On success every byte belongs to a validated token or is a separating space, and no token
+//! check admits a control byte; so the CR/LF/NUL scan runs only when parsing fails, and then its
+//! finding takes precedence over any other error. The result is the same as scanning first.
+//!
+//! # Strictness
+//!
+//! A rejected input is better than a lossy round trip, and browsers never send anything odd, so:
+//!
+//! - CR, LF and NUL anywhere are rejected first ([`CandidateError::ForbiddenCharacter`]): a
+//!   candidate must never be able to smuggle an extra SDP line.
+//! - Input longer than [`MAX_CANDIDATE_LEN`] bytes is rejected before any other work.
+//! - Tokens are separated by exactly one space (0x20). Leading, trailing or doubled spaces are
+//!   [`CandidateError::ExtraWhitespace`]; a tab or other control byte inside a token makes that
+//!   token invalid.
+//! - Keywords (`typ`, `raddr`, `rport`, `tcptype`), the transport, the candidate type and the
+//!   tcptype value are matched ASCII case-insensitively (ABNF literals are case-insensitive); the
+//!   original spelling is kept in the text, so `UDP` stays `UDP`.
+//! - Addresses keep their original text (e.g. `2001:DB8::1`); [`Candidate::address`] holds the
+//!   parsed value and [`Candidate::address_str`] the text. Text that is not a valid IPv4/IPv6
+//!   address must be a valid host name: letters, digits, `-` and `_` in labels of 1..=63 bytes,
+//!   at most 253 bytes, and a last label that is not all digits — so a zero-padded IPv4 text such
+//!   as `010.0.0.1` (which Rust's parser refuses as an address) is rejected instead of being
+//!   mistaken for a name. IPv6 zone ids (`fe80::1%eth0`) and brackets are rejected.
+//! - Numbers are ASCII digits only (leading zeros allowed, kept in the text): component 1..=256
+//!   with at most 3 digits, priority at most 10 digits fitting `u32`, ports fitting `u16`.
+//! - `raddr` and `rport` are each optional (RFC 8839 wants them for non-host candidates; they
+//!   are not required here), but must appear right after `typ <type>` in that order, and each
+//!   must be followed by a value. Appearing later, they are [`CandidateError::MisplacedAttribute`].
+//! - Extension pairs follow: names are SDP tokens, values any run of visible ASCII or non-ASCII
+//!   UTF-8 bytes. `tcptype` is one of those pairs (it may appear at any extension position, at
+//!   most once, and its value must be `active`, `passive` or `so`). It is accepted on any
+//!   transport. Other names may repeat; lookups return the first.
 
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// The longest candidate text accepted by [`Candidate::parse`], in bytes, including any `a=`
+/// prefix. Real candidates are about 100–200 bytes; anything longer is refused before parsing.
 pub const MAX_CANDIDATE_LEN: usize = 1024;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Candidate {
-    raw: String,
-    ufrag: Option<(usize, usize)>,
-}
+/// The `candidate:` attribute prefix.
+const PREFIX: &str = "candidate:";
+/// The SDP line prefix accepted (and dropped) by [`Candidate::parse`].
+const SDP_PREFIX: &str = "a=";
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a candidate string was refused.
+///
+/// Every variant names what went wrong and, where useful, the field (a grammar name such as
+/// `"priority"`) or the byte offset in the input. A peer sending a refused candidate is
+/// misbehaving or speaks an unsupported dialect: report it back (e.g. as a wire `error`) and
+/// drop the candidate; do not retry with the same text.
 #[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CandidateError {
-    #[error("bad candidate")]
-    Bad,
+    /// The input was empty. An empty candidate means end-of-candidates on the wire: the caller
+    /// must handle that before parsing.
+    #[error("empty candidate (end-of-candidates must be handled by the caller)")]
+    Empty,
+    /// A CR, LF or NUL byte appeared (SDP line injection). Refuse the whole message.
+    #[error("forbidden byte 0x{byte:02x} at offset {offset}")]
+    ForbiddenCharacter {
+        /// The offending byte.
+        byte: u8,
+        /// Its offset in the input.
+        offset: usize,
+    },
+    /// The input is longer than [`MAX_CANDIDATE_LEN`]. Refuse it; no real candidate is this long.
+    #[error("candidate is {len} bytes, longer than the maximum of {max}")]
+    TooLong {
+        /// Length of the input in bytes.
+        len: usize,
+        /// The maximum, [`MAX_CANDIDATE_LEN`].
+        max: usize,
+    },
+    /// The input does not start with `candidate:` (or `a=candidate:`).
+    #[error("missing `candidate:` prefix")]
+    MissingPrefix,
+    /// Leading, trailing or doubled spaces: tokens must be separated by exactly one space.
+    #[error("extra whitespace at offset {offset}")]
+    ExtraWhitespace {
+        /// Offset of the empty token (of the unexpected space, or of the end of input).
+        offset: usize,
+    },
+    /// A mandatory field is missing: the input ended early.
+    #[error("missing field `{field}`")]
+    MissingField {
+        /// The missing field's grammar name.
+        field: &'static str,
+    },
+    /// The foundation is not 1..=32 ice-chars (letters, digits, `+`, `/`).
+    #[error("invalid foundation (1 to 32 letters, digits, `+` or `/`)")]
+    InvalidFoundation,
+    /// A numeric field holds something other than ASCII digits, or too many digits.
+    #[error("invalid number in `{field}`")]
+    InvalidNumber {
+        /// The field's grammar name.
+        field: &'static str,
+    },
+    /// A numeric field is out of range (component 0 or above 256, port above 65535, priority
+    /// above `u32::MAX`).
+    #[error("`{field}` out of range")]
+    OutOfRange {
+        /// The field's grammar name.
+        field: &'static str,
+    },
+    /// The transport is not an SDP token.
+    #[error("invalid transport")]
+    InvalidTransport,
+    /// An address is neither an IP address nor a valid host name.
+    #[error("invalid address in `{field}`")]
+    InvalidAddress {
+        /// `"connection-address"` or `"raddr"`.
+        field: &'static str,
+    },
+    /// The token after the port is not `typ`.
+    #[error("expected `typ` after the port")]
+    MissingTyp,
+    /// The candidate type is not an SDP token.
+    #[error("invalid candidate type")]
+    InvalidCandidateType,
+    /// `raddr`, `rport` or `typ` appeared where it may not (after extensions, twice, or out of
+    /// order), or `tcptype` appeared twice.
+    #[error("misplaced or repeated `{name}`")]
+    MisplacedAttribute {
+        /// The attribute name.
+        name: &'static str,
+    },
+    /// An attribute name (`raddr`, `rport`, `tcptype` or an extension name) ends the input
+    /// without a value.
+    #[error("attribute at offset {offset} has no value")]
+    MissingValue {
+        /// Offset of the attribute name.
+        offset: usize,
+    },
+    /// An extension name is not an SDP token.
+    #[error("invalid extension name at offset {offset}")]
+    InvalidExtensionName {
+        /// Offset of the name.
+        offset: usize,
+    },
+    /// An extension value holds a control byte.
+    #[error("invalid extension value at offset {offset}")]
+    InvalidExtensionValue {
+        /// Offset of the value.
+        offset: usize,
+    },
+    /// The `tcptype` value is not `active`, `passive` or `so`.
+    #[error("invalid tcptype (expected active, passive or so)")]
+    InvalidTcpType,
 }
 
-impl Candidate {
-    pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
-        let s = s.strip_prefix("a=").unwrap_or(s);
-        if !s.starts_with("candidate:")
-            || s.len() > MAX_CANDIDATE_LEN
-            || s.contains(['\r', '\n', '\0'])
-        {
-            return Err(CandidateError::Bad);
+impl CandidateError {
+    /// A short stable name for the variant (`"too_long"`, `"missing_field"`, ...), for logs,
+    /// metrics and test vectors.
+    #[must_use]
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::ForbiddenCharacter { .. } => "forbidden_character",
+            Self::TooLong { .. } => "too_long",
+            Self::MissingPrefix => "missing_prefix",
+            Self::ExtraWhitespace { .. } => "extra_whitespace",
+            Self::MissingField { .. } => "missing_field",
+            Self::InvalidFoundation => "invalid_foundation",
+            Self::InvalidNumber { .. } => "invalid_number",
+            Self::OutOfRange { .. } => "out_of_range",
+            Self::InvalidTransport => "invalid_transport",
+            Self::InvalidAddress { .. } => "invalid_address",
+            Self::MissingTyp => "missing_typ",
+            Self::InvalidCandidateType => "invalid_candidate_type",
+            Self::MisplacedAttribute { .. } => "misplaced_attribute",
+            Self::MissingValue { .. } => "missing_value",
+            Self::InvalidExtensionName { .. } => "invalid_extension_name",
+            Self::InvalidExtensionValue { .. } => "invalid_extension_value",
+            Self::InvalidTcpType => "invalid_tcptype",
         }
-        let toks: Vec<&str> = s.split(' ').collect();
-        if toks.len() < 8 || toks[6] != "typ" {
-            return Err(CandidateError::Bad);
-        }
-        let mut ufrag = None;
-        let mut off = 0;
-        for (i, t) in toks.iter().enumerate() {
-            if *t == "ufrag" {
-                if let Some(v) = toks.get(i + 1) {
-                    let start = off + t.len() + 1;
-                    ufrag = Some((start, start + v.len()));
-                }
-            }
-            off += t.len() + 1;
-        }
-        Ok(Candidate {
-            raw: s.to_owned(),
-            ufrag,
-        })
     }
-    pub fn ufrag(&self) -> Option<&str> {
-        self.ufrag.map(|(a, b)| &self.raw[a..b])
+}
+
+/// The transport of a candidate (`UDP`, `TCP`, or another token).
+///
+/// Matched case-insensitively; the original spelling stays in the candidate text
+/// ([`Candidate::transport_str`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TransportProtocol {
+    /// `udp`, any case.
+    Udp,
+    /// `tcp`, any case (RFC 6544).
+    Tcp,
+    /// Any other SDP token, as written.
+    Other(String),
+}
+
+impl TransportProtocol {
+    /// The lowercase name for `Udp`/`Tcp`, the token as written for `Other`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Other(s) => s,
+        }
+    }
+
+    fn from_token(t: &str) -> Self {
+        if t.eq_ignore_ascii_case("udp") {
+            Self::Udp
+        } else if t.eq_ignore_ascii_case("tcp") {
+            Self::Tcp
+        } else {
+            Self::Other(t.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for TransportProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The candidate type after `typ`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CandidateType {
+    /// `host`: an address of a local interface (or an mDNS name hiding it).
+    Host,
+    /// `srflx`: server reflexive, the address a STUN server saw.
+    Srflx,
+    /// `prflx`: peer reflexive, learned from connectivity checks.
+    Prflx,
+    /// `relay`: an address allocated on a TURN server.
+    Relay,
+    /// Any other SDP token, as written.
+    Other(String),
+}
+
+impl CandidateType {
+    /// The lowercase name, or the token as written for `Other`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Host => "host",
+            Self::Srflx => "srflx",
+            Self::Prflx => "prflx",
+            Self::Relay => "relay",
+            Self::Other(s) => s,
+        }
+    }
+
+    fn from_token(t: &str) -> Self {
+        if t.eq_ignore_ascii_case("host") {
+            Self::Host
+        } else if t.eq_ignore_ascii_case("srflx") {
+            Self::Srflx
+        } else if t.eq_ignore_ascii_case("prflx") {
+            Self::Prflx
+        } else if t.eq_ignore_ascii_case("relay") {
+            Self::Relay
+        } else {
+            Self::Other(t.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for CandidateType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The RFC 6544 `tcptype` of a TCP candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpType {
+    /// `active`: opens outgoing connections only.
+    Active,
+    /// `passive`: accepts incoming connections only.
+    Passive,
+    /// `so`: simultaneous open.
+    So,
+}
+
+impl TcpType {
+    /// The lowercase name (`active`, `passive`, `so`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Passive => "passive",
+            Self::So => "so",
+        }
+    }
+
+    fn from_token(t: &str) -> Option<Self> {
+        if t.eq_ignore_ascii_case("active") {
+            Some(Self::Active)
+        } else if t.eq_ignore_ascii_case("passive") {
+            Some(Self::Passive)
+        } else if t.eq_ignore_ascii_case("so") {
+            Some(Self::So)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for TcpType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connection or related address: an IP address or a host name (FQDN, including mDNS
+/// `*.local` names as Chrome sends for host candidates).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A host name, as written.
+    Fqdn(String),
+}
+
+impl Address {
+    /// The IP address, if this is one (no name resolution is done).
+    #[must_use]
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Ip(ip) => Some(*ip),
+            Self::Fqdn(_) => None,
+        }
+    }
+
+    /// Whether this is a host name ending in `.local` (ASCII case-insensitive): an mDNS name
+    /// that hides a host address (draft-ietf-mmusic-mdns-ice-candidates).
+    #[must_use]
+    pub fn is_mdns(&self) -> bool {
+        match self {
+            Self::Ip(_) => false,
+            Self::Fqdn(name) => ends_with_ignore_case(name, ".local"),
+        }
+    }
+
+    /// Reads an address the way [`Candidate::parse`] does: IPv4, IPv6, else a valid host name.
+    /// Returns `None` for anything else.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        parse_address(s)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Fqdn(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<IpAddr> for Address {
+    fn from(ip: IpAddr) -> Self {
+        Self::Ip(ip)
+    }
+}
+
+impl From<Ipv4Addr> for Address {
+    fn from(ip: Ipv4Addr) -> Self {
+        Self::Ip(IpAddr::V4(ip))
+    }
+}
+
+impl From<Ipv6Addr> for Address {
+    fn from(ip: Ipv6Addr) -> Self {
+        Self::Ip(IpAddr::V6(ip))
+    }
+}
+
+fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len()
+        && s.as_bytes()
+            .get(s.len() - suffix.len()..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+}
+
+/// A byte range into [`Candidate::raw`]. Candidates are at most [`MAX_CANDIDATE_LEN`] bytes, so
+/// `u16` is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+impl Span {
+    fn get(self, s: &str) -> &str {
+        // Spans always lie on token boundaries (ASCII spaces) of the text they were made from;
+        // the empty fallback is unreachable.
+        s.get(usize::from(self.start)..usize::from(self.end))
+            .unwrap_or_default()
+    }
+}
+
+/// One ICE candidate attribute, parsed, with its original text.
+///
+/// Build one with [`Candidate::parse`] (or `str::parse`) or [`Candidate::new`] and the `with_*`
+/// methods. `Display` writes the text exactly as parsed (`candidate:...`, without `a=`).
+/// Two candidates are equal (and hash equal) exactly when their texts are equal, so
+/// `udp` and `UDP` spellings of one candidate are different values.
+#[derive(Clone)]
+pub struct Candidate {
+    /// The whole text, starting with `candidate:`.
+    raw: String,
+    foundation: Span,
+    component: u16,
+    transport_text: Span,
+    transport: TransportProtocol,
+    priority: u32,
+    address_text: Span,
+    address: Address,
+    port: u16,
+    kind: CandidateType,
+    /// Offset in `raw` just past the candidate-type token.
+    kind_end: u16,
+    related_address: Option<Address>,
+    related_port: Option<u16>,
+    tcp_type: Option<TcpType>,
+    /// Offset in `raw` where the extension pairs start (`raw.len()` when there are none).
+    ext_start: u16,
+    ext_count: u16,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Candidate {}
+
+impl Hash for Candidate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.raw.hash(state);
+    }
+}
+
+impl fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Candidate")
+            .field("raw", &self.raw)
+            .field("foundation", &self.foundation())
+            .field("component", &self.component)
+            .field("transport", &self.transport)
+            .field("priority", &self.priority)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("kind", &self.kind)
+            .field("related_address", &self.related_address)
+            .field("related_port", &self.related_port)
+            .field("tcp_type", &self.tcp_type)
+            .field("extensions", &ExtDebug(self))
+            .finish()
+    }
+}
+
+struct ExtDebug<'a>(&'a Candidate);
+
+impl fmt::Debug for ExtDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.extensions()).finish()
     }
 }
 
 impl fmt::Display for Candidate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
+    }
+}
+
+impl FromStr for Candidate {
+    type Err = CandidateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl AsRef<str> for Candidate {
+    fn as_ref(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl serde::Serialize for Candidate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.raw)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Candidate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Candidate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ICE candidate string `candidate:...`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Candidate, E> {
+                Candidate::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// Byte classes, one bit each, looked up while tokenizing so that each byte is visited once.
+const ICE: u8 = 1; // ice-char: ALPHA / DIGIT / "+" / "/"
+const TOKEN: u8 = 2; // RFC 8866 token-char
+const VALUE: u8 = 4; // visible ASCII or a non-ASCII byte (extension values)
+const ALL_CLASSES: u8 = ICE | TOKEN | VALUE;
+
+const fn build_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0usize;
+    while i < 256 {
+        // `i < 256`, so the cast is lossless.
+        #[allow(clippy::cast_possible_truncation)]
+        let b = i as u8;
+        let mut c = 0u8;
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            c |= ICE;
+        }
+        if is_token_char(b) {
+            c |= TOKEN;
+        }
+        if b > 0x20 && b != 0x7F {
+            c |= VALUE;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CLASSES: [u8; 256] = build_classes();
+
+/// One token: its text, start offset and the byte classes shared by all its bytes.
+#[derive(Clone, Copy)]
+struct Token<'a> {
+    text: &'a str,
+    at: usize,
+    classes: u8,
+}
+
+impl Token<'_> {
+    fn is(&self, class: u8) -> bool {
+        self.classes & class != 0
+    }
+}
+
+/// Walks space-separated tokens of a string, refusing empty tokens.
+struct Tokens<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Tokens<'a> {
+    /// The next token; `Ok(None)` at the end of input.
+    fn next_token(&mut self) -> Result<Option<Token<'a>>, CandidateError> {
+        let start = self.pos;
+        let Some(rest) = self.s.as_bytes().get(start..) else {
+            return Ok(None);
+        };
+        let mut classes = ALL_CLASSES;
+        let mut len = rest.len();
+        for (i, &b) in rest.iter().enumerate() {
+            if b == b' ' {
+                len = i;
+                break;
+            }
+            classes &= CLASSES.get(usize::from(b)).copied().unwrap_or_default();
+        }
+        if len == 0 {
+            return Err(CandidateError::ExtraWhitespace { offset: start });
+        }
+        // Step past the token and its separating space; past the end when there is none.
+        self.pos = start + len + 1;
+        // `start` and `start + len` sit next to ASCII spaces or the ends: char boundaries.
+        let text = self.s.get(start..start + len).unwrap_or_default();
+        Ok(Some(Token {
+            text,
+            at: start,
+            classes,
+        }))
+    }
+
+    /// The next token, or `MissingField { field }`.
+    fn field(&mut self, field: &'static str) -> Result<Token<'a>, CandidateError> {
+        self.next_token()?
+            .ok_or(CandidateError::MissingField { field })
+    }
+}
+
+fn span(start: usize, len: usize) -> Span {
+    // Offsets are bounded by MAX_CANDIDATE_LEN (checked before tokenizing), far below u16::MAX.
+    Span {
+        start: u16::try_from(start).unwrap_or(u16::MAX),
+        end: u16::try_from(start + len).unwrap_or(u16::MAX),
+    }
+}
+
+fn parse_digits(t: &str, max_digits: usize, field: &'static str) -> Result<u64, CandidateError> {
+    if t.is_empty() || t.len() > max_digits {
+        return Err(CandidateError::InvalidNumber { field });
+    }
+    let mut n: u64 = 0;
+    for b in t.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(CandidateError::InvalidNumber { field });
+        }
+        // At most 10 digits: cannot overflow u64.
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Ok(n)
+}
+
+fn parse_port(t: &str, field: &'static str) -> Result<u16, CandidateError> {
+    // Allow leading zeros up to a generous width; the value must fit u16.
+    let n = parse_digits(t, 10, field)?;
+    u16::try_from(n).map_err(|_| CandidateError::OutOfRange { field })
+}
+
+fn is_ice_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// RFC 8866 `token-char`.
+const fn is_token_char(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x27 | 0x2A..=0x2B | 0x2D..=0x2E | 0x30..=0x39 | 0x41..=0x5A | 0x5E..=0x7E)
+}
+
+fn is_token(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(is_token_char)
+}
+
+fn is_valid_value(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(|b| b > 0x20 && b != 0x7F)
+}
+
+fn is_valid_foundation(t: &str) -> bool {
+    (1..=32).contains(&t.len()) && t.bytes().all(is_ice_char)
+}
+
+/// Host name check: labels of letters, digits, `-`, `_`; 1..=63 bytes, not starting or ending
+/// with `-`; at most 253 bytes; last label not all digits. One pass, no allocation.
+fn is_valid_hostname(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.is_empty() || bytes.len() > 253 {
+        return false;
+    }
+    let mut label_len = 0usize;
+    let mut label_all_digits = true;
+    let mut prev = b'.';
+    for &c in bytes {
+        if c == b'.' {
+            if label_len == 0 || prev == b'-' {
+                return false;
+            }
+            label_len = 0;
+            label_all_digits = true;
+        } else {
+            if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                return false;
+            }
+            if c == b'-' && label_len == 0 {
+                return false;
+            }
+            label_len += 1;
+            if label_len > 63 {
+                return false;
+            }
+            label_all_digits &= c.is_ascii_digit();
+        }
+        prev = c;
+    }
+    label_len > 0 && prev != b'-' && !label_all_digits
+}
+
+/// Dotted-quad IPv4, exactly as strict as `Ipv4Addr::from_str` (four decimal octets of 1..=3
+/// digits, no leading zeros, at most 255), without its general-purpose parser machinery.
+fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?.as_bytes();
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.first() == Some(&b'0')) {
+            return None;
+        }
+        let mut n: u16 = 0;
+        for &b in part {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(b - b'0');
+        }
+        *octet = u8::try_from(n).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
+}
+
+fn parse_address(t: &str) -> Option<Address> {
+    if t.as_bytes().contains(&b':') {
+        return Ipv6Addr::from_str(t).ok().map(Address::from);
+    }
+    if let Some(ip) = parse_ipv4(t) {
+        return Some(Address::from(ip));
+    }
+    is_valid_hostname(t).then(|| Address::Fqdn(t.to_owned()))
+}
+
+impl Candidate {
+    /// Parses `candidate:...`; also accepts the `a=candidate:` SDP-line prefix (dropped: the
+    /// result displays without it).
+    ///
+    /// Does not accept `""`: end-of-candidates is the caller's business
+    /// ([`CandidateError::Empty`]). See the [module docs](self) for exactly what is accepted.
+    ///
+    /// # Errors
+    ///
+    /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
+    /// checked before anything else.
+    pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
+        let forbidden = || {
+            s.bytes()
+                .position(|b| matches!(b, b'\r' | b'\n' | 0))
+                .map(|offset| CandidateError::ForbiddenCharacter {
+                    byte: s.as_bytes().get(offset).copied().unwrap_or_default(),
+                    offset,
+                })
+        };
+        if s.len() > MAX_CANDIDATE_LEN {
+            return Err(forbidden().unwrap_or(CandidateError::TooLong {
+                len: s.len(),
+                max: MAX_CANDIDATE_LEN,
+            }));
+        }
+        if s.is_empty() {
+            return Err(CandidateError::Empty);
+        }
+        let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
+        // Offsets in errors refer to the caller's input.
+        let base = s.len() - text.len();
+        // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
+        // when parsing fails gives the same answer as scanning first.
+        parse_text(text).map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
+    }
+
+    /// Creates a candidate with no related address, tcptype or extensions.
+    ///
+    /// `Udp`/`Tcp` are written lowercase; `Other` tokens and FQDNs as given.
+    ///
+    /// # Errors
+    ///
+    /// The same errors [`Candidate::parse`] gives for the written text: an invalid foundation,
+    /// a component outside 1..=256, a transport or type that is not a token, or an address that
+    /// is not a valid host name. An [`Address::Fqdn`] whose text is an IP address is refused as
+    /// [`CandidateError::InvalidAddress`] (use [`Address::Ip`]).
+    pub fn new(
+        foundation: &str,
+        component: u16,
+        transport: TransportProtocol,
+        priority: u32,
+        address: Address,
+        port: u16,
+        kind: CandidateType,
+    ) -> Result<Candidate, CandidateError> {
+        // Check each part on its own so that no part can smuggle extra tokens.
+        if !is_valid_foundation(foundation) {
+            return Err(CandidateError::InvalidFoundation);
+        }
+        if !(1..=256).contains(&component) {
+            return Err(CandidateError::OutOfRange {
+                field: "component-id",
+            });
+        }
+        if !is_token(transport.as_str()) {
+            return Err(CandidateError::InvalidTransport);
+        }
+        if !is_token(kind.as_str()) {
+            return Err(CandidateError::InvalidCandidateType);
+        }
+        check_fqdn_is_name(&address, "connection-address")?;
+        let text = format!(
+            "{PREFIX}{foundation} {component} {transport} {priority} {address} {port} typ {kind}"
+        );
+        reparse(&text)
+    }
+
+    /// Returns this candidate with `raddr <address> rport <port>` set (replacing existing ones),
+    /// keeping the extensions.
+    ///
+    /// # Errors
+    ///
+    /// [`CandidateError::InvalidAddress`] when `address` is an invalid name (or an
+    /// [`Address::Fqdn`] spelling an IP address); [`CandidateError::TooLong`] when the result
+    /// would exceed [`MAX_CANDIDATE_LEN`].
+    pub fn with_related(self, address: Address, port: u16) -> Result<Candidate, CandidateError> {
+        check_fqdn_is_name(&address, "raddr")?;
+        let mut text = String::with_capacity(self.raw.len() + 48);
+        text.push_str(self.base_text());
+        text.push_str(" raddr ");
+        text.push_str(&address.to_string());
+        text.push_str(" rport ");
+        text.push_str(&port.to_string());
+        self.push_extensions(&mut text, None);
+        reparse(&text)
+    }
+
+    /// Returns this candidate with `tcptype <t>`: replaces the value of an existing `tcptype`
+    /// pair in place, or appends one.
+    ///
+    /// # Errors
+    ///
+    /// [`CandidateError::TooLong`] when the result would exceed [`MAX_CANDIDATE_LEN`].
+    pub fn with_tcp_type(self, t: TcpType) -> Result<Candidate, CandidateError> {
+        let mut text = String::with_capacity(self.raw.len() + 16);
+        text.push_str(self.base_text());
+        self.push_related(&mut text);
+        let replaced = self.push_extensions(&mut text, Some(t));
+        if !replaced {
+            text.push_str(" tcptype ");
+            text.push_str(t.as_str());
+        }
+        reparse(&text)
+    }
+
+    /// Returns this candidate with the extension pair `name value` appended.
+    ///
+    /// # Errors
+    ///
+    /// [`CandidateError::InvalidExtensionName`] when `name` is not an SDP token or is one of
+    /// `typ`, `raddr`, `rport` ([`CandidateError::MisplacedAttribute`]);
+    /// [`CandidateError::InvalidExtensionValue`] when `value` is empty or holds a space or
+    /// control byte; [`CandidateError::InvalidTcpType`] for a bad `tcptype` value and
+    /// [`CandidateError::MisplacedAttribute`] for a second one; [`CandidateError::TooLong`]
+    /// when the result would exceed [`MAX_CANDIDATE_LEN`]. Offsets in these errors refer to the
+    /// new text.
+    pub fn with_extension(self, name: &str, value: &str) -> Result<Candidate, CandidateError> {
+        let offset = self.raw.len() + 1;
+        if !is_token(name) {
+            return Err(CandidateError::InvalidExtensionName { offset });
+        }
+        for reserved in ["typ", "raddr", "rport"] {
+            if name.eq_ignore_ascii_case(reserved) {
+                return Err(CandidateError::MisplacedAttribute { name: reserved });
+            }
+        }
+        if !is_valid_value(value) {
+            return Err(CandidateError::InvalidExtensionValue {
+                offset: offset + name.len() + 1,
+            });
+        }
+        let mut text = String::with_capacity(self.raw.len() + name.len() + value.len() + 2);
+        text.push_str(&self.raw);
+        text.push(' ');
+        text.push_str(name);
+        text.push(' ');
+        text.push_str(value);
+        reparse(&text)
+    }
+
+    /// The text `candidate:...` exactly as parsed (without `a=`); the same as `to_string()`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The foundation (1..=32 ice-chars).
+    #[must_use]
+    pub fn foundation(&self) -> &str {
+        self.foundation.get(&self.raw)
+    }
+
+    /// The component id (1..=256; 1 is RTP, 2 is RTCP).
+    #[must_use]
+    pub fn component(&self) -> u16 {
+        self.component
+    }
+
+    /// The transport, matched case-insensitively.
+    #[must_use]
+    pub fn transport(&self) -> &TransportProtocol {
+        &self.transport
+    }
+
+    /// The transport as written (e.g. `UDP` from Firefox, `udp` from Chrome).
+    #[must_use]
+    pub fn transport_str(&self) -> &str {
+        self.transport_text.get(&self.raw)
+    }
+
+    /// The priority.
+    #[must_use]
+    pub fn priority(&self) -> u32 {
+        self.priority
+    }
+
+    /// The connection address.
+    #[must_use]
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The connection address as written (an IPv6 address keeps its original case and form).
+    #[must_use]
+    pub fn address_str(&self) -> &str {
+        self.address_text.get(&self.raw)
+    }
+
+    /// The port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The candidate type (after `typ`).
+    #[must_use]
+    pub fn kind(&self) -> CandidateType {
+        self.kind.clone()
+    }
+
+    /// The candidate type, borrowed (no clone for `Other`).
+    #[must_use]
+    pub fn kind_ref(&self) -> &CandidateType {
+        &self.kind
+    }
+
+    /// The `raddr` value, if present.
+    #[must_use]
+    pub fn related_address(&self) -> Option<&Address> {
+        self.related_address.as_ref()
+    }
+
+    /// The `rport` value, if present.
+    #[must_use]
+    pub fn related_port(&self) -> Option<u16> {
+        self.related_port
+    }
+
+    /// The RFC 6544 `tcptype`, if present.
+    #[must_use]
+    pub fn tcp_type(&self) -> Option<TcpType> {
+        self.tcp_type
+    }
+
+    /// All extension pairs after `typ`/`raddr`/`rport`, as borrowed `(name, value)`, in
+    /// order, **including** `tcptype` (also available typed as [`Candidate::tcp_type`]).
+    ///
+    /// Allocation-free: the pairs are read from the stored text. Use
+    /// [`Extensions::to_vec`] for owned pairs.
+    pub fn extensions(&self) -> Extensions<'_> {
+        let rest = self
+            .raw
+            .get(usize::from(self.ext_start)..)
+            .unwrap_or_default();
+        Extensions {
+            parts: if rest.is_empty() {
+                None
+            } else {
+                Some(rest.split(' '))
+            },
+            remaining: usize::from(self.ext_count),
+        }
+    }
+
+    /// The value of the first extension called `name` (case-sensitive), if any.
+    #[must_use]
+    pub fn extension(&self, name: &str) -> Option<&str> {
+        self.extensions().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// The `ufrag` extension (the ICE username fragment browsers append), if present.
+    #[must_use]
+    pub fn ufrag(&self) -> Option<&str> {
+        self.extension("ufrag")
+    }
+
+    /// The `generation` extension, if present and a valid `u32`.
+    #[must_use]
+    pub fn generation(&self) -> Option<u32> {
+        self.extension("generation").and_then(|v| {
+            let n = parse_digits(v, 10, "generation").ok()?;
+            u32::try_from(n).ok()
+        })
+    }
+
+    /// `candidate:<foundation> ... typ <type>`.
+    fn base_text(&self) -> &str {
+        let end = usize::from(self.kind_end);
+        self.raw.get(..end).unwrap_or_default()
+    }
+
+    fn push_related(&self, text: &mut String) {
+        let start = usize::from(self.kind_end);
+        let end = usize::from(self.ext_start);
+        if let Some(related) = self.raw.get(start..end) {
+            // Includes the leading space; may include a trailing space before extensions.
+            text.push_str(related.trim_end_matches(' '));
+        }
+    }
+
+    /// Appends the extension pairs (each with a leading space). With `tcp = Some(t)`, replaces
+    /// an existing `tcptype` value with `t`; returns whether that happened.
+    fn push_extensions(&self, text: &mut String, tcp: Option<TcpType>) -> bool {
+        let mut replaced = false;
+        for (k, v) in self.extensions() {
+            text.push(' ');
+            text.push_str(k);
+            text.push(' ');
+            match tcp {
+                Some(t) if k.eq_ignore_ascii_case("tcptype") => {
+                    text.push_str(t.as_str());
+                    replaced = true;
+                }
+                _ => text.push_str(v),
+            }
+        }
+        replaced
+    }
+}
+
+fn check_fqdn_is_name(address: &Address, field: &'static str) -> Result<(), CandidateError> {
+    match address {
+        Address::Fqdn(name) if !matches!(parse_address(name), Some(Address::Fqdn(_))) => {
+            Err(CandidateError::InvalidAddress { field })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn reparse(text: &str) -> Result<Candidate, CandidateError> {
+    if text.len() > MAX_CANDIDATE_LEN {
+        return Err(CandidateError::TooLong {
+            len: text.len(),
+            max: MAX_CANDIDATE_LEN,
+        });
+    }
+    parse_text(text)
+}
+
+fn shift_offsets(e: CandidateError, base: usize) -> CandidateError {
+    use CandidateError as E;
+    match e {
+        E::ExtraWhitespace { offset } => E::ExtraWhitespace {
+            offset: offset + base,
+        },
+        E::MissingValue { offset } => E::MissingValue {
+            offset: offset + base,
+        },
+        E::InvalidExtensionName { offset } => E::InvalidExtensionName {
+            offset: offset + base,
+        },
+        E::InvalidExtensionValue { offset } => E::InvalidExtensionValue {
+            offset: offset + base,
+        },
+        other => other,
+    }
+}
+
+/// Parses `candidate:...` (no `a=`; callers check the length). Every token check refuses
+/// control bytes, so no CR/LF/NUL can get through here either.
+fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
+    if !text.starts_with(PREFIX) {
+        return Err(CandidateError::MissingPrefix);
+    }
+    let mut tok = Tokens {
+        s: text,
+        // Bare "candidate:" has no tokens at all (rather than an empty one).
+        pos: if text.len() == PREFIX.len() {
+            text.len() + 1
+        } else {
+            PREFIX.len()
+        },
+    };
+
+    let t = tok.field("foundation")?;
+    if !(t.is(ICE) && t.text.len() <= 32) {
+        return Err(CandidateError::InvalidFoundation);
+    }
+    let foundation = span(t.at, t.text.len());
+
+    let t = tok.field("component-id")?;
+    let component = parse_digits(t.text, 3, "component-id")?;
+    let component = match u16::try_from(component) {
+        Ok(c @ 1..=256) => c,
+        _ => {
+            return Err(CandidateError::OutOfRange {
+                field: "component-id",
+            })
+        }
+    };
+
+    let t = tok.field("transport")?;
+    if !t.is(TOKEN) {
+        return Err(CandidateError::InvalidTransport);
+    }
+    let transport_text = span(t.at, t.text.len());
+    let transport = TransportProtocol::from_token(t.text);
+
+    let t = tok.field("priority")?;
+    let priority = parse_digits(t.text, 10, "priority")?;
+    let priority =
+        u32::try_from(priority).map_err(|_| CandidateError::OutOfRange { field: "priority" })?;
+
+    let t = tok.field("connection-address")?;
+    let address = parse_address(t.text).ok_or(CandidateError::InvalidAddress {
+        field: "connection-address",
+    })?;
+    let address_text = span(t.at, t.text.len());
+
+    let t = tok.field("port")?;
+    let port = parse_port(t.text, "port")?;
+
+    let t = tok.next_token()?.ok_or(CandidateError::MissingTyp)?;
+    if !t.text.eq_ignore_ascii_case("typ") {
+        return Err(CandidateError::MissingTyp);
+    }
+    let t = tok.field("cand-type")?;
+    if !t.is(TOKEN) {
+        return Err(CandidateError::InvalidCandidateType);
+    }
+    let kind = CandidateType::from_token(t.text);
+    let kind_end = span(t.at, t.text.len()).end;
+
+    let mut related_address = None;
+    let mut related_port = None;
+    let mut tcp_type = None;
+    let mut ext_start = text.len();
+    let mut ext_count: u16 = 0;
+    // 0: may see raddr; 1: may see rport; 2: extensions only; 3: inside extensions.
+    let mut stage = 0u8;
+
+    while let Some(name) = tok.next_token()? {
+        let Some(value) = tok.next_token()? else {
+            return Err(CandidateError::MissingValue { offset: name.at });
+        };
+        if stage < 3 {
+            if name.text.eq_ignore_ascii_case("raddr") {
+                if stage > 0 {
+                    return Err(CandidateError::MisplacedAttribute { name: "raddr" });
+                }
+                related_address = Some(
+                    parse_address(value.text)
+                        .ok_or(CandidateError::InvalidAddress { field: "raddr" })?,
+                );
+                stage = 1;
+                continue;
+            }
+            if name.text.eq_ignore_ascii_case("rport") {
+                if stage > 1 {
+                    return Err(CandidateError::MisplacedAttribute { name: "rport" });
+                }
+                related_port = Some(parse_port(value.text, "rport")?);
+                stage = 2;
+                continue;
+            }
+            stage = 3;
+            ext_start = name.at;
+        }
+        if !name.is(TOKEN) {
+            return Err(CandidateError::InvalidExtensionName { offset: name.at });
+        }
+        if !value.is(VALUE) {
+            return Err(CandidateError::InvalidExtensionValue { offset: value.at });
+        }
+        // Only the short reserved names need a closer look.
+        if name.text.len() <= 7 {
+            for reserved in ["typ", "raddr", "rport"] {
+                if name.text.eq_ignore_ascii_case(reserved) {
+                    return Err(CandidateError::MisplacedAttribute { name: reserved });
+                }
+            }
+            if name.text.eq_ignore_ascii_case("tcptype") {
+                if tcp_type.is_some() {
+                    return Err(CandidateError::MisplacedAttribute { name: "tcptype" });
+                }
+                tcp_type =
+                    Some(TcpType::from_token(value.text).ok_or(CandidateError::InvalidTcpType)?);
+            }
+        }
+        ext_count = ext_count.saturating_add(1);
+    }
+
+    Ok(Candidate {
+        raw: text.to_owned(),
+        foundation,
+        component,
+        transport_text,
+        transport,
+        priority,
+        address_text,
+        address,
+        port,
+        kind,
+        kind_end,
+        related_address,
+        related_port,
+        tcp_type,
+        ext_start: u16::try_from(ext_start).unwrap_or(u16::MAX),
+        ext_count,
+    })
+}
+
+/// Iterator over a candidate's extension pairs as borrowed `(name, value)`, in order; see
+/// [`Candidate::extensions`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Extensions<'a> {
+    parts: Option<std::str::Split<'a, char>>,
+    remaining: usize,
+}
+
+impl<'a> Iterator for Extensions<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let parts = self.parts.as_mut()?;
+        let name = parts.next()?;
+        let value = parts.next()?;
+        self.remaining = self.remaining.saturating_sub(1);
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for Extensions<'_> {}
+
+impl std::iter::FusedIterator for Extensions<'_> {}
+
+impl Extensions<'_> {
+    /// The number of pairs left.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.remaining
+    }
+
+    /// Whether no pairs are left.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The remaining pairs as owned strings.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<(String, String)> {
+        self.clone()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+/// Proptest strategies for candidates, for this crate's tests and for users' own property tests
+/// (enable the `proptest` feature).
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategy {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::{Address, Candidate, CandidateType, TcpType, TransportProtocol};
+
+    /// A valid foundation: 1..=32 ice-chars.
+    pub fn foundation() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9+/]{1,32}"
+    }
+
+    /// A transport: `Udp`, `Tcp`, or an `Other` token (sometimes a mixed-case `udp`/`tcp`
+    /// spelling, which parses back as `Udp`/`Tcp` with the spelling kept).
+    pub fn transport() -> impl Strategy<Value = TransportProtocol> {
+        prop_oneof![
+            4 => Just(TransportProtocol::Udp),
+            3 => Just(TransportProtocol::Tcp),
+            1 => "[uU][dD][pP]|[tT][cC][pP]".prop_map(TransportProtocol::Other),
+            1 => "[a-z][a-z0-9]{1,5}".prop_map(TransportProtocol::Other),
+        ]
+    }
+
+    /// A candidate type: the four standard ones or another token.
+    pub fn kind() -> impl Strategy<Value = CandidateType> {
+        prop_oneof![
+            3 => Just(CandidateType::Host),
+            2 => Just(CandidateType::Srflx),
+            1 => Just(CandidateType::Prflx),
+            2 => Just(CandidateType::Relay),
+            1 => "[a-z][a-z0-9]{1,6}".prop_map(CandidateType::Other),
+        ]
+    }
+
+    /// A tcptype.
+    pub fn tcp_type() -> impl Strategy<Value = TcpType> {
+        prop_oneof![
+            Just(TcpType::Active),
+            Just(TcpType::Passive),
+            Just(TcpType::So)
+        ]
+    }
+
+    /// A host name of 1..=4 labels (never all-numeric in the last label).
+    pub fn hostname() -> impl Strategy<Value = String> {
+        "[a-z]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-zA-Z_]([a-zA-Z0-9_-]{0,8}[a-z0-9])?){0,3}"
+    }
+
+    /// An mDNS name as Chrome sends for host candidates (`<uuid>.local`).
+    pub fn mdns_name() -> impl Strategy<Value = String> {
+        "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\.local"
+    }
+
+    /// An address: IPv4, IPv6, host name or mDNS name.
+    pub fn address() -> impl Strategy<Value = Address> {
+        prop_oneof![
+            3 => any::<[u8; 4]>().prop_map(|o| Address::from(Ipv4Addr::from(o))),
+            2 => any::<[u8; 16]>().prop_map(|o| Address::from(Ipv6Addr::from(o))),
+            1 => hostname().prop_map(Address::Fqdn),
+            2 => mdns_name().prop_map(Address::Fqdn),
+        ]
+    }
+
+    /// One extension pair: a browser extension or a random token name with a visible-ASCII
+    /// value. Never `typ`, `raddr`, `rport` or `tcptype`.
+    pub fn extension() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            (0u32..10).prop_map(|g| ("generation".to_owned(), g.to_string())),
+            "[A-Za-z0-9+/]{4,8}".prop_map(|u| ("ufrag".to_owned(), u)),
+            (1u16..100).prop_map(|n| ("network-id".to_owned(), n.to_string())),
+            prop_oneof![Just(10u16), Just(50), Just(999)]
+                .prop_map(|n| ("network-cost".to_owned(), n.to_string())),
+            ("[a-z][a-z0-9-]{0,10}", "[!-~]{1,12}").prop_filter(
+                "reserved attribute names",
+                |(k, _)| !matches!(k.as_str(), "typ" | "raddr" | "rport" | "tcptype")
+            ),
+        ]
+    }
+
+    /// A valid candidate of any type and address kind, with optional `raddr`/`rport`, a
+    /// `tcptype` on some TCP candidates, and 0..6 extension pairs.
+    pub fn candidate() -> impl Strategy<Value = Candidate> {
+        (
+            foundation(),
+            1u16..=256,
+            transport(),
+            any::<u32>(),
+            address(),
+            any::<u16>(),
+            kind(),
+            proptest::option::of((address(), any::<u16>())),
+            proptest::option::of(tcp_type()),
+            proptest::collection::vec(extension(), 0..6),
+        )
+            .prop_filter_map(
+                "builder refused the parts",
+                |(f, comp, tr, prio, addr, port, kind, related, tcp, exts)| {
+                    let mut c = Candidate::new(&f, comp, tr, prio, addr, port, kind).ok()?;
+                    if let Some((a, p)) = related {
+                        c = c.with_related(a, p).ok()?;
+                    }
+                    if let Some(t) = tcp.filter(|_| *c.transport() == TransportProtocol::Tcp) {
+                        c = c.with_tcp_type(t).ok()?;
+                    }
+                    for (k, v) in exts {
+                        c = c.with_extension(&k, &v).ok()?;
+                    }
+                    Some(c)
+                },
+            )
+    }
+
+    /// The text form (`candidate:...`) of [`candidate`].
+    pub fn candidate_string() -> impl Strategy<Value = String> {
+        candidate().prop_map(|c| c.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::strategy::{candidate, candidate_string};
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn generated_candidates_round_trip(c in candidate()) {
+            let text = c.to_string();
+            let back = Candidate::parse(&text);
+            prop_assert_eq!(back.as_ref(), Ok(&c));
+            let back = back.unwrap_or_else(|_| c.clone());
+            prop_assert_eq!(back.to_string(), text.clone());
+            prop_assert_eq!(back.foundation(), c.foundation());
+            prop_assert_eq!(back.component(), c.component());
+            prop_assert_eq!(back.transport(), c.transport());
+            prop_assert_eq!(back.priority(), c.priority());
+            prop_assert_eq!(back.address(), c.address());
+            prop_assert_eq!(back.port(), c.port());
+            prop_assert_eq!(back.kind(), c.kind());
+            prop_assert_eq!(back.related_address(), c.related_address());
+            prop_assert_eq!(back.related_port(), c.related_port());
+            prop_assert_eq!(back.tcp_type(), c.tcp_type());
+            prop_assert_eq!(back.extensions().to_vec(), c.extensions().to_vec());
+            prop_assert_eq!(back.extensions().len(), c.extensions().len());
+            let with_sdp = format!("a={text}");
+            prop_assert_eq!(Candidate::parse(&with_sdp).map(|c| c.to_string()), Ok(text));
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in ".{0,300}") {
+            let _ = Candidate::parse(&s);
+        }
+
+        #[test]
+        fn prefixed_strings_never_panic(s in ".{0,300}") {
+            let _ = Candidate::parse(&format!("candidate:{s}"));
+            let _ = Candidate::parse(&format!("a=candidate:{s}"));
+        }
+
+        #[test]
+        fn token_soup_never_panics_and_round_trips(
+            toks in proptest::collection::vec("[a-zA-Z0-9.:+/_-]{0,8}|typ|raddr|rport|tcptype|udp|host|1", 0..16)
+        ) {
+            let s = format!("candidate:{}", toks.join(" "));
+            if let Ok(c) = Candidate::parse(&s) {
+                prop_assert_eq!(c.to_string(), s);
+            }
+        }
+
+        #[test]
+        fn mutated_candidates_never_panic_and_round_trip(
+            s in candidate_string(),
+            at in any::<proptest::sample::Index>(),
+            ch in any::<char>(),
+            delete in any::<bool>(),
+        ) {
+            let mut m = s.clone();
+            let i = at.index(m.len() + 1);
+            if m.is_char_boundary(i) {
+                if delete {
+                    if i < m.len() && m.is_char_boundary(i + 1) {
+                        m.remove(i);
+                    }
+                } else {
+                    m.insert(i, ch);
+                }
+            }
+            if let Ok(c) = Candidate::parse(&m) {
+                prop_assert_eq!(c.to_string(), m);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ipv4_fast_path_matches_std(s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}") {
+            prop_assert_eq!(parse_ipv4(&s), Ipv4Addr::from_str(&s).ok());
+        }
+    }
+
+    #[test]
+    fn ipv4_fast_path_edges() {
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "",
+            "1..2.3",
+        ] {
+            assert_eq!(parse_ipv4(s), Ipv4Addr::from_str(s).ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        for ok in [
+            "a",
+            "a.b",
+            "x-1.example_host.com",
+            "4c1b4e9f-3d1e-4f57-9d3c-2f5d0a6f1c2b.local",
+            "1a.2b",
+        ] {
+            assert!(is_valid_hostname(ok), "{ok}");
+        }
+        let long_label = "a".repeat(64);
+        let too_long = ["a"; 128].join("."); // 255 bytes
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "-a",
+            "a-",
+            "a.-b",
+            "a-.b",
+            "1.2",
+            "a.1",
+            "a b",
+            "a%b",
+            long_label.as_str(),
+            too_long.as_str(),
+        ] {
+            assert!(!is_valid_hostname(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn span_offsets_fit_in_u16() {
+        const { assert!(MAX_CANDIDATE_LEN < u16::MAX as usize) };
     }
 }
