@@ -224,7 +224,7 @@ pub enum Event {
     /// Renegotiate later, from `stable`, if the abandoned offer is still needed.
     Rollback,
     /// Add this remote candidate to the WebRTC stack (`addIceCandidate`).
-    AddRemoteCandidate(RemoteCandidate),
+    AddRemoteCandidate(Box<RemoteCandidate>),
     /// The peer has no more candidates for the current ICE generation.
     RemoteEndOfCandidates(EndOfCandidates),
     /// The peer restarted ICE: a new remote generation with this username fragment.
@@ -371,7 +371,8 @@ pub struct Stats {
 /// An entry waiting for a remote description.
 #[derive(Debug)]
 enum PendingRemote {
-    Candidate(IceCandidate, Candidate, Option<String>),
+    /// A candidate, its parsed form, and its ufrag when known.
+    Candidate(Box<(IceCandidate, Candidate, Option<String>)>),
     End(EndOfCandidates),
 }
 
@@ -812,7 +813,7 @@ impl Negotiation {
             .username_fragment
             .clone()
             .or_else(|| parsed.ufrag().map(str::to_owned));
-        self.route_remote(PendingRemote::Candidate(c, parsed, ufrag));
+        self.route_remote(PendingRemote::Candidate(Box::new((c, parsed, ufrag))));
     }
 
     fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
@@ -822,7 +823,7 @@ impl Negotiation {
     /// Applies, holds or drops one remote candidate / end-of-candidates.
     fn route_remote(&mut self, entry: PendingRemote) {
         let ufrag = match &entry {
-            PendingRemote::Candidate(_, _, u) => u.as_deref(),
+            PendingRemote::Candidate(c) => c.2.as_deref(),
             PendingRemote::End(e) => e.username_fragment.as_deref(),
         };
         match self.classify_generation(ufrag) {
@@ -858,7 +859,7 @@ impl Negotiation {
         let mut stale = 0;
         for entry in pending {
             let ufrag = match &entry {
-                PendingRemote::Candidate(_, _, u) => u.as_deref(),
+                PendingRemote::Candidate(c) => c.2.as_deref(),
                 PendingRemote::End(e) => e.username_fragment.as_deref(),
             };
             match self.classify_generation(ufrag) {
@@ -874,7 +875,8 @@ impl Negotiation {
 
     fn apply_remote(&mut self, entry: PendingRemote) {
         match entry {
-            PendingRemote::Candidate(mut init, candidate, ufrag) => {
+            PendingRemote::Candidate(boxed) => {
+                let (mut init, candidate, ufrag) = *boxed;
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
                     return;
@@ -902,10 +904,10 @@ impl Negotiation {
                 }
                 self.remote_gen.seen.insert(key);
                 self.stats.remote_candidates_applied += 1;
-                self.push_event(Event::AddRemoteCandidate(RemoteCandidate {
+                self.push_event(Event::AddRemoteCandidate(Box::new(RemoteCandidate {
                     init,
                     candidate,
-                }));
+                })));
             }
             PendingRemote::End(mut e) => {
                 if self.remote_gen.ended {

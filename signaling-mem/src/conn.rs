@@ -64,7 +64,11 @@ pub struct MemConnection {
 
 /// A connected pair with the default [`MemConfig`].
 pub fn pair() -> (MemConnection, MemConnection) {
-    pair_with(&MemConfig::default(), PeerInfo::new("mem"), PeerInfo::new("mem"))
+    pair_with(
+        &MemConfig::default(),
+        PeerInfo::new("mem"),
+        PeerInfo::new("mem"),
+    )
 }
 
 /// A connected pair. `a_sees` is the [`PeerInfo`] the first end reports for its remote end,

@@ -11,7 +11,6 @@ use super::{Node, NodeId};
 
 /// How a [`SimPeer`]'s stand-in stack behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct PeerScript {
     /// Candidates gathered for each local ICE generation. Default: 3.
     pub candidates: u32,
@@ -212,7 +211,11 @@ impl SimPeer {
     }
 
     fn set_local(&mut self, now: Instant, kind: SdpKind) {
-        let setup = if kind == SdpKind::Offer { "actpass" } else { "active" };
+        let setup = if kind == SdpKind::Offer {
+            "actpass"
+        } else {
+            "active"
+        };
         let sdp = self.sdp(setup);
         let fresh = !self.sent.iter().any(|c| c.ufrag == self.ufrag)
             && self.to_gather.is_empty()
@@ -223,7 +226,8 @@ impl SimPeer {
             return;
         }
         if fresh {
-            let base = self.generation * 1000 + u32::from(self.name.bytes().next().unwrap_or(0)) * 10;
+            let base =
+                self.generation * 1000 + u32::from(self.name.bytes().next().unwrap_or(0)) * 10;
             for i in 0..self.script.candidates {
                 let n = base + i;
                 let mut c = format!(
@@ -246,7 +250,10 @@ impl SimPeer {
 
     fn gather(&mut self, now: Instant) {
         if let Some(c) = self.to_gather.pop_front() {
-            match self.negotiation.add_local_candidate(IceCandidate::new(c.clone())) {
+            match self
+                .negotiation
+                .add_local_candidate(IceCandidate::new(c.clone()))
+            {
                 Ok(()) => self.sent.push(AppliedCandidate {
                     candidate: c,
                     ufrag: self.ufrag.clone(),
@@ -317,8 +324,10 @@ impl SimPeer {
             Event::AddRemoteCandidate(rc) => {
                 let text = rc.init.candidate.clone();
                 let Some(remote) = self.remote_ufrag.clone() else {
-                    self.violations
-                        .push(format!("{}: candidate before any description: {text}", self.name));
+                    self.violations.push(format!(
+                        "{}: candidate before any description: {text}",
+                        self.name
+                    ));
                     return;
                 };
                 if rc.init.username_fragment.as_deref() != Some(remote.as_str()) {
@@ -345,7 +354,9 @@ impl SimPeer {
                 });
             }
             Event::Negotiated => self.negotiated += 1,
-            Event::PeerError(e) => self.violations.push(format!("{}: peer error: {e}", self.name)),
+            Event::PeerError(e) => self
+                .violations
+                .push(format!("{}: peer error: {e}", self.name)),
             Event::RemoteError(e) => self
                 .violations
                 .push(format!("{}: remote error: {}", self.name, e.text)),
