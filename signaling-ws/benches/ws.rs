@@ -1,0 +1,2 @@
+//! Round-trip benchmark (filled in below).
+fn main() {}
