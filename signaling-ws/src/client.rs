@@ -2,7 +2,9 @@
 use std::fmt::Write as _;
 
 use signaling_core::transport::PeerInfo;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::MaybeTlsStream;
 
@@ -93,10 +95,19 @@ impl WsClient {
     /// Connects, bounded by [`WsConfig::connect_timeout`] (TCP connect, TLS and handshake).
     pub async fn open(self) -> Result<WsConnection, ConnectError> {
         let url = self.url();
+        if cfg!(not(feature = "rustls"))
+            && url
+                .get(..6)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"))
+        {
+            return Err(ConnectError::InvalidUrl(Box::new(tungstenite::Error::Url(
+                UrlError::TlsFeatureNotEnabled,
+            ))));
+        }
         let mut request = url
             .as_str()
             .into_client_request()
-            .map_err(ConnectError::from_ws)?;
+            .map_err(|error| ConnectError::InvalidUrl(Box::new(error)))?;
         for (name, value) in &self.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ConnectError::InvalidHeader { name: name.clone() })?;

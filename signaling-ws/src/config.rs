@@ -34,7 +34,10 @@ pub struct WsConfig {
     pub max_frame_size: usize,
     /// Initial capacity of the per-connection read buffer, in bytes. It is allocated for every
     /// connection, idle or not, and grows on demand up to the frame size being read, so a small
-    /// value keeps idle connections cheap. Default 4 KiB.
+    /// value keeps idle connections cheap. Default 4 KiB: measured with 2,000 idle local
+    /// connections (example `idle_rss`), one connection end costs about 15 KB of process memory
+    /// with 4 KiB, 14 KB with 1 KiB, 28 KB with 16 KiB and 146 KB with tungstenite's default of
+    /// 128 KiB (kernel socket buffers not included).
     pub read_buffer_size: usize,
     /// Outgoing bytes gathered before a write to the socket (frames are also written out at
     /// every flush, which happens after each batch of queued frames). Default 8 KiB.

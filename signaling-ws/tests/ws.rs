@@ -547,3 +547,90 @@ fn fd_limit() -> Option<usize> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
 }
+
+#[cfg(not(feature = "rustls"))]
+#[tokio::test]
+async fn wss_without_the_rustls_feature_is_an_invalid_url() {
+    match WsClient::connect("wss://127.0.0.1:1/", WsConfig::default()).await {
+        Err(ConnectError::InvalidUrl(_)) => {}
+        other => panic!("expected InvalidUrl, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connect_errors_are_typed() {
+    // Nothing listens on this port once the listener is dropped.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    match WsClient::connect(&format!("ws://{addr}/"), WsConfig::default()).await {
+        Err(ConnectError::Io(_)) => {}
+        other => panic!("expected an IO error, got {other:?}"),
+    }
+    match WsClient::connect("not a url", WsConfig::default()).await {
+        Err(ConnectError::InvalidUrl(_)) => {}
+        other => panic!("expected InvalidUrl, got {other:?}"),
+    }
+    match WsClient::new("ws://127.0.0.1:1/")
+        .header("bad header", "x")
+        .open()
+        .await
+    {
+        Err(ConnectError::InvalidHeader { name }) => assert_eq!(name, "bad header"),
+        other => panic!("expected InvalidHeader, got {other:?}"),
+    }
+    // A server that accepts TCP but never answers the upgrade.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = WsConfig::default().with_connect_timeout(Duration::from_millis(200));
+    match WsClient::connect(&format!("ws://{addr}/"), config).await {
+        Err(ConnectError::TimedOut) => {}
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    drop(listener);
+}
+
+#[tokio::test]
+async fn slow_handshake_does_not_block_others_and_times_out() {
+    let config = WsConfig::default().with_handshake_timeout(Duration::from_millis(300));
+    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr();
+    // A client that opens TCP and never sends the upgrade request.
+    let stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let client = WsClient::connect(&format!("ws://{addr}/fast"), WsConfig::default())
+        .await
+        .unwrap();
+    let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    assert_eq!(conn.peer().path, "/fast");
+    // The stalled client is dropped by the server after the handshake timeout.
+    let mut stalled = stalled;
+    let mut buf = [0u8; 16];
+    let read = timeout(LIMIT, tokio::io::AsyncReadExt::read(&mut stalled, &mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)));
+    drop(client);
+}
+
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn wss_goes_through_tls() {
+    // A plain TCP server that hangs up: the TLS handshake fails (an IO or handshake error),
+    // which shows `wss://` is accepted and TLS is attempted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    match WsClient::connect(
+        &format!("wss://localhost:{}/", addr.port()),
+        WsConfig::default(),
+    )
+    .await
+    {
+        Err(ConnectError::Io(_) | ConnectError::Handshake(_)) => {}
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+}
