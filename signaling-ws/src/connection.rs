@@ -54,6 +54,11 @@ const MAX_DRAIN_BYTES: usize = 1 << 20;
 /// After an error close the connection shuts its write side and discards what the peer still
 /// sends for at most `close_timeout`, so the close frame is not lost to a TCP reset.
 ///
+/// [`close`](Transport::close) sends the queued frames, then the close frame (reason truncated to
+/// [`MAX_CLOSE_REASON_BYTES`] at a character boundary; a code that may not be sent on the wire,
+/// such as 1005 or 1006, becomes 1000), and waits at most `close_timeout` for the peer's close
+/// frame. Frames still arriving meanwhile are kept if the inbound queue has room.
+///
 /// Dropping the handle closes the connection with 1001 (going away) in the background.
 #[derive(Debug)]
 pub struct WsConnection {
@@ -201,9 +206,16 @@ pub(crate) fn truncate_reason(reason: &str) -> &str {
     &reason[..end]
 }
 
+/// The close frame to send. Codes that may not be sent on the wire (1005, 1006, 1015, reserved
+/// and out-of-range values; RFC 6455 §7.4) are replaced with 1000.
 fn close_frame(reason: &CloseReason) -> CloseFrame {
+    let code = WsCloseCode::from(reason.code.0);
     CloseFrame {
-        code: WsCloseCode::from(reason.code.0),
+        code: if code.is_allowed() {
+            code
+        } else {
+            WsCloseCode::Normal
+        },
         reason: truncate_reason(&reason.reason).into(),
     }
 }

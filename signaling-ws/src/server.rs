@@ -338,9 +338,10 @@ impl WsServer {
         self.local_addr
     }
 
-    /// The next upgraded connection. Cancel-safe. Never fails because of a single client;
-    /// returns `None` only if the accept loop has stopped, which does not happen while the
-    /// server exists unless the hook panicked.
+    /// The next upgraded connection. Cancel-safe. Never fails because of a single client
+    /// (refused and failed handshakes are only logged, and a hook that panics loses only that
+    /// handshake); `None` would mean the accept loop itself has stopped, which it does not do
+    /// while the server exists.
     pub async fn accept(&mut self) -> Option<WsConnection> {
         self.connections.recv().await
     }
