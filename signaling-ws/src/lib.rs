@@ -1,3 +1,60 @@
-//! Placeholder; built in a later step.
+//! WebSocket transport for [`signaling_core`], over tokio-tungstenite: a server ([`WsServer`],
+//! or [`accept_stream`] inside a server you already run) with a [`HandshakeHook`] that can refuse
+//! requests before the upgrade, and a client ([`WsClient`]). Both sides yield a [`WsConnection`],
+//! which implements [`Transport`](signaling_core::transport::Transport).
+//!
+//! Frames are UTF-8 text; binary frames are refused (close 1003). Sizes, queues, keepalive and
+//! timeouts are set in [`WsConfig`]; every queue is bounded.
+//!
+//! ```no_run
+//! use signaling_core::transport::{CloseReason, Transport};
+//! use signaling_ws::{HandshakeRequest, Rejection, WsClient, WsConfig, WsServer};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let hook = |req: &HandshakeRequest| match req.query_param("token") {
+//!     Some("t0ken") => Ok(()),
+//!     _ => Err(Rejection::unauthorized()),
+//! };
+//! let mut server = WsServer::bind_with_hook("127.0.0.1:0", WsConfig::default(), hook).await?;
+//! let url = format!("ws://{}/api/ws", server.local_addr());
+//! tokio::spawn(async move {
+//!     while let Some(mut conn) = server.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Ok(Some(frame)) = conn.recv().await {
+//!                 if conn.send(frame).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let mut client = WsClient::new(url).query_param("token", "t0ken").open().await?;
+//! client.send(r#"{"type":"webrtc/offer","value":"v=0\r\n"}"#.to_owned()).await?;
+//! let echoed = client.recv().await?;
+//! client.close(CloseReason::normal()).await?;
+//! # let _ = echoed;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//! - `rustls`: `wss://` client connections through rustls with the webpki root certificates.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod client;
+mod config;
+mod connection;
+mod error;
+mod server;
+
+pub use client::WsClient;
+pub use config::WsConfig;
+pub use connection::{WsConnection, MAX_CLOSE_REASON_BYTES};
+pub use error::{AcceptError, ConnectError};
+pub use server::{accept_stream, AcceptAll, HandshakeHook, HandshakeRequest, Rejection, WsServer};
+
+/// The tungstenite version this crate is built on, for matching the errors boxed in
+/// [`AcceptError`] and [`ConnectError`].
+pub use tokio_tungstenite::tungstenite;

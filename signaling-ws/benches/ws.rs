@@ -1,0 +1,116 @@
+//! Frame round trip (client -> server -> client, 300-byte text frames) through `WsConnection`
+//! on both ends, against a raw tokio-tungstenite echo on the same runtime setup.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures::{SinkExt, StreamExt};
+use signaling_core::transport::Transport;
+use signaling_ws::tungstenite::Message;
+use signaling_ws::{WsClient, WsConfig, WsServer};
+use tokio::runtime::Runtime;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn frame() -> String {
+    let mut frame = String::from(r#"{"type":"webrtc/candidate","value":"candidate:"#);
+    while frame.len() < 298 {
+        frame.push('x');
+    }
+    frame.push_str("\"}");
+    assert_eq!(frame.len(), 300);
+    frame
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ws_round_trip_300B");
+    group.measurement_time(Duration::from_secs(5));
+
+    // signaling-ws on both ends.
+    {
+        let rt = runtime();
+        let mut client = rt.block_on(async {
+            let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+                .await
+                .unwrap();
+            let addr = server.local_addr();
+            tokio::spawn(async move {
+                while let Some(mut conn) = server.accept().await {
+                    tokio::spawn(async move {
+                        while let Ok(Some(frame)) = conn.recv().await {
+                            if conn.send(frame).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+                .await
+                .unwrap()
+        });
+        let frame = frame();
+        group.bench_function("signaling_ws", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        client.send(frame.clone()).await.unwrap();
+                        let echoed = client.recv().await.unwrap().unwrap();
+                        assert_eq!(echoed.len(), 300);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+
+    // Raw tokio-tungstenite on both ends.
+    {
+        let rt = runtime();
+        let mut client = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let (ws, _) =
+                tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), None, true)
+                    .await
+                    .unwrap();
+            ws
+        });
+        let frame = frame();
+        group.bench_function("raw_tokio_tungstenite", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        client.send(Message::text(frame.clone())).await.unwrap();
+                        let echoed = client.next().await.unwrap().unwrap();
+                        assert_eq!(echoed.len(), 300);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, round_trip);
+criterion_main!(benches);

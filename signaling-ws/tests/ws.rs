@@ -1,0 +1,636 @@
+//! End-to-end tests on real sockets on 127.0.0.1.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use signaling_core::transport::{CloseCode, CloseReason, Transport, TransportError};
+use signaling_ws::tungstenite::protocol::frame::coding::{Data, OpCode};
+use signaling_ws::tungstenite::protocol::frame::Frame;
+use signaling_ws::tungstenite::{Bytes, Message};
+use signaling_ws::{
+    accept_stream, ConnectError, HandshakeRequest, Rejection, WsClient, WsConfig, WsConnection,
+    WsServer,
+};
+use tokio::time::timeout;
+
+/// A generous bound so that a broken test fails instead of hanging; never a timing assertion.
+const LIMIT: Duration = Duration::from_secs(30);
+
+const OFFER: &str = r#"{"type":"webrtc/offer","value":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n"}"#;
+
+/// Spawns a task that echoes every frame of every accepted connection.
+fn spawn_echo(mut server: WsServer) {
+    tokio::spawn(async move {
+        while let Some(conn) = server.accept().await {
+            tokio::spawn(echo(conn));
+        }
+    });
+}
+
+async fn echo(mut conn: WsConnection) {
+    while let Ok(Some(frame)) = conn.recv().await {
+        if conn.send(frame).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn echo_server(config: WsConfig) -> SocketAddr {
+    let server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr();
+    spawn_echo(server);
+    addr
+}
+
+async fn recv(conn: &mut WsConnection) -> Result<Option<String>, TransportError> {
+    timeout(LIMIT, conn.recv()).await.expect("recv hung")
+}
+
+/// Reads from a raw client until its close frame; returns the close code.
+async fn raw_close_code<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    timeout(LIMIT, async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("no close frame")
+}
+
+#[tokio::test]
+async fn round_trip_of_text_frames() {
+    let addr = echo_server(WsConfig::default()).await;
+    let mut client = WsClient::connect(&format!("ws://{addr}/api/ws"), WsConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(client.peer().transport, "ws");
+    assert_eq!(client.peer().remote_addr, Some(addr));
+
+    let big: Vec<String> = (0..20)
+        .map(|i| format!("{i:04}{}", "x".repeat(3 * 1024)))
+        .collect();
+    client.send(OFFER.to_owned()).await.unwrap();
+    for frame in &big {
+        client.send(frame.clone()).await.unwrap();
+    }
+    client
+        .send(r#"{"type":"webrtc/candidate","value":""}"#.to_owned())
+        .await
+        .unwrap();
+
+    assert_eq!(recv(&mut client).await.unwrap().as_deref(), Some(OFFER));
+    for frame in &big {
+        assert_eq!(recv(&mut client).await.unwrap().as_ref(), Some(frame));
+    }
+    assert_eq!(
+        recv(&mut client).await.unwrap().as_deref(),
+        Some(r#"{"type":"webrtc/candidate","value":""}"#)
+    );
+    client.close(CloseReason::normal()).await.unwrap();
+    assert_eq!(recv(&mut client).await.unwrap(), None);
+    assert!(matches!(
+        client.send("late".to_owned()).await,
+        Err(TransportError::Closed(_))
+    ));
+}
+
+#[tokio::test]
+async fn peer_info_carries_the_upgrade_request() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let client = tokio::spawn(async move {
+        WsClient::new(format!("ws://{addr}/api/ws?src=cam1"))
+            .query_param("token", "a b")
+            .header("X-Custom", "Yes")
+            .header("Cookie", "theme=dark; session=abc123")
+            .open()
+            .await
+            .unwrap()
+    });
+    let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    let client = client.await.unwrap();
+    let peer = conn.peer();
+    assert_eq!(peer.transport, "ws");
+    assert_eq!(peer.path, "/api/ws");
+    assert_eq!(peer.query.as_deref(), Some("src=cam1&token=a%20b"));
+    assert_eq!(peer.query_param("src"), Some("cam1"));
+    assert_eq!(peer.header("x-custom"), Some("Yes"));
+    assert!(peer
+        .headers
+        .iter()
+        .any(|(n, v)| n == "x-custom" && v == "Yes"));
+    assert!(peer.headers.iter().all(|(n, _)| *n == n.to_lowercase()));
+    assert_eq!(
+        peer.remote_addr.map(|a| a.ip()),
+        Some("127.0.0.1".parse().unwrap())
+    );
+    drop(client);
+}
+
+fn auth_hook(req: &HandshakeRequest) -> Result<(), Rejection> {
+    if req.path() != "/api/ws" {
+        return Err(Rejection::not_found());
+    }
+    let token = req.query_param("token").or_else(|| req.cookie("session"));
+    match token {
+        None => Err(Rejection::unauthorized().with_header("www-authenticate", "Bearer")),
+        Some("good") => Ok(()),
+        Some(_) => Err(Rejection::new(403, "bad token")),
+    }
+}
+
+#[tokio::test]
+async fn hook_rejects_before_upgrade() {
+    let mut server = WsServer::bind_with_hook("127.0.0.1:0", WsConfig::default(), auth_hook)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let url = format!("ws://{addr}/api/ws");
+
+    match WsClient::new(&url).open().await {
+        Err(ConnectError::Rejected { status, body }) => {
+            assert_eq!(status, 401);
+            assert_eq!(body.as_deref(), Some("unauthorized"));
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    match WsClient::new(&url).query_param("token", "bad").open().await {
+        Err(ConnectError::Rejected { status, body }) => {
+            assert_eq!(status, 403);
+            assert_eq!(body.as_deref(), Some("bad token"));
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    match WsClient::new(format!("ws://{addr}/other")).open().await {
+        Err(ConnectError::Rejected { status, .. }) => assert_eq!(status, 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    // A raw tungstenite client sees the same refusal.
+    match tokio_tungstenite::connect_async(format!("{url}?token=nope")).await {
+        Err(signaling_ws::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403)
+        }
+        other => panic!("expected HTTP 403, got {:?}", other.map(|_| ())),
+    }
+
+    // Accepted by token in the cookie: this is the first connection `accept` yields, so none of
+    // the refused ones was upgraded.
+    let client = WsClient::new(&url)
+        .header("cookie", "theme=dark; session=good")
+        .open()
+        .await
+        .unwrap();
+    let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    assert_eq!(conn.peer().query, None);
+    assert_eq!(
+        conn.peer().header("cookie"),
+        Some("theme=dark; session=good")
+    );
+    drop(client);
+}
+
+#[tokio::test]
+async fn accept_stream_embeds_in_an_existing_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        for _ in 0..2 {
+            let (stream, remote) = listener.accept().await.unwrap();
+            accepted
+                .push(accept_stream(stream, Some(remote), &WsConfig::default(), &auth_hook).await);
+        }
+        accepted
+    });
+    let refused = WsClient::new(format!("ws://{addr}/api/ws")).open().await;
+    assert!(matches!(
+        refused,
+        Err(ConnectError::Rejected { status: 401, .. })
+    ));
+    let mut client = WsClient::new(format!("ws://{addr}/api/ws?token=good"))
+        .open()
+        .await
+        .unwrap();
+    let mut accepted = server.await.unwrap();
+    let mut conn = accepted.pop().unwrap().unwrap();
+    assert!(matches!(
+        accepted.pop().unwrap(),
+        Err(signaling_ws::AcceptError::Rejected { status: 401 })
+    ));
+    assert_eq!(conn.peer().query_param("token"), Some("good"));
+    client.send(OFFER.to_owned()).await.unwrap();
+    assert_eq!(recv(&mut conn).await.unwrap().as_deref(), Some(OFFER));
+    conn.send("answer".to_owned()).await.unwrap();
+    assert_eq!(recv(&mut client).await.unwrap().as_deref(), Some("answer"));
+}
+
+#[tokio::test]
+async fn keepalive_detects_a_silent_peer() {
+    let config = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_millis(100)))
+        .with_pong_timeout(Duration::from_millis(200))
+        .with_close_timeout(Duration::from_millis(200));
+    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr();
+    // Never reads, so never answers a ping.
+    let (silent, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    match recv(&mut conn).await {
+        Err(TransportError::TimedOut(_)) => {}
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    assert!(matches!(conn.recv().await, Err(TransportError::Closed(_))));
+    drop(silent);
+}
+
+#[tokio::test]
+async fn keepalive_keeps_a_live_peer() {
+    let config = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_millis(20)))
+        .with_pong_timeout(Duration::from_millis(500));
+    let mut server = WsServer::bind("127.0.0.1:0", config.clone()).await.unwrap();
+    let addr = server.local_addr();
+    // A client that reads (and so answers pings) but sends nothing for several ping periods.
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
+        .await
+        .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    let reader = tokio::spawn(async move {
+        let frame = recv(&mut client).await;
+        (client, frame)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.send("still here".to_owned()).await.unwrap();
+    let (_client, frame) = reader.await.unwrap();
+    assert_eq!(frame.unwrap().as_deref(), Some("still here"));
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_an_unused_connection() {
+    let config = WsConfig::default().with_idle_timeout(Some(Duration::from_millis(200)));
+    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr();
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+        .await
+        .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    match recv(&mut conn).await {
+        Err(TransportError::TimedOut("idle timeout")) => {}
+        other => panic!("expected idle timeout, got {other:?}"),
+    }
+    // The client saw a clean close with 1001.
+    assert_eq!(recv(&mut client).await.unwrap(), None);
+    assert_eq!(
+        client.close_reason().map(|r| r.code),
+        Some(CloseCode::GOING_AWAY)
+    );
+}
+
+#[tokio::test]
+async fn oversize_message_closes_with_1009_after_earlier_frames() {
+    let config = WsConfig::default().with_max_message_size(1024);
+    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr();
+    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        raw.feed(Message::text(format!("frame {i}"))).await.unwrap();
+    }
+    raw.feed(Message::text("y".repeat(1024))).await.unwrap(); // exactly at the limit
+    raw.feed(Message::text("z".repeat(2000))).await.unwrap();
+    raw.flush().await.unwrap();
+
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    for i in 0..5 {
+        assert_eq!(recv(&mut conn).await.unwrap(), Some(format!("frame {i}")));
+    }
+    assert_eq!(recv(&mut conn).await.unwrap(), Some("y".repeat(1024)));
+    match recv(&mut conn).await {
+        Err(TransportError::TooLarge { size, limit }) => {
+            assert_eq!(size, 2000);
+            assert_eq!(limit, 1024);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(raw_close_code(&mut raw).await, Some(1009));
+    assert_eq!(
+        conn.close_reason().map(|r| r.code),
+        Some(CloseCode::MESSAGE_TOO_BIG)
+    );
+}
+
+#[tokio::test]
+async fn binary_frame_closes_with_1003() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    raw.send(Message::text("before")).await.unwrap();
+    raw.send(Message::Binary(Bytes::from_static(b"\x00\x01")))
+        .await
+        .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    assert_eq!(recv(&mut conn).await.unwrap().as_deref(), Some("before"));
+    assert!(matches!(
+        recv(&mut conn).await,
+        Err(TransportError::Unsupported(_))
+    ));
+    assert_eq!(raw_close_code(&mut raw).await, Some(1003));
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_closes_with_1003() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    raw.send(Message::text("ok")).await.unwrap();
+    let bad = Frame::message(
+        Bytes::from_static(b"\xff\xfe"),
+        OpCode::Data(Data::Text),
+        true,
+    );
+    raw.send(Message::Frame(bad)).await.unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    assert_eq!(recv(&mut conn).await.unwrap().as_deref(), Some("ok"));
+    assert!(matches!(
+        recv(&mut conn).await,
+        Err(TransportError::Unsupported(_))
+    ));
+    assert_eq!(raw_close_code(&mut raw).await, Some(1003));
+}
+
+#[tokio::test]
+async fn graceful_close_flushes_and_sends_code_and_truncated_reason() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+        .await
+        .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    for i in 0..50 {
+        client.send(format!("m{i}")).await.unwrap();
+    }
+    let long = "é".repeat(100);
+    let closer = tokio::spawn(async move {
+        let result = client.close(CloseReason::new(CloseCode(4000), long)).await;
+        (client, result)
+    });
+    let mut got = Vec::new();
+    let end = loop {
+        match recv(&mut conn).await {
+            Ok(Some(frame)) => got.push(frame),
+            other => break other,
+        }
+    };
+    let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected);
+    match end {
+        Err(TransportError::Closed(Some(reason))) => {
+            assert_eq!(reason.code, CloseCode(4000));
+            assert_eq!(reason.reason, "é".repeat(61));
+        }
+        other => panic!("expected the peer's close, got {other:?}"),
+    }
+    let (mut client, result) = closer.await.unwrap();
+    result.unwrap();
+    assert_eq!(recv(&mut client).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn normal_close_ends_recv_cleanly_and_dropping_sends_1001() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+        .await
+        .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    client.send("last".to_owned()).await.unwrap();
+    client.close(CloseReason::normal()).await.unwrap();
+    assert_eq!(recv(&mut conn).await.unwrap().as_deref(), Some("last"));
+    assert_eq!(recv(&mut conn).await.unwrap(), None);
+    assert_eq!(recv(&mut conn).await.unwrap(), None);
+
+    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    drop(conn);
+    assert_eq!(raw_close_code(&mut raw).await, Some(1001));
+}
+
+#[tokio::test]
+async fn try_send_reports_full_when_the_peer_does_not_read() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let _ = hold_rx.await; // never reads
+        drop(ws);
+    });
+    let config = WsConfig::default().with_send_queue(4);
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
+        .await
+        .unwrap();
+    let frame = "f".repeat(32 * 1024);
+    let mut full = false;
+    for _ in 0..100_000 {
+        match client.try_send(frame.clone()) {
+            Ok(()) => tokio::task::yield_now().await,
+            Err(TransportError::Full) => {
+                full = true;
+                break;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(full, "the send queue never filled");
+    drop(hold_tx);
+}
+
+#[tokio::test]
+async fn recv_is_cancel_safe() {
+    let addr = echo_server(WsConfig::default()).await;
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+        .await
+        .unwrap();
+    let n = 500;
+    let mut next = 0;
+    let mut sent = 0;
+    timeout(LIMIT, async {
+        while next < n {
+            if sent < n {
+                client.send(format!("{sent}")).await.unwrap();
+                sent += 1;
+            }
+            tokio::select! {
+                frame = client.recv() => {
+                    assert_eq!(frame.unwrap(), Some(format!("{next}")));
+                    next += 1;
+                }
+                () = tokio::task::yield_now() => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_connections_keep_order() {
+    // 1,000 connections use about 2,000 descriptors; shrink if the limit is lower.
+    let connections = fd_limit().map_or(1000, |limit| ((limit.saturating_sub(100)) / 2).min(1000));
+    assert!(connections >= 10, "file descriptor limit too low");
+    let frames = 100;
+    let addr = echo_server(WsConfig::default().with_max_handshakes_in_flight(64)).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(connections));
+    let connect_limit = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let barrier = barrier.clone();
+        let connect_limit = connect_limit.clone();
+        tasks.spawn(async move {
+            let permit = connect_limit.acquire().await.unwrap();
+            let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+                .await
+                .unwrap();
+            drop(permit);
+            barrier.wait().await; // all connections are open at once
+            for i in 0..frames {
+                client.send(format!("{c}:{i}")).await.unwrap();
+            }
+            for i in 0..frames {
+                assert_eq!(recv(&mut client).await.unwrap(), Some(format!("{c}:{i}")));
+            }
+            client.close(CloseReason::normal()).await.unwrap();
+        });
+    }
+    timeout(Duration::from_secs(120), async {
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await
+    .expect("connections did not finish");
+}
+
+fn fd_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(not(feature = "rustls"))]
+#[tokio::test]
+async fn wss_without_the_rustls_feature_is_an_invalid_url() {
+    match WsClient::connect("wss://127.0.0.1:1/", WsConfig::default()).await {
+        Err(ConnectError::InvalidUrl(_)) => {}
+        other => panic!("expected InvalidUrl, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connect_errors_are_typed() {
+    // Nothing listens on this port once the listener is dropped.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    match WsClient::connect(&format!("ws://{addr}/"), WsConfig::default()).await {
+        Err(ConnectError::Io(_)) => {}
+        other => panic!("expected an IO error, got {other:?}"),
+    }
+    match WsClient::connect("not a url", WsConfig::default()).await {
+        Err(ConnectError::InvalidUrl(_)) => {}
+        other => panic!("expected InvalidUrl, got {other:?}"),
+    }
+    match WsClient::new("ws://127.0.0.1:1/")
+        .header("bad header", "x")
+        .open()
+        .await
+    {
+        Err(ConnectError::InvalidHeader { name }) => assert_eq!(name, "bad header"),
+        other => panic!("expected InvalidHeader, got {other:?}"),
+    }
+    // A server that accepts TCP but never answers the upgrade.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = WsConfig::default().with_connect_timeout(Duration::from_millis(200));
+    match WsClient::connect(&format!("ws://{addr}/"), config).await {
+        Err(ConnectError::TimedOut) => {}
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    drop(listener);
+}
+
+#[tokio::test]
+async fn slow_handshake_does_not_block_others_and_times_out() {
+    let config = WsConfig::default().with_handshake_timeout(Duration::from_millis(300));
+    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr();
+    // A client that opens TCP and never sends the upgrade request.
+    let stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let client = WsClient::connect(&format!("ws://{addr}/fast"), WsConfig::default())
+        .await
+        .unwrap();
+    let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    assert_eq!(conn.peer().path, "/fast");
+    // The stalled client is dropped by the server after the handshake timeout.
+    let mut stalled = stalled;
+    let mut buf = [0u8; 16];
+    let read = timeout(LIMIT, tokio::io::AsyncReadExt::read(&mut stalled, &mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)));
+    drop(client);
+}
+
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn wss_goes_through_tls() {
+    // A plain TCP server that hangs up: the TLS handshake fails (an IO or handshake error),
+    // which shows `wss://` is accepted and TLS is attempted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    match WsClient::connect(
+        &format!("wss://localhost:{}/", addr.port()),
+        WsConfig::default(),
+    )
+    .await
+    {
+        Err(ConnectError::Io(_) | ConnectError::Handshake(_)) => {}
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+}
