@@ -61,10 +61,11 @@
 //! Peer misbehaviour (a malformed frame, an answer nobody asked for, a bad candidate) never
 //! panics and is never an `Err` from `handle_*`: it becomes an outgoing `error` frame plus an
 //! [`Event::PeerError`], and nothing already accepted is lost.
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
 
 use crate::candidate::{Candidate, CandidateError};
@@ -382,7 +383,7 @@ struct Generation {
     /// The ufrag, when known.
     ufrag: Option<String>,
     /// Hashes of candidates seen in this generation (exactly-once).
-    seen: HashSet<u64>,
+    seen: FxHashSet<u64>,
     /// End-of-candidates seen/sent.
     ended: bool,
 }
@@ -1094,10 +1095,10 @@ fn push_bounded<T>(q: &mut VecDeque<T>, item: T, bound: usize) {
     q.push_back(item);
 }
 
-/// A 64-bit hash for duplicate suppression. `DefaultHasher::new()` uses fixed keys, so results
-/// are reproducible; a collision could only make a peer's own candidate look like a duplicate.
+/// A 64-bit hash for duplicate suppression (FxHash: fast, reproducible, not collision-resistant;
+/// a collision could only make a peer's own candidate look like a duplicate of its own).
 fn hash_of<T: Hash + ?Sized>(value: &T) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FxHasher::default();
     value.hash(&mut h);
     h.finish()
 }
