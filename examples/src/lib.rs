@@ -1,1 +1,1 @@
-//! Examples.
+//! Runnable examples and binaries for the signaling crates; see `src/bin/`.

@@ -14,7 +14,11 @@
 //!   ICE ordering) driven by `handle_*` inputs and drained with `poll_output`.
 //! - [`transport`]: the small trait a transport implements (WebSocket, in-memory, or your own).
 //!
-//! Nothing here performs IO or reads the clock: time is an argument.
+//! - [`session`] (feature `tokio`): the async driver that runs a negotiation over any
+//!   transport.
+//!
+//! Without the `tokio` feature nothing here performs IO or reads the clock: time is an
+//! argument.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -24,5 +28,7 @@ pub mod candidate;
 pub mod fuzzing;
 pub mod negotiation;
 pub mod sdp;
+#[cfg(feature = "tokio")]
+pub mod session;
 pub mod transport;
 pub mod wire;
