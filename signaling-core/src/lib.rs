@@ -12,6 +12,8 @@
 //!   credentials), extracted without building a full SDP model.
 //! - [`negotiation`]: the offer/answer state machine (RFC 9429 §3.2, perfect negotiation, Trickle
 //!   ICE ordering) driven by `handle_*` inputs and drained with `poll_output`.
+//! - [`relay`]: the relay's routing logic (rooms, addressing, mailbox, ordering guard, limits,
+//!   resume, candidate privacy), sans-IO.
 //! - [`transport`]: the small trait a transport implements (WebSocket, in-memory, or your own).
 //!
 //! - [`session`] (feature `tokio`): the async driver that runs a negotiation over any
@@ -23,10 +25,12 @@
 #![warn(missing_docs)]
 
 pub mod candidate;
+pub mod ice;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod negotiation;
+pub mod relay;
 pub mod sdp;
 #[cfg(feature = "tokio")]
 pub mod session;

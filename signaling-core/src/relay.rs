@@ -1,0 +1,955 @@
+//! The relay's routing logic, sans-IO: rooms, server-assigned peer ids, addressing, mailbox,
+//! ordering guard, limits, resume and candidate privacy.
+//!
+//! [`Relay`] is a pure state machine. A driver (the `relay` binary, or your own server) owns the
+//! connections and feeds it: [`Relay::join`] when a connection wants into a room,
+//! [`Relay::handle_frame`] for each frame (one connection's frames strictly in order),
+//! [`Relay::disconnected`] when a socket is lost, [`Relay::handle_timeout`] when the instant of
+//! the last [`RelayOutput::Timeout`] passes. After each, drain [`Relay::poll_output`]: send each
+//! [`RelayOutput::Send`] to its connection, close each [`RelayOutput::Close`].
+//!
+//! # Protocol
+//!
+//! The relay speaks the same `{"type", "value"}` envelope as the peers, so that in a room of two
+//! a client that knows nothing of the relay (the seed client) works unchanged:
+//!
+//! - **Forwarding.** Every frame a peer sends is forwarded to the other peers of its room. In a
+//!   room whose capacity is 2, frames are forwarded byte for byte. In larger rooms a frame may
+//!   carry `"to": "<peer id>"` to reach one peer, and forwarded frames carry
+//!   `"from": "<peer id>"` (added without re-escaping the value). Types starting with `relay/`
+//!   are reserved for the relay and never forwarded.
+//! - **`relay/welcome`** (to a peer that joined or resumed):
+//!   `{"id": "<your id>", "room": "<room>", "peers": ["<id>", ...], "resume": "<token>",
+//!   "polite": <bool>, "iceServers": [...]}`. `polite` is a perfect-negotiation hint: the peer
+//!   that joins an occupied room is polite. `iceServers` is present when the relay hands out ICE
+//!   servers (with short-lived TURN credentials). The seed client ignores this message.
+//! - **`relay/joined`** `{"id"}` and **`relay/left`** `{"id"}` to the others of the room.
+//! - A client may send **`relay/leave`** to leave at once (no resume grace).
+//! - Problems with a single frame are answered with an `error` frame
+//!   (`"<type>: <message>"`); broken limits close the connection with a [`close_code`].
+//!
+//! # Mailbox and ordering guard
+//!
+//! Frames sent into a room where no other peer is present (the seed client sends its offer the
+//! moment its socket opens) wait in the room's mailbox, bounded in count, bytes and age, and are
+//! delivered in order to the next peer that joins. With the ordering guard on (the default), a
+//! peer's `webrtc/candidate` frames are held until its own offer or answer has been forwarded.
+//! Nothing else is ever reordered.
+//!
+//! # Resume
+//!
+//! A peer whose socket is lost stays in its room for [`RelayConfig::resume_grace`]. Frames for it
+//! are queued (bounded like a mailbox). A new connection that joins with the peer's resume token
+//! takes its place, keeps its id and receives what was queued. The token is secret, rotated on
+//! every welcome, and the only way to take over an id.
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::candidate::Candidate;
+use crate::ice::{CandidatePolicy, IceServersConfig};
+use crate::transport::{CloseCode, CloseReason};
+use crate::wire::{self, ErrorMessage, Message, RawFrame};
+
+#[cfg(feature = "tokio")]
+pub mod driver;
+
+/// Close codes the relay uses (application range, RFC 6455 §7.4.2), besides
+/// [`CloseCode::MESSAGE_TOO_BIG`] for oversized frames.
+pub mod close_code {
+    use crate::transport::CloseCode;
+
+    /// The room is at capacity; the peer received nothing of it.
+    pub const ROOM_FULL: CloseCode = CloseCode(4001);
+    /// The relay has as many rooms as it may.
+    pub const TOO_MANY_ROOMS: CloseCode = CloseCode(4002);
+    /// The relay has as many peers as it may.
+    pub const TOO_MANY_PEERS: CloseCode = CloseCode(4003);
+    /// The connection sent frames faster than allowed.
+    pub const RATE_LIMITED: CloseCode = CloseCode(4004);
+    /// The connection sent nothing for too long.
+    pub const IDLE: CloseCode = CloseCode(4005);
+    /// The connection did not read what it was sent fast enough (its queue reached its bound).
+    pub const SLOW_CONSUMER: CloseCode = CloseCode(4006);
+    /// The resume token is unknown, expired, or for another room.
+    pub const RESUME_FAILED: CloseCode = CloseCode(4007);
+    /// Another connection resumed this peer with its token.
+    pub const REPLACED: CloseCode = CloseCode(4008);
+    /// The join request is invalid (room name empty, too long, or with forbidden characters).
+    pub const BAD_REQUEST: CloseCode = CloseCode(4009);
+}
+
+/// `type` of the relay's welcome message.
+pub const TYPE_WELCOME: &str = "relay/welcome";
+/// `type` of the message announcing a new peer.
+pub const TYPE_JOINED: &str = "relay/joined";
+/// `type` of the message announcing a peer that left.
+pub const TYPE_LEFT: &str = "relay/left";
+/// `type` a client sends to leave at once.
+pub const TYPE_LEAVE: &str = "relay/leave";
+
+/// The longest room name accepted, in bytes.
+pub const MAX_ROOM_NAME_LEN: usize = 64;
+
+/// A connection, as numbered by the driver. Unique for the relay's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn {}", self.0)
+    }
+}
+
+/// Relay settings. Every bound is documented with its default.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RelayConfig {
+    /// Peers per room. Default: 2 (the seed client's one-to-one call).
+    pub room_capacity: usize,
+    /// Rooms. Default: 10,000.
+    pub max_rooms: usize,
+    /// Peers, connected or waiting to resume. Default: 20,000.
+    pub max_peers: usize,
+    /// Largest frame, in bytes. Default: 64 KiB.
+    pub max_frame_len: usize,
+    /// Sustained frames per second per connection. Default: 50.
+    pub rate_per_sec: u32,
+    /// Frames a connection may send in a burst above the sustained rate. Default: 200 (a
+    /// browser sends its offer and a burst of candidates at once).
+    pub rate_burst: u32,
+    /// Frames held in a room's mailbox (or a resuming peer's queue). Default: 64.
+    pub mailbox_frames: usize,
+    /// Bytes held in a room's mailbox (or a resuming peer's queue). Default: 256 KiB.
+    pub mailbox_bytes: usize,
+    /// How long a frame may wait in a mailbox. Default: 30 s.
+    #[serde(with = "secs")]
+    pub mailbox_age: Duration,
+    /// Candidates held by the ordering guard per peer. Default: 64.
+    pub guard_frames: usize,
+    /// Hold a peer's candidates until its offer/answer was forwarded. Default: on.
+    pub ordering_guard: bool,
+    /// How long a peer whose socket was lost keeps its place. Zero turns resume off. Default:
+    /// 30 s.
+    #[serde(with = "secs")]
+    pub resume_grace: Duration,
+    /// Close a connection that sent nothing for this long. Default: 30 min (signaling is quiet
+    /// once a call is up).
+    #[serde(with = "secs")]
+    pub idle_timeout: Duration,
+    /// Which candidates may pass the relay. Default: all.
+    pub privacy: CandidatePolicy,
+    /// ICE servers (and TURN credentials) handed to each joining peer. Default: none.
+    pub ice_servers: Option<IceServersConfig>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            room_capacity: 2,
+            max_rooms: 10_000,
+            max_peers: 20_000,
+            max_frame_len: 64 * 1024,
+            rate_per_sec: 50,
+            rate_burst: 200,
+            mailbox_frames: 64,
+            mailbox_bytes: 256 * 1024,
+            mailbox_age: Duration::from_secs(30),
+            guard_frames: 64,
+            ordering_guard: true,
+            resume_grace: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30 * 60),
+            privacy: CandidatePolicy::default(),
+            ice_servers: None,
+        }
+    }
+}
+
+/// Durations in configuration files are (fractional) seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a connection asks when it joins.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct JoinRequest {
+    /// The room name (1 to [`MAX_ROOM_NAME_LEN`] bytes, no control characters).
+    pub room: String,
+    /// A resume token from an earlier welcome, to take back that peer's place.
+    pub resume: Option<String>,
+    /// A fresh, unguessable token (at least 16 random bytes, encoded) that the driver drew for
+    /// this peer. The relay itself has no randomness.
+    pub fresh_token: String,
+    /// A name for the ICE server credentials (`"<expiry>:<user>"`); the peer id when absent.
+    pub user: Option<String>,
+    /// Unix time in seconds, for TURN credential expiry.
+    pub unix_time: u64,
+}
+
+impl JoinRequest {
+    /// A request to join `room`, with the driver's fresh token.
+    pub fn new(room: impl Into<String>, fresh_token: impl Into<String>) -> Self {
+        Self {
+            room: room.into(),
+            fresh_token: fresh_token.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Resumes with `token`.
+    pub fn with_resume(mut self, token: impl Into<String>) -> Self {
+        self.resume = Some(token.into());
+        self
+    }
+
+    /// Sets the Unix time used for TURN credentials.
+    pub fn with_unix_time(mut self, secs: u64) -> Self {
+        self.unix_time = secs;
+        self
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum RelayOutput {
+    /// Send this frame on this connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: String,
+    },
+    /// Close this connection with this code and reason. The relay has already forgotten it.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Nothing more now; call [`Relay::handle_timeout`] at this instant (`None`: no timer).
+    Timeout(Option<Instant>),
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayStats {
+    /// Frames forwarded (one per recipient).
+    pub forwarded: u64,
+    /// Frames that went into a mailbox or a resuming peer's queue.
+    pub queued: u64,
+    /// Frames dropped from mailboxes because they grew too old.
+    pub expired: u64,
+    /// Candidates dropped by the privacy policy.
+    pub filtered: u64,
+    /// Frames refused with an `error` frame.
+    pub refused: u64,
+    /// Connections closed for a broken limit.
+    pub limit_closes: u64,
+}
+
+/// The room registry behind the relay: which peers are in which room. [`LocalRooms`] keeps it in
+/// memory; a multi-node deployment can put a shared registry (NATS, Redis) behind the same
+/// interface, with remote members reached through the backbone.
+pub trait RoomRegistry: Send {
+    /// The members of `room`, in join order (empty when the room does not exist).
+    fn members(&self, room: &str) -> &[PeerId];
+    /// Adds `peer` to `room`, creating it. The relay has checked capacity and limits.
+    fn add(&mut self, room: &str, peer: PeerId);
+    /// Removes `peer` from `room`, dropping the room when it empties. Returns whether it was
+    /// there.
+    fn remove(&mut self, room: &str, peer: &PeerId) -> bool;
+    /// How many rooms exist.
+    fn room_count(&self) -> usize;
+}
+
+/// The in-memory [`RoomRegistry`].
+#[derive(Debug, Default)]
+pub struct LocalRooms {
+    rooms: HashMap<String, Vec<PeerId>>,
+}
+
+impl RoomRegistry for LocalRooms {
+    fn members(&self, room: &str) -> &[PeerId] {
+        self.rooms.get(room).map_or(&[], Vec::as_slice)
+    }
+
+    fn add(&mut self, room: &str, peer: PeerId) {
+        self.rooms.entry(room.to_owned()).or_default().push(peer);
+    }
+
+    fn remove(&mut self, room: &str, peer: &PeerId) -> bool {
+        let Some(members) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        let before = members.len();
+        members.retain(|p| p != peer);
+        let removed = members.len() != before;
+        if members.is_empty() {
+            self.rooms.remove(room);
+        }
+        removed
+    }
+
+    fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+}
+
+/// A peer id, assigned by the relay (`p1`, `p2`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub String);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Bounded FIFO of frames with an age limit.
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<(Instant, String)>,
+    bytes: usize,
+}
+
+impl Queue {
+    fn push(&mut self, now: Instant, frame: String, max_frames: usize, max_bytes: usize) -> bool {
+        if self.frames.len() >= max_frames || self.bytes + frame.len() > max_bytes {
+            return false;
+        }
+        self.bytes += frame.len();
+        self.frames.push_back((now, frame));
+        true
+    }
+
+    fn expire(&mut self, now: Instant, age: Duration) -> usize {
+        let mut n = 0;
+        while let Some((at, _)) = self.frames.front() {
+            if now.saturating_duration_since(*at) < age {
+                break;
+            }
+            if let Some((_, f)) = self.frames.pop_front() {
+                self.bytes -= f.len();
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.frames.front().map(|(at, _)| *at)
+    }
+
+    fn take(&mut self) -> VecDeque<(Instant, String)> {
+        self.bytes = 0;
+        std::mem::take(&mut self.frames)
+    }
+}
+
+#[derive(Debug)]
+struct Peer {
+    room: String,
+    conn: Option<ConnId>,
+    token: String,
+    /// Set while the socket is lost and the peer may resume.
+    away_since: Option<Instant>,
+    /// Frames for the peer while it is away.
+    outbox: Queue,
+    /// Whether the peer's own offer/answer has been forwarded (ordering guard).
+    described: bool,
+    /// Candidates held by the ordering guard.
+    held: VecDeque<String>,
+    /// Token bucket: tokens (scaled by 1000) and last refill.
+    tokens: u64,
+    refilled: Instant,
+    last_activity: Instant,
+}
+
+/// Timers, lazily validated when they fire.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Idle(PeerId),
+    Grace(PeerId),
+    Mailbox(String),
+}
+
+/// The relay state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Relay<R: RoomRegistry = LocalRooms> {
+    config: RelayConfig,
+    rooms: R,
+    peers: HashMap<PeerId, Peer>,
+    conns: HashMap<ConnId, PeerId>,
+    tokens: HashMap<String, PeerId>,
+    mailboxes: HashMap<String, Queue>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    next_id: u64,
+    out: VecDeque<RelayOutput>,
+    stats: RelayStats,
+}
+
+impl Relay<LocalRooms> {
+    /// A relay with an in-memory room registry.
+    pub fn new(config: RelayConfig) -> Self {
+        Self::with_registry(config, LocalRooms::default())
+    }
+}
+
+/// Why a join was refused (the connection is closed with this reason; it received nothing).
+pub type JoinRefused = CloseReason;
+
+impl<R: RoomRegistry> Relay<R> {
+    /// A relay over the given room registry.
+    pub fn with_registry(config: RelayConfig, rooms: R) -> Self {
+        Self {
+            config,
+            rooms,
+            peers: HashMap::new(),
+            conns: HashMap::new(),
+            tokens: HashMap::new(),
+            mailboxes: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_id: 0,
+            out: VecDeque::new(),
+            stats: RelayStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RelayStats {
+        self.stats
+    }
+
+    /// Peers, connected or waiting to resume.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Rooms.
+    pub fn room_count(&self) -> usize {
+        self.rooms.room_count()
+    }
+
+    /// The peer a connection belongs to.
+    pub fn peer_of(&self, conn: ConnId) -> Option<&PeerId> {
+        self.conns.get(&conn)
+    }
+
+    /// The next output. Drain after every input until [`RelayOutput::Timeout`].
+    pub fn poll_output(&mut self) -> RelayOutput {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        RelayOutput::Timeout(self.timers.peek().map(|Reverse((at, _))| *at))
+    }
+
+    /// A connection asks to join a room (or to resume a peer). On success it receives
+    /// `relay/welcome`, then whatever waited for it; the room's other peers receive
+    /// `relay/joined`. A refusal means the connection must be closed with the returned reason;
+    /// it received nothing of the room.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        request: JoinRequest,
+    ) -> Result<PeerId, JoinRefused> {
+        if let Err(why) = check_room_name(&request.room) {
+            return Err(CloseReason::new(close_code::BAD_REQUEST, why));
+        }
+        if let Some(token) = request.resume.as_deref() {
+            return self.resume(now, conn, token, &request);
+        }
+        let members = self.rooms.members(&request.room).len();
+        if members >= self.config.room_capacity {
+            return Err(CloseReason::new(close_code::ROOM_FULL, "room full"));
+        }
+        if members == 0 && self.rooms.room_count() >= self.config.max_rooms {
+            return Err(CloseReason::new(close_code::TOO_MANY_ROOMS, "too many rooms"));
+        }
+        if self.peers.len() >= self.config.max_peers {
+            return Err(CloseReason::new(close_code::TOO_MANY_PEERS, "too many peers"));
+        }
+        if request.fresh_token.len() < 16 || self.tokens.contains_key(&request.fresh_token) {
+            return Err(CloseReason::new(close_code::BAD_REQUEST, "bad token"));
+        }
+        self.next_id += 1;
+        let id = PeerId(format!("p{}", self.next_id));
+        let peer = Peer {
+            room: request.room.clone(),
+            conn: Some(conn),
+            token: request.fresh_token.clone(),
+            away_since: None,
+            outbox: Queue::default(),
+            described: false,
+            held: VecDeque::new(),
+            tokens: u64::from(self.config.rate_burst) * 1000,
+            refilled: now,
+            last_activity: now,
+        };
+        let others: Vec<PeerId> = self.rooms.members(&request.room).to_vec();
+        self.rooms.add(&request.room, id.clone());
+        self.tokens.insert(peer.token.clone(), id.clone());
+        self.peers.insert(id.clone(), peer);
+        self.conns.insert(conn, id.clone());
+        self.arm(now + self.config.idle_timeout, Timer::Idle(id.clone()));
+        self.welcome(conn, &id, &request, &others);
+        for other in &others {
+            self.notify(other, TYPE_JOINED, &id);
+        }
+        // What waited in the room's mailbox.
+        if let Some(mut mailbox) = self.mailboxes.remove(&request.room) {
+            self.stats.expired += mailbox.expire(now, self.config.mailbox_age) as u64;
+            for (_, frame) in mailbox.take() {
+                self.deliver(now, &id, frame);
+            }
+        }
+        Ok(id)
+    }
+
+    fn resume(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        token: &str,
+        request: &JoinRequest,
+    ) -> Result<PeerId, JoinRefused> {
+        let refused = || CloseReason::new(close_code::RESUME_FAILED, "cannot resume");
+        let id = self.tokens.get(token).cloned().ok_or_else(refused)?;
+        let room_matches = self.peers.get(&id).is_some_and(|p| p.room == request.room);
+        if !room_matches {
+            return Err(refused());
+        }
+        if request.fresh_token.len() < 16 || self.tokens.contains_key(&request.fresh_token) {
+            return Err(CloseReason::new(close_code::BAD_REQUEST, "bad token"));
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Err(refused());
+        };
+        // The token is the only way to take over an id; the old connection, if any, is replaced.
+        if let Some(old) = peer.conn.replace(conn) {
+            self.conns.remove(&old);
+            self.out.push_back(RelayOutput::Close {
+                conn: old,
+                reason: CloseReason::new(close_code::REPLACED, "resumed elsewhere"),
+            });
+        }
+        peer.away_since = None;
+        peer.last_activity = now;
+        self.tokens.remove(&peer.token);
+        peer.token = request.fresh_token.clone();
+        self.tokens.insert(peer.token.clone(), id.clone());
+        let mut queued = peer.outbox.take();
+        let room = peer.room.clone();
+        self.conns.insert(conn, id.clone());
+        let others: Vec<PeerId> = self
+            .rooms
+            .members(&room)
+            .iter()
+            .filter(|p| **p != id)
+            .cloned()
+            .collect();
+        self.welcome(conn, &id, request, &others);
+        for (at, frame) in queued.drain(..) {
+            if now.saturating_duration_since(at) < self.config.mailbox_age {
+                self.send(conn, frame);
+            } else {
+                self.stats.expired += 1;
+            }
+        }
+        Ok(id)
+    }
+
+    /// The connection's socket was lost (or closed by the peer). With resume on, its peer keeps
+    /// its place for the grace period; otherwise (or after an explicit `relay/leave`) it leaves
+    /// at once.
+    pub fn disconnected(&mut self, now: Instant, conn: ConnId) {
+        let Some(id) = self.conns.remove(&conn) else {
+            return;
+        };
+        if self.config.resume_grace.is_zero() {
+            self.remove_peer(&id);
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.conn = None;
+            peer.away_since = Some(now);
+        }
+        self.arm(now + self.config.resume_grace, Timer::Grace(id));
+    }
+
+    /// A frame arrived on a connection.
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &str) {
+        let Some(id) = self.conns.get(&conn).cloned() else {
+            return;
+        };
+        if frame.len() > self.config.max_frame_len {
+            self.close_conn(
+                conn,
+                CloseReason::new(CloseCode::MESSAGE_TOO_BIG, "frame too large"),
+            );
+            return;
+        }
+        if !self.take_token(now, &id) {
+            self.close_conn(
+                conn,
+                CloseReason::new(close_code::RATE_LIMITED, "rate limit exceeded"),
+            );
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.last_activity = now;
+        }
+        let raw = match RawFrame::parse(frame, self.config.max_frame_len) {
+            Ok(raw) => raw,
+            Err(e) => {
+                self.refuse(conn, e.request_type(), &e);
+                return;
+            }
+        };
+        let kind = raw.kind();
+        if kind.starts_with("relay/") {
+            if kind == TYPE_LEAVE {
+                self.conns.remove(&conn);
+                self.remove_peer(&id);
+                self.out.push_back(RelayOutput::Close {
+                    conn,
+                    reason: CloseReason::normal(),
+                });
+            } else {
+                let kind = kind.to_owned();
+                self.refuse(conn, &kind, "reserved type");
+            }
+            return;
+        }
+        if raw.is_candidate() {
+            if self.filtered(&raw) {
+                self.stats.filtered += 1;
+                return;
+            }
+            let described = self.peers.get(&id).is_some_and(|p| p.described);
+            if self.config.ordering_guard && !described {
+                let limit = self.config.guard_frames;
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                if peer.held.len() >= limit {
+                    self.refuse(conn, wire::TYPE_CANDIDATE, "too many candidates before the description");
+                } else {
+                    peer.held.push_back(frame.to_owned());
+                }
+                return;
+            }
+        }
+        let is_description = raw.is_description();
+        if let Err(why) = self.route(now, &id, &raw) {
+            let kind = raw.kind().to_owned();
+            self.refuse(conn, &kind, why);
+            return;
+        }
+        if is_description {
+            let held = match self.peers.get_mut(&id) {
+                Some(peer) if !peer.described => {
+                    peer.described = true;
+                    std::mem::take(&mut peer.held)
+                }
+                _ => VecDeque::new(),
+            };
+            for frame in held {
+                // These parsed when they arrived.
+                if let Ok(raw) = RawFrame::parse(&frame, usize::MAX) {
+                    let _ = self.route(now, &id, &raw);
+                }
+            }
+        }
+    }
+
+    /// Time passed: expires mailboxes, ends grace periods, closes idle connections.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                Timer::Idle(id) => {
+                    let Some(peer) = self.peers.get(&id) else {
+                        continue;
+                    };
+                    let due = peer.last_activity + self.config.idle_timeout;
+                    match peer.conn {
+                        Some(conn) if due <= now => self.close_conn(
+                            conn,
+                            CloseReason::new(close_code::IDLE, "idle"),
+                        ),
+                        Some(_) => self.arm(due, Timer::Idle(id)),
+                        // Away: the grace timer owns the peer now; re-arm for after a resume.
+                        None => self.arm(now + self.config.idle_timeout, Timer::Idle(id)),
+                    }
+                }
+                Timer::Grace(id) => {
+                    let expired = self.peers.get(&id).is_some_and(|p| {
+                        p.away_since
+                            .is_some_and(|at| at + self.config.resume_grace <= now)
+                    });
+                    if expired {
+                        self.remove_peer(&id);
+                    }
+                }
+                Timer::Mailbox(room) => {
+                    let age = self.config.mailbox_age;
+                    if let Some(q) = self.mailboxes.get_mut(&room) {
+                        self.stats.expired += q.expire(now, age) as u64;
+                        match q.oldest() {
+                            Some(at) => self.arm(at + age, Timer::Mailbox(room)),
+                            None => {
+                                self.mailboxes.remove(&room);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The driver could not deliver to a connection fast enough (its queue is at its bound):
+    /// closes it with [`close_code::SLOW_CONSUMER`]; its peer may resume.
+    pub fn slow_consumer(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.contains_key(&conn) {
+            self.stats.limit_closes += 1;
+            self.out.push_back(RelayOutput::Close {
+                conn,
+                reason: CloseReason::new(close_code::SLOW_CONSUMER, "too slow"),
+            });
+            self.disconnected(now, conn);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+
+    fn route(&mut self, now: Instant, from: &PeerId, raw: &RawFrame<'_>) -> Result<(), &'static str> {
+        let Some(peer) = self.peers.get(from) else {
+            return Ok(());
+        };
+        let room = peer.room.clone();
+        let stamp = self.config.room_capacity > 2;
+        let frame = if stamp {
+            raw.write_with_from(&from.0)
+        } else {
+            raw.frame().to_owned()
+        };
+        if let Some(to) = raw.to() {
+            let target = PeerId(to.to_owned());
+            let same_room = self.peers.get(&target).is_some_and(|p| p.room == room);
+            if !same_room || target == *from {
+                return Err("unknown peer");
+            }
+            self.deliver(now, &target, frame);
+            return Ok(());
+        }
+        let others: Vec<PeerId> = self
+            .rooms
+            .members(&room)
+            .iter()
+            .filter(|p| *p != from)
+            .cloned()
+            .collect();
+        if others.is_empty() {
+            let (max_frames, max_bytes) = (self.config.mailbox_frames, self.config.mailbox_bytes);
+            let age = self.config.mailbox_age;
+            let q = self.mailboxes.entry(room.clone()).or_default();
+            let was_empty = q.frames.is_empty();
+            if !q.push(now, frame, max_frames, max_bytes) {
+                return Err("mailbox full");
+            }
+            self.stats.queued += 1;
+            if was_empty {
+                self.arm(now + age, Timer::Mailbox(room));
+            }
+            return Ok(());
+        }
+        let last = others.len() - 1;
+        let mut frame = Some(frame);
+        for (i, other) in others.iter().enumerate() {
+            let f = if i == last {
+                frame.take().unwrap_or_default()
+            } else {
+                frame.clone().unwrap_or_default()
+            };
+            self.deliver(now, other, f);
+        }
+        Ok(())
+    }
+
+    /// Sends to a peer's connection, or queues for it while it is away.
+    fn deliver(&mut self, now: Instant, to: &PeerId, frame: String) {
+        let (max_frames, max_bytes) = (self.config.mailbox_frames, self.config.mailbox_bytes);
+        let Some(peer) = self.peers.get_mut(to) else {
+            return;
+        };
+        match peer.conn {
+            Some(conn) => self.send(conn, frame),
+            None => {
+                if peer.outbox.push(now, frame, max_frames, max_bytes) {
+                    self.stats.queued += 1;
+                } else {
+                    self.stats.refused += 1;
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, frame: String) {
+        self.stats.forwarded += 1;
+        self.out.push_back(RelayOutput::Send { conn, frame });
+    }
+
+    /// Whether the privacy policy drops this candidate frame. A candidate that does not parse
+    /// cannot be judged, so it is dropped too when a policy is set.
+    fn filtered(&self, raw: &RawFrame<'_>) -> bool {
+        if self.config.privacy == CandidatePolicy::default() {
+            return false;
+        }
+        let Ok(Message::Candidate(c)) = raw.decode() else {
+            return false;
+        };
+        match Candidate::parse(&c.candidate) {
+            Ok(parsed) => match self.config.privacy.check(&parsed) {
+                Ok(()) => false,
+                Err(why) => {
+                    tracing::debug!(candidate = %parsed, ?why, "candidate filtered");
+                    true
+                }
+            },
+            Err(_) => true,
+        }
+    }
+
+    fn take_token(&mut self, now: Instant, id: &PeerId) -> bool {
+        let (rate, burst) = (
+            u64::from(self.config.rate_per_sec),
+            u64::from(self.config.rate_burst) * 1000,
+        );
+        let Some(peer) = self.peers.get_mut(id) else {
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(peer.refilled);
+        let refill = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX).saturating_mul(rate);
+        if refill > 0 {
+            peer.tokens = peer.tokens.saturating_add(refill).min(burst);
+            peer.refilled = now;
+        }
+        if peer.tokens >= 1000 {
+            peer.tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn welcome(&mut self, conn: ConnId, id: &PeerId, request: &JoinRequest, others: &[PeerId]) {
+        let ice_servers = self.config.ice_servers.as_ref().map(|c| {
+            let user = request.user.clone().unwrap_or_else(|| id.0.clone());
+            c.for_user(&user, request.unix_time)
+        });
+        let token = self.peers.get(id).map(|p| p.token.clone()).unwrap_or_default();
+        let mut value = serde_json::json!({
+            "id": id.0,
+            "room": request.room,
+            "peers": others.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            "resume": token,
+            "polite": !others.is_empty(),
+        });
+        if let (Some(servers), Some(obj)) = (ice_servers, value.as_object_mut()) {
+            obj.insert(
+                "iceServers".to_owned(),
+                serde_json::to_value(servers).unwrap_or_default(),
+            );
+        }
+        let frame = serde_json::json!({"type": TYPE_WELCOME, "value": value}).to_string();
+        self.send(conn, frame);
+    }
+
+    fn notify(&mut self, to: &PeerId, kind: &str, about: &PeerId) {
+        let Some(conn) = self.peers.get(to).and_then(|p| p.conn) else {
+            return;
+        };
+        let frame = serde_json::json!({"type": kind, "value": {"id": about.0}}).to_string();
+        self.send(conn, frame);
+    }
+
+    fn refuse(&mut self, conn: ConnId, request_type: &str, why: impl fmt::Display) {
+        self.stats.refused += 1;
+        let frame = wire::encode(
+            &Message::Error(ErrorMessage::new(request_type, why)),
+            wire::Dialect::GO2RTC,
+        );
+        self.out.push_back(RelayOutput::Send { conn, frame });
+    }
+
+    /// Closes a connection for a broken limit; its peer may resume.
+    fn close_conn(&mut self, conn: ConnId, reason: CloseReason) {
+        self.stats.limit_closes += 1;
+        self.out.push_back(RelayOutput::Close { conn, reason });
+        let Some(id) = self.conns.remove(&conn) else {
+            return;
+        };
+        // A peer closed for abuse does not get a grace period.
+        self.remove_peer(&id);
+    }
+
+    fn remove_peer(&mut self, id: &PeerId) {
+        let Some(peer) = self.peers.remove(id) else {
+            return;
+        };
+        self.tokens.remove(&peer.token);
+        if let Some(conn) = peer.conn {
+            self.conns.remove(&conn);
+        }
+        self.rooms.remove(&peer.room, id);
+        let others: Vec<PeerId> = self.rooms.members(&peer.room).to_vec();
+        if others.is_empty() {
+            // Whatever the last peer left in the mailbox is for nobody now.
+            self.mailboxes.remove(&peer.room);
+        }
+        for other in &others {
+            self.notify(other, TYPE_LEFT, id);
+        }
+    }
+
+    fn arm(&mut self, at: Instant, timer: Timer) {
+        self.timers.push(Reverse((at, timer)));
+    }
+}
+
+fn check_room_name(room: &str) -> Result<(), &'static str> {
+    if room.is_empty() {
+        return Err("empty room name");
+    }
+    if room.len() > MAX_ROOM_NAME_LEN {
+        return Err("room name too long");
+    }
+    if room.chars().any(char::is_control) {
+        return Err("control character in room name");
+    }
+    Ok(())
+}
+

@@ -1,0 +1,272 @@
+//! The relay driver (feature `tokio`): runs a [`Relay`] over connections of any transport.
+//!
+//! [`RelayHandle`] is cheap to clone. For each accepted connection, of whatever transport, call
+//! [`RelayHandle::serve`] (usually in its own task): it joins the room the connection asks for,
+//! then handles its frames strictly in order, one at a time, until it ends. One timer task
+//! serves the relay's timers.
+//!
+//! Each connection has a bounded outgoing queue ([`DriverConfig::send_queue`]). A connection
+//! whose queue is full when the relay has something for it is a slow consumer: it is closed
+//! with [`close_code::SLOW_CONSUMER`](super::close_code::SLOW_CONSUMER), so that the relay's
+//! memory stays bounded whatever the peers do.
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant as TokioInstant;
+
+use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
+use crate::transport::{CloseReason, PeerInfo, Transport};
+
+/// Settings of the driver (the relay's own are in [`RelayConfig`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DriverConfig {
+    /// Frames waiting to be written to one connection before it counts as a slow consumer.
+    /// Default: 256.
+    pub send_queue: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self { send_queue: 256 }
+    }
+}
+
+enum Out {
+    Frame(String),
+    Close(CloseReason),
+}
+
+struct Shared {
+    relay: Relay,
+    conns: HashMap<ConnId, mpsc::Sender<Out>>,
+    next_conn: u64,
+    /// The relay's next timer, for the timer task.
+    deadline: watch::Sender<Option<TokioInstant>>,
+}
+
+/// A running relay. Clone it into each connection's task.
+#[derive(Clone)]
+pub struct RelayHandle {
+    shared: Arc<Mutex<Shared>>,
+    config: DriverConfig,
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("RelayHandle")
+            .field("peers", &s.relay.peer_count())
+            .field("rooms", &s.relay.room_count())
+            .field("connections", &s.conns.len())
+            .finish()
+    }
+}
+
+impl RelayHandle {
+    /// Starts a relay (and its timer task) on the current tokio runtime.
+    pub fn new(config: RelayConfig, driver: DriverConfig) -> Self {
+        let (deadline, mut deadline_rx) = watch::channel(None);
+        let shared = Arc::new(Mutex::new(Shared {
+            relay: Relay::new(config),
+            conns: HashMap::new(),
+            next_conn: 0,
+            deadline,
+        }));
+        // The timer task holds the relay weakly and ends with the last handle (which drops the
+        // watch sender).
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            loop {
+                let next = *deadline_rx.borrow_and_update();
+                tokio::select! {
+                    changed = deadline_rx.changed() => if changed.is_err() { return },
+                    () = sleep_until(next) => {
+                        let Some(shared) = weak.upgrade() else { return };
+                        let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                        s.relay.handle_timeout(now());
+                        dispatch(&mut s);
+                    }
+                }
+            }
+        });
+        Self {
+            shared,
+            config: driver,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // The relay's state stays consistent across a panic in another connection's task
+        // (every mutation completes before the lock is released), so a poisoned lock is usable.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one connection: joins the room its request names (see
+    /// [`join_request_from_peer`]), then relays its frames until it ends. Returns when the
+    /// connection is over.
+    pub async fn serve<T: Transport>(&self, mut transport: T, request: JoinRequest) {
+        let (tx, mut rx) = mpsc::channel(self.config.send_queue.max(1));
+        let joined = {
+            let mut s = self.lock();
+            s.next_conn += 1;
+            let conn = ConnId(s.next_conn);
+            s.conns.insert(conn, tx);
+            let joined = s.relay.join(now(), conn, request).map(|_| conn);
+            if joined.is_err() {
+                s.conns.remove(&conn);
+            }
+            dispatch(&mut s);
+            joined
+        };
+        let conn = match joined {
+            Ok(conn) => conn,
+            Err(reason) => {
+                tracing::debug!(%reason, "join refused");
+                let _ = transport.close(reason).await;
+                return;
+            }
+        };
+        let mut lost = true;
+        loop {
+            tokio::select! {
+                biased;
+                out = rx.recv() => match out {
+                    Some(Out::Frame(frame)) => {
+                        if transport.send(frame).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Out::Close(reason)) => {
+                        let _ = transport.close(reason).await;
+                        lost = false;
+                        break;
+                    }
+                    None => break,
+                },
+                frame = transport.recv() => match frame {
+                    Ok(Some(frame)) => {
+                        let mut s = self.lock();
+                        s.relay.handle_frame(now(), conn, &frame);
+                        dispatch(&mut s);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(%conn, error = %e, "connection lost");
+                        break;
+                    }
+                },
+            }
+        }
+        let mut s = self.lock();
+        s.conns.remove(&conn);
+        if lost {
+            s.relay.disconnected(now(), conn);
+        }
+        dispatch(&mut s);
+    }
+
+    /// Relay counters and sizes, for monitoring.
+    pub fn stats(&self) -> (super::RelayStats, usize, usize) {
+        let s = self.lock();
+        (s.relay.stats(), s.relay.peer_count(), s.relay.room_count())
+    }
+}
+
+/// Drains the relay's outputs into the connections' queues.
+fn dispatch(s: &mut Shared) {
+    loop {
+        match s.relay.poll_output() {
+            RelayOutput::Send { conn, frame } => {
+                let full = match s.conns.get(&conn) {
+                    Some(tx) => tx.try_send(Out::Frame(frame)).is_err(),
+                    None => false,
+                };
+                if full {
+                    s.relay.slow_consumer(now(), conn);
+                }
+            }
+            RelayOutput::Close { conn, reason } => {
+                if let Some(tx) = s.conns.remove(&conn) {
+                    // A full queue means a slow consumer: dropping the sender ends its task,
+                    // which closes the transport when it notices.
+                    let _ = tx.try_send(Out::Close(reason));
+                }
+            }
+            RelayOutput::Timeout(at) => {
+                let at = at.map(TokioInstant::from_std);
+                s.deadline.send_if_modified(|d| {
+                    let changed = *d != at;
+                    *d = at;
+                    changed
+                });
+                return;
+            }
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    TokioInstant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<TokioInstant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Builds a [`JoinRequest`] from a connection's request: the room from the `room` query
+/// parameter, a resume token from `resume`, both percent-decoded; a fresh random token; the
+/// current Unix time. `None` when there is no room parameter.
+pub fn join_request_from_peer(peer: &PeerInfo) -> Option<JoinRequest> {
+    let room = percent_decode(peer.query_param("room")?)?;
+    let mut request = JoinRequest::new(room, fresh_token());
+    if let Some(resume) = peer.query_param("resume").and_then(percent_decode) {
+        request = request.with_resume(resume);
+    }
+    let unix = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_secs());
+    Some(request.with_unix_time(unix))
+}
+
+/// 16 random bytes from the operating system, hex-encoded.
+pub fn fresh_token() -> String {
+    let mut bytes = [0u8; 16];
+    // Without OS randomness no unguessable token can be made; an all-zero token would be
+    // guessable, so fail loudly rather than hand one out.
+    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+    let mut s = String::with_capacity(32);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
