@@ -13,6 +13,10 @@
 //! - [`negotiation`]: the offer/answer state machine (RFC 9429 §3.2, perfect negotiation, Trickle
 //!   ICE ordering) driven by `handle_*` inputs and drained with `poll_output`.
 //! - [`transport`]: the small trait a transport implements (WebSocket, in-memory, or your own).
+//! - [`admission`]: who may connect: token (query or cookie) and Origin checks over a
+//!   connection's [`PeerInfo`](transport::PeerInfo), and combinators for your own.
+//! - [`ice`]: short-lived TURN REST credentials for `iceServers`, and a configurable candidate
+//!   privacy policy (drop host/mDNS/private-range candidates, relay only).
 //!
 //! - [`session`] (feature `tokio`): the async driver that runs a negotiation over any
 //!   transport.
@@ -22,10 +26,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod candidate;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ice;
 pub mod negotiation;
 pub mod sdp;
 #[cfg(feature = "tokio")]
