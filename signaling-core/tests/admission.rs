@@ -295,7 +295,10 @@ fn config_builds_origin_then_token() {
     );
     assert_eq!(a.admit(&peer(None, &[local])), Err(Refusal::MISSING_TOKEN));
     assert_eq!(
-        a.admit(&peer(Some("token=s3cret"), &[("origin", "https://evil.test")])),
+        a.admit(&peer(
+            Some("token=s3cret"),
+            &[("origin", "https://evil.test")]
+        )),
         Err(Refusal::FORBIDDEN_ORIGIN)
     );
     // Missing Origin admitted by default; refused with allow_missing_origin = false.

@@ -76,9 +76,8 @@ fn issue_saturates_at_u64_max() {
 
 #[test]
 fn verify_accepts_until_expiry_inclusive() {
-    let ok = |now| {
-        TurnRestCredentials::verify(VECTOR_SECRET, VECTOR_USERNAME, VECTOR_CREDENTIAL, now)
-    };
+    let ok =
+        |now| TurnRestCredentials::verify(VECTOR_SECRET, VECTOR_USERNAME, VECTOR_CREDENTIAL, now);
     assert_eq!(ok(0), Ok(()));
     assert_eq!(ok(1_732_406_400), Ok(()));
     assert_eq!(
@@ -104,7 +103,11 @@ fn verify_rejects_wrong_and_malformed() {
         Err(TurnCredentialError::Mismatch)
     );
     assert_eq!(
-        v(VECTOR_SECRET, VECTOR_USERNAME, "owzw19XyaJ8krQc1VoihruuBls4"),
+        v(
+            VECTOR_SECRET,
+            VECTOR_USERNAME,
+            "owzw19XyaJ8krQc1VoihruuBls4"
+        ),
         Err(TurnCredentialError::Mismatch)
     );
     assert_eq!(
@@ -140,7 +143,10 @@ fn user_names_may_contain_colons() {
     let t = turn("north", 3600);
     let s = t.issue("bob:laptop", 1_700_000_000);
     assert_eq!(s.username.as_deref(), Some("1700003600:bob:laptop"));
-    assert_eq!(s.credential.as_deref(), Some("sPda7Ft2mBXYRsxDB8KaUTYwDPQ="));
+    assert_eq!(
+        s.credential.as_deref(),
+        Some("sPda7Ft2mBXYRsxDB8KaUTYwDPQ=")
+    );
     assert_eq!(
         TurnRestCredentials::verify(
             b"north",
@@ -221,7 +227,10 @@ fn ipnet_parse_and_display() {
     assert_eq!("fd00::1/8".parse::<IpNet>(), Err(IpNetError::HostBitsSet));
     assert_eq!(
         "10.0.0.0/33".parse::<IpNet>(),
-        Err(IpNetError::PrefixTooLong { prefix: 33, max: 32 })
+        Err(IpNetError::PrefixTooLong {
+            prefix: 33,
+            max: 32
+        })
     );
     assert_eq!(
         "::/300".parse::<IpNet>(),
@@ -230,14 +239,28 @@ fn ipnet_parse_and_display() {
             max: 128
         })
     );
-    for bad_prefix in ["10.0.0.0/", "10.0.0.0/+8", "10.0.0.0/-8", "10.0.0.0/1000", "::/ 8"] {
+    for bad_prefix in [
+        "10.0.0.0/",
+        "10.0.0.0/+8",
+        "10.0.0.0/-8",
+        "10.0.0.0/1000",
+        "::/ 8",
+    ] {
         assert_eq!(
             bad_prefix.parse::<IpNet>(),
             Err(IpNetError::BadPrefix),
             "{bad_prefix}"
         );
     }
-    for bad_addr in ["", "10.0.0", "010.0.0.0/8", "fe80::1%eth0", "[::1]", "example.org/8", "/8"] {
+    for bad_addr in [
+        "",
+        "10.0.0",
+        "010.0.0.0/8",
+        "fe80::1%eth0",
+        "[::1]",
+        "example.org/8",
+        "/8",
+    ] {
         assert_eq!(
             bad_addr.parse::<IpNet>(),
             Err(IpNetError::BadAddress),
@@ -245,7 +268,12 @@ fn ipnet_parse_and_display() {
         );
     }
     assert_eq!(
-        IpNet::trunc("10.1.2.3".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 8),
+        IpNet::trunc(
+            "10.1.2.3"
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            8
+        ),
         Ok(net("10.0.0.0/8"))
     );
 }
@@ -261,7 +289,10 @@ fn ipnet_named_sets() {
     assert_eq!(s(&IpNet::link_local()), ["169.254.0.0/16", "fe80::/10"]);
     assert_eq!(IpNet::ula_v6().to_string(), "fc00::/7");
     assert_eq!(IpNet::cgnat().to_string(), "100.64.0.0/10");
-    assert_eq!(IpNet::named("private-v4"), Some(IpNet::private_v4().to_vec()));
+    assert_eq!(
+        IpNet::named("private-v4"),
+        Some(IpNet::private_v4().to_vec())
+    );
     assert_eq!(IpNet::named("cgnat"), Some(vec![IpNet::cgnat()]));
     assert_eq!(IpNet::named("private"), None);
 }
@@ -273,14 +304,20 @@ fn ipnet_contains_and_mapped_addresses() {
     assert!(n.contains(ip("10.255.1.2")));
     assert!(!n.contains(ip("11.0.0.0")));
     assert!(n.contains(ip("::ffff:10.1.2.3")));
-    assert!(!n.contains(ip("::10.1.2.3")), "IPv4-compatible is not mapped");
+    assert!(
+        !n.contains(ip("::10.1.2.3")),
+        "IPv4-compatible is not mapped"
+    );
     assert!(!n.contains(ip("fd00::1")));
     assert!(net("::ffff:0:0/96").contains(ip("10.1.2.3")));
     assert!(net("fd00::/8").contains(ip("fd12:3456::1")));
     assert!(!net("fd00::/8").contains(ip("fe80::1")));
     assert!(net("0.0.0.0/0").contains(ip("1.2.3.4")));
     assert!(!net("0.0.0.0/0").contains(ip("2001:db8::1")));
-    assert!(net("::/0").contains(ip("1.2.3.4")), "v4 is inside ::/0 as a mapped address");
+    assert!(
+        net("::/0").contains(ip("1.2.3.4")),
+        "v4 is inside ::/0 as a mapped address"
+    );
 }
 
 #[test]
