@@ -15,6 +15,10 @@
 //! - [`relay`]: the relay's routing logic (rooms, addressing, mailbox, ordering guard, limits,
 //!   resume, candidate privacy), sans-IO.
 //! - [`transport`]: the small trait a transport implements (WebSocket, in-memory, or your own).
+//! - [`admission`]: who may connect: token (query or cookie) and Origin checks over a
+//!   connection's [`PeerInfo`](transport::PeerInfo), and combinators for your own.
+//! - [`ice`]: short-lived TURN REST credentials for `iceServers`, and a configurable candidate
+//!   privacy policy (drop host/mDNS/private-range candidates, relay only).
 //!
 //! - [`session`] (feature `tokio`): the async driver that runs a negotiation over any
 //!   transport.
@@ -24,11 +28,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod candidate;
-pub mod ice;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ice;
 pub mod negotiation;
 pub mod relay;
 pub mod sdp;

@@ -42,8 +42,8 @@
 //! are queued (bounded like a mailbox). A new connection that joins with the peer's resume token
 //! takes its place, keeps its id and receives what was queued. The token is secret, rotated on
 //! every welcome, and the only way to take over an id.
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -481,10 +481,16 @@ impl<R: RoomRegistry> Relay<R> {
             return Err(CloseReason::new(close_code::ROOM_FULL, "room full"));
         }
         if members == 0 && self.rooms.room_count() >= self.config.max_rooms {
-            return Err(CloseReason::new(close_code::TOO_MANY_ROOMS, "too many rooms"));
+            return Err(CloseReason::new(
+                close_code::TOO_MANY_ROOMS,
+                "too many rooms",
+            ));
         }
         if self.peers.len() >= self.config.max_peers {
-            return Err(CloseReason::new(close_code::TOO_MANY_PEERS, "too many peers"));
+            return Err(CloseReason::new(
+                close_code::TOO_MANY_PEERS,
+                "too many peers",
+            ));
         }
         if request.fresh_token.len() < 16 || self.tokens.contains_key(&request.fresh_token) {
             return Err(CloseReason::new(close_code::BAD_REQUEST, "bad token"));
@@ -650,7 +656,11 @@ impl<R: RoomRegistry> Relay<R> {
                     return;
                 };
                 if peer.held.len() >= limit {
-                    self.refuse(conn, wire::TYPE_CANDIDATE, "too many candidates before the description");
+                    self.refuse(
+                        conn,
+                        wire::TYPE_CANDIDATE,
+                        "too many candidates before the description",
+                    );
                 } else {
                     peer.held.push_back(frame.to_owned());
                 }
@@ -696,10 +706,9 @@ impl<R: RoomRegistry> Relay<R> {
                     };
                     let due = peer.last_activity + self.config.idle_timeout;
                     match peer.conn {
-                        Some(conn) if due <= now => self.close_conn(
-                            conn,
-                            CloseReason::new(close_code::IDLE, "idle"),
-                        ),
+                        Some(conn) if due <= now => {
+                            self.close_conn(conn, CloseReason::new(close_code::IDLE, "idle"))
+                        }
                         Some(_) => self.arm(due, Timer::Idle(id)),
                         // Away: the grace timer owns the peer now; re-arm for after a resume.
                         None => self.arm(now + self.config.idle_timeout, Timer::Idle(id)),
@@ -745,7 +754,12 @@ impl<R: RoomRegistry> Relay<R> {
 
     // -----------------------------------------------------------------------------------------
 
-    fn route(&mut self, now: Instant, from: &PeerId, raw: &RawFrame<'_>) -> Result<(), &'static str> {
+    fn route(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        raw: &RawFrame<'_>,
+    ) -> Result<(), &'static str> {
         let Some(peer) = self.peers.get(from) else {
             return Ok(());
         };
@@ -825,7 +839,7 @@ impl<R: RoomRegistry> Relay<R> {
     /// Whether the privacy policy drops this candidate frame. A candidate that does not parse
     /// cannot be judged, so it is dropped too when a policy is set.
     fn filtered(&self, raw: &RawFrame<'_>) -> bool {
-        if self.config.privacy == CandidatePolicy::default() {
+        if self.config.privacy.is_allow_all() {
             return false;
         }
         let Ok(Message::Candidate(c)) = raw.decode() else {
@@ -852,7 +866,9 @@ impl<R: RoomRegistry> Relay<R> {
             return false;
         };
         let elapsed = now.saturating_duration_since(peer.refilled);
-        let refill = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX).saturating_mul(rate);
+        let refill = u64::try_from(elapsed.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(rate);
         if refill > 0 {
             peer.tokens = peer.tokens.saturating_add(refill).min(burst);
             peer.refilled = now;
@@ -870,7 +886,11 @@ impl<R: RoomRegistry> Relay<R> {
             let user = request.user.clone().unwrap_or_else(|| id.0.clone());
             c.for_user(&user, request.unix_time)
         });
-        let token = self.peers.get(id).map(|p| p.token.clone()).unwrap_or_default();
+        let token = self
+            .peers
+            .get(id)
+            .map(|p| p.token.clone())
+            .unwrap_or_default();
         let mut value = serde_json::json!({
             "id": id.0,
             "room": request.room,
@@ -952,4 +972,3 @@ fn check_room_name(room: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
-

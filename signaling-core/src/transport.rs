@@ -153,6 +153,27 @@ impl PeerInfo {
             (k == name).then_some(v)
         })
     }
+
+    /// The value of the first cookie with this (case-sensitive) name, from the `cookie`
+    /// header(s) (`a=1; b=2`; HTTP/2 may split cookies over several headers, all are searched in
+    /// order). The value is returned as sent: no percent-decoding, no removal of quotes;
+    /// whitespace around names and values is trimmed.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                (k.trim() == name).then(|| v.trim())
+            })
+    }
+
+    /// The `origin` header, as sent (browsers send it on every WebSocket handshake; other
+    /// clients usually do not).
+    pub fn origin(&self) -> Option<&str> {
+        self.header("origin")
+    }
 }
 
 /// Why a transport operation failed. Split by cause; the variant docs say what to do.

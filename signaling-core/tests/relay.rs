@@ -12,15 +12,20 @@ const OFFER: &str = r#"{"type":"webrtc/offer","value":"v=0\r\no=- 1 2 IN IP4 127
 const ANSWER: &str = r#"{"type":"webrtc/answer","value":"v=0\r\no=- 3 2 IN IP4 127.0.0.1\r\n"}"#;
 
 fn cand(n: u32) -> String {
-    format!(r#"{{"type":"webrtc/candidate","value":"candidate:{n} 1 udp 2122260223 192.0.2.{n} 5000{n} typ host"}}"#)
+    format!(
+        r#"{{"type":"webrtc/candidate","value":"candidate:{n} 1 udp 2122260223 192.0.2.{n} 5000{n} typ host"}}"#
+    )
 }
 
 fn token(n: u64) -> String {
     format!("{n:032x}")
 }
 
-/// Drains outputs: frames per connection, and closes.
-fn drain(r: &mut Relay) -> (Vec<(ConnId, String)>, Vec<(ConnId, CloseCode)>) {
+/// Frames sent (by connection), and connections closed (with their codes).
+type Drained = (Vec<(ConnId, String)>, Vec<(ConnId, CloseCode)>);
+
+/// Drains outputs.
+fn drain(r: &mut Relay) -> Drained {
     let mut sent = Vec::new();
     let mut closed = Vec::new();
     loop {
@@ -33,18 +38,27 @@ fn drain(r: &mut Relay) -> (Vec<(ConnId, String)>, Vec<(ConnId, CloseCode)>) {
 }
 
 fn frames_to(sent: &[(ConnId, String)], conn: ConnId) -> Vec<String> {
-    sent.iter().filter(|(c, _)| *c == conn).map(|(_, f)| f.clone()).collect()
+    sent.iter()
+        .filter(|(c, _)| *c == conn)
+        .map(|(_, f)| f.clone())
+        .collect()
 }
 
 fn kinds(frames: &[String]) -> Vec<String> {
     frames
         .iter()
-        .map(|f| serde_json::from_str::<Value>(f).expect("json")["type"].as_str().unwrap_or("").to_owned())
+        .map(|f| {
+            serde_json::from_str::<Value>(f).expect("json")["type"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect()
 }
 
 fn join(r: &mut Relay, now: Instant, conn: u64, room: &str) -> Value {
-    r.join(now, ConnId(conn), JoinRequest::new(room, token(conn))).expect("joined");
+    r.join(now, ConnId(conn), JoinRequest::new(room, token(conn)))
+        .expect("joined");
     let (sent, _) = drain(r);
     let mine = frames_to(&sent, ConnId(conn));
     let welcome: Value = serde_json::from_str(&mine[0]).expect("json");
@@ -64,7 +78,8 @@ fn seed_frames_are_held_in_the_mailbox_then_forwarded_byte_for_byte_in_order() {
     r.handle_frame(now, ConnId(1), &cand(1));
     r.handle_frame(now, ConnId(1), &cand(2));
     assert_eq!(drain(&mut r).0, vec![]);
-    r.join(now, ConnId(2), JoinRequest::new("room", token(2))).expect("joined");
+    r.join(now, ConnId(2), JoinRequest::new("room", token(2)))
+        .expect("joined");
     let (sent, _) = drain(&mut r);
     let to_b = frames_to(&sent, ConnId(2));
     assert_eq!(kinds(&to_b)[0], "relay/welcome");
@@ -76,7 +91,10 @@ fn seed_frames_are_held_in_the_mailbox_then_forwarded_byte_for_byte_in_order() {
     r.handle_frame(now, ConnId(2), ANSWER);
     r.handle_frame(now, ConnId(1), &cand(3));
     let (sent, _) = drain(&mut r);
-    assert_eq!(sent, vec![(ConnId(1), ANSWER.to_owned()), (ConnId(2), cand(3))]);
+    assert_eq!(
+        sent,
+        vec![(ConnId(1), ANSWER.to_owned()), (ConnId(2), cand(3))]
+    );
 }
 
 #[test]
@@ -90,7 +108,10 @@ fn the_ordering_guard_holds_candidates_until_the_description() {
     assert_eq!(drain(&mut r).0, vec![], "held");
     r.handle_frame(now, ConnId(1), OFFER);
     let (sent, _) = drain(&mut r);
-    assert_eq!(frames_to(&sent, ConnId(2)), vec![OFFER.to_owned(), cand(1), cand(2)]);
+    assert_eq!(
+        frames_to(&sent, ConnId(2)),
+        vec![OFFER.to_owned(), cand(1), cand(2)]
+    );
 
     let mut config = RelayConfig::default();
     config.ordering_guard = false;
@@ -98,7 +119,11 @@ fn the_ordering_guard_holds_candidates_until_the_description() {
     join(&mut r, now, 1, "room");
     join(&mut r, now, 2, "room");
     r.handle_frame(now, ConnId(1), &cand(1));
-    assert_eq!(drain(&mut r).0, vec![(ConnId(2), cand(1))], "guard off: forwarded at once");
+    assert_eq!(
+        drain(&mut r).0,
+        vec![(ConnId(2), cand(1))],
+        "guard off: forwarded at once"
+    );
 }
 
 #[test]
@@ -113,7 +138,11 @@ fn a_third_peer_is_refused_and_receives_nothing() {
     let (sent, _) = drain(&mut r);
     assert!(frames_to(&sent, ConnId(3)).is_empty());
     r.handle_frame(now, ConnId(3), OFFER);
-    assert_eq!(drain(&mut r), (vec![], vec![]), "an unjoined connection is ignored");
+    assert_eq!(
+        drain(&mut r),
+        (vec![], vec![]),
+        "an unjoined connection is ignored"
+    );
 }
 
 #[test]
@@ -126,9 +155,19 @@ fn rooms_of_more_than_two_address_with_to_and_stamp_from() {
     join(&mut r, now, 2, "room");
     let c = join(&mut r, now, 3, "room");
     assert_eq!(c["peers"], serde_json::json!(["p1", "p2"]));
-    r.handle_frame(now, ConnId(3), r#"{"type":"webrtc/offer","value":"v=0\r\n","to":"p1"}"#);
+    r.handle_frame(
+        now,
+        ConnId(3),
+        r#"{"type":"webrtc/offer","value":"v=0\r\n","to":"p1"}"#,
+    );
     let (sent, _) = drain(&mut r);
-    assert_eq!(sent, vec![(ConnId(1), r#"{"type":"webrtc/offer","value":"v=0\r\n","from":"p3"}"#.to_owned())]);
+    assert_eq!(
+        sent,
+        vec![(
+            ConnId(1),
+            r#"{"type":"webrtc/offer","value":"v=0\r\n","from":"p3"}"#.to_owned()
+        )]
+    );
     // Without `to`: everyone else.
     r.handle_frame(now, ConnId(1), r#"{"type":"chat","value":"hi"}"#);
     let (sent, _) = drain(&mut r);
@@ -137,7 +176,13 @@ fn rooms_of_more_than_two_address_with_to_and_stamp_from() {
     // An unknown or foreign peer is an error to the sender.
     r.handle_frame(now, ConnId(1), r#"{"type":"chat","value":"x","to":"p9"}"#);
     let (sent, _) = drain(&mut r);
-    assert_eq!(sent, vec![(ConnId(1), r#"{"type":"error","value":"chat: unknown peer"}"#.to_owned())]);
+    assert_eq!(
+        sent,
+        vec![(
+            ConnId(1),
+            r#"{"type":"error","value":"chat: unknown peer"}"#.to_owned()
+        )]
+    );
 }
 
 #[test]
@@ -147,22 +192,37 @@ fn resume_within_the_grace_period_keeps_the_id_and_delivers_what_was_queued() {
     let a = join(&mut r, now, 1, "room");
     join(&mut r, now, 2, "room");
     r.disconnected(now, ConnId(1));
-    assert_eq!(drain(&mut r).0, vec![], "the others are not told during the grace period");
+    assert_eq!(
+        drain(&mut r).0,
+        vec![],
+        "the others are not told during the grace period"
+    );
     r.handle_frame(now, ConnId(2), ANSWER);
     r.handle_frame(now, ConnId(2), &cand(7));
     assert_eq!(drain(&mut r).0, vec![], "queued for the away peer");
     let later = now + Duration::from_secs(10);
-    let request = JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
+    let request =
+        JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
     let id = r.join(later, ConnId(3), request).expect("resumed");
     assert_eq!(id.0, a["id"].as_str().expect("id"));
     let (sent, _) = drain(&mut r);
     let to_new = frames_to(&sent, ConnId(3));
-    assert_eq!(kinds(&to_new), vec!["relay/welcome", "webrtc/answer", "webrtc/candidate"]);
+    assert_eq!(
+        kinds(&to_new),
+        vec!["relay/welcome", "webrtc/answer", "webrtc/candidate"]
+    );
     let welcome: Value = serde_json::from_str(&to_new[0]).expect("json");
-    assert_ne!(welcome["value"]["resume"], a["resume"], "the token is rotated");
+    assert_ne!(
+        welcome["value"]["resume"], a["resume"],
+        "the token is rotated"
+    );
     // The old token is spent.
-    let again = JoinRequest::new("room", token(4)).with_resume(a["resume"].as_str().expect("token"));
-    assert_eq!(r.join(later, ConnId(4), again).expect_err("spent").code, close_code::RESUME_FAILED);
+    let again =
+        JoinRequest::new("room", token(4)).with_resume(a["resume"].as_str().expect("token"));
+    assert_eq!(
+        r.join(later, ConnId(4), again).expect_err("spent").code,
+        close_code::RESUME_FAILED
+    );
 }
 
 #[test]
@@ -178,8 +238,11 @@ fn after_the_grace_period_the_peer_is_gone() {
     r.handle_timeout(now + Duration::from_secs(5));
     let (sent, _) = drain(&mut r);
     assert_eq!(kinds(&frames_to(&sent, ConnId(2))), vec!["relay/left"]);
-    let request = JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
-    let err = r.join(now + Duration::from_secs(6), ConnId(3), request).expect_err("expired");
+    let request =
+        JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
+    let err = r
+        .join(now + Duration::from_secs(6), ConnId(3), request)
+        .expect_err("expired");
     assert_eq!(err.code, close_code::RESUME_FAILED);
     assert_eq!(r.peer_count(), 1);
 }
@@ -191,9 +254,16 @@ fn a_resume_token_is_the_only_way_to_take_over_an_id() {
     let a = join(&mut r, now, 1, "room");
     // A wrong token, or the right token for another room, is refused.
     let wrong = JoinRequest::new("room", token(2)).with_resume("0123456789abcdef0123456789abcdef");
-    assert_eq!(r.join(now, ConnId(2), wrong).expect_err("wrong").code, close_code::RESUME_FAILED);
-    let elsewhere = JoinRequest::new("other", token(3)).with_resume(a["resume"].as_str().expect("t"));
-    assert_eq!(r.join(now, ConnId(3), elsewhere).expect_err("room").code, close_code::RESUME_FAILED);
+    assert_eq!(
+        r.join(now, ConnId(2), wrong).expect_err("wrong").code,
+        close_code::RESUME_FAILED
+    );
+    let elsewhere =
+        JoinRequest::new("other", token(3)).with_resume(a["resume"].as_str().expect("t"));
+    assert_eq!(
+        r.join(now, ConnId(3), elsewhere).expect_err("room").code,
+        close_code::RESUME_FAILED
+    );
     // The holder of the token replaces a live connection (the old one is told why).
     let holder = JoinRequest::new("room", token(4)).with_resume(a["resume"].as_str().expect("t"));
     r.join(now, ConnId(4), holder).expect("resumed");
@@ -214,30 +284,63 @@ fn limits_close_with_their_codes() {
     let mut r = Relay::new(config);
     join(&mut r, now, 1, "a");
     // Frame size.
-    r.handle_frame(now, ConnId(1), &format!(r#"{{"type":"x","value":"{}"}}"#, "y".repeat(200)));
-    assert_eq!(drain(&mut r).1, vec![(ConnId(1), CloseCode::MESSAGE_TOO_BIG)]);
+    r.handle_frame(
+        now,
+        ConnId(1),
+        &format!(r#"{{"type":"x","value":"{}"}}"#, "y".repeat(200)),
+    );
+    assert_eq!(
+        drain(&mut r).1,
+        vec![(ConnId(1), CloseCode::MESSAGE_TOO_BIG)]
+    );
     // Rate: a burst of 5, then 10 per second.
     join(&mut r, now, 2, "a");
     for _ in 0..5 {
         r.handle_frame(now, ConnId(2), r#"{"type":"x","value":1}"#);
     }
     assert!(drain(&mut r).1.is_empty());
-    r.handle_frame(now + Duration::from_millis(100), ConnId(2), r#"{"type":"x","value":1}"#);
+    r.handle_frame(
+        now + Duration::from_millis(100),
+        ConnId(2),
+        r#"{"type":"x","value":1}"#,
+    );
     assert!(drain(&mut r).1.is_empty(), "refilled after 100 ms");
-    r.handle_frame(now + Duration::from_millis(100), ConnId(2), r#"{"type":"x","value":1}"#);
+    r.handle_frame(
+        now + Duration::from_millis(100),
+        ConnId(2),
+        r#"{"type":"x","value":1}"#,
+    );
     assert_eq!(drain(&mut r).1, vec![(ConnId(2), close_code::RATE_LIMITED)]);
     // Rooms and peers.
     join(&mut r, now, 3, "b");
     join(&mut r, now, 4, "c");
-    assert_eq!(r.join(now, ConnId(5), JoinRequest::new("d", token(5))).expect_err("rooms").code, close_code::TOO_MANY_ROOMS);
+    assert_eq!(
+        r.join(now, ConnId(5), JoinRequest::new("d", token(5)))
+            .expect_err("rooms")
+            .code,
+        close_code::TOO_MANY_ROOMS
+    );
     join(&mut r, now, 6, "b");
-    assert_eq!(r.join(now, ConnId(7), JoinRequest::new("c", token(7))).expect_err("peers").code, close_code::TOO_MANY_PEERS);
+    assert_eq!(
+        r.join(now, ConnId(7), JoinRequest::new("c", token(7)))
+            .expect_err("peers")
+            .code,
+        close_code::TOO_MANY_PEERS
+    );
     // Idle.
     r.handle_timeout(now + Duration::from_secs(61));
     let (_, closed) = drain(&mut r);
-    assert!(closed.contains(&(ConnId(3), close_code::IDLE)), "{closed:?}");
+    assert!(
+        closed.contains(&(ConnId(3), close_code::IDLE)),
+        "{closed:?}"
+    );
     // Bad room names.
-    assert_eq!(r.join(now, ConnId(8), JoinRequest::new("", token(8))).expect_err("empty").code, close_code::BAD_REQUEST);
+    assert_eq!(
+        r.join(now, ConnId(8), JoinRequest::new("", token(8)))
+            .expect_err("empty")
+            .code,
+        close_code::BAD_REQUEST
+    );
 }
 
 #[test]
@@ -252,7 +355,13 @@ fn the_mailbox_is_bounded_in_count_bytes_and_age() {
     r.handle_frame(now, ConnId(1), r#"{"type":"x","value":1}"#);
     r.handle_frame(now, ConnId(1), r#"{"type":"x","value":2}"#);
     let (sent, _) = drain(&mut r);
-    assert_eq!(sent, vec![(ConnId(1), r#"{"type":"error","value":"x: mailbox full"}"#.to_owned())]);
+    assert_eq!(
+        sent,
+        vec![(
+            ConnId(1),
+            r#"{"type":"error","value":"x: mailbox full"}"#.to_owned()
+        )]
+    );
     r.handle_timeout(now + Duration::from_secs(10));
     assert_eq!(r.stats().expired, 2);
     join(&mut r, now + Duration::from_secs(11), 2, "room");

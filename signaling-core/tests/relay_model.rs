@@ -13,11 +13,24 @@ use signaling_core::relay::{ConnId, JoinRequest, PeerId, Relay, RelayConfig, Rel
 
 #[derive(Clone, Debug)]
 enum Op {
-    Join { client: usize, room: usize, resume: bool },
-    Send { client: usize, to_first: bool },
-    Disconnect { client: usize },
-    Leave { client: usize },
-    Tick { secs: u64 },
+    Join {
+        client: usize,
+        room: usize,
+        resume: bool,
+    },
+    Send {
+        client: usize,
+        to_first: bool,
+    },
+    Disconnect {
+        client: usize,
+    },
+    Leave {
+        client: usize,
+    },
+    Tick {
+        secs: u64,
+    },
 }
 
 fn op(clients: usize, rooms: usize) -> impl Strategy<Value = Op> {

@@ -85,8 +85,7 @@ struct Server {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -100,14 +99,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ws = WsConfig::default()
         .with_max_message_size(file.relay.max_frame_len)
         .with_ping_interval(ping)
-        .with_pong_timeout(Duration::from_secs_f64(file.websocket.pong_timeout.max(0.1)))
+        .with_pong_timeout(Duration::from_secs_f64(
+            file.websocket.pong_timeout.max(0.1),
+        ))
         .with_read_buffer_size(file.websocket.read_buffer_size);
     let mut driver = DriverConfig::default();
     driver.send_queue = file.websocket.send_queue;
+    let admission = match &file.admission {
+        Some(config) => Some(config.build()?),
+        None => None,
+    };
     let server = Arc::new(Server {
         relay: RelayHandle::new(file.relay, driver),
         ws,
-        admission: file.admission.as_ref().map(AdmissionConfig::build),
+        admission,
     });
     let listener = TcpListener::bind(args.listen).await?;
     tracing::info!(
@@ -142,7 +147,10 @@ async fn serve(server: &Server, mut stream: TcpStream, addr: SocketAddr) -> std:
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let path = target.split('?').next().unwrap_or_default();
     let upgrade = lines.any(|l| {
         l.split_once(':').is_some_and(|(k, v)| {
