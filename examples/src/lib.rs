@@ -1,1 +1,5 @@
-//! Runnable examples and binaries for the signaling crates; see `src/bin/`.
+//! Runnable examples, binaries and cross-crate tests for the signaling crates.
+//!
+//! - [`relay_server`]: the server behind the `relay` binary.
+
+pub mod relay_server;
