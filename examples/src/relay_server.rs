@@ -212,7 +212,10 @@ async fn peek_head(stream: &TcpStream) -> std::io::Result<(String, usize)> {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            return Ok((String::from_utf8_lossy(&buf[..end + 4]).into_owned(), end + 4));
+            return Ok((
+                String::from_utf8_lossy(&buf[..end + 4]).into_owned(),
+                end + 4,
+            ));
         }
         if n == buf.len() {
             return Err(std::io::Error::new(

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 
 use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
@@ -34,14 +34,16 @@ impl Default for DriverConfig {
     }
 }
 
-enum Out {
-    Frame(String),
-    Close(CloseReason),
+/// A connection's side of the driver: its bounded frame queue, and a close signal that does not
+/// wait behind that queue (a slow consumer's queue is full by definition).
+struct Slot {
+    frames: mpsc::Sender<String>,
+    close: Option<oneshot::Sender<CloseReason>>,
 }
 
 struct Shared {
     relay: Relay,
-    conns: HashMap<ConnId, mpsc::Sender<Out>>,
+    conns: HashMap<ConnId, Slot>,
     next_conn: u64,
     /// The relay's next timer, for the timer task.
     deadline: watch::Sender<Option<TokioInstant>>,
@@ -109,11 +111,18 @@ impl RelayHandle {
     /// connection is over.
     pub async fn serve<T: Transport>(&self, mut transport: T, request: JoinRequest) {
         let (tx, mut rx) = mpsc::channel(self.config.send_queue.max(1));
+        let (close_tx, mut close_rx) = oneshot::channel();
         let joined = {
             let mut s = self.lock();
             s.next_conn += 1;
             let conn = ConnId(s.next_conn);
-            s.conns.insert(conn, tx);
+            s.conns.insert(
+                conn,
+                Slot {
+                    frames: tx,
+                    close: Some(close_tx),
+                },
+            );
             let joined = s.relay.join(now(), conn, request).map(|_| conn);
             if joined.is_err() {
                 s.conns.remove(&conn);
@@ -133,16 +142,27 @@ impl RelayHandle {
         loop {
             tokio::select! {
                 biased;
-                out = rx.recv() => match out {
-                    Some(Out::Frame(frame)) => {
-                        if transport.send(frame).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Out::Close(reason)) => {
+                reason = &mut close_rx => {
+                    if let Ok(reason) = reason {
                         let _ = transport.close(reason).await;
-                        lost = false;
-                        break;
+                    }
+                    lost = false;
+                    break;
+                }
+                out = rx.recv() => match out {
+                    Some(frame) => {
+                        // A close (a slow consumer's, say) must not wait behind a send that
+                        // cannot finish.
+                        tokio::select! {
+                            sent = transport.send(frame) => if sent.is_err() { break },
+                            reason = &mut close_rx => {
+                                if let Ok(reason) = reason {
+                                    let _ = transport.close(reason).await;
+                                }
+                                lost = false;
+                                break;
+                            }
+                        }
                     }
                     None => break,
                 },
@@ -181,7 +201,7 @@ fn dispatch(s: &mut Shared) {
         match s.relay.poll_output() {
             RelayOutput::Send { conn, frame } => {
                 let full = match s.conns.get(&conn) {
-                    Some(tx) => tx.try_send(Out::Frame(frame)).is_err(),
+                    Some(slot) => slot.frames.try_send(frame).is_err(),
                     None => false,
                 };
                 if full {
@@ -189,10 +209,8 @@ fn dispatch(s: &mut Shared) {
                 }
             }
             RelayOutput::Close { conn, reason } => {
-                if let Some(tx) = s.conns.remove(&conn) {
-                    // A full queue means a slow consumer: dropping the sender ends its task,
-                    // which closes the transport when it notices.
-                    let _ = tx.try_send(Out::Close(reason));
+                if let Some(close) = s.conns.get_mut(&conn).and_then(|slot| slot.close.take()) {
+                    let _ = close.send(reason);
                 }
             }
             RelayOutput::Timeout(at) => {

@@ -1,0 +1,408 @@
+//! The relay over real WebSockets on 127.0.0.1 (and one in-memory peer): forwarding, mailbox,
+//! ordering guard, capacity, admission, resume, limits, privacy and ICE servers.
+use std::sync::Arc;
+use std::time::Duration;
+
+use examples::relay_server::{FileConfig, Server};
+use serde_json::Value;
+use signaling_core::ice::TurnRestCredentials;
+use signaling_core::relay::driver::fresh_token;
+use signaling_core::relay::{close_code, JoinRequest};
+use signaling_core::transport::{CloseCode, CloseReason, Transport, TransportError};
+use signaling_ws::{ConnectError, WsClient, WsConfig, WsConnection};
+use tokio::net::TcpListener;
+
+const OFFER: &str = r#"{"type":"webrtc/offer","value":"v=0\r\no=- 5498186869896684180 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"}"#;
+const ANSWER: &str = r#"{"type":"webrtc/answer","value":"v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n"}"#;
+const HOST: &str = r#"{"type":"webrtc/candidate","value":"candidate:4234997325 1 udp 2043278322 192.168.1.2 44323 typ host generation 0 ufrag EsAw network-id 1"}"#;
+const SRFLX: &str = r#"{"type":"webrtc/candidate","value":"candidate:842163049 1 udp 1677729535 203.0.113.7 54400 typ srflx raddr 192.168.1.2 rport 54400 generation 0 ufrag EsAw network-id 1 network-cost 10"}"#;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Relay {
+    base: String,
+    server: Arc<Server>,
+}
+
+async fn start(toml: &str) -> Relay {
+    let config = FileConfig::from_toml(toml).expect("config");
+    let server = Arc::new(Server::new(config).expect("server"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(server.clone().run(listener));
+    Relay {
+        base: format!("ws://{addr}/ws"),
+        server,
+    }
+}
+
+impl Relay {
+    async fn connect(&self, query: &str) -> Result<WsConnection, ConnectError> {
+        WsClient::connect(&format!("{}?{query}", self.base), WsConfig::default()).await
+    }
+
+    async fn join(&self, room: &str) -> (WsConnection, Value) {
+        let mut conn = self
+            .connect(&format!("room={room}"))
+            .await
+            .expect("connect");
+        let welcome = expect_type(&mut conn, "relay/welcome").await;
+        (conn, welcome)
+    }
+}
+
+async fn recv(conn: &mut WsConnection) -> Result<Option<String>, TransportError> {
+    tokio::time::timeout(WAIT, conn.recv())
+        .await
+        .expect("no hang")
+}
+
+async fn next_frame(conn: &mut WsConnection) -> String {
+    recv(conn).await.expect("open").expect("a frame")
+}
+
+async fn expect_type(conn: &mut WsConnection, kind: &str) -> Value {
+    let frame = next_frame(conn).await;
+    let v: Value = serde_json::from_str(&frame).expect("json");
+    assert_eq!(v["type"], kind, "{frame}");
+    v["value"].clone()
+}
+
+/// Reads until the connection ends; returns the close code it ended with.
+async fn closed_with(conn: &mut WsConnection) -> CloseCode {
+    loop {
+        match recv(conn).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return conn.close_reason().map_or(CloseCode::NORMAL, |r| r.code),
+            Err(TransportError::Closed(Some(reason))) => return reason.code,
+            Err(e) => panic!("ended with {e}"),
+        }
+    }
+}
+
+/// Nothing arrives within a short while.
+async fn silent(conn: &mut WsConnection) {
+    let r = tokio::time::timeout(Duration::from_millis(200), conn.recv()).await;
+    assert!(r.is_err(), "unexpected: {r:?}");
+}
+
+#[tokio::test]
+async fn seed_frames_wait_in_the_mailbox_and_are_forwarded_byte_for_byte_in_order() {
+    let relay = start("").await;
+    let (mut a, welcome) = relay.join("call").await;
+    assert_eq!(welcome["polite"], false);
+    // The seed client sends its offer the moment the socket opens, then candidates; the guard
+    // holds a candidate that overtakes the offer.
+    a.send(SRFLX.to_owned()).await.expect("send");
+    a.send(OFFER.to_owned()).await.expect("send");
+    a.send(HOST.to_owned()).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut b, welcome) = relay.join("call").await;
+    assert_eq!(welcome["polite"], true);
+    assert_eq!(welcome["peers"], serde_json::json!(["p1"]));
+    assert_eq!(next_frame(&mut b).await, OFFER);
+    assert_eq!(next_frame(&mut b).await, SRFLX);
+    assert_eq!(next_frame(&mut b).await, HOST);
+    assert_eq!(expect_type(&mut a, "relay/joined").await["id"], "p2");
+    b.send(ANSWER.to_owned()).await.expect("send");
+    assert_eq!(next_frame(&mut a).await, ANSWER);
+    b.close(CloseReason::normal()).await.expect("close");
+}
+
+#[tokio::test]
+async fn the_guard_holds_candidates_until_the_offer_is_forwarded() {
+    let relay = start("").await;
+    let (mut a, _) = relay.join("r").await;
+    let (mut b, _) = relay.join("r").await;
+    let _ = expect_type(&mut a, "relay/joined").await;
+    b.send(HOST.to_owned()).await.expect("send");
+    silent(&mut a).await;
+    b.send(OFFER.to_owned()).await.expect("send");
+    assert_eq!(next_frame(&mut a).await, OFFER);
+    assert_eq!(next_frame(&mut a).await, HOST);
+}
+
+#[tokio::test]
+async fn the_guard_can_be_turned_off() {
+    let relay = start("[relay]\nordering_guard = false\n").await;
+    let (mut a, _) = relay.join("r").await;
+    let (mut b, _) = relay.join("r").await;
+    let _ = expect_type(&mut a, "relay/joined").await;
+    b.send(HOST.to_owned()).await.expect("send");
+    assert_eq!(next_frame(&mut a).await, HOST);
+}
+
+#[tokio::test]
+async fn a_third_peer_is_refused_with_4001_and_isolated() {
+    let relay = start("").await;
+    let (mut a, _) = relay.join("r").await;
+    let (mut b, _) = relay.join("r").await;
+    let mut c = relay.connect("room=r").await.expect("upgrade");
+    assert_eq!(closed_with(&mut c).await, close_code::ROOM_FULL);
+    a.send(OFFER.to_owned()).await.expect("send");
+    let _ = expect_type(&mut a, "relay/joined").await;
+    assert_eq!(next_frame(&mut b).await, OFFER);
+    // A room name is required.
+    let mut d = relay.connect("nope=1").await.expect("upgrade");
+    assert_eq!(closed_with(&mut d).await, close_code::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn wrong_token_is_401_and_wrong_origin_is_403_before_the_upgrade() {
+    let relay = start(
+        "[admission]\ntokens = [\"s3cret\"]\ntoken_query = \"token\"\norigins = [\"http://127.0.0.1:8080\"]\n",
+    )
+    .await;
+    let url = |q: &str| format!("{}?room=r&{q}", relay.base);
+    let open = |url: String, origin: &'static str| async move {
+        WsClient::new(url).header("Origin", origin).open().await
+    };
+    let wrong = open(url("token=guess"), "http://127.0.0.1:8080").await;
+    assert!(
+        matches!(wrong, Err(ConnectError::Rejected { status: 401, .. })),
+        "{wrong:?}"
+    );
+    let missing = open(url(""), "http://127.0.0.1:8080").await;
+    assert!(
+        matches!(missing, Err(ConnectError::Rejected { status: 401, .. })),
+        "{missing:?}"
+    );
+    let foreign = open(url("token=s3cret"), "https://evil.example").await;
+    assert!(
+        matches!(foreign, Err(ConnectError::Rejected { status: 403, .. })),
+        "{foreign:?}"
+    );
+    let mut ok = open(url("token=s3cret"), "http://127.0.0.1:8080")
+        .await
+        .expect("admitted");
+    let _ = expect_type(&mut ok, "relay/welcome").await;
+    let (stats, peers, _) = relay.server.relay().stats();
+    assert_eq!(peers, 1, "refused requests never joined: {stats:?}");
+}
+
+#[tokio::test]
+async fn resume_within_the_grace_period_keeps_the_id_and_gets_what_was_queued() {
+    let relay = start("[relay]\nresume_grace = 5\n").await;
+    let (mut a, welcome) = relay.join("r").await;
+    let (mut b, _) = relay.join("r").await;
+    let _ = expect_type(&mut a, "relay/joined").await;
+    let token = welcome["resume"].as_str().expect("token").to_owned();
+    // The socket is lost (no close handshake).
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.send(ANSWER.to_owned()).await.expect("send");
+    b.send(SRFLX.to_owned()).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut a2 = relay
+        .connect(&format!("room=r&resume={token}"))
+        .await
+        .expect("connect");
+    let welcome2 = expect_type(&mut a2, "relay/welcome").await;
+    assert_eq!(welcome2["id"], welcome["id"]);
+    assert_ne!(welcome2["resume"], welcome["resume"]);
+    assert_eq!(next_frame(&mut a2).await, ANSWER);
+    silent(&mut b).await;
+}
+
+#[tokio::test]
+async fn resume_after_the_grace_period_fails_with_4007() {
+    let relay = start("[relay]\nresume_grace = 0.3\n").await;
+    let (a, welcome) = relay.join("r").await;
+    let (mut b, _) = relay.join("r").await;
+    let token = welcome["resume"].as_str().expect("token").to_owned();
+    drop(a);
+    assert_eq!(expect_type(&mut b, "relay/left").await["id"], "p1");
+    let mut late = relay
+        .connect(&format!("room=r&resume={token}"))
+        .await
+        .expect("connect");
+    assert_eq!(closed_with(&mut late).await, close_code::RESUME_FAILED);
+}
+
+#[tokio::test]
+async fn limits_trip_with_their_codes() {
+    // Frame size: the WebSocket layer refuses it with 1009.
+    let relay = start("[relay]\nmax_frame_len = 2048\n").await;
+    let (mut a, _) = relay.join("r").await;
+    a.send(format!(r#"{{"type":"x","value":"{}"}}"#, "y".repeat(4000)))
+        .await
+        .expect("send");
+    assert_eq!(closed_with(&mut a).await, CloseCode::MESSAGE_TOO_BIG);
+
+    // Rate.
+    let relay = start("[relay]\nrate_per_sec = 1\nrate_burst = 3\n").await;
+    let (mut a, _) = relay.join("r").await;
+    for i in 0..5 {
+        let _ = a.send(format!(r#"{{"type":"x","value":{i}}}"#)).await;
+    }
+    assert_eq!(closed_with(&mut a).await, close_code::RATE_LIMITED);
+
+    // Rooms and peers.
+    let relay = start("[relay]\nmax_rooms = 1\nmax_peers = 2\nroom_capacity = 3\n").await;
+    let (_a, _) = relay.join("one").await;
+    let mut other_room = relay.connect("room=two").await.expect("upgrade");
+    assert_eq!(
+        closed_with(&mut other_room).await,
+        close_code::TOO_MANY_ROOMS
+    );
+    let (_b, _) = relay.join("one").await;
+    let mut third = relay.connect("room=one").await.expect("upgrade");
+    assert_eq!(closed_with(&mut third).await, close_code::TOO_MANY_PEERS);
+
+    // Mailbox: bounded, refused with an error frame, nothing accepted is lost.
+    let relay = start("[relay]\nmailbox_frames = 2\n").await;
+    let (mut a, _) = relay.join("r").await;
+    for i in 0..3 {
+        a.send(format!(r#"{{"type":"x","value":{i}}}"#))
+            .await
+            .expect("send");
+    }
+    assert_eq!(
+        next_frame(&mut a).await,
+        r#"{"type":"error","value":"x: mailbox full"}"#
+    );
+    let (mut b, _) = relay.join("r").await;
+    assert_eq!(next_frame(&mut b).await, r#"{"type":"x","value":0}"#);
+    assert_eq!(next_frame(&mut b).await, r#"{"type":"x","value":1}"#);
+
+    // Idle.
+    let relay = start("[relay]\nidle_timeout = 0.3\n").await;
+    let (mut a, _) = relay.join("r").await;
+    assert_eq!(closed_with(&mut a).await, close_code::IDLE);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_disconnected_at_its_queue_bound() {
+    let relay =
+        start("[relay]\nrate_per_sec = 100000\nrate_burst = 100000\n[websocket]\nsend_queue = 4\n")
+            .await;
+    let (mut reader, _) = relay.join("r").await;
+    let (mut writer, _) = relay.join("r").await;
+    let _ = expect_type(&mut reader, "relay/joined").await;
+    // The reader stops reading; the writer floods it with large frames until the relay gives
+    // up on the reader (kernel socket buffers absorb a few megabytes first).
+    let big = format!(r#"{{"type":"x","value":"{}"}}"#, "z".repeat(60_000));
+    let flood = tokio::spawn(async move {
+        for _ in 0..2_000 {
+            if writer.send(big.clone()).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    let mut drained = 0usize;
+    let code = loop {
+        // Read nothing for a while, then see how the connection ended.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stats, _, _) = relay.server.relay().stats();
+        if stats.limit_closes > 0 {
+            break closed_with(&mut reader).await;
+        }
+        drained += 1;
+        assert!(drained < 400, "never disconnected");
+    };
+    assert_eq!(code, close_code::SLOW_CONSUMER);
+    flood.abort();
+}
+
+#[tokio::test]
+async fn the_privacy_policy_filters_candidates() {
+    let relay = start("[relay.privacy]\ndrop_host = true\ndeny = [\"10.0.0.0/8\"]\n").await;
+    let (mut a, _) = relay.join("r").await;
+    let (mut b, _) = relay.join("r").await;
+    let _ = expect_type(&mut a, "relay/joined").await;
+    b.send(OFFER.to_owned()).await.expect("send");
+    b.send(HOST.to_owned()).await.expect("send");
+    b.send(r#"{"type":"webrtc/candidate","value":"candidate:1 1 udp 1677729535 10.1.2.3 54400 typ srflx raddr 0.0.0.0 rport 0"}"#.to_owned())
+        .await
+        .expect("send");
+    b.send(SRFLX.to_owned()).await.expect("send");
+    assert_eq!(next_frame(&mut a).await, OFFER);
+    assert_eq!(
+        next_frame(&mut a).await,
+        SRFLX,
+        "host and denied-range candidates dropped"
+    );
+    let (stats, _, _) = relay.server.relay().stats();
+    assert_eq!(stats.filtered, 2);
+}
+
+#[tokio::test]
+async fn joining_peers_get_ice_servers_with_turn_rest_credentials() {
+    let relay = start(
+        "[relay.ice_servers]\nstun = [\"stun:stun.example.org:3478\"]\n[relay.ice_servers.turn]\nsecret = \"secret\"\nttl_secs = 600\nurls = [\"turn:turn.example.org:3478\"]\n",
+    )
+    .await;
+    let (_a, welcome) = relay.join("r").await;
+    let servers = welcome["iceServers"].as_array().expect("iceServers");
+    assert_eq!(
+        servers[0]["urls"],
+        serde_json::json!(["stun:stun.example.org:3478"])
+    );
+    let turn = &servers[1];
+    let username = turn["username"].as_str().expect("username");
+    let credential = turn["credential"].as_str().expect("credential");
+    let (expiry, user) = username.split_once(':').expect("<expiry>:<user>");
+    assert_eq!(user, "p1");
+    let now = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .expect("clock")
+        .as_secs();
+    let expiry: u64 = expiry.parse().expect("a number");
+    assert!(
+        (now + 590..=now + 610).contains(&expiry),
+        "expiry {expiry}, now {now}"
+    );
+    assert_eq!(
+        credential,
+        TurnRestCredentials::credential(b"secret", username)
+    );
+    TurnRestCredentials::verify(b"secret", username, credential, now).expect("valid");
+}
+
+#[tokio::test]
+async fn a_room_with_one_websocket_peer_and_one_in_memory_peer() {
+    let relay = start("").await;
+    let (mut ws_peer, _) = relay.join("mixed").await;
+    let (mem_client, mem_server) = signaling_mem::pair();
+    let handle = relay.server.relay().clone();
+    tokio::spawn(async move {
+        handle
+            .serve(mem_server, JoinRequest::new("mixed", fresh_token()))
+            .await;
+    });
+    let mut mem_peer = mem_client;
+    let welcome = tokio::time::timeout(WAIT, mem_peer.recv())
+        .await
+        .expect("no hang")
+        .expect("open")
+        .expect("frame");
+    assert!(
+        welcome.starts_with(r#"{"type":"relay/welcome""#),
+        "{welcome}"
+    );
+    let _ = expect_type(&mut ws_peer, "relay/joined").await;
+    ws_peer.send(OFFER.to_owned()).await.expect("send");
+    let got = mem_peer.recv().await.expect("open").expect("frame");
+    assert_eq!(got, OFFER);
+    mem_peer.send(ANSWER.to_owned()).await.expect("send");
+    assert_eq!(next_frame(&mut ws_peer).await, ANSWER);
+}
+
+#[tokio::test]
+async fn the_demo_page_is_served_at_the_root() {
+    let relay = start("").await;
+    let http = relay.base.replace("ws://", "").replace("/ws", "");
+    let mut stream = tokio::net::TcpStream::connect(&http)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("read");
+    assert!(body.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(body.contains("new WebSocket("));
+}
