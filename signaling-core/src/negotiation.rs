@@ -702,53 +702,29 @@ impl Negotiation {
             self.stats.duplicates_suppressed += 1;
             return;
         }
-        let next = match d.kind {
-            SdpKind::Offer => {
-                let collision = self.making_offer || self.state != S::Stable;
-                if collision && !self.config.polite {
-                    self.push_event(Event::OfferIgnored);
-                    return;
-                }
-                match self.state {
-                    S::Stable | S::HaveRemoteOffer => {}
-                    S::HaveLocalOffer => {}
-                    state => {
-                        let kind = d.kind;
-                        self.peer_error(
-                            request_type,
-                            PeerError::UnexpectedDescription { kind, state },
-                        );
-                        return;
-                    }
-                }
+        if d.kind == SdpKind::Offer {
+            // Perfect negotiation: the impolite side ignores an offer that collides with its own.
+            let collision = self.making_offer || self.state != S::Stable;
+            if collision && !self.config.polite {
+                self.push_event(Event::OfferIgnored);
+                return;
+            }
+        }
+        // The W3C table for remote descriptions (the polite side's implicit rollback makes an
+        // offer in have-local-offer legal).
+        let next = match (d.kind, self.state) {
+            (SdpKind::Offer, S::Stable | S::HaveLocalOffer | S::HaveRemoteOffer) => {
                 S::HaveRemoteOffer
             }
-            SdpKind::Answer => match self.state {
-                S::HaveLocalOffer | S::HaveRemotePranswer => S::Stable,
-                state => {
-                    self.peer_error(
-                        request_type,
-                        PeerError::UnexpectedDescription {
-                            kind: d.kind,
-                            state,
-                        },
-                    );
-                    return;
-                }
-            },
-            SdpKind::Pranswer => match self.state {
-                S::HaveLocalOffer | S::HaveRemotePranswer => S::HaveRemotePranswer,
-                state => {
-                    self.peer_error(
-                        request_type,
-                        PeerError::UnexpectedDescription {
-                            kind: d.kind,
-                            state,
-                        },
-                    );
-                    return;
-                }
-            },
+            (SdpKind::Answer, S::HaveLocalOffer | S::HaveRemotePranswer) => S::Stable,
+            (SdpKind::Pranswer, S::HaveLocalOffer | S::HaveRemotePranswer) => S::HaveRemotePranswer,
+            (kind, state) => {
+                self.peer_error(
+                    request_type,
+                    PeerError::UnexpectedDescription { kind, state },
+                );
+                return;
+            }
         };
         let facts = match SdpFacts::parse_with_limit(&d.sdp, self.config.max_sdp_len) {
             Ok(f) => f,
