@@ -957,6 +957,16 @@ impl<R: RoomRegistry> Relay<R> {
 
     fn arm(&mut self, at: Instant, timer: Timer) {
         self.timers.push(Reverse((at, timer)));
+        // Timers are validated lazily when they fire, so entries of peers and mailboxes that are
+        // gone linger. Keep the heap within a constant factor of what is alive.
+        let alive = self.peers.len() * 2 + self.mailboxes.len();
+        if self.timers.len() > 2 * alive + 64 {
+            let (peers, mailboxes) = (&self.peers, &self.mailboxes);
+            self.timers.retain(|Reverse((_, t))| match t {
+                Timer::Idle(id) | Timer::Grace(id) => peers.contains_key(id),
+                Timer::Mailbox(room) => mailboxes.contains_key(room),
+            });
+        }
     }
 }
 

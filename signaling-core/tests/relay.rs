@@ -387,3 +387,23 @@ fn reserved_and_malformed_frames_get_error_frames() {
     assert_eq!(closed, vec![(ConnId(1), CloseCode::NORMAL)]);
     assert_eq!(kinds(&frames_to(&sent, ConnId(2))), vec!["relay/left"]);
 }
+
+#[test]
+fn churn_does_not_grow_the_relay() {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    for i in 0..10_000u64 {
+        r.join(
+            now,
+            ConnId(i),
+            JoinRequest::new(format!("room{}", i % 7), token(i)),
+        )
+        .expect("joined");
+        r.handle_frame(now, ConnId(i), OFFER);
+        r.handle_frame(now, ConnId(i), r#"{"type":"relay/leave"}"#);
+        let _ = drain(&mut r);
+    }
+    assert_eq!(r.peer_count(), 0);
+    assert_eq!(r.room_count(), 0);
+    assert!(format!("{r:?}").len() < 4096, "state left behind: {r:?}");
+}
