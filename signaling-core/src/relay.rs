@@ -457,7 +457,13 @@ impl<R: RoomRegistry> Relay<R> {
         if let Some(o) = self.out.pop_front() {
             return o;
         }
-        RelayOutput::Timeout(self.timers.peek().map(|Reverse((at, _))| *at))
+        RelayOutput::Timeout(self.next_timeout())
+    }
+
+    /// When [`Relay::handle_timeout`] is next due (what [`RelayOutput::Timeout`] carries),
+    /// without draining anything. It may be early: timers are checked when they fire.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
     /// A connection asks to join a room (or to resume a peer). On success it receives
