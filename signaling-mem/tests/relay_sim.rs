@@ -18,7 +18,7 @@ use signaling_mem::sim::{LinkConfig, Node, NodeId, SimNet};
 /// ignores what arrives for a socket it no longer has, as TCP would.
 enum Role {
     Relay {
-        relay: Relay,
+        relay: Box<Relay>,
         node_of: HashMap<ConnId, NodeId>,
         out: VecDeque<(NodeId, String)>,
     },
@@ -232,7 +232,7 @@ proptest! {
         config.mailbox_age = Duration::from_secs(4);
         let start = Instant::now();
         let mut net = SimNet::new(seed, start);
-        let relay = net.add_node(Role::Relay { relay: Relay::new(config), node_of: HashMap::new(), out: VecDeque::new() });
+        let relay = net.add_node(Role::Relay { relay: Box::new(Relay::new(config)), node_of: HashMap::new(), out: VecDeque::new() });
         let link = LinkConfig::default().with_delay(Duration::from_millis(20)).with_jitter(Duration::from_millis(40));
         for i in 0..8 {
             let id = net.add_node(Role::Client(Client { index: i, ..Client::default() }));
