@@ -260,24 +260,31 @@ async fn keepalive_detects_a_silent_peer() {
 
 #[tokio::test]
 async fn keepalive_keeps_a_live_peer() {
+    // Pings every 20 ms on both ends and a pong deadline far shorter than the quiet period: the
+    // connection survives only if each end answers the other's pings while it waits in `recv`
+    // (keepalive runs inside `recv`; there is no task per connection).
     let config = WsConfig::default()
         .with_ping_interval(Some(Duration::from_millis(20)))
-        .with_pong_timeout(Duration::from_millis(500));
+        .with_pong_timeout(Duration::from_millis(100));
     let mut server = WsServer::bind("127.0.0.1:0", config.clone()).await.unwrap();
     let addr = server.local_addr();
-    // A client that reads (and so answers pings) but sends nothing for several ping periods.
     let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
         .await
         .unwrap();
-    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
-    let reader = tokio::spawn(async move {
-        let frame = recv(&mut client).await;
-        (client, frame)
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    conn.send("still here".to_owned()).await.unwrap();
-    let (_client, frame) = reader.await.unwrap();
-    assert_eq!(frame.unwrap().as_deref(), Some("still here"));
+    let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    let server_side = tokio::spawn(echo(conn));
+    // The client waits in `recv` for 15 ping periods while nobody sends a text frame.
+    tokio::select! {
+        frame = client.recv() => panic!("unexpected {frame:?}"),
+        () = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    client.send("still here".to_owned()).await.unwrap();
+    assert_eq!(
+        recv(&mut client).await.unwrap().as_deref(),
+        Some("still here")
+    );
+    client.close(CloseReason::normal()).await.unwrap();
+    timeout(LIMIT, server_side).await.unwrap().unwrap();
 }
 
 #[tokio::test]
