@@ -1,5 +1,10 @@
 //! Frame round trip (client -> server -> client, 300-byte text frames) through `WsConnection`
-//! on both ends, against a raw tokio-tungstenite echo on the same runtime setup.
+//! on both ends, against a raw tokio-tungstenite echo on the same runtime setup: each variant
+//! runs its client and its echo server on one current-thread runtime (one OS thread, no
+//! cross-thread wake-ups), which compares the per-frame work of the two and keeps the noise of
+//! a shared machine low.
+//!
+//! `cargo bench -p signaling-ws --bench ws`
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -12,8 +17,7 @@ use signaling_ws::{WsClient, WsConfig, WsServer};
 use tokio::runtime::Runtime;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
