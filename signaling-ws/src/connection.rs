@@ -1,45 +1,6 @@
 //! [`WsConnection`]: one WebSocket connection, client or server side, as a [`Transport`].
 //!
-//! # Design: the connection is driven inline
-//!
-//! A connection owns its socket and does its IO inside the [`Transport`] methods, on the task
-//! that calls them; there is no task per connection and no channel between the handle and the
-//! socket:
-//!
-//! - [`recv`](Transport::recv) polls the socket directly. In the same poll it writes out frames
-//!   queued by `try_send`, sends keepalive pings, and checks the pong (dead peer), idle and
-//!   write-stall deadlines against one timer that is re-armed only when it fires.
-//! - [`send`](Transport::send) writes the frame into tungstenite's write buffer and flushes it
-//!   to the socket before returning (bounded by `write_timeout`).
-//! - [`try_send`](Transport::try_send) appends to a small send queue (at most
-//!   [`WsConfig::send_queue`] frames) and writes out at once as much as the socket takes without
-//!   waiting; whatever is left is written by the next `send`, `recv` or `close`.
-//!
-//! Why: a task per connection costs a task, two channels and their wake-ups. Each round trip
-//! through the old design crossed four extra task hops (handle to driver task and back on both
-//! ends), which made a 300-byte round trip about 1.8 times slower than raw tokio-tungstenite, and
-//! an idle connection end cost about 15 KB. Driven inline, a frame costs what tokio-tungstenite
-//! costs plus a few branches, and an idle connection is the socket, its read buffer and this
-//! struct (see `examples/idle_rss.rs`).
-//!
-//! The price is that nothing happens while no method is running:
-//!
-//! - **Keepalive runs only while a `recv` is pending** (or `close` is waiting for the peer).
-//!   Pings are sent, the peer's pings answered and the deadlines enforced only then, which is
-//!   how drivers use a transport: they keep a `recv` pending in a `select!` at all times. A
-//!   connection nobody calls `recv` on neither pings nor answers pings, and may be declared dead
-//!   by its peer.
-//! - **Nothing is read while `send` waits.** If both ends only `send` and their socket buffers
-//!   fill, both `send`s fail after `write_timeout`.
-//! - **Frames queued by `try_send` need a later call** when the socket did not take them at
-//!   once (a full socket): they go out on the next `send`, `recv` or `close`.
-//!
-//! Cancel safety: `recv` is cancel-safe. tokio-tungstenite's `poll_next` either returns a whole
-//! message or keeps the partial one buffered, and every state change in `recv` happens in the
-//! same poll as the event that causes it. A ping or queued frame whose write is interrupted stays
-//! in tungstenite's write buffer and is completed by the next flush. A cancelled `send` leaves
-//! its frame queued (it is written later, in order). A cancelled `close` leaves the connection
-//! closed without the rest of the close handshake.
+//! The design (inline driving, no task per connection) is documented on [`WsConnection`].
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -103,9 +64,9 @@ where
 
 /// One WebSocket connection (client or server side), implementing [`Transport`].
 ///
-/// The connection is driven inline by its methods (see the [module documentation](self) for
-/// why and for what that implies): keep a [`recv`](Transport::recv) pending, as the session
-/// and relay drivers do, so that keepalive pings flow and deadlines are enforced.
+/// The connection is driven inline by its methods (see [below](#how-a-connection-is-driven)):
+/// keep a [`recv`](Transport::recv) pending, as the session and relay drivers do, so that
+/// keepalive pings flow and deadlines are enforced.
 ///
 /// Frames are delivered strictly in order. Failures are reported by `recv`, after every frame
 /// received before them:
@@ -140,6 +101,48 @@ where
 /// Dropping an open connection inside a tokio runtime spawns a small task that writes the
 /// queued frames and a close frame with 1001 (going away), then lingers like an error close.
 /// Outside a runtime the TCP connection is just closed.
+///
+/// # How a connection is driven
+///
+/// A connection owns its socket and does its IO inside the [`Transport`] methods, on the task
+/// that calls them; there is no task per connection and no channel between the handle and the
+/// socket:
+///
+/// - [`recv`](Transport::recv) polls the socket directly. In the same poll it writes out frames
+///   queued by `try_send`, sends keepalive pings, and checks the pong (dead peer), idle and
+///   write-stall deadlines against one timer that is re-armed only when it fires.
+/// - [`send`](Transport::send) writes the frame into tungstenite's write buffer and flushes it
+///   to the socket before returning (bounded by `write_timeout`).
+/// - [`try_send`](Transport::try_send) appends to a small send queue (at most
+///   [`WsConfig::send_queue`] frames) and writes out at once as much as the socket takes without
+///   waiting; whatever is left is written by the next `send`, `recv` or `close`.
+///
+/// Why not a driver task per connection, with channels to the handle: every frame would then
+/// cross two extra task hops on each end, which measured about 1.8 times the round-trip time
+/// of raw tokio-tungstenite for 300-byte frames, and the task, its two channels and their
+/// buffers cost about 15 KB per idle connection end. Driven inline, a frame costs what
+/// tokio-tungstenite costs plus a few branches (the `ws` bench puts the round trip at raw
+/// speed), and an idle server connection is its socket, its read buffer, this struct and one
+/// timer: about 5 KB with the default configuration (`examples/idle_rss.rs`).
+///
+/// The price is that nothing happens while no method is running:
+///
+/// - **Keepalive runs only while a `recv` is pending** (or `close` is waiting for the peer).
+///   Pings are sent, the peer's pings answered and the deadlines enforced only then, which is
+///   how drivers use a transport: they keep a `recv` pending in a `select!` at all times. A
+///   connection nobody calls `recv` on neither pings nor answers pings, and may be declared dead
+///   by its peer.
+/// - **Nothing is read while `send` waits.** If both ends only `send` and their socket buffers
+///   fill, both `send`s fail after `write_timeout`.
+/// - **Frames queued by `try_send` need a later call** when the socket did not take them at
+///   once (a full socket): they go out on the next `send`, `recv` or `close`.
+///
+/// Cancel safety: `recv` is cancel-safe. tokio-tungstenite's `poll_next` either returns a whole
+/// message or keeps the partial one buffered, and every state change in `recv` happens in the
+/// same poll as the event that causes it. A ping or queued frame whose write is interrupted stays
+/// in tungstenite's write buffer and is completed by the next flush. A cancelled `send` leaves
+/// its frame queued (it is written later, in order). A cancelled `close` leaves the connection
+/// closed without the rest of the close handshake.
 pub struct WsConnection {
     /// `None` once the socket was closed or handed to a background task.
     socket: Option<Box<dyn Socket>>,
