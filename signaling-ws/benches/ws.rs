@@ -4,6 +4,10 @@
 //! cross-thread wake-ups), which compares the per-frame work of the two and keeps the noise of
 //! a shared machine low.
 //!
+//! The raw variant uses the same tungstenite settings as `WsConfig::default()` (read buffer,
+//! write buffer, size limits): tungstenite's own default read buffer of 128 KiB is zero-filled
+//! before every read and would make the baseline slower than it needs to be.
+//!
 //! `cargo bench -p signaling-ws --bench ws`
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::{SinkExt, StreamExt};
 use signaling_core::transport::Transport;
+use signaling_ws::tungstenite::protocol::WebSocketConfig;
 use signaling_ws::tungstenite::Message;
 use signaling_ws::{WsClient, WsConfig, WsServer};
 use tokio::runtime::Runtime;
@@ -21,6 +26,16 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The tungstenite settings `WsConfig::default()` amounts to.
+fn raw_config() -> WebSocketConfig {
+    let config = WsConfig::default();
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(config.write_buffer_size)
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_frame_size))
 }
 
 fn frame() -> String {
@@ -85,17 +100,23 @@ fn round_trip(c: &mut Criterion) {
             tokio::spawn(async move {
                 let (stream, _) = listener.accept().await.unwrap();
                 stream.set_nodelay(true).unwrap();
-                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                let mut ws =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(raw_config()))
+                        .await
+                        .unwrap();
                 while let Some(Ok(message)) = ws.next().await {
                     if message.is_text() && ws.send(message).await.is_err() {
                         break;
                     }
                 }
             });
-            let (ws, _) =
-                tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), None, true)
-                    .await
-                    .unwrap();
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(
+                format!("ws://{addr}/"),
+                Some(raw_config()),
+                true,
+            )
+            .await
+            .unwrap();
             ws
         });
         let frame = frame();
