@@ -476,7 +476,9 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
         let _ = hold_rx.await; // never reads
         drop(ws);
     });
-    let config = WsConfig::default().with_send_queue(4);
+    let config = WsConfig::default()
+        .with_send_queue(4)
+        .with_write_timeout(Duration::from_millis(300));
     let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
         .await
         .unwrap();
@@ -493,6 +495,15 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
         }
     }
     assert!(full, "the send queue never filled");
+    // A pending `recv` keeps trying to write the queue out and gives up after `write_timeout`.
+    match recv(&mut client).await {
+        Err(TransportError::TimedOut(_)) => {}
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    assert!(matches!(
+        client.try_send("late".to_owned()),
+        Err(TransportError::Closed(_))
+    ));
     drop(hold_tx);
 }
 
