@@ -75,8 +75,8 @@ pub struct WsConfig {
     /// Closes the connection (code 1001, `recv` returns `TimedOut`) when no text frame has been
     /// sent or received for this long. Pings and pongs do not count: they keep a live but
     /// unused connection from timing out only through `pong_timeout`'s dead-peer check, while
-    /// this catches a live peer that holds a socket open without using it. `None` disables it.
-    /// Default `None`.
+    /// this catches a live peer that holds a socket open without using it. Checked while a
+    /// `recv` is pending. `None` disables it. Default `None`.
     pub idle_timeout: Option<Duration>,
     /// Client only: the deadline for TCP connect, TLS and the upgrade handshake together.
     /// Default 10 s.
