@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -184,6 +184,8 @@ struct Keepalive {
     last_data: Instant,
     /// Since when queued outgoing bytes have been waiting for the socket (inside `recv`).
     stalled_since: Option<Instant>,
+    /// The waker the timer was last polled with.
+    timer_waker: Option<Waker>,
 }
 
 impl Keepalive {
@@ -193,7 +195,9 @@ impl Keepalive {
         }
     }
 
-    /// Polls the timer; `true` once it fired (it is then disarmed).
+    /// Polls the timer; `true` once it fired (it is then disarmed). A timer that already holds
+    /// this task's waker and has not fired is not polled again, so the hot path of `recv` does
+    /// no timer work.
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(at) = self.timer_at else {
             return false;
@@ -203,11 +207,19 @@ impl Keepalive {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
         if timer.deadline() != at {
             timer.as_mut().reset(at);
+            self.timer_waker = None;
+        }
+        if let Some(waker) = &self.timer_waker {
+            if waker.will_wake(cx.waker()) && !timer.is_elapsed() {
+                return false;
+            }
         }
         if timer.as_mut().poll(cx).is_ready() {
             self.timer_at = None;
+            self.timer_waker = None;
             true
         } else {
+            self.timer_waker = Some(cx.waker().clone());
             false
         }
     }
@@ -258,6 +270,7 @@ impl WsConnection {
             awaiting_pong_since: None,
             last_data: now,
             stalled_since: None,
+            timer_waker: None,
         };
         if let Some(at) = keepalive.next_ping {
             keepalive.arm(at);
