@@ -121,8 +121,8 @@ where
 /// cross two extra task hops on each end, which measured about 1.8 times the round-trip time
 /// of raw tokio-tungstenite for 300-byte frames, and the task, its two channels and their
 /// buffers cost about 15 KB per idle connection end. Driven inline, a frame costs what
-/// tokio-tungstenite costs plus a few branches (the `ws` bench puts the round trip at raw
-/// speed), and an idle server connection is its socket, its read buffer, this struct and one
+/// tokio-tungstenite costs plus a few branches (the `ws` bench puts the round trip within
+/// 10% of raw), and an idle server connection is its socket, its read buffer, this struct and one
 /// timer: about 5 KB with the default configuration (`examples/idle_rss.rs`).
 ///
 /// The price is that nothing happens while no method is running:
