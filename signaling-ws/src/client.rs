@@ -146,7 +146,7 @@ impl WsClient {
                 )
             })
             .collect();
-        Ok(WsConnection::spawn(ws, peer, &self.config))
+        Ok(WsConnection::new(ws, peer, &self.config))
     }
 }
 

@@ -18,9 +18,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// ```
 ///
 /// Every queue a connection owns is bounded by a field here: at most `send_queue` outgoing frames
-/// wait in the send queue, at most `recv_queue + 1` received frames wait for
-/// [`recv`](signaling_core::transport::Transport::recv) (when the inbound queue is full the
-/// connection stops reading the socket, so TCP flow control pushes back on the peer), and a
+/// wait in the send queue, received frames are read from the socket only by
+/// [`recv`](signaling_core::transport::Transport::recv) (so TCP flow control pushes back on a
+/// peer that sends faster than the application reads), at most `recv_queue` frames are kept
+/// while [`close`](signaling_core::transport::Transport::close) waits for the peer, and a
 /// server holds at most `max_handshakes_in_flight` handshakes plus `accept_queue` finished
 /// connections that [`WsServer::accept`](crate::WsServer::accept) has not taken yet.
 #[derive(Clone, Debug)]
@@ -32,40 +33,50 @@ pub struct WsConfig {
     /// The largest single frame payload accepted from the peer, in bytes. A larger one closes
     /// the connection with 1009. Default 64 KiB.
     pub max_frame_size: usize,
-    /// Initial capacity of the per-connection read buffer, in bytes. It is allocated for every
-    /// connection, idle or not, and grows on demand up to the frame size being read, so a small
-    /// value keeps idle connections cheap. Default 4 KiB: measured with 2,000 idle local
-    /// connections (example `idle_rss`), one connection end costs about 15 KB of process memory
-    /// with 4 KiB, 14 KB with 1 KiB, 28 KB with 16 KiB and 146 KB with tungstenite's default of
-    /// 128 KiB (kernel socket buffers not included).
+    /// Initial capacity of the per-connection read buffer, in bytes, and the most bytes read
+    /// from the socket at once while no larger frame is being read. It is allocated for every
+    /// connection and touched (zero-filled by tungstenite) on the first read, so it is resident
+    /// even while the connection is idle; it grows on demand to the size of the frame being
+    /// read. Default 2 KiB, which holds a candidate or a small SDP in one read: measured with
+    /// 5,000 idle server connections, each waiting in `recv` on its own task (example
+    /// `idle_rss`, server and clients in separate processes), one server connection costs
+    /// about 4.8 KB of process memory with 2 KiB, 3.8 KB with 1 KiB and 7.7 KB with 4 KiB
+    /// (kernel socket buffers not included).
     pub read_buffer_size: usize,
     /// Outgoing bytes gathered before a write to the socket (frames are also written out at
-    /// every flush, which happens after each batch of queued frames). Default 8 KiB.
+    /// every flush, which [`send`](signaling_core::transport::Transport::send) does before it
+    /// returns). Default 8 KiB.
     pub write_buffer_size: usize,
-    /// Bound of the outgoing frame queue, in frames. [`send`] waits and [`try_send`] fails with
-    /// [`TransportError::Full`](signaling_core::transport::TransportError::Full) while it is full.
-    /// Default 64. A value of 0 is treated as 1.
+    /// Bound of the send queue, in frames: frames accepted by [`try_send`] that the socket has
+    /// not taken yet (they are written by the next `send`, `recv` or `close`). [`try_send`]
+    /// fails with [`TransportError::Full`](signaling_core::transport::TransportError::Full)
+    /// while it is full; [`send`] writes the queue out first. Frames handed to tungstenite are
+    /// not counted: it holds at most about `write_buffer_size` plus one frame beyond what the
+    /// socket took. Default 64. A value of 0 is treated as 1.
     ///
     /// [`send`]: signaling_core::transport::Transport::send
     /// [`try_send`]: signaling_core::transport::Transport::try_send
     pub send_queue: usize,
-    /// Bound of the inbound frame queue, in frames: frames read from the socket and not yet taken
-    /// by [`recv`](signaling_core::transport::Transport::recv). One more frame may be held by the
-    /// connection while the queue is full. Default 64. A value of 0 is treated as 1.
+    /// The most text frames kept when they arrive while
+    /// [`close`](signaling_core::transport::Transport::close) waits for the peer's close frame;
+    /// [`recv`](signaling_core::transport::Transport::recv) returns them before it reports the
+    /// end, and later ones are dropped. (Otherwise frames are not queued: `recv` reads them from
+    /// the socket one at a time.) Default 64. A value of 0 is treated as 1.
     pub recv_queue: usize,
     /// How often a ping is sent; `None` disables pings. Default 20 s.
     pub ping_interval: Option<Duration>,
     /// How long after a ping the peer has to send anything (a pong or any other frame) before
     /// it is declared dead: the connection closes and `recv` returns
     /// [`TransportError::TimedOut`](signaling_core::transport::TransportError::TimedOut).
-    /// The deadline is suspended while the inbound queue is full (the socket is not being read
-    /// then, so the peer's answer could not be seen). Default 10 s.
+    /// Pings are sent and the deadline checked only while a `recv` is pending; when `recv` is
+    /// called again, what the peer sent meanwhile is read before the deadline is checked.
+    /// Default 10 s.
     pub pong_timeout: Duration,
     /// Closes the connection (code 1001, `recv` returns `TimedOut`) when no text frame has been
     /// sent or received for this long. Pings and pongs do not count: they keep a live but
     /// unused connection from timing out only through `pong_timeout`'s dead-peer check, while
-    /// this catches a live peer that holds a socket open without using it. `None` disables it.
-    /// Default `None`.
+    /// this catches a live peer that holds a socket open without using it. Checked while a
+    /// `recv` is pending. `None` disables it. Default `None`.
     pub idle_timeout: Option<Duration>,
     /// Client only: the deadline for TCP connect, TLS and the upgrade handshake together.
     /// Default 10 s.
@@ -77,8 +88,9 @@ pub struct WsConfig {
     /// after [`close`](signaling_core::transport::Transport::close), and draining the socket
     /// after an error close. Default 5 s.
     pub close_timeout: Duration,
-    /// Bounds writing one batch of frames to the socket; a peer that does not read for this
-    /// long is disconnected (`recv` returns `TimedOut`). Default 10 s.
+    /// Bounds writing frames to the socket: a `send` that cannot write its frame for this long,
+    /// or queued frames a pending `recv` cannot write for this long, fail the connection
+    /// (`TimedOut`); this is how a peer that stops reading is disconnected. Default 10 s.
     pub write_timeout: Duration,
     /// Server only: the most handshakes in progress at once. While this many are in progress
     /// the server stops accepting TCP connections (they wait in the kernel's backlog).
@@ -94,7 +106,7 @@ impl Default for WsConfig {
         Self {
             max_message_size: 64 * 1024,
             max_frame_size: 64 * 1024,
-            read_buffer_size: 4 * 1024,
+            read_buffer_size: 2 * 1024,
             write_buffer_size: 8 * 1024,
             send_queue: 64,
             recv_queue: 64,

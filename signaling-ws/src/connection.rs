@@ -1,20 +1,25 @@
 //! [`WsConnection`]: one WebSocket connection, client or server side, as a [`Transport`].
+//!
+//! The design (inline driving, no task per connection) is documented on [`WsConnection`].
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{poll_fn, Future};
 use std::io;
-use std::sync::{Arc, OnceLock};
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{SinkExt, StreamExt};
+use futures::task::noop_waker_ref;
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use signaling_core::transport::{CloseCode, CloseReason, PeerInfo, Transport, TransportError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use tracing::Instrument;
 
 use crate::config::WsConfig;
 
@@ -22,21 +27,49 @@ use crate::config::WsConfig;
 /// code).
 pub const MAX_CLOSE_REASON_BYTES: usize = 123;
 
-/// The most queued frames written before one flush.
-const MAX_BATCH: usize = 64;
-
 /// The most bytes read and discarded while draining a socket after an error close.
 const MAX_DRAIN_BYTES: usize = 1 << 20;
 
+/// An upgraded WebSocket over any stream, with the stream type erased.
+trait Socket:
+    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin
+{
+    /// Shuts the write side and discards what the peer still sends, for at most `limit`, so
+    /// that a close frame already written is not destroyed by a TCP reset.
+    fn linger(self: Box<Self>, limit: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+impl<S> Socket for WebSocketStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn linger(self: Box<Self>, limit: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut stream = self.into_inner();
+        Box::pin(async move {
+            let drain = async {
+                let _ = stream.shutdown().await;
+                let mut buf = [0u8; 1024];
+                let mut total = 0usize;
+                while total < MAX_DRAIN_BYTES {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(limit, drain).await;
+        })
+    }
+}
+
 /// One WebSocket connection (client or server side), implementing [`Transport`].
 ///
-/// A connection is driven by its own tokio task, spawned when the connection is made, that owns
-/// the socket: it reads frames into a bounded inbound queue, writes frames from a bounded
-/// outbound queue (several queued frames per flush), sends pings and enforces the timeouts of
-/// [`WsConfig`]. This handle talks to that task through the two queues, so
-/// [`recv`](Transport::recv) is cancel-safe and frames are delivered strictly in order.
+/// The connection is driven inline by its methods (see [below](#how-a-connection-is-driven)):
+/// keep a [`recv`](Transport::recv) pending, as the session and relay drivers do, so that
+/// keepalive pings flow and deadlines are enforced.
 ///
-/// Failures are reported by `recv`, after every frame received before them:
+/// Frames are delivered strictly in order. Failures are reported by `recv`, after every frame
+/// received before them:
 ///
 /// | what happened | close code sent | `recv` returns |
 /// |---|---|---|
@@ -51,77 +84,210 @@ const MAX_DRAIN_BYTES: usize = 1 << 20;
 /// | WebSocket protocol violation | 1002 | `Err(Io(InvalidData))` |
 /// | socket error, or TCP closed without a close frame | none | `Err(Io(..))` |
 ///
-/// After an error close the connection shuts its write side and discards what the peer still
-/// sends for at most `close_timeout`, so the close frame is not lost to a TCP reset.
+/// After an error close the connection writes the close frame, shuts its write side and
+/// discards what the peer still sends for at most `close_timeout`, so the close frame is not
+/// lost to a TCP reset; this runs on a small background task, so `recv` reports the error at
+/// once. Later calls return [`TransportError::Closed`].
 ///
-/// [`close`](Transport::close) sends the queued frames, then the close frame (reason truncated to
-/// [`MAX_CLOSE_REASON_BYTES`] at a character boundary; a code that may not be sent on the wire,
-/// such as 1005 or 1006, becomes 1000), and waits at most `close_timeout` for the peer's close
-/// frame. Frames still arriving meanwhile are kept if the inbound queue has room.
+/// [`send`](Transport::send) returns once the frame is written to the socket; a peer that does
+/// not read for `write_timeout` fails the connection (`TimedOut`, no close frame).
 ///
-/// Dropping the handle closes the connection with 1001 (going away) in the background.
-#[derive(Debug)]
+/// [`close`](Transport::close) writes the queued frames, then the close frame (reason truncated
+/// to [`MAX_CLOSE_REASON_BYTES`] at a character boundary; a code that may not be sent on the
+/// wire, such as 1005 or 1006, becomes 1000), and waits at most `close_timeout` for the peer's
+/// close frame. Text frames arriving meanwhile are kept, up to
+/// [`WsConfig::recv_queue`], and returned by `recv` before it reports the end.
+///
+/// Dropping an open connection inside a tokio runtime spawns a small task that writes the
+/// queued frames and a close frame with 1001 (going away), then lingers like an error close.
+/// Outside a runtime the TCP connection is just closed.
+///
+/// # How a connection is driven
+///
+/// A connection owns its socket and does its IO inside the [`Transport`] methods, on the task
+/// that calls them; there is no task per connection and no channel between the handle and the
+/// socket:
+///
+/// - [`recv`](Transport::recv) polls the socket directly. In the same poll it writes out frames
+///   queued by `try_send`, sends keepalive pings, and checks the pong (dead peer), idle and
+///   write-stall deadlines against one timer that is re-armed only when it fires.
+/// - [`send`](Transport::send) writes the frame into tungstenite's write buffer and flushes it
+///   to the socket before returning (bounded by `write_timeout`).
+/// - [`try_send`](Transport::try_send) appends to a small send queue (at most
+///   [`WsConfig::send_queue`] frames) and writes out at once as much as the socket takes without
+///   waiting; whatever is left is written by the next `send`, `recv` or `close`.
+///
+/// Why not a driver task per connection, with channels to the handle: every frame would then
+/// cross two extra task hops on each end, which measured about 1.8 times the round-trip time
+/// of raw tokio-tungstenite for 300-byte frames, and the task, its two channels and their
+/// buffers cost about 15 KB per idle connection end. Driven inline, a frame costs what
+/// tokio-tungstenite costs plus a few branches (the `ws` bench puts the round trip within
+/// 10% of raw), and an idle server connection is its socket, its read buffer, this struct and one
+/// timer: about 5 KB with the default configuration (`examples/idle_rss.rs`).
+///
+/// The price is that nothing happens while no method is running:
+///
+/// - **Keepalive runs only while a `recv` is pending** (or `close` is waiting for the peer).
+///   Pings are sent, the peer's pings answered and the deadlines enforced only then, which is
+///   how drivers use a transport: they keep a `recv` pending in a `select!` at all times. A
+///   connection nobody calls `recv` on neither pings nor answers pings, and may be declared dead
+///   by its peer.
+/// - **Nothing is read while `send` waits.** If both ends only `send` and their socket buffers
+///   fill, both `send`s fail after `write_timeout`.
+/// - **Frames queued by `try_send` need a later call** when the socket did not take them at
+///   once (a full socket): they go out on the next `send`, `recv` or `close`.
+///
+/// Cancel safety: `recv` is cancel-safe. tokio-tungstenite's `poll_next` either returns a whole
+/// message or keeps the partial one buffered, and every state change in `recv` happens in the
+/// same poll as the event that causes it. A ping or queued frame whose write is interrupted stays
+/// in tungstenite's write buffer and is completed by the next flush. A cancelled `send` leaves
+/// its frame queued (it is written later, in order). A cancelled `close` leaves the connection
+/// closed without the rest of the close handshake.
 pub struct WsConnection {
-    commands: mpsc::Sender<Command>,
-    inbound: mpsc::Receiver<Result<String, TransportError>>,
+    /// `None` once the socket was closed or handed to a background task.
+    socket: Option<Box<dyn Socket>>,
     peer: PeerInfo,
-    shared: Arc<Shared>,
-    state: RecvState,
+    state: State,
+    /// Why the connection closed, once it has.
+    closed: Option<CloseReason>,
+    /// Frames accepted by `try_send` and not yet handed to tungstenite; at most
+    /// `limits.send_queue`.
+    outbox: VecDeque<String>,
+    /// Frames read by `close` while waiting for the peer's close frame; at most
+    /// `limits.recv_queue`.
+    inbox: VecDeque<String>,
+    /// tungstenite may hold bytes not yet written to the socket (a pong reply, a ping, a
+    /// partially written batch).
+    unflushed: bool,
+    keepalive: Keepalive,
+    limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecvState {
+enum State {
     Open,
+    /// Closed cleanly (by either side): `recv` returns `Ok(None)` after the inbox.
     Ended,
+    /// Failed or closed with an error code; the error was reported once.
     Failed,
 }
 
-/// State the driver task shares with the handle.
-#[derive(Debug, Default)]
-struct Shared {
-    /// Why the connection closed, once it has (set by the driver).
-    closed: OnceLock<CloseReason>,
+/// Timer state for pings and deadlines. One timer, armed at the earliest deadline and re-armed
+/// only when it fires, so the per-frame cost is at most an `Instant::now()` (with an idle
+/// timeout).
+struct Keepalive {
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When the timer should fire next; `None`: nothing to wait for.
+    timer_at: Option<Instant>,
+    next_ping: Option<Instant>,
+    awaiting_pong_since: Option<Instant>,
+    last_data: Instant,
+    /// Since when queued outgoing bytes have been waiting for the socket (inside `recv`).
+    stalled_since: Option<Instant>,
+    /// The waker the timer was last polled with.
+    timer_waker: Option<Waker>,
 }
 
-#[derive(Debug)]
-enum Command {
-    Frame(String),
-    Close(CloseReason, oneshot::Sender<Result<(), TransportError>>),
+impl Keepalive {
+    fn arm(&mut self, at: Instant) {
+        if self.timer_at.map_or(true, |current| at < current) {
+            self.timer_at = Some(at);
+        }
+    }
+
+    /// Polls the timer; `true` once it fired (it is then disarmed). A timer that already holds
+    /// this task's waker and has not fired is not polled again, so the hot path of `recv` does
+    /// no timer work.
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.timer_at else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+            self.timer_waker = None;
+        }
+        if let Some(waker) = &self.timer_waker {
+            if waker.will_wake(cx.waker()) && !timer.is_elapsed() {
+                return false;
+            }
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            self.timer_at = None;
+            self.timer_waker = None;
+            true
+        } else {
+            self.timer_waker = Some(cx.waker().clone());
+            false
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    send_queue: usize,
+    recv_queue: usize,
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    close_timeout: Duration,
+    write_timeout: Duration,
+}
+
+impl fmt::Debug for WsConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsConnection")
+            .field("peer", &self.peer)
+            .field("state", &self.state)
+            .field("closed", &self.closed)
+            .field("queued", &self.outbox.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WsConnection {
-    /// Spawns the driver task of an upgraded stream and returns its handle.
-    pub(crate) fn spawn<S>(ws: WebSocketStream<S>, peer: PeerInfo, config: &WsConfig) -> Self
+    /// Wraps an upgraded stream.
+    pub(crate) fn new<S>(ws: WebSocketStream<S>, peer: PeerInfo, config: &WsConfig) -> Self
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (commands, command_rx) = mpsc::channel(config.send_queue.max(1));
-        let (inbound_tx, inbound) = mpsc::channel(config.recv_queue.max(1));
-        let shared = Arc::new(Shared::default());
-        let driver = Driver {
-            ws,
-            commands: command_rx,
-            inbound: inbound_tx,
-            shared: shared.clone(),
-            pending: None,
+        let limits = Limits {
+            send_queue: config.send_queue.max(1),
+            recv_queue: config.recv_queue.max(1),
             ping_interval: config.ping_interval,
             pong_timeout: config.pong_timeout,
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,
             write_timeout: config.write_timeout,
         };
-        let span = tracing::debug_span!(
-            "ws_connection",
-            remote = ?peer.remote_addr,
-            path = %peer.path,
-        );
-        tokio::spawn(driver.run().instrument(span));
+        let now = Instant::now();
+        let mut keepalive = Keepalive {
+            timer: None,
+            timer_at: None,
+            next_ping: limits.ping_interval.map(|period| now + period),
+            awaiting_pong_since: None,
+            last_data: now,
+            stalled_since: None,
+            timer_waker: None,
+        };
+        if let Some(at) = keepalive.next_ping {
+            keepalive.arm(at);
+        }
+        if let Some(idle) = limits.idle_timeout {
+            keepalive.arm(now + idle);
+        }
         Self {
-            commands,
-            inbound,
+            socket: Some(Box::new(ws)),
             peer,
-            shared,
-            state: RecvState::Open,
+            state: State::Open,
+            closed: None,
+            outbox: VecDeque::new(),
+            inbox: VecDeque::new(),
+            unflushed: false,
+            keepalive,
+            limits,
         }
     }
 
@@ -129,68 +295,424 @@ impl WsConnection {
     /// side sent (on [`close`](Transport::close) or an error). `None` while open, and after a
     /// failure that sent no close frame (socket error).
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.shared.closed.get().cloned()
+        self.closed.clone()
     }
 
     fn closed_error(&self) -> TransportError {
-        TransportError::Closed(self.close_reason())
+        TransportError::Closed(self.closed.clone())
     }
+
+    /// What `recv` returns once the connection is over.
+    fn after_end(&self) -> Result<Option<String>, TransportError> {
+        match self.state {
+            State::Ended => Ok(None),
+            State::Open | State::Failed => Err(self.closed_error()),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), TransportError> {
+        if self.state == State::Open && self.socket.is_some() {
+            Ok(())
+        } else {
+            Err(self.closed_error())
+        }
+    }
+
+    fn touch(&mut self) {
+        if self.limits.idle_timeout.is_some() {
+            self.keepalive.last_data = Instant::now();
+        }
+    }
+
+    /// Ends the connection as `exit` says; returns what `recv` reports.
+    fn finish(
+        &mut self,
+        exit: Exit,
+        cx: &mut Context<'_>,
+    ) -> Result<Option<String>, TransportError> {
+        match exit {
+            Exit::PeerClosed(reason) => {
+                tracing::debug!(remote = ?self.peer.remote_addr, ?reason, "peer closed the connection");
+                let reason = reason.unwrap_or_else(|| CloseReason::new(CloseCode(1005), ""));
+                self.closed = Some(reason.clone());
+                self.outbox.clear();
+                // tungstenite queued the close reply: write it now if the socket takes it,
+                // else in the background.
+                if let Some(mut socket) = self.socket.take() {
+                    if socket.poll_flush_unpin(cx).is_pending() {
+                        let limit = self.limits.close_timeout;
+                        spawn_background(async move {
+                            let _ = tokio::time::timeout(limit, socket.flush()).await;
+                        });
+                    }
+                }
+                match reason.code {
+                    CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode(1005) => {
+                        self.state = State::Ended;
+                        Ok(None)
+                    }
+                    _ => {
+                        self.state = State::Failed;
+                        Err(TransportError::Closed(Some(reason)))
+                    }
+                }
+            }
+            Exit::Failed { error, close } => {
+                tracing::debug!(remote = ?self.peer.remote_addr, %error, ?close, "connection failed");
+                self.state = State::Failed;
+                self.outbox.clear();
+                if let Some(socket) = self.socket.take() {
+                    if let Some(reason) = close {
+                        let frame = close_frame(&reason);
+                        self.closed = Some(reason);
+                        let limit = self.limits.close_timeout;
+                        spawn_background(close_and_linger(socket, VecDeque::new(), frame, limit));
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// [`finish`](Self::finish) outside a poll (no waker to flush with).
+    fn finish_now(&mut self, exit: Exit) -> TransportError {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        match self.finish(exit, &mut cx) {
+            Ok(_) => self.closed_error(),
+            Err(error) => error,
+        }
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, TransportError>> {
+        loop {
+            let Some(socket) = self.socket.as_mut() else {
+                return Poll::Ready(self.after_end());
+            };
+            if self.unflushed || !self.outbox.is_empty() {
+                match poll_drain(socket, &mut self.outbox, cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.unflushed = false;
+                        self.keepalive.stalled_since = None;
+                    }
+                    Poll::Ready(Err(error)) => {
+                        return Poll::Ready(self.finish(exit_for_write_error(error), cx));
+                    }
+                    Poll::Pending => {
+                        self.unflushed = true;
+                        if self.keepalive.stalled_since.is_none() {
+                            let now = Instant::now();
+                            self.keepalive.stalled_since = Some(now);
+                            self.keepalive.arm(now + self.limits.write_timeout);
+                        }
+                    }
+                }
+            }
+            match socket.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(message))) => {
+                    self.keepalive.awaiting_pong_since = None;
+                    match message {
+                        Message::Text(text) => {
+                            self.touch();
+                            return Poll::Ready(Ok(Some(text.as_str().to_owned())));
+                        }
+                        Message::Binary(_) => {
+                            let exit = Exit::failed(
+                                TransportError::Unsupported("binary frame"),
+                                CloseCode::UNSUPPORTED_DATA,
+                                "binary frames are not supported",
+                            );
+                            return Poll::Ready(self.finish(exit, cx));
+                        }
+                        Message::Close(frame) => {
+                            let exit = Exit::PeerClosed(frame.as_ref().map(close_reason_of));
+                            return Poll::Ready(self.finish(exit, cx));
+                        }
+                        // tungstenite queued the pong reply; it is written by the next drain.
+                        Message::Ping(_) => self.unflushed = true,
+                        // Pongs only prove liveness.
+                        Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    return Poll::Ready(self.finish(exit_for_read_error(error), cx));
+                }
+                Poll::Ready(None) => {
+                    return Poll::Ready(self.finish(Exit::PeerClosed(None), cx));
+                }
+                Poll::Pending => {}
+            }
+            if !self.keepalive.poll_fired(cx) {
+                return Poll::Pending;
+            }
+            if let Err(exit) = self.on_timer(cx) {
+                return Poll::Ready(self.finish(exit, cx));
+            }
+        }
+    }
+
+    /// Handles the keepalive timer firing: checks the deadlines, sends a ping when one is due
+    /// and re-arms the timer.
+    fn on_timer(&mut self, cx: &mut Context<'_>) -> Result<(), Exit> {
+        let now = Instant::now();
+        let limits = self.limits;
+        let keepalive = &mut self.keepalive;
+        if let Some(since) = keepalive.stalled_since {
+            let deadline = since + limits.write_timeout;
+            if now >= deadline {
+                return Err(write_timed_out());
+            }
+            keepalive.arm(deadline);
+        }
+        if let Some(since) = keepalive.awaiting_pong_since {
+            let deadline = since + limits.pong_timeout;
+            if now >= deadline {
+                return Err(Exit::failed(
+                    TransportError::TimedOut("peer did not answer a ping in time"),
+                    CloseCode::GOING_AWAY,
+                    "keepalive timeout",
+                ));
+            }
+            keepalive.arm(deadline);
+        }
+        if let Some(idle) = limits.idle_timeout {
+            let deadline = keepalive.last_data + idle;
+            if now >= deadline {
+                return Err(Exit::failed(
+                    TransportError::TimedOut("idle timeout"),
+                    CloseCode::GOING_AWAY,
+                    "idle timeout",
+                ));
+            }
+            keepalive.arm(deadline);
+        }
+        if let (Some(at), Some(period)) = (keepalive.next_ping, limits.ping_interval) {
+            let mut next = at;
+            if now >= at {
+                next = now + period;
+                // A socket that does not take a ping now is not being read by the peer: the
+                // ping counts as sent, so the pong deadline catches it.
+                if let Some(socket) = self.socket.as_mut() {
+                    match socket.poll_ready_unpin(cx) {
+                        Poll::Ready(Ok(())) => {
+                            socket
+                                .start_send_unpin(Message::Ping(Bytes::new()))
+                                .map_err(exit_for_write_error)?;
+                            self.unflushed = true;
+                        }
+                        Poll::Ready(Err(error)) => return Err(exit_for_write_error(error)),
+                        Poll::Pending => self.unflushed = true,
+                    }
+                }
+                if keepalive.awaiting_pong_since.is_none() {
+                    keepalive.awaiting_pong_since = Some(now);
+                    keepalive.arm(now + limits.pong_timeout);
+                }
+            }
+            keepalive.next_ping = Some(next);
+            keepalive.arm(next);
+        }
+        Ok(())
+    }
+
+    /// Writes the queued frames and flushes, bounded by `write_timeout`.
+    async fn write_out(&mut self) -> Result<(), TransportError> {
+        let Some(socket) = self.socket.as_mut() else {
+            return Err(self.closed_error());
+        };
+        let outbox = &mut self.outbox;
+        let write_timeout = self.limits.write_timeout;
+        // The deadline timer is created only if the socket does not take everything at once.
+        let mut deadline = pin!(None::<Sleep>);
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(result) = poll_drain(socket, outbox, cx) {
+                return Poll::Ready(result.map_err(exit_for_write_error));
+            }
+            if deadline.is_none() {
+                deadline.set(Some(tokio::time::sleep(write_timeout)));
+            }
+            match deadline.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(write_timed_out())),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        match result {
+            Ok(()) => {
+                self.unflushed = false;
+                self.keepalive.stalled_since = None;
+                Ok(())
+            }
+            Err(exit) => Err(self.finish_now(exit)),
+        }
+    }
+}
+
+/// Hands the queued frames to tungstenite (as far as it accepts them) and flushes.
+fn poll_drain(
+    socket: &mut Box<dyn Socket>,
+    outbox: &mut VecDeque<String>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), WsError>> {
+    while !outbox.is_empty() {
+        futures::ready!(socket.poll_ready_unpin(cx))?;
+        if let Some(frame) = outbox.pop_front() {
+            socket.start_send_unpin(Message::Text(frame.into()))?;
+        }
+    }
+    socket.poll_flush_unpin(cx)
+}
+
+/// Spawns a best-effort closing step if there is a runtime; otherwise drops it (and with it
+/// the socket, which closes TCP).
+fn spawn_background<F>(work: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(work);
+    }
+}
+
+/// Writes the queued frames and a close frame, then lingers; each step bounded by `limit`.
+async fn close_and_linger(
+    mut socket: Box<dyn Socket>,
+    mut outbox: VecDeque<String>,
+    frame: CloseFrame,
+    limit: Duration,
+) {
+    let write = async {
+        poll_fn(|cx| poll_drain(&mut socket, &mut outbox, cx)).await?;
+        socket.send(Message::Close(Some(frame))).await
+    };
+    let _ = tokio::time::timeout(limit, write).await;
+    socket.linger(limit).await;
 }
 
 #[async_trait]
 impl Transport for WsConnection {
     async fn send(&mut self, frame: String) -> Result<(), TransportError> {
-        match self.commands.send(Command::Frame(frame)).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.closed_error()),
+        self.check_writable()?;
+        if self.outbox.len() >= self.limits.send_queue {
+            // Full of frames from `try_send`: write them out first.
+            self.write_out().await?;
         }
+        self.touch();
+        self.outbox.push_back(frame);
+        self.write_out().await
     }
 
     fn try_send(&mut self, frame: String) -> Result<(), TransportError> {
-        match self.commands.try_send(Command::Frame(frame)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(TransportError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.closed_error()),
+        self.check_writable()?;
+        let mut cx = Context::from_waker(noop_waker_ref());
+        if self.outbox.len() >= self.limits.send_queue {
+            // Make room if the socket takes frames now; never waits.
+            if let Poll::Ready(Err(error)) = self.drain_now(&mut cx) {
+                return Err(self.finish_now(exit_for_write_error(error)));
+            }
+            if self.outbox.len() >= self.limits.send_queue {
+                return Err(TransportError::Full);
+            }
+        }
+        self.touch();
+        self.outbox.push_back(frame);
+        match self.drain_now(&mut cx) {
+            Poll::Ready(Err(error)) => Err(self.finish_now(exit_for_write_error(error))),
+            Poll::Ready(Ok(())) | Poll::Pending => Ok(()),
         }
     }
 
     async fn recv(&mut self) -> Result<Option<String>, TransportError> {
-        match self.state {
-            RecvState::Open => {}
-            RecvState::Ended => return Ok(None),
-            RecvState::Failed => return Err(self.closed_error()),
+        if let Some(frame) = self.inbox.pop_front() {
+            return Ok(Some(frame));
         }
-        // `mpsc::Receiver::recv` is cancel-safe, and so is this function: the state changes only
-        // after a value was taken.
-        match self.inbound.recv().await {
-            Some(Ok(frame)) => Ok(Some(frame)),
-            Some(Err(error)) => {
-                self.state = RecvState::Failed;
-                Err(error)
-            }
-            None => {
-                self.state = RecvState::Ended;
-                Ok(None)
-            }
+        if self.state != State::Open {
+            return self.after_end();
         }
+        poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     async fn close(&mut self, reason: CloseReason) -> Result<(), TransportError> {
-        let (reply, done) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Close(reason, reply))
-            .await
-            .is_err()
-        {
+        if self.state != State::Open {
             // Already closed: closing is idempotent.
             return Ok(());
         }
-        done.await.unwrap_or(Ok(()))
+        let Some(mut socket) = self.socket.take() else {
+            return Ok(());
+        };
+        tracing::debug!(remote = ?self.peer.remote_addr, %reason, "closing");
+        self.state = State::Ended;
+        let frame = close_frame(&reason);
+        self.closed = Some(reason);
+        let deadline = Instant::now() + self.limits.close_timeout;
+        let outbox = &mut self.outbox;
+        let write = async {
+            poll_fn(|cx| poll_drain(&mut socket, outbox, cx)).await?;
+            socket.send(Message::Close(Some(frame))).await
+        };
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {}
+            Ok(Err(error)) => return Err(transport_error_of(error)),
+            Err(_) => return Err(TransportError::TimedOut("close frame could not be written")),
+        }
+        self.outbox.clear();
+        // Wait for the peer's close frame, keeping text frames that arrive meanwhile.
+        let inbox = &mut self.inbox;
+        let room = self.limits.recv_queue;
+        let wait = async {
+            while let Some(message) = socket.next().await {
+                match message {
+                    Ok(Message::Text(text)) if inbox.len() < room => {
+                        inbox.push_back(text.as_str().to_owned());
+                    }
+                    Ok(Message::Text(_)) => {
+                        tracing::debug!("frame received while closing dropped: queue full");
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        if tokio::time::timeout_at(deadline, wait).await.is_err() {
+            tracing::debug!("peer did not answer the close frame in time");
+        }
+        Ok(())
     }
 
     fn peer(&self) -> &PeerInfo {
         &self.peer
+    }
+}
+
+impl WsConnection {
+    /// Writes out what the socket takes now, without waiting.
+    fn drain_now(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        let Some(socket) = self.socket.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let polled = poll_drain(socket, &mut self.outbox, cx);
+        self.unflushed = !matches!(polled, Poll::Ready(Ok(())));
+        polled
+    }
+}
+
+impl Drop for WsConnection {
+    fn drop(&mut self) {
+        if self.state != State::Open {
+            return;
+        }
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        tracing::debug!(remote = ?self.peer.remote_addr, "dropped; closing with 1001");
+        let frame = close_frame(&CloseReason::new(CloseCode::GOING_AWAY, ""));
+        let outbox = std::mem::take(&mut self.outbox);
+        spawn_background(close_and_linger(
+            socket,
+            outbox,
+            frame,
+            self.limits.close_timeout,
+        ));
     }
 }
 
@@ -224,14 +746,10 @@ fn close_reason_of(frame: &CloseFrame) -> CloseReason {
     CloseReason::new(CloseCode(u16::from(frame.code)), frame.reason.as_str())
 }
 
-/// How the driver's main loop ended.
+/// How the connection ends.
 enum Exit {
     /// The peer sent a close frame (`None`: without a status code).
     PeerClosed(Option<CloseReason>),
-    /// [`Transport::close`] was called.
-    LocalClose(CloseReason, oneshot::Sender<Result<(), TransportError>>),
-    /// The handle was dropped.
-    HandleDropped,
     /// A failure: send this close frame (if any), then report the error.
     Failed {
         error: TransportError,
@@ -248,367 +766,12 @@ impl Exit {
     }
 }
 
-struct Driver<S> {
-    ws: WebSocketStream<S>,
-    commands: mpsc::Receiver<Command>,
-    inbound: mpsc::Sender<Result<String, TransportError>>,
-    shared: Arc<Shared>,
-    /// A received frame waiting for room in the inbound queue; the socket is not read meanwhile.
-    pending: Option<String>,
-    ping_interval: Option<Duration>,
-    pong_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    close_timeout: Duration,
-    write_timeout: Duration,
-}
-
-impl<S> Driver<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    async fn run(mut self) {
-        let exit = self.main_loop().await;
-        match exit {
-            Exit::PeerClosed(reason) => {
-                tracing::debug!(?reason, "peer closed the connection");
-                // tungstenite queued the close reply; flush it.
-                let _ = tokio::time::timeout(self.close_timeout, self.ws.flush()).await;
-                let reason = reason.unwrap_or_else(|| CloseReason::new(CloseCode(1005), ""));
-                let _ = self.shared.closed.set(reason.clone());
-                let Self {
-                    ws,
-                    inbound,
-                    pending,
-                    ..
-                } = self;
-                drop(ws);
-                let error = match reason.code {
-                    CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode(1005) => None,
-                    _ => Some(TransportError::Closed(Some(reason))),
-                };
-                deliver(&inbound, pending, error).await;
-            }
-            Exit::LocalClose(reason, reply) => {
-                tracing::debug!(%reason, "closing");
-                let result = self.close_handshake(&reason).await;
-                let _ = self.shared.closed.set(reason);
-                let _ = reply.send(result);
-                // Frames received before the close stay readable; then `recv` ends.
-                if let Some(frame) = self.pending.take() {
-                    let _ = self.inbound.try_send(Ok(frame));
-                }
-            }
-            Exit::HandleDropped => {
-                tracing::debug!("handle dropped; closing with 1001");
-                let reason = CloseReason::new(CloseCode::GOING_AWAY, "");
-                let _ = self.shared.closed.set(reason.clone());
-                let _ = tokio::time::timeout(
-                    self.close_timeout,
-                    self.ws.close(Some(close_frame(&reason))),
-                )
-                .await;
-                linger(self.ws, self.close_timeout).await;
-            }
-            Exit::Failed { error, close } => {
-                tracing::debug!(%error, ?close, "connection failed");
-                if let Some(reason) = &close {
-                    let _ = self.shared.closed.set(reason.clone());
-                    let _ = tokio::time::timeout(
-                        self.close_timeout,
-                        self.ws.close(Some(close_frame(reason))),
-                    )
-                    .await;
-                }
-                let Self {
-                    ws,
-                    inbound,
-                    pending,
-                    close_timeout,
-                    ..
-                } = self;
-                if close.is_some() {
-                    // Report the error while draining the socket; the socket is released when
-                    // draining ends even if nobody takes the error.
-                    tokio::join!(
-                        linger(ws, close_timeout),
-                        deliver(&inbound, pending, Some(error))
-                    );
-                } else {
-                    drop(ws);
-                    deliver(&inbound, pending, Some(error)).await;
-                }
-            }
-        }
-    }
-
-    async fn main_loop(&mut self) -> Exit {
-        let now = Instant::now();
-        let mut ping = self.ping_interval.map(|period| {
-            let mut interval = tokio::time::interval_at(now + period, period);
-            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            interval
-        });
-        // Deadlines are checked lazily: one timer, re-armed only when it fires, so the hot path
-        // does no timer work per frame.
-        let mut awaiting_pong_since: Option<Instant> = None;
-        let mut last_data = now;
-        let check = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(check);
-        let mut check_at: Option<Instant> = None;
-        let rearm = |check_at: &mut Option<Instant>,
-                     check: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-                     at: Option<Instant>| {
-            if let Some(at) = at {
-                let earlier = match *check_at {
-                    Some(current) => at < current,
-                    None => true,
-                };
-                if earlier {
-                    *check_at = Some(at);
-                    check.as_mut().reset(at);
-                }
-            }
-        };
-        rearm(
-            &mut check_at,
-            &mut check,
-            self.idle_timeout.map(|idle| now + idle),
-        );
-
-        loop {
-            tokio::select! {
-                biased;
-                permit = self.inbound.reserve(), if self.pending.is_some() => {
-                    let Ok(permit) = permit else { return Exit::HandleDropped };
-                    if let Some(frame) = self.pending.take() {
-                        permit.send(Ok(frame));
-                    }
-                }
-                command = self.commands.recv() => {
-                    let Some(command) = command else { return Exit::HandleDropped };
-                    match command {
-                        Command::Close(reason, reply) => return Exit::LocalClose(reason, reply),
-                        Command::Frame(frame) => {
-                            last_data = Instant::now();
-                            match write_batch(&mut self.ws, &mut self.commands, self.write_timeout, frame).await {
-                                Ok(None) => {}
-                                Ok(Some(exit)) | Err(exit) => return exit,
-                            }
-                        }
-                    }
-                }
-                message = self.ws.next(), if self.pending.is_none() => {
-                    awaiting_pong_since = None;
-                    let message = match message {
-                        Some(Ok(message)) => message,
-                        None => return Exit::PeerClosed(None),
-                        Some(Err(error)) => return exit_for_read_error(error),
-                    };
-                    match message {
-                        Message::Text(text) => {
-                            last_data = Instant::now();
-                            let frame = text.as_str().to_owned();
-                            match self.inbound.try_reserve() {
-                                Ok(permit) => permit.send(Ok(frame)),
-                                Err(mpsc::error::TrySendError::Full(())) => {
-                                    self.pending = Some(frame);
-                                }
-                                Err(mpsc::error::TrySendError::Closed(())) => {
-                                    return Exit::HandleDropped;
-                                }
-                            }
-                        }
-                        Message::Binary(_) => {
-                            return Exit::failed(
-                                TransportError::Unsupported("binary frame"),
-                                CloseCode::UNSUPPORTED_DATA,
-                                "binary frames are not supported",
-                            );
-                        }
-                        Message::Close(frame) => {
-                            return Exit::PeerClosed(frame.as_ref().map(close_reason_of));
-                        }
-                        // Pings are answered by tungstenite on the next read; pongs only prove
-                        // liveness.
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                    }
-                }
-                () = tick(&mut ping), if ping.is_some() => {
-                    let sent = tokio::time::timeout(
-                        self.write_timeout,
-                        self.ws.send(Message::Ping(Bytes::new())),
-                    )
-                    .await;
-                    match sent {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => return exit_for_write_error(error),
-                        Err(_) => return write_timed_out(),
-                    }
-                    if awaiting_pong_since.is_none() {
-                        let now = Instant::now();
-                        awaiting_pong_since = Some(now);
-                        rearm(&mut check_at, &mut check, Some(now + self.pong_timeout));
-                    }
-                }
-                () = &mut check, if check_at.is_some() => {
-                    check_at = None;
-                    let now = Instant::now();
-                    if self.pending.is_some() {
-                        // Backpressured by the local consumer: the socket is not being read, so
-                        // neither silence nor idleness is the peer's doing.
-                        awaiting_pong_since = awaiting_pong_since.map(|_| now);
-                        last_data = now;
-                    }
-                    if let Some(since) = awaiting_pong_since {
-                        if now >= since + self.pong_timeout {
-                            return Exit::failed(
-                                TransportError::TimedOut("peer did not answer a ping in time"),
-                                CloseCode::GOING_AWAY,
-                                "keepalive timeout",
-                            );
-                        }
-                        rearm(&mut check_at, &mut check, Some(since + self.pong_timeout));
-                    }
-                    if let Some(idle) = self.idle_timeout {
-                        if now >= last_data + idle {
-                            return Exit::failed(
-                                TransportError::TimedOut("idle timeout"),
-                                CloseCode::GOING_AWAY,
-                                "idle timeout",
-                            );
-                        }
-                        rearm(&mut check_at, &mut check, Some(last_data + idle));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends our close frame, then reads until the peer's close frame, the end of the stream or
-    /// `close_timeout`. Text frames read meanwhile are delivered if the inbound queue has room.
-    async fn close_handshake(&mut self, reason: &CloseReason) -> Result<(), TransportError> {
-        let deadline = Instant::now() + self.close_timeout;
-        match tokio::time::timeout_at(deadline, self.ws.close(Some(close_frame(reason)))).await {
-            Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {}
-            Ok(Err(error)) => return Err(transport_error_of(error)),
-            Err(_) => return Err(TransportError::TimedOut("close frame could not be written")),
-        }
-        let inbound = &self.inbound;
-        let pending = &mut self.pending;
-        let ws = &mut self.ws;
-        let wait = async {
-            while let Some(message) = ws.next().await {
-                match message {
-                    Ok(Message::Text(text)) => {
-                        let frame = text.as_str().to_owned();
-                        if let Some(earlier) = pending.take() {
-                            let _ = inbound.try_send(Ok(earlier));
-                        }
-                        if inbound.try_send(Ok(frame)).is_err() {
-                            tracing::debug!("frame received while closing dropped: queue full");
-                        }
-                    }
-                    Ok(Message::Close(_)) => {}
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        };
-        if tokio::time::timeout_at(deadline, wait).await.is_err() {
-            tracing::debug!("peer did not answer the close frame in time");
-        }
-        Ok(())
-    }
-}
-
-/// Writes `first` and up to [`MAX_BATCH`]` - 1` more queued frames, then flushes once.
-/// Returns the exit to take if a close command was among them.
-async fn write_batch<S>(
-    ws: &mut WebSocketStream<S>,
-    commands: &mut mpsc::Receiver<Command>,
-    write_timeout: Duration,
-    first: String,
-) -> Result<Option<Exit>, Exit>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let work = async {
-        ws.feed(Message::Text(first.into())).await?;
-        let mut close = None;
-        for _ in 1..MAX_BATCH {
-            match commands.try_recv() {
-                Ok(Command::Frame(frame)) => ws.feed(Message::Text(frame.into())).await?,
-                Ok(Command::Close(reason, reply)) => {
-                    close = Some(Exit::LocalClose(reason, reply));
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        ws.flush().await?;
-        Ok::<_, WsError>(close)
-    };
-    match tokio::time::timeout(write_timeout, work).await {
-        Ok(Ok(close)) => Ok(close),
-        Ok(Err(error)) => Err(exit_for_write_error(error)),
-        Err(_) => Err(write_timed_out()),
-    }
-}
-
-/// Waits for the next tick of an interval; never completes without one.
-async fn tick(interval: &mut Option<tokio::time::Interval>) {
-    match interval {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Delivers a held frame, then the final error, waiting for room; gives up if the handle is gone.
-async fn deliver(
-    inbound: &mpsc::Sender<Result<String, TransportError>>,
-    pending: Option<String>,
-    error: Option<TransportError>,
-) {
-    if let Some(frame) = pending {
-        if inbound.send(Ok(frame)).await.is_err() {
-            return;
-        }
-    }
-    if let Some(error) = error {
-        let _ = inbound.send(Err(error)).await;
-    }
-}
-
-/// Shuts the write side and discards what the peer still sends, for at most `limit`, so that
-/// the close frame already written is not destroyed by a TCP reset.
-async fn linger<S>(ws: WebSocketStream<S>, limit: Duration)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut stream = ws.into_inner();
-    let drain = async {
-        let _ = stream.shutdown().await;
-        let mut buf = [0u8; 4096];
-        let mut total = 0usize;
-        while total < MAX_DRAIN_BYTES {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(limit, drain).await;
-}
-
 fn write_timed_out() -> Exit {
     Exit::Failed {
         error: TransportError::TimedOut("peer did not read in time"),
         close: None,
     }
 }
-
 fn exit_for_read_error(error: WsError) -> Exit {
     match error {
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Exit::failed(

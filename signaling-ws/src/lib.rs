@@ -6,6 +6,11 @@
 //! Frames are UTF-8 text; binary frames are refused (close 1003). Sizes, queues, keepalive and
 //! timeouts are set in [`WsConfig`]; every queue is bounded.
 //!
+//! A connection has no task of its own: it does its IO inside its methods, so keep a
+//! [`recv`](signaling_core::transport::Transport::recv) pending on every connection (as the
+//! example below and the session and relay drivers do); keepalive pings and timeouts run inside
+//! it. See [`WsConnection`] for the details.
+//!
 //! ```no_run
 //! use signaling_core::transport::{CloseReason, Transport};
 //! use signaling_ws::{HandshakeRequest, Rejection, WsClient, WsConfig, WsServer};

@@ -267,7 +267,7 @@ where
     let result = tokio::time::timeout(config.handshake_timeout, handshake).await;
     match (result, outcome) {
         (Err(_), _) => Err(AcceptError::TimedOut),
-        (Ok(Ok(ws)), Some(Ok(peer))) => Ok(WsConnection::spawn(ws, peer, config)),
+        (Ok(Ok(ws)), Some(Ok(peer))) => Ok(WsConnection::new(ws, peer, config)),
         (Ok(_), Some(Err(status))) => Err(AcceptError::Rejected { status }),
         (Ok(Err(error)), _) => Err(AcceptError::from_ws(error)),
         (Ok(Ok(_)), None) => Err(AcceptError::Protocol(Box::new(

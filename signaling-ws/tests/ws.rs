@@ -260,24 +260,31 @@ async fn keepalive_detects_a_silent_peer() {
 
 #[tokio::test]
 async fn keepalive_keeps_a_live_peer() {
+    // Pings every 20 ms on both ends and a pong deadline far shorter than the quiet period: the
+    // connection survives only if each end answers the other's pings while it waits in `recv`
+    // (keepalive runs inside `recv`; there is no task per connection).
     let config = WsConfig::default()
         .with_ping_interval(Some(Duration::from_millis(20)))
-        .with_pong_timeout(Duration::from_millis(500));
+        .with_pong_timeout(Duration::from_millis(100));
     let mut server = WsServer::bind("127.0.0.1:0", config.clone()).await.unwrap();
     let addr = server.local_addr();
-    // A client that reads (and so answers pings) but sends nothing for several ping periods.
     let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
         .await
         .unwrap();
-    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
-    let reader = tokio::spawn(async move {
-        let frame = recv(&mut client).await;
-        (client, frame)
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    conn.send("still here".to_owned()).await.unwrap();
-    let (_client, frame) = reader.await.unwrap();
-    assert_eq!(frame.unwrap().as_deref(), Some("still here"));
+    let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    let server_side = tokio::spawn(echo(conn));
+    // The client waits in `recv` for 15 ping periods while nobody sends a text frame.
+    tokio::select! {
+        frame = client.recv() => panic!("unexpected {frame:?}"),
+        () = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    client.send("still here".to_owned()).await.unwrap();
+    assert_eq!(
+        recv(&mut client).await.unwrap().as_deref(),
+        Some("still here")
+    );
+    client.close(CloseReason::normal()).await.unwrap();
+    timeout(LIMIT, server_side).await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -431,11 +438,24 @@ async fn normal_close_ends_recv_cleanly_and_dropping_sends_1001() {
         .await
         .unwrap();
     let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    // The server waits in `recv`, as a connection's driver does: the close handshake (like
+    // keepalive) progresses only while the peer reads.
+    let reader = tokio::spawn(async move {
+        let got = [
+            recv(&mut conn).await.unwrap(),
+            recv(&mut conn).await.unwrap(),
+            recv(&mut conn).await.unwrap(),
+        ];
+        (conn, got)
+    });
     client.send("last".to_owned()).await.unwrap();
-    client.close(CloseReason::normal()).await.unwrap();
-    assert_eq!(recv(&mut conn).await.unwrap().as_deref(), Some("last"));
-    assert_eq!(recv(&mut conn).await.unwrap(), None);
-    assert_eq!(recv(&mut conn).await.unwrap(), None);
+    timeout(Duration::from_secs(2), client.close(CloseReason::normal()))
+        .await
+        .expect("the peer's close frame did not come back promptly")
+        .unwrap();
+    let (conn, got) = reader.await.unwrap();
+    assert_eq!(got, [Some("last".to_owned()), None, None]);
+    assert_eq!(conn.close_reason(), Some(CloseReason::normal()));
 
     let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
         .await
@@ -456,7 +476,9 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
         let _ = hold_rx.await; // never reads
         drop(ws);
     });
-    let config = WsConfig::default().with_send_queue(4);
+    let config = WsConfig::default()
+        .with_send_queue(4)
+        .with_write_timeout(Duration::from_millis(300));
     let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
         .await
         .unwrap();
@@ -473,13 +495,25 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
         }
     }
     assert!(full, "the send queue never filled");
+    // A pending `recv` keeps trying to write the queue out and gives up after `write_timeout`.
+    match recv(&mut client).await {
+        Err(TransportError::TimedOut(_)) => {}
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    assert!(matches!(
+        client.try_send("late".to_owned()),
+        Err(TransportError::Closed(_))
+    ));
     drop(hold_tx);
 }
 
 #[tokio::test]
 async fn recv_is_cancel_safe() {
-    let addr = echo_server(WsConfig::default()).await;
-    let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+    // Pings every millisecond on both ends, so many `recv`s are cancelled around a ping being
+    // written or answered: the stream must stay intact and in order.
+    let config = WsConfig::default().with_ping_interval(Some(Duration::from_millis(1)));
+    let addr = echo_server(config.clone()).await;
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
         .await
         .unwrap();
     let n = 500;
@@ -502,6 +536,58 @@ async fn recv_is_cancel_safe() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn try_send_frames_go_out_in_order_with_sent_ones() {
+    let addr = echo_server(WsConfig::default()).await;
+    let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
+        .await
+        .unwrap();
+    for i in 0..10 {
+        client.try_send(format!("t{i}")).unwrap();
+    }
+    client.send("s".to_owned()).await.unwrap();
+    client.try_send("t10".to_owned()).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..12 {
+        got.push(recv(&mut client).await.unwrap().unwrap());
+    }
+    let mut expected: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    expected.push("s".to_owned());
+    expected.push("t10".to_owned());
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn dropping_writes_queued_frames_before_1001() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    for i in 0..5 {
+        conn.try_send(format!("q{i}")).unwrap();
+    }
+    drop(conn);
+    let mut got = Vec::new();
+    let code = timeout(LIMIT, async {
+        while let Some(message) = raw.next().await {
+            match message.unwrap() {
+                Message::Text(text) => got.push(text.as_str().to_owned()),
+                Message::Close(frame) => return frame.map(|f| u16::from(f.code)),
+                _ => {}
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, ["q0", "q1", "q2", "q3", "q4"]);
+    assert_eq!(code, Some(1001));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
