@@ -257,8 +257,24 @@ async function serveSeed() {
   return server;
 }
 
+/** Waits (10 s at most) until the relay serves its demo page: it may still be starting. */
+async function waitForRelay() {
+  const until = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const res = await fetch(`${BASE}/`, { signal: AbortSignal.timeout(2000) });
+      if (res.ok) return;
+      throw new Error(`GET / answered ${res.status}`);
+    } catch (e) {
+      if (Date.now() > until) throw new Error(`the relay at ${BASE} does not answer: ${e.message}`);
+      await sleep(100);
+    }
+  }
+}
+
 async function main() {
   console.log(`browser end-to-end tests against ${BASE} (chromium: ${CHROMIUM})`);
+  await waitForRelay();
   const browser = await withTimeout(
     chromium.launch({
       executablePath: CHROMIUM,
