@@ -15,6 +15,9 @@
 //! bash scripts/install-browser-deps
 //! SIGNALING_REQUIRE_BROWSER=1 cargo test -p examples --test browser -- --nocapture
 //! ```
+// The test's job includes showing the browser run's report (the harness captures it).
+#![allow(clippy::print_stdout)]
+
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
