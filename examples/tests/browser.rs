@@ -15,10 +15,7 @@
 //! bash scripts/install-browser-deps
 //! SIGNALING_REQUIRE_BROWSER=1 cargo test -p examples --test browser -- --nocapture
 //! ```
-// The test's job includes showing the browser run's report (the harness captures it).
-#![allow(clippy::print_stdout)]
-
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -78,6 +75,12 @@ fn missing(browser_dir: &Path) -> Vec<String> {
     missing
 }
 
+/// Writes straight to the process's stderr, past the test harness's capture: the skip notice
+/// and the browser run's report belong in the CI log even when the test passes.
+fn show(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -96,9 +99,9 @@ fn relay_in_a_real_browser() {
                 "browser end-to-end test cannot run, missing: {what}; run `bash scripts/install-browser-deps`"
             );
         }
-        eprintln!(
+        show(&format!(
             "\n!!!!!!!!\n!!! browser end-to-end test skipped: missing {what}\n!!! (`bash scripts/install-browser-deps` installs them; SIGNALING_REQUIRE_BROWSER=1 turns this skip into a failure)\n!!!!!!!!\n"
-        );
+        ));
         return;
     }
 
@@ -154,15 +157,15 @@ fn relay_in_a_real_browser() {
     };
     let out = out.join().unwrap_or_default();
     let err = err.join().unwrap_or_default();
-    println!("{out}");
+    show(&format!("\n{out}"));
     if !err.trim().is_empty() {
-        println!("stderr:\n{err}");
+        show(&format!("stderr:\n{err}\n"));
     }
-    println!(
-        "browser end-to-end run took {:.1}s; screenshot: {}",
+    show(&format!(
+        "browser end-to-end run took {:.1}s; screenshot: {}\n",
         started.elapsed().as_secs_f64(),
         screenshot.display()
-    );
+    ));
     match status {
         Some(status) if status.success() => {}
         Some(status) => panic!(
