@@ -171,7 +171,7 @@ async function scenarioCall(browser, logs, left) {
       : 'glare path not exercised (no colliding offers this run)',
   );
 
-  // Screenshot of tab B (the one that joined second), then look at the layout from the DOM.
+  // A screenshot of tab B, to look at (two videos playing, the status line, the log).
   await b.screenshot({ path: SCREENSHOT, fullPage: true });
   note(`screenshot: ${SCREENSHOT}`);
 
