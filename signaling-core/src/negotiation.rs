@@ -696,7 +696,7 @@ impl Negotiation {
 
     fn handle_description(&mut self, now: Instant, d: Description) {
         use SignalingState as S;
-        let request_type = d.kind_type_name();
+        let request_type = d.type_name();
         let hash = hash_of(&(d.kind, &d.sdp));
         if self.seen_descriptions.contains(&hash) {
             self.stats.duplicates_suppressed += 1;
@@ -1052,16 +1052,6 @@ enum Gen {
     Current,
     Stale,
     Unknown,
-}
-
-impl Description {
-    fn kind_type_name(&self) -> &'static str {
-        match self.kind {
-            SdpKind::Offer => wire::TYPE_OFFER,
-            SdpKind::Answer => wire::TYPE_ANSWER,
-            SdpKind::Pranswer => wire::TYPE_WEBRTC,
-        }
-    }
 }
 
 fn push_bounded<T>(q: &mut VecDeque<T>, item: T, bound: usize) {

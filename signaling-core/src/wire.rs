@@ -76,11 +76,7 @@ impl Message {
     /// provisional answer reports [`TYPE_WEBRTC`], the only form that carries it.
     pub fn type_name(&self) -> &str {
         match self {
-            Message::Description(d) => match d.kind {
-                SdpKind::Offer => TYPE_OFFER,
-                SdpKind::Answer => TYPE_ANSWER,
-                SdpKind::Pranswer => TYPE_WEBRTC,
-            },
+            Message::Description(d) => d.type_name(),
             Message::Candidate(_) | Message::EndOfCandidates(_) => TYPE_CANDIDATE,
             Message::Error(_) => TYPE_ERROR,
             Message::Unknown(u) => &u.kind,
@@ -136,6 +132,16 @@ impl Description {
             kind,
             sdp: sdp.into(),
             ice_servers: Vec::new(),
+        }
+    }
+
+    /// The `type` this description is written with in the v1 dialect: `webrtc/offer`,
+    /// `webrtc/answer`, or [`TYPE_WEBRTC`] for a provisional answer (only v2 carries those).
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            SdpKind::Offer => TYPE_OFFER,
+            SdpKind::Answer => TYPE_ANSWER,
+            SdpKind::Pranswer => TYPE_WEBRTC,
         }
     }
 
