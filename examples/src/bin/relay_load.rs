@@ -401,12 +401,20 @@ fn vm_rss_kb(pid: &str) -> Result<u64, Error> {
         .parse()?)
 }
 
-/// Nanoseconds the process's main thread has run on a CPU.
-fn cpu_ns(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
+/// Nanoseconds the process's main thread has run on a CPU, and has waited runnable for one
+/// (time taken by other processes on the same core).
+fn cpu_ns(pid: &str) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let mut fields = s.split_whitespace().map(|v| v.parse().unwrap_or(0));
+    (
+        fields.next().unwrap_or(0),
+        fields.next().unwrap_or(0),
+    )
+}
+
+fn percent(a: (u64, u64), b: (u64, u64), secs: f64) -> (f64, f64) {
+    let pct = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1e9 / secs * 100.0;
+    (pct(a.0, b.0), pct(a.1, b.1))
 }
 
 fn load1() -> String {
@@ -436,8 +444,9 @@ fn payload(size: usize) -> Utf8Bytes {
 
 struct Throughput {
     rate: f64,
-    server_cpu: f64,
-    client_cpu: f64,
+    /// CPU use and run-queue wait, in percent of the interval.
+    server_cpu: (f64, f64),
+    client_cpu: (f64, f64),
     load: String,
 }
 
@@ -528,10 +537,18 @@ async fn throughput(
     }
     Ok(Throughput {
         rate: (n1 - n0) as f64 / elapsed,
-        server_cpu: (s1 - s0) as f64 / 1e9 / elapsed * 100.0,
-        client_cpu: (c1 - c0) as f64 / 1e9 / elapsed * 100.0,
+        server_cpu: percent(s0, s1, elapsed),
+        client_cpu: percent(c0, c1, elapsed),
         load,
     })
+}
+
+impl Throughput {
+    /// Frames forwarded per second of server CPU time: less sensitive than the rate to CPU
+    /// time taken by other processes on the server's core.
+    fn per_cpu(&self) -> f64 {
+        self.rate / (self.server_cpu.0 / 100.0).max(1e-9)
+    }
 }
 
 struct Rss {
@@ -608,8 +625,9 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
         for &size in &args.sizes {
             for &pairs in &args.pairs {
                 let (mut relay_rates, mut base_rates) = (Vec::new(), Vec::new());
+                let (mut relay_effs, mut base_effs) = (Vec::new(), Vec::new());
                 for rep in 1..=args.repeat {
-                    let mut rates = [0.0; 2];
+                    let (mut rates, mut effs) = ([0.0; 2], [0.0; 2]);
                     for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
                         let server = ServerProc::start(kind, args.server_core)?;
                         let pid = server.pid().to_string();
@@ -620,24 +638,34 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                         writeln!(
                             out,
                             "sample throughput server={} frame={size}B pairs={pairs} rep={rep} \
-                             rate={:.0}/s server_cpu={:.0}% client_cpu={:.0}% load1={}",
+                             rate={:.0}/s per_server_cpu_s={:.0} server_cpu={:.0}% server_runq_wait={:.0}% \
+                             client_cpu={:.0}% client_runq_wait={:.0}% load1={}",
                             kind.name(),
                             t.rate,
-                            t.server_cpu,
-                            t.client_cpu,
+                            t.per_cpu(),
+                            t.server_cpu.0,
+                            t.server_cpu.1,
+                            t.client_cpu.0,
+                            t.client_cpu.1,
                             t.load
                         )?;
                         out.flush()?;
                         rates[i] = t.rate;
+                        effs[i] = t.per_cpu();
                     }
                     relay_rates.push(rates[0]);
                     base_rates.push(rates[1]);
+                    relay_effs.push(effs[0]);
+                    base_effs.push(effs[1]);
                 }
                 let (r, b) = (median(&relay_rates), median(&base_rates));
+                let (re, be) = (median(&relay_effs), median(&base_effs));
                 summary.push(format!(
                     "throughput frame={size}B pairs={pairs} relay={r:.0}/s baseline={b:.0}/s \
-                     ratio={:.2} reps={}",
+                     ratio={:.2} relay_per_cpu_s={re:.0} baseline_per_cpu_s={be:.0} \
+                     cpu_ratio={:.2} reps={}",
                     r / b,
+                    re / be,
                     args.repeat
                 ));
             }
