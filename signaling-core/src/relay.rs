@@ -773,7 +773,11 @@ impl<R: RoomRegistry> Relay<R> {
             raw.frame().to_owned()
         };
         if let Some(to) = raw.to() {
-            let room = self.peers.get(from).map(|p| p.room.clone()).unwrap_or_default();
+            let room = self
+                .peers
+                .get(from)
+                .map(|p| p.room.clone())
+                .unwrap_or_default();
             let target = PeerId(to.to_owned());
             let same_room = self.peers.get(&target).is_some_and(|p| p.room == room);
             if !same_room || target == *from {

@@ -165,7 +165,11 @@ fn raise_nofile() {
 
 fn pin(core: usize) -> Result<(), Error> {
     // Not `get_core_ids`: it lists only the cores of the current mask, which a child inherits.
-    if core >= std::thread::available_parallelism().map_or(1, usize::from).max(2) {
+    if core
+        >= std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .max(2)
+    {
         return Err(format!("no core {core}").into());
     }
     if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
@@ -276,6 +280,8 @@ async fn baseline_server(listener: TcpListener) -> Result<(), Error> {
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut room = None;
+            // The callback's signature is tungstenite's.
+            #[allow(clippy::result_large_err)]
             let callback = |req: &Request, resp: Response| {
                 room = req.uri().query().and_then(|q| {
                     q.split('&')
@@ -406,10 +412,7 @@ fn vm_rss_kb(pid: &str) -> Result<u64, Error> {
 fn cpu_ns(pid: &str) -> (u64, u64) {
     let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
     let mut fields = s.split_whitespace().map(|v| v.parse().unwrap_or(0));
-    (
-        fields.next().unwrap_or(0),
-        fields.next().unwrap_or(0),
-    )
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
 }
 
 fn percent(a: (u64, u64), b: (u64, u64), secs: f64) -> (f64, f64) {
@@ -592,8 +595,7 @@ async fn idle_rss(
         });
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (joined.load(Ordering::Relaxed) as usize) < args.idle_conns && Instant::now() < deadline
-    {
+    while (joined.load(Ordering::Relaxed) as usize) < args.idle_conns && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
@@ -681,8 +683,8 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                 let m = rt.block_on(idle_rss(kind, server.addr, &pid, args))?;
                 drop(rt);
                 drop(server);
-                let bytes = (m.after_kb.saturating_sub(m.before_kb) * 1024) as f64
-                    / m.joined.max(1) as f64;
+                let bytes =
+                    (m.after_kb.saturating_sub(m.before_kb) * 1024) as f64 / m.joined.max(1) as f64;
                 writeln!(
                     out,
                     "sample rss server={} conns={} joined={} rep={rep} before={}kB after={}kB \
