@@ -47,6 +47,8 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
+
 use crate::candidate::Candidate;
 use crate::ice::{CandidatePolicy, IceServersConfig};
 use crate::transport::{CloseCode, CloseReason};
@@ -390,8 +392,9 @@ enum Timer {
 pub struct Relay<R: RoomRegistry = LocalRooms> {
     config: RelayConfig,
     rooms: R,
-    peers: HashMap<PeerId, Peer>,
-    conns: HashMap<ConnId, PeerId>,
+    // Keys assigned by the relay itself (never chosen by a client), so a fast hasher is safe.
+    peers: FxHashMap<PeerId, Peer>,
+    conns: FxHashMap<ConnId, PeerId>,
     tokens: HashMap<String, PeerId>,
     mailboxes: HashMap<String, Queue>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
@@ -416,8 +419,8 @@ impl<R: RoomRegistry> Relay<R> {
         Self {
             config,
             rooms,
-            peers: HashMap::new(),
-            conns: HashMap::new(),
+            peers: FxHashMap::default(),
+            conns: FxHashMap::default(),
             tokens: HashMap::new(),
             mailboxes: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -766,10 +769,9 @@ impl<R: RoomRegistry> Relay<R> {
         from: &PeerId,
         raw: &RawFrame<'_>,
     ) -> Result<(), &'static str> {
-        let Some(peer) = self.peers.get(from) else {
+        if !self.peers.contains_key(from) {
             return Ok(());
-        };
-        let room = peer.room.clone();
+        }
         let stamp = self.config.room_capacity > 2;
         let frame = if stamp {
             raw.write_with_from(&from.0)
@@ -777,6 +779,11 @@ impl<R: RoomRegistry> Relay<R> {
             raw.frame().to_owned()
         };
         if let Some(to) = raw.to() {
+            let room = self
+                .peers
+                .get(from)
+                .map(|p| p.room.clone())
+                .unwrap_or_default();
             let target = PeerId(to.to_owned());
             let same_room = self.peers.get(&target).is_some_and(|p| p.room == room);
             if !same_room || target == *from {
@@ -785,14 +792,23 @@ impl<R: RoomRegistry> Relay<R> {
             self.deliver(now, &target, frame);
             return Ok(());
         }
-        let others: Vec<PeerId> = self
-            .rooms
-            .members(&room)
-            .iter()
-            .filter(|p| *p != from)
-            .cloned()
-            .collect();
-        if others.is_empty() {
+        // The members' slice borrows only `rooms`, so the peers can be updated meanwhile
+        // without copying the room name or the member list for every frame.
+        let Self {
+            rooms,
+            peers,
+            out,
+            stats,
+            config,
+            ..
+        } = self;
+        let Some(peer) = peers.get(from) else {
+            return Ok(());
+        };
+        let members = rooms.members(&peer.room);
+        let recipients = members.iter().filter(|p| *p != from).count();
+        if recipients == 0 {
+            let room = peer.room.clone();
             let (max_frames, max_bytes) = (self.config.mailbox_frames, self.config.mailbox_bytes);
             let age = self.config.mailbox_age;
             let q = self.mailboxes.entry(room.clone()).or_default();
@@ -806,35 +822,31 @@ impl<R: RoomRegistry> Relay<R> {
             }
             return Ok(());
         }
-        let last = others.len() - 1;
         let mut frame = Some(frame);
-        for (i, other) in others.iter().enumerate() {
-            let f = if i == last {
+        let mut left = recipients;
+        for other in members.iter().filter(|p| *p != from) {
+            left -= 1;
+            let f = if left == 0 {
                 frame.take().unwrap_or_default()
             } else {
                 frame.clone().unwrap_or_default()
             };
-            self.deliver(now, other, f);
+            deliver_to(peers, out, stats, config, now, other, f);
         }
         Ok(())
     }
 
     /// Sends to a peer's connection, or queues for it while it is away.
     fn deliver(&mut self, now: Instant, to: &PeerId, frame: String) {
-        let (max_frames, max_bytes) = (self.config.mailbox_frames, self.config.mailbox_bytes);
-        let Some(peer) = self.peers.get_mut(to) else {
-            return;
-        };
-        match peer.conn {
-            Some(conn) => self.send(conn, frame),
-            None => {
-                if peer.outbox.push(now, frame, max_frames, max_bytes) {
-                    self.stats.queued += 1;
-                } else {
-                    self.stats.refused += 1;
-                }
-            }
-        }
+        deliver_to(
+            &mut self.peers,
+            &mut self.out,
+            &mut self.stats,
+            &self.config,
+            now,
+            to,
+            frame,
+        );
     }
 
     fn send(&mut self, conn: ConnId, frame: String) {
@@ -972,6 +984,37 @@ impl<R: RoomRegistry> Relay<R> {
                 Timer::Idle(id) | Timer::Grace(id) => peers.contains_key(id),
                 Timer::Mailbox(room) => mailboxes.contains_key(room),
             });
+        }
+    }
+}
+
+/// [`Relay::deliver`] on the relay's fields, for callers that hold a borrow of another field.
+fn deliver_to(
+    peers: &mut FxHashMap<PeerId, Peer>,
+    out: &mut VecDeque<RelayOutput>,
+    stats: &mut RelayStats,
+    config: &RelayConfig,
+    now: Instant,
+    to: &PeerId,
+    frame: String,
+) {
+    let Some(peer) = peers.get_mut(to) else {
+        return;
+    };
+    match peer.conn {
+        Some(conn) => {
+            stats.forwarded += 1;
+            out.push_back(RelayOutput::Send { conn, frame });
+        }
+        None => {
+            if peer
+                .outbox
+                .push(now, frame, config.mailbox_frames, config.mailbox_bytes)
+            {
+                stats.queued += 1;
+            } else {
+                stats.refused += 1;
+            }
         }
     }
 }

@@ -47,6 +47,8 @@ struct Shared {
     next_conn: u64,
     /// The relay's next timer, for the timer task.
     deadline: watch::Sender<Option<TokioInstant>>,
+    /// The last deadline sent on `deadline`.
+    last_deadline: Option<std::time::Instant>,
 }
 
 /// A running relay. Clone it into each connection's task.
@@ -76,6 +78,7 @@ impl RelayHandle {
             conns: HashMap::new(),
             next_conn: 0,
             deadline,
+            last_deadline: None,
         }));
         // The timer task holds the relay weakly and ends with the last handle (which drops the
         // watch sender).
@@ -214,12 +217,17 @@ fn dispatch(s: &mut Shared) {
                 }
             }
             RelayOutput::Timeout(at) => {
-                let at = at.map(TokioInstant::from_std);
-                s.deadline.send_if_modified(|d| {
-                    let changed = *d != at;
-                    *d = at;
-                    changed
-                });
+                // Most inputs leave the next timer where it was: compare before touching the
+                // watch channel (which takes a lock).
+                if at != s.last_deadline {
+                    s.last_deadline = at;
+                    let at = at.map(TokioInstant::from_std);
+                    s.deadline.send_if_modified(|d| {
+                        let changed = *d != at;
+                        *d = at;
+                        changed
+                    });
+                }
                 return;
             }
         }

@@ -1,0 +1,728 @@
+//! Load figures for the relay, on 127.0.0.1 only: forwarding throughput against a raw
+//! tokio-tungstenite forwarder, and memory per idle connection.
+//!
+//! ```text
+//! cargo build --release -p examples --bin relay_load
+//! target/release/relay_load run                     # everything, twice; the table goes to stdout
+//! target/release/relay_load run --only throughput --repeat 3 --duration 5
+//! target/release/relay_load run --only rss --idle-conns 10000
+//! ```
+//!
+//! `run` is the client side. For every measurement it starts a fresh server as a child process
+//! (`relay_load serve --kind relay|baseline`, this same executable), pinned to `--server-core`
+//! (default 0), and pins its own thread to `--client-core` (default 1). Both sides run a tokio
+//! current-thread runtime on their main thread, so each side is exactly one thread on one core
+//! (the same as `taskset -c 0 relay_load serve ...` and `taskset -c 1 relay_load run ...`).
+//!
+//! The two servers:
+//! - `relay`: the `relay` binary's WebSocket path: TCP accept, `signaling_ws::accept_stream` with
+//!   the binary's default `WsConfig` (64 KiB frames, 4 KiB read buffer, pings every 20 s), then
+//!   `join_request_from_peer` and `RelayHandle::serve` with the binary's default `DriverConfig`
+//!   (send queue 256). The relay configuration is the default but for the rate limit, raised for
+//!   the load: `rate_per_sec = 10000000`, `rate_burst = 10000000` (see [`RELAY_TOML`]). Unlike the
+//!   binary it does not peek at the request head first (it only serves `/ws`).
+//! - `baseline`: a raw tokio-tungstenite forwarder with the same tungstenite settings: it pairs
+//!   the two connections of a room, then one task per direction reads frames and `feed`s them to
+//!   the other connection while more are immediately available (at most 64), then `flush`es.
+//!
+//! Throughput: `pairs` rooms of two clients; client A sends a stream of frames of exactly
+//! `size` bytes (`{"type":"load/data","value":"xxx..."}`), the server forwards them to B, B
+//! counts them. One direction only. A keeps at most `--window` frames in flight (sent and not yet
+//! counted by B), so that no queue of the relay overflows (the relay closes a connection whose
+//! send queue of 256 is full as a slow consumer). After `--warmup` seconds, the frames B
+//! receives during `--duration` seconds are counted. The server's and client's CPU use over the
+//! same interval is reported from `/proc/PID/schedstat`.
+//!
+//! Memory: the server's `VmRSS` (`/proc/PID/status`) once it listens, and again after
+//! `--idle-conns` clients (rooms of two; with the relay each client has received its
+//! `relay/welcome`) have connected and stayed idle for `--settle` seconds; the difference
+//! divided by the count. Kernel socket buffers are not part of a process's RSS.
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::{FutureExt, SinkExt, StreamExt};
+use signaling_core::relay::driver::{join_request_from_peer, DriverConfig, RelayHandle};
+use signaling_core::relay::{close_code, RelayConfig};
+use signaling_core::transport::{CloseReason, Transport};
+use signaling_ws::{accept_stream, AcceptAll, WsConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+/// The relay configuration used for the load: the defaults, with the rate limit raised.
+const RELAY_TOML: &str = "rate_per_sec = 10000000\nrate_burst = 10000000\n";
+
+/// The most frames the baseline writes before one flush (as `signaling_ws` does).
+const MAX_BATCH: usize = 64;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser, Debug)]
+#[command(about = "Throughput and memory figures for the relay against a raw forwarder")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Runs the measurements (client side) and prints the table.
+    Run(RunArgs),
+    /// Runs one server (started by `run`); prints `listening ADDR`, ends when stdin closes.
+    Serve {
+        /// Which server.
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// Core to pin the server's thread to (none: no pinning).
+        #[arg(long)]
+        core: Option<usize>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Relay,
+    Baseline,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Relay => "relay",
+            Kind::Baseline => "baseline",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Only {
+    Throughput,
+    Rss,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// Frame sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "300,3000")]
+    sizes: Vec<usize>,
+    /// Numbers of client pairs.
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    pairs: Vec<usize>,
+    /// Seconds of warm-up before counting.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds of counting.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Frames in flight per pair, at most.
+    #[arg(long, default_value_t = 128)]
+    window: u64,
+    /// Repetitions of each measurement (relay and baseline alternate).
+    #[arg(long, default_value_t = 2)]
+    repeat: usize,
+    /// Idle connections for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    idle_conns: usize,
+    /// Seconds the idle connections stay idle before the memory is read.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Core for the server process.
+    #[arg(long, default_value_t = 0)]
+    server_core: usize,
+    /// Core for this (client) process.
+    #[arg(long, default_value_t = 1)]
+    client_core: usize,
+    /// Only one of the two measurements.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    raise_nofile();
+    match args.command {
+        Cmd::Serve { kind, core } => serve_main(kind, core),
+        Cmd::Run(run) => run_main(&run),
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit.
+fn raise_nofile() {
+    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
+        if soft < hard {
+            let _ = rlimit::Resource::NOFILE.set(hard, hard);
+        }
+    }
+}
+
+fn pin(core: usize) -> Result<(), Error> {
+    // Not `get_core_ids`: it lists only the cores of the current mask, which a child inherits.
+    if core
+        >= std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .max(2)
+    {
+        return Err(format!("no core {core}").into());
+    }
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        Ok(())
+    } else {
+        Err(format!("cannot pin to core {core}").into())
+    }
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, Error> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn tungstenite_config() -> WebSocketConfig {
+    // The same settings `signaling_ws` derives from the relay binary's defaults.
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server side
+
+fn serve_main(kind: Kind, core: Option<usize>) -> Result<(), Error> {
+    if let Some(core) = core {
+        pin(core)?;
+    }
+    // End with the parent: stdin closes when it exits or drops the pipe.
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(0);
+    });
+    let rt = current_thread()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "listening {addr}")?;
+            out.flush()?;
+        }
+        match kind {
+            Kind::Relay => relay_server(listener).await,
+            Kind::Baseline => baseline_server(listener).await,
+        }
+    })
+}
+
+/// The `relay` binary's WebSocket path, with its default settings.
+async fn relay_server(listener: TcpListener) -> Result<(), Error> {
+    let config: RelayConfig = toml::from_str(RELAY_TOML)?;
+    let ws = Arc::new(
+        WsConfig::default()
+            .with_max_message_size(config.max_frame_len)
+            .with_ping_interval(Some(Duration::from_secs(20)))
+            .with_pong_timeout(Duration::from_secs(10))
+            .with_read_buffer_size(4096),
+    );
+    let relay = RelayHandle::new(config, DriverConfig::default());
+    let slots = Arc::new(Semaphore::new(20_000));
+    loop {
+        let permit = slots.clone().acquire_owned().await?;
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let relay = relay.clone();
+        let ws = ws.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            if let Ok(mut conn) = accept_stream(stream, Some(addr), &ws, &AcceptAll).await {
+                match join_request_from_peer(conn.peer()) {
+                    Some(request) => relay.serve(conn, request).await,
+                    None => {
+                        let reason =
+                            CloseReason::new(close_code::BAD_REQUEST, "missing ?room=NAME");
+                        let _ = conn.close(reason).await;
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+type Waiting = Arc<Mutex<std::collections::HashMap<String, WebSocketStream<TcpStream>>>>;
+
+/// A raw forwarder: pairs the two connections of a room and pumps frames both ways.
+async fn baseline_server(listener: TcpListener) -> Result<(), Error> {
+    let waiting: Waiting = Arc::default();
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let waiting = waiting.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut room = None;
+            // The callback's signature is tungstenite's.
+            #[allow(clippy::result_large_err)]
+            let callback = |req: &Request, resp: Response| {
+                room = req.uri().query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("room="))
+                        .map(str::to_owned)
+                });
+                Ok(resp)
+            };
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(
+                stream,
+                callback,
+                Some(tungstenite_config()),
+            )
+            .await
+            else {
+                return;
+            };
+            let Some(room) = room else { return };
+            let other = {
+                let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+                match w.remove(&room) {
+                    Some(other) => other,
+                    None => {
+                        w.insert(room, ws);
+                        return;
+                    }
+                }
+            };
+            let (a_tx, a_rx) = ws.split();
+            let (b_tx, b_rx) = other.split();
+            tokio::spawn(pump(a_rx, b_tx));
+            pump(b_rx, a_tx).await;
+        });
+    }
+}
+
+async fn pump(
+    mut rx: futures::stream::SplitStream<WebSocketStream<TcpStream>>,
+    mut tx: futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+) {
+    while let Some(Ok(msg)) = rx.next().await {
+        if msg.is_close() {
+            break;
+        }
+        if !msg.is_text() {
+            continue;
+        }
+        if tx.feed(msg).await.is_err() {
+            return;
+        }
+        for _ in 1..MAX_BATCH {
+            match rx.next().now_or_never() {
+                Some(Some(Ok(msg))) if msg.is_text() => {
+                    if tx.feed(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Some(Ok(_))) => {}
+                Some(None | Some(Err(_))) => {
+                    let _ = tx.flush().await;
+                    return;
+                }
+                None => break,
+            }
+        }
+        if tx.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side
+
+struct ServerProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProc {
+    fn start(kind: Kind, core: usize) -> Result<Self, Error> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--kind", kind.name(), "--core", &core.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .ok_or_else(|| format!("unexpected server output {line:?}"))?
+            .parse()?;
+        Ok(Self { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn vm_rss_kb(pid: &str) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or("no VmRSS")?;
+    Ok(line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?)
+}
+
+/// Nanoseconds the process's main thread has run on a CPU, and has waited runnable for one
+/// (time taken by other processes on the same core).
+fn cpu_ns(pid: &str) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let mut fields = s.split_whitespace().map(|v| v.parse().unwrap_or(0));
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
+}
+
+fn percent(a: (u64, u64), b: (u64, u64), secs: f64) -> (f64, f64) {
+    let pct = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1e9 / secs * 100.0;
+    (pct(a.0, b.0), pct(a.1, b.1))
+}
+
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+async fn connect(addr: SocketAddr, room: &str) -> Result<WebSocketStream<TcpStream>, Error> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let url = format!("ws://{addr}/ws?room={room}");
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(tungstenite_config()))
+            .await?;
+    Ok(ws)
+}
+
+/// A frame of exactly `size` bytes.
+fn payload(size: usize) -> Utf8Bytes {
+    let head = r#"{"type":"load/data","value":""#;
+    let tail = r#""}"#;
+    let fill = size.saturating_sub(head.len() + tail.len());
+    Utf8Bytes::from(format!("{head}{}{tail}", "x".repeat(fill)))
+}
+
+struct Throughput {
+    rate: f64,
+    /// CPU use and run-queue wait, in percent of the interval.
+    server_cpu: (f64, f64),
+    client_cpu: (f64, f64),
+    load: String,
+}
+
+async fn throughput(
+    addr: SocketAddr,
+    server_pid: &str,
+    args: &RunArgs,
+    size: usize,
+    pairs: usize,
+) -> Result<Throughput, Error> {
+    let frame = payload(size);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counters = Vec::new();
+    let mut notifies = Vec::new();
+    let tag = std::process::id();
+    for p in 0..pairs {
+        let room = format!("load-{tag}-{p}");
+        let a = connect(addr, &room).await?;
+        let b = connect(addr, &room).await?;
+        let received = Arc::new(AtomicU64::new(0));
+        let notify = Arc::new(Notify::new());
+        counters.push(received.clone());
+        notifies.push(notify.clone());
+        let (mut a_tx, mut a_rx) = a.split();
+        // A reads what the relay tells it (welcome, joined) and answers pings.
+        tokio::spawn(async move { while let Some(Ok(_)) = a_rx.next().await {} });
+        let (_b_tx, mut b_rx) = b.split();
+        {
+            let received = received.clone();
+            let notify = notify.clone();
+            tokio::spawn(async move {
+                let _keep = _b_tx;
+                while let Some(Ok(msg)) = b_rx.next().await {
+                    if let Message::Text(t) = msg {
+                        if t.len() == size {
+                            received.fetch_add(1, Ordering::Relaxed);
+                            notify.notify_one();
+                        }
+                    }
+                }
+            });
+        }
+        let frame = frame.clone();
+        let stop = stop.clone();
+        let window = args.window;
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let inflight = sent - received.load(Ordering::Relaxed);
+                if inflight >= window {
+                    notify.notified().await;
+                    continue;
+                }
+                for _ in inflight..window {
+                    if a_tx.feed(Message::Text(frame.clone())).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+                if a_tx.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let total = |c: &[Arc<AtomicU64>]| c.iter().map(|r| r.load(Ordering::Relaxed)).sum::<u64>();
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let (n0, s0, c0, t0) = (
+        total(&counters),
+        cpu_ns(server_pid),
+        cpu_ns("self"),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let (n1, s1, c1, elapsed) = (
+        total(&counters),
+        cpu_ns(server_pid),
+        cpu_ns("self"),
+        t0.elapsed().as_secs_f64(),
+    );
+    let load = load1();
+    stop.store(true, Ordering::Relaxed);
+    for n in &notifies {
+        n.notify_one();
+    }
+    if n1 == n0 {
+        return Err(format!("no frame forwarded (frame={size}B pairs={pairs})").into());
+    }
+    Ok(Throughput {
+        rate: (n1 - n0) as f64 / elapsed,
+        server_cpu: percent(s0, s1, elapsed),
+        client_cpu: percent(c0, c1, elapsed),
+        load,
+    })
+}
+
+impl Throughput {
+    /// Frames forwarded per second of server CPU time: less sensitive than the rate to CPU
+    /// time taken by other processes on the server's core.
+    fn per_cpu(&self) -> f64 {
+        self.rate / (self.server_cpu.0 / 100.0).max(1e-9)
+    }
+}
+
+struct Rss {
+    before_kb: u64,
+    after_kb: u64,
+    joined: usize,
+    load: String,
+}
+
+async fn idle_rss(
+    kind: Kind,
+    addr: SocketAddr,
+    server_pid: &str,
+    args: &RunArgs,
+) -> Result<Rss, Error> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before_kb = vm_rss_kb(server_pid)?;
+    let joined = Arc::new(AtomicU64::new(0));
+    let limit = Arc::new(Semaphore::new(128));
+    let tag = std::process::id();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.idle_conns {
+        let permit = limit.clone().acquire_owned().await?;
+        let joined = joined.clone();
+        let room = format!("idle-{tag}-{}", i / 2);
+        tasks.spawn(async move {
+            let ws = connect(addr, &room).await;
+            drop(permit);
+            let Ok(mut ws) = ws else { return };
+            if kind == Kind::Baseline {
+                joined.fetch_add(1, Ordering::Relaxed);
+            }
+            // Read (and answer pings) until the end.
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg {
+                    if t.starts_with(r#"{"type":"relay/welcome""#) {
+                        joined.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (joined.load(Ordering::Relaxed) as usize) < args.idle_conns && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+    let after_kb = vm_rss_kb(server_pid)?;
+    let load = load1();
+    tasks.abort_all();
+    Ok(Rss {
+        before_kb,
+        after_kb,
+        joined: joined.load(Ordering::Relaxed) as usize,
+        load,
+    })
+}
+
+fn run_main(args: &RunArgs) -> Result<(), Error> {
+    pin(args.client_core)?;
+    let mut out = std::io::stdout().lock();
+    let nofile = rlimit::Resource::NOFILE.get().map_or(0, |(soft, _)| soft);
+    writeln!(
+        out,
+        "# relay_load: server pinned to core {}, clients to core {}, current-thread runtimes; \
+         RLIMIT_NOFILE={nofile}; relay config: {}",
+        args.server_core,
+        args.client_core,
+        RELAY_TOML.trim().replace('\n', ", ")
+    )?;
+    let mut summary = Vec::new();
+    if args.only != Some(Only::Rss) {
+        for &size in &args.sizes {
+            for &pairs in &args.pairs {
+                let (mut relay_rates, mut base_rates) = (Vec::new(), Vec::new());
+                let (mut relay_effs, mut base_effs) = (Vec::new(), Vec::new());
+                for rep in 1..=args.repeat {
+                    let (mut rates, mut effs) = ([0.0; 2], [0.0; 2]);
+                    for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
+                        let server = ServerProc::start(kind, args.server_core)?;
+                        let pid = server.pid().to_string();
+                        let rt = current_thread()?;
+                        let t = rt.block_on(throughput(server.addr, &pid, args, size, pairs))?;
+                        drop(rt);
+                        drop(server);
+                        writeln!(
+                            out,
+                            "sample throughput server={} frame={size}B pairs={pairs} rep={rep} \
+                             rate={:.0}/s per_server_cpu_s={:.0} server_cpu={:.0}% server_runq_wait={:.0}% \
+                             client_cpu={:.0}% client_runq_wait={:.0}% load1={}",
+                            kind.name(),
+                            t.rate,
+                            t.per_cpu(),
+                            t.server_cpu.0,
+                            t.server_cpu.1,
+                            t.client_cpu.0,
+                            t.client_cpu.1,
+                            t.load
+                        )?;
+                        out.flush()?;
+                        rates[i] = t.rate;
+                        effs[i] = t.per_cpu();
+                    }
+                    relay_rates.push(rates[0]);
+                    base_rates.push(rates[1]);
+                    relay_effs.push(effs[0]);
+                    base_effs.push(effs[1]);
+                }
+                let (r, b) = (median(&relay_rates), median(&base_rates));
+                let (re, be) = (median(&relay_effs), median(&base_effs));
+                summary.push(format!(
+                    "throughput frame={size}B pairs={pairs} relay={r:.0}/s baseline={b:.0}/s \
+                     ratio={:.2} relay_per_cpu_s={re:.0} baseline_per_cpu_s={be:.0} \
+                     cpu_ratio={:.2} reps={}",
+                    r / b,
+                    re / be,
+                    args.repeat
+                ));
+            }
+        }
+    }
+    if args.only != Some(Only::Throughput) {
+        let mut per = [Vec::new(), Vec::new()];
+        for rep in 1..=args.repeat {
+            for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
+                let server = ServerProc::start(kind, args.server_core)?;
+                let pid = server.pid().to_string();
+                let rt = current_thread()?;
+                let m = rt.block_on(idle_rss(kind, server.addr, &pid, args))?;
+                drop(rt);
+                drop(server);
+                let bytes =
+                    (m.after_kb.saturating_sub(m.before_kb) * 1024) as f64 / m.joined.max(1) as f64;
+                writeln!(
+                    out,
+                    "sample rss server={} conns={} joined={} rep={rep} before={}kB after={}kB \
+                     per_conn={bytes:.0}B load1={}",
+                    kind.name(),
+                    args.idle_conns,
+                    m.joined,
+                    m.before_kb,
+                    m.after_kb,
+                    m.load
+                )?;
+                out.flush()?;
+                per[i].push(bytes);
+            }
+        }
+        for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
+            summary.push(format!(
+                "rss server={} conns={} rooms_of=2 per_conn={:.0}B reps={}",
+                kind.name(),
+                args.idle_conns,
+                median(&per[i]),
+                args.repeat
+            ));
+        }
+    }
+    writeln!(out, "# summary (medians)")?;
+    for line in summary {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
