@@ -46,7 +46,8 @@ pub struct WsSection {
     pub ping_interval: f64,
     /// Seconds to wait for a pong before the peer counts as dead. Default: 10.
     pub pong_timeout: f64,
-    /// Bytes of the read buffer per connection. Default: 4096.
+    /// Bytes of the read buffer per connection. Default: 2048 (what idle connections cost is
+    /// mostly this buffer; larger frames grow it as needed).
     pub read_buffer_size: usize,
 }
 
@@ -57,7 +58,7 @@ impl Default for WsSection {
             max_connections: 20_000,
             ping_interval: 20.0,
             pong_timeout: 10.0,
-            read_buffer_size: 4096,
+            read_buffer_size: 2048,
         }
     }
 }

@@ -187,7 +187,7 @@ async fn a_slow_application_slows_the_peer_instead_of_growing_memory() {
         tokio::task::yield_now().await;
     };
     assert!(
-        matches!(full, signaling_core::transport::TransportError::Full),
+        matches!(full, signaling_core::transport::TrySendError::Full(_)),
         "{full}"
     );
     // Commands are still served while events wait.

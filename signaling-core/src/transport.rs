@@ -13,7 +13,8 @@
 //! - **One frame is one message.** Frames are never split or merged.
 //! - **Backpressure.** [`Transport::send`] waits while the transport's bounded send queue is full;
 //!   it never buffers without limit. A caller that cannot wait (a relay fanning out to a slow peer)
-//!   uses [`Transport::try_send`], which fails with [`TransportError::Full`] instead.
+//!   uses [`Transport::try_send`], which hands the frame back in [`TrySendError::Full`]
+//!   instead.
 //! - **Cancel safety.** [`Transport::recv`] is cancel-safe: dropping its future before it completes
 //!   loses no frame, so it may sit in a `select!` beside other work.
 //! - **End.** `recv` returns `Ok(None)` once the remote end closed cleanly; after that, and after an
@@ -31,9 +32,12 @@ pub trait Transport: Send {
     /// Sends one frame, waiting while the send queue is full.
     async fn send(&mut self, frame: String) -> Result<(), TransportError>;
 
-    /// Queues one frame without waiting; fails with [`TransportError::Full`] (dropping the frame)
-    /// if the send queue is at its bound.
-    fn try_send(&mut self, frame: String) -> Result<(), TransportError>;
+    /// Queues one frame without waiting; hands it back in [`TrySendError::Full`] if the send
+    /// queue is at its bound. A transport may write queued frames lazily, but no
+    /// later than the next `send`, `recv` or `close` call, and always in order with `send`: a
+    /// caller with several frames at hand `try_send`s all but the last and `send`s the last, so
+    /// that a transport can batch the writes.
+    fn try_send(&mut self, frame: String) -> Result<(), TrySendError>;
 
     /// Receives the next frame: `Ok(Some(frame))`, `Ok(None)` at a clean end, or an error.
     /// Cancel-safe.
@@ -195,14 +199,23 @@ pub enum TransportError {
     /// closed with 1003.
     #[error("unsupported frame: {0}")]
     Unsupported(&'static str),
-    /// The send queue is at its bound ([`Transport::try_send`] only). Retry later or disconnect
-    /// the slow consumer.
-    #[error("send queue full")]
-    Full,
     /// A deadline passed: connect timeout, idle timeout, or the peer stopped answering pings.
     #[error("timed out: {0}")]
     TimedOut(&'static str),
     /// The underlying IO failed. The connection is unusable.
     #[error("transport IO error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why [`Transport::try_send`] did not queue a frame.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The send queue is at its bound. The frame is handed back: `send` it (waiting for room),
+    /// retry later, or disconnect the slow consumer.
+    #[error("send queue full")]
+    Full(String),
+    /// The transport failed; the frame went with it.
+    #[error(transparent)]
+    Failed(#[from] TransportError),
 }

@@ -4,7 +4,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use signaling_core::transport::{CloseCode, CloseReason, PeerInfo, Transport, TransportError};
+use signaling_core::transport::{
+    CloseCode, CloseReason, PeerInfo, Transport, TransportError, TrySendError,
+};
 use tokio::sync::mpsc;
 
 /// Settings of an in-memory connection.
@@ -123,11 +125,16 @@ impl Transport for MemConnection {
             .map_err(|_| TransportError::Closed(self.remote_close.clone()))
     }
 
-    fn try_send(&mut self, frame: String) -> Result<(), TransportError> {
+    fn try_send(&mut self, frame: String) -> Result<(), TrySendError> {
         let tx = self.sender(&frame)?;
         tx.try_send(Item::Frame(frame)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => TransportError::Full,
-            mpsc::error::TrySendError::Closed(_) => TransportError::Closed(None),
+            mpsc::error::TrySendError::Full(Item::Frame(frame)) => TrySendError::Full(frame),
+            mpsc::error::TrySendError::Full(Item::Close(_)) => {
+                TrySendError::Failed(TransportError::Closed(None))
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                TrySendError::Failed(TransportError::Closed(None))
+            }
         })
     }
 

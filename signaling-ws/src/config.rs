@@ -49,7 +49,7 @@ pub struct WsConfig {
     pub write_buffer_size: usize,
     /// Bound of the send queue, in frames: frames accepted by [`try_send`] that the socket has
     /// not taken yet (they are written by the next `send`, `recv` or `close`). [`try_send`]
-    /// fails with [`TransportError::Full`](signaling_core::transport::TransportError::Full)
+    /// hands the frame back in [`TrySendError::Full`](signaling_core::transport::TrySendError::Full)
     /// while it is full; [`send`] writes the queue out first. Frames handed to tungstenite are
     /// not counted: it holds at most about `write_buffer_size` plus one frame beyond what the
     /// socket took. Default 64. A value of 0 is treated as 1.

@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::task::noop_waker_ref;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use signaling_core::transport::{CloseCode, CloseReason, PeerInfo, Transport, TransportError};
+use signaling_core::transport::{
+    CloseCode, CloseReason, PeerInfo, Transport, TransportError, TrySendError,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
@@ -114,8 +116,10 @@ where
 /// - [`send`](Transport::send) writes the frame into tungstenite's write buffer and flushes it
 ///   to the socket before returning (bounded by `write_timeout`).
 /// - [`try_send`](Transport::try_send) appends to a small send queue (at most
-///   [`WsConfig::send_queue`] frames) and writes out at once as much as the socket takes without
-///   waiting; whatever is left is written by the next `send`, `recv` or `close`.
+///   [`WsConfig::send_queue`] frames) without writing: queued frames go out together, with one
+///   flush, on the next `send`, `recv` or `close`. A driver that has several frames for a
+///   connection `try_send`s all but the last and `send`s the last, which batches the writes the
+///   way a hand-written forwarder does (`feed` while more is ready, then `flush`).
 ///
 /// Why not a driver task per connection, with channels to the handle: every frame would then
 /// cross two extra task hops on each end, which measured about 1.8 times the round-trip time
@@ -134,8 +138,8 @@ where
 ///   by its peer.
 /// - **Nothing is read while `send` waits.** If both ends only `send` and their socket buffers
 ///   fill, both `send`s fail after `write_timeout`.
-/// - **Frames queued by `try_send` need a later call** when the socket did not take them at
-///   once (a full socket): they go out on the next `send`, `recv` or `close`.
+/// - **Frames queued by `try_send` need a later call**: they go out on the next `send`, `recv`
+///   or `close`.
 ///
 /// Cancel safety: `recv` is cancel-safe. tokio-tungstenite's `poll_next` either returns a whole
 /// message or keeps the partial one buffered, and every state change in `recv` happens in the
@@ -602,24 +606,22 @@ impl Transport for WsConnection {
         self.write_out().await
     }
 
-    fn try_send(&mut self, frame: String) -> Result<(), TransportError> {
+    fn try_send(&mut self, frame: String) -> Result<(), TrySendError> {
         self.check_writable()?;
         let mut cx = Context::from_waker(noop_waker_ref());
         if self.outbox.len() >= self.limits.send_queue {
             // Make room if the socket takes frames now; never waits.
             if let Poll::Ready(Err(error)) = self.drain_now(&mut cx) {
-                return Err(self.finish_now(exit_for_write_error(error)));
+                return Err(self.finish_now(exit_for_write_error(error)).into());
             }
             if self.outbox.len() >= self.limits.send_queue {
-                return Err(TransportError::Full);
+                return Err(TrySendError::Full(frame));
             }
         }
         self.touch();
+        // Written, with one flush for the whole batch, by the next send, recv or close.
         self.outbox.push_back(frame);
-        match self.drain_now(&mut cx) {
-            Poll::Ready(Err(error)) => Err(self.finish_now(exit_for_write_error(error))),
-            Poll::Ready(Ok(())) | Poll::Pending => Ok(()),
-        }
+        Ok(())
     }
 
     async fn recv(&mut self) -> Result<Option<String>, TransportError> {

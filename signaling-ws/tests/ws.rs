@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use signaling_core::transport::{CloseCode, CloseReason, Transport, TransportError};
+use signaling_core::transport::{CloseCode, CloseReason, Transport, TransportError, TrySendError};
 use signaling_ws::tungstenite::protocol::frame::coding::{Data, OpCode};
 use signaling_ws::tungstenite::protocol::frame::Frame;
 use signaling_ws::tungstenite::{Bytes, Message};
@@ -487,7 +487,8 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
     for _ in 0..100_000 {
         match client.try_send(frame.clone()) {
             Ok(()) => tokio::task::yield_now().await,
-            Err(TransportError::Full) => {
+            Err(TrySendError::Full(back)) => {
+                assert_eq!(back, frame, "the frame is handed back");
                 full = true;
                 break;
             }
@@ -502,7 +503,7 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
     }
     assert!(matches!(
         client.try_send("late".to_owned()),
-        Err(TransportError::Closed(_))
+        Err(TrySendError::Failed(TransportError::Closed(_)))
     ));
     drop(hold_tx);
 }

@@ -17,7 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 
 use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
-use crate::transport::{CloseReason, PeerInfo, Transport};
+use crate::transport::{CloseReason, PeerInfo, Transport, TrySendError};
+
+/// Frames written to a connection with one flush, at most.
+const BATCH: usize = 64;
 
 /// Settings of the driver (the relay's own are in [`RelayConfig`]).
 #[derive(Clone, Debug)]
@@ -142,7 +145,7 @@ impl RelayHandle {
             }
         };
         let mut lost = true;
-        loop {
+        'conn: loop {
             tokio::select! {
                 biased;
                 reason = &mut close_rx => {
@@ -154,10 +157,27 @@ impl RelayHandle {
                 }
                 out = rx.recv() => match out {
                     Some(frame) => {
+                        // Whatever else is already waiting goes out in the same write: queue
+                        // all but the last, then one `send` flushes them together.
+                        let mut last = frame;
+                        for _ in 0..BATCH {
+                            let Ok(next) = rx.try_recv() else { break };
+                            match transport.try_send(last) {
+                                Ok(()) => {}
+                                // The transport's own queue is full: `send` waits for room.
+                                Err(TrySendError::Full(frame)) => {
+                                    if transport.send(frame).await.is_err() {
+                                        break 'conn;
+                                    }
+                                }
+                                Err(_) => break 'conn,
+                            }
+                            last = next;
+                        }
                         // A close (a slow consumer's, say) must not wait behind a send that
                         // cannot finish.
                         tokio::select! {
-                            sent = transport.send(frame) => if sent.is_err() { break },
+                            sent = transport.send(last) => if sent.is_err() { break },
                             reason = &mut close_rx => {
                                 if let Ok(reason) = reason {
                                     let _ = transport.close(reason).await;
