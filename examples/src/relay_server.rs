@@ -146,7 +146,7 @@ impl Server {
     pub async fn serve(&self, mut stream: TcpStream, addr: SocketAddr) -> std::io::Result<()> {
         let server = self;
         let _ = stream.set_nodelay(true);
-        let (head, head_len) = peek_head(&stream).await?;
+        let (head, head_len) = Box::pin(peek_head(&stream)).await?;
         let mut lines = head.split("\r\n");
         let request_line = lines.next().unwrap_or_default();
         let mut parts = request_line.split(' ');
@@ -168,7 +168,10 @@ impl Server {
                     .map_err(|r| Rejection::new(r.status, r.reason.to_string())),
                 None => Ok(()),
             };
-            let mut conn = match accept_stream(stream, Some(addr), &server.ws, &hook).await {
+            // Boxed: the handshake's state is large and short-lived; inline, it would stay in
+            // the task's allocation for the connection's whole life.
+            let handshake = Box::pin(accept_stream(stream, Some(addr), &server.ws, &hook));
+            let mut conn = match handshake.await {
                 Ok(conn) => conn,
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "handshake refused or failed");

@@ -19,8 +19,9 @@
 //!   the binary's default `WsConfig` (64 KiB frames, 4 KiB read buffer, pings every 20 s), then
 //!   `join_request_from_peer` and `RelayHandle::serve` with the binary's default `DriverConfig`
 //!   (send queue 256). The relay configuration is the default but for the rate limit, raised for
-//!   the load: `rate_per_sec = 10000000`, `rate_burst = 10000000` (see [`RELAY_TOML`]). Unlike the
-//!   binary it does not peek at the request head first (it only serves `/ws`).
+//!   the load: `rate_per_sec = 10000000`, `rate_burst = 10000000` (see [`RELAY_TOML`]). It runs
+//!   the binary's own server code (`examples::relay_server::Server`) on a current-thread
+//!   runtime pinned to one core.
 //! - `baseline`: a raw tokio-tungstenite forwarder with the same tungstenite settings: it pairs
 //!   the two connections of a room, then one task per direction reads frames and `feed`s them to
 //!   the other connection while more are immediately available (at most 64), then `flush`es.
@@ -45,11 +46,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use examples::relay_server::{FileConfig, Server};
 use futures::{FutureExt, SinkExt, StreamExt};
-use signaling_core::relay::driver::{join_request_from_peer, DriverConfig, RelayHandle};
-use signaling_core::relay::{close_code, RelayConfig};
-use signaling_core::transport::{CloseReason, Transport};
-use signaling_ws::{accept_stream, AcceptAll, WsConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -58,7 +56,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 /// The relay configuration used for the load: the defaults, with the rate limit raised.
-const RELAY_TOML: &str = "rate_per_sec = 10000000\nrate_burst = 10000000\n";
+const RELAY_TOML: &str = "[relay]\nrate_per_sec = 10000000\nrate_burst = 10000000\n";
 
 /// The most frames the baseline writes before one flush (as `signaling_ws` does).
 const MAX_BATCH: usize = 64;
@@ -188,7 +186,7 @@ fn current_thread() -> Result<tokio::runtime::Runtime, Error> {
 fn tungstenite_config() -> WebSocketConfig {
     // The same settings `signaling_ws` derives from the relay binary's defaults.
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(8 * 1024)
         .max_message_size(Some(64 * 1024))
         .max_frame_size(Some(64 * 1024))
@@ -223,44 +221,13 @@ fn serve_main(kind: Kind, core: Option<usize>) -> Result<(), Error> {
     })
 }
 
-/// The `relay` binary's WebSocket path, with its default settings.
+/// The `relay` binary's server (`examples::relay_server::Server`: request-head peek, WebSocket
+/// upgrade, relay), with its default settings but the rate limit raised for the load.
 async fn relay_server(listener: TcpListener) -> Result<(), Error> {
-    let config: RelayConfig = toml::from_str(RELAY_TOML)?;
-    let ws = Arc::new(
-        WsConfig::default()
-            .with_max_message_size(config.max_frame_len)
-            .with_ping_interval(Some(Duration::from_secs(20)))
-            .with_pong_timeout(Duration::from_secs(10))
-            .with_read_buffer_size(4096),
-    );
-    let relay = RelayHandle::new(config, DriverConfig::default());
-    let slots = Arc::new(Semaphore::new(20_000));
-    loop {
-        let permit = slots.clone().acquire_owned().await?;
-        let (stream, addr) = match listener.accept().await {
-            Ok(x) => x,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let relay = relay.clone();
-        let ws = ws.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            if let Ok(mut conn) = accept_stream(stream, Some(addr), &ws, &AcceptAll).await {
-                match join_request_from_peer(conn.peer()) {
-                    Some(request) => relay.serve(conn, request).await,
-                    None => {
-                        let reason =
-                            CloseReason::new(close_code::BAD_REQUEST, "missing ?room=NAME");
-                        let _ = conn.close(reason).await;
-                    }
-                }
-            }
-            drop(permit);
-        });
-    }
+    let config = FileConfig::from_toml(RELAY_TOML)?;
+    let server = Arc::new(Server::new(config)?);
+    server.run(listener).await?;
+    Ok(())
 }
 
 type Waiting = Arc<Mutex<std::collections::HashMap<String, WebSocketStream<TcpStream>>>>;

@@ -9,11 +9,11 @@
 //! whose queue is full when the relay has something for it is a slow consumer: it is closed
 //! with [`close_code::SLOW_CONSUMER`](super::close_code::SLOW_CONSUMER), so that the relay's
 //! memory stays bounded whatever the peers do.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant as TokioInstant;
 
 use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
@@ -37,11 +37,36 @@ impl Default for DriverConfig {
     }
 }
 
-/// A connection's side of the driver: its bounded frame queue, and a close signal that does not
-/// wait behind that queue (a slow consumer's queue is full by definition).
+/// What the relay has for one connection: a bounded queue of frames, and a close that does not
+/// wait behind that queue (a slow consumer's queue is full by definition). A plain deque behind
+/// a lock, with one wake-up: an idle connection costs a few dozen bytes here, where a channel
+/// would allocate its first block of slots up front.
+#[derive(Default)]
+struct Outbox {
+    state: Mutex<OutState>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct OutState {
+    frames: VecDeque<String>,
+    close: Option<CloseReason>,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, OutState> {
+        // Every mutation completes before the lock is released.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn close_requested(&self) -> Option<CloseReason> {
+        self.lock().close.take()
+    }
+}
+
 struct Slot {
-    frames: mpsc::Sender<String>,
-    close: Option<oneshot::Sender<CloseReason>>,
+    outbox: Arc<Outbox>,
+    bound: usize,
 }
 
 struct Shared {
@@ -116,8 +141,7 @@ impl RelayHandle {
     /// [`join_request_from_peer`]), then relays its frames until it ends. Returns when the
     /// connection is over.
     pub async fn serve<T: Transport>(&self, mut transport: T, request: JoinRequest) {
-        let (tx, mut rx) = mpsc::channel(self.config.send_queue.max(1));
-        let (close_tx, mut close_rx) = oneshot::channel();
+        let outbox = Arc::new(Outbox::default());
         let joined = {
             let mut s = self.lock();
             s.next_conn += 1;
@@ -125,8 +149,8 @@ impl RelayHandle {
             s.conns.insert(
                 conn,
                 Slot {
-                    frames: tx,
-                    close: Some(close_tx),
+                    outbox: outbox.clone(),
+                    bound: self.config.send_queue.max(1),
                 },
             );
             let joined = s.relay.join(now(), conn, request).map(|_| conn);
@@ -145,50 +169,78 @@ impl RelayHandle {
             }
         };
         let mut lost = true;
+        let mut batch: Vec<String> = Vec::new();
         'conn: loop {
             tokio::select! {
                 biased;
-                reason = &mut close_rx => {
-                    if let Ok(reason) = reason {
-                        let _ = transport.close(reason).await;
-                    }
-                    lost = false;
-                    break;
-                }
-                out = rx.recv() => match out {
-                    Some(frame) => {
-                        // Whatever else is already waiting goes out in the same write: queue
-                        // all but the last, then one `send` flushes them together.
-                        let mut last = frame;
-                        for _ in 0..BATCH {
-                            let Ok(next) = rx.try_recv() else { break };
-                            match transport.try_send(last) {
-                                Ok(()) => {}
-                                // The transport's own queue is full: `send` waits for room.
-                                Err(TrySendError::Full(frame)) => {
-                                    if transport.send(frame).await.is_err() {
-                                        break 'conn;
-                                    }
-                                }
-                                Err(_) => break 'conn,
-                            }
-                            last = next;
+                () = outbox.wake.notified() => {
+                    let close = {
+                        let mut out = outbox.lock();
+                        let close = out.close.take();
+                        let n = if close.is_some() { out.frames.len() } else { out.frames.len().min(BATCH) };
+                        batch.extend(out.frames.drain(..n));
+                        if !out.frames.is_empty() {
+                            // More than one batch: come back for the rest.
+                            outbox.wake.notify_one();
                         }
-                        // A close (a slow consumer's, say) must not wait behind a send that
-                        // cannot finish.
-                        tokio::select! {
-                            sent = transport.send(last) => if sent.is_err() { break },
-                            reason = &mut close_rx => {
-                                if let Ok(reason) = reason {
-                                    let _ = transport.close(reason).await;
-                                }
-                                lost = false;
+                        close
+                    };
+                    if let Some(reason) = close {
+                        // What was queued before the close goes out with it, as far as the
+                        // transport takes it without waiting (a slow consumer's does not).
+                        for frame in batch.drain(..) {
+                            if transport.try_send(frame).is_err() {
                                 break;
                             }
                         }
+                        batch.clear();
+                        let _ = transport.close(reason).await;
+                        lost = false;
+                        break;
                     }
-                    None => break,
-                },
+                    // Queue all but the last, then one `send` flushes them together.
+                    let Some(last) = batch.pop() else { continue };
+                    for frame in batch.drain(..) {
+                        match transport.try_send(frame) {
+                            Ok(()) => {}
+                            // The transport's own queue is full: `send` waits for room.
+                            Err(TrySendError::Full(frame)) => {
+                                if transport.send(frame).await.is_err() {
+                                    break 'conn;
+                                }
+                            }
+                            Err(_) => break 'conn,
+                        }
+                    }
+                    // A close (a slow consumer's, say) must not wait behind a send that cannot
+                    // finish.
+                    let mut send = transport.send(last);
+                    let close = loop {
+                        tokio::select! {
+                            sent = &mut send => {
+                                if sent.is_err() {
+                                    break 'conn;
+                                }
+                                break None;
+                            }
+                            () = outbox.wake.notified() => {
+                                match outbox.close_requested() {
+                                    Some(reason) => break Some(reason),
+                                    // New frames: picked up once this send is done.
+                                    None => continue,
+                                }
+                            }
+                        }
+                    };
+                    drop(send);
+                    // Frames that arrived during the send wake the loop again.
+                    outbox.wake.notify_one();
+                    if let Some(reason) = close {
+                        let _ = transport.close(reason).await;
+                        lost = false;
+                        break;
+                    }
+                }
                 frame = transport.recv() => match frame {
                     Ok(Some(frame)) => {
                         let mut s = self.lock();
@@ -224,7 +276,17 @@ fn dispatch(s: &mut Shared) {
         match s.relay.poll_output() {
             RelayOutput::Send { conn, frame } => {
                 let full = match s.conns.get(&conn) {
-                    Some(slot) => slot.frames.try_send(frame).is_err(),
+                    Some(slot) => {
+                        let mut out = slot.outbox.lock();
+                        if out.frames.len() >= slot.bound {
+                            true
+                        } else {
+                            out.frames.push_back(frame);
+                            drop(out);
+                            slot.outbox.wake.notify_one();
+                            false
+                        }
+                    }
                     None => false,
                 };
                 if full {
@@ -232,8 +294,9 @@ fn dispatch(s: &mut Shared) {
                 }
             }
             RelayOutput::Close { conn, reason } => {
-                if let Some(close) = s.conns.get_mut(&conn).and_then(|slot| slot.close.take()) {
-                    let _ = close.send(reason);
+                if let Some(slot) = s.conns.get(&conn) {
+                    slot.outbox.lock().close = Some(reason);
+                    slot.outbox.wake.notify_one();
                 }
             }
             RelayOutput::Timeout(at) => {
