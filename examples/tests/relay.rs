@@ -406,3 +406,26 @@ async fn the_demo_page_is_served_at_the_root() {
     assert!(body.starts_with("HTTP/1.1 200 OK\r\n"));
     assert!(body.contains("new WebSocket("));
 }
+
+#[test]
+fn the_example_configuration_file_parses_and_matches_the_defaults() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/relay.toml"))
+        .expect("examples/relay.toml");
+    let file = FileConfig::from_toml(&text).expect("parses");
+    let defaults = FileConfig::default();
+    assert_eq!(format!("{:?}", file.relay), format!("{:?}", defaults.relay));
+    assert_eq!(
+        format!("{:?}", file.websocket),
+        format!("{:?}", defaults.websocket)
+    );
+    // Every commented-out section parses too, once uncommented.
+    let uncommented: String = text
+        .lines()
+        .filter(|l| !l.starts_with("##"))
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let full = FileConfig::from_toml(&uncommented).expect("the commented-out keys parse");
+    assert!(full.relay.privacy.drop_host);
+    assert!(full.admission.is_some());
+}
