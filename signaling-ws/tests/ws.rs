@@ -45,6 +45,23 @@ async fn echo_server(config: WsConfig) -> SocketAddr {
     addr
 }
 
+/// A server on 127.0.0.1 with an ephemeral port.
+async fn bind(config: WsConfig) -> (WsServer, SocketAddr) {
+    let server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+/// A raw tokio-tungstenite client of `addr`.
+async fn raw_client(
+    addr: SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap()
+        .0
+}
+
 async fn recv(conn: &mut WsConnection) -> Result<Option<String>, TransportError> {
     timeout(LIMIT, conn.recv()).await.expect("recv hung")
 }
@@ -107,10 +124,7 @@ async fn round_trip_of_text_frames() {
 
 #[tokio::test]
 async fn peer_info_carries_the_upgrade_request() {
-    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
+    let (mut server, addr) = bind(WsConfig::default()).await;
     let client = tokio::spawn(async move {
         WsClient::new(format!("ws://{addr}/api/ws?src=cam1"))
             .query_param("token", "a b")
@@ -243,12 +257,9 @@ async fn keepalive_detects_a_silent_peer() {
         .with_ping_interval(Some(Duration::from_millis(100)))
         .with_pong_timeout(Duration::from_millis(200))
         .with_close_timeout(Duration::from_millis(200));
-    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
-    let addr = server.local_addr();
+    let (mut server, addr) = bind(config).await;
     // Never reads, so never answers a ping.
-    let (silent, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let silent = raw_client(addr).await;
     let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
     match recv(&mut conn).await {
         Err(TransportError::TimedOut(_)) => {}
@@ -266,8 +277,7 @@ async fn keepalive_keeps_a_live_peer() {
     let config = WsConfig::default()
         .with_ping_interval(Some(Duration::from_millis(20)))
         .with_pong_timeout(Duration::from_millis(100));
-    let mut server = WsServer::bind("127.0.0.1:0", config.clone()).await.unwrap();
-    let addr = server.local_addr();
+    let (mut server, addr) = bind(config.clone()).await;
     let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
         .await
         .unwrap();
@@ -290,8 +300,7 @@ async fn keepalive_keeps_a_live_peer() {
 #[tokio::test]
 async fn idle_timeout_closes_an_unused_connection() {
     let config = WsConfig::default().with_idle_timeout(Some(Duration::from_millis(200)));
-    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
-    let addr = server.local_addr();
+    let (mut server, addr) = bind(config).await;
     let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
         .await
         .unwrap();
@@ -311,11 +320,8 @@ async fn idle_timeout_closes_an_unused_connection() {
 #[tokio::test]
 async fn oversize_message_closes_with_1009_after_earlier_frames() {
     let config = WsConfig::default().with_max_message_size(1024);
-    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
-    let addr = server.local_addr();
-    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let (mut server, addr) = bind(config).await;
+    let mut raw = raw_client(addr).await;
     for i in 0..5 {
         raw.feed(Message::text(format!("frame {i}"))).await.unwrap();
     }
@@ -344,13 +350,8 @@ async fn oversize_message_closes_with_1009_after_earlier_frames() {
 
 #[tokio::test]
 async fn binary_frame_closes_with_1003() {
-    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let (mut server, addr) = bind(WsConfig::default()).await;
+    let mut raw = raw_client(addr).await;
     raw.send(Message::text("before")).await.unwrap();
     raw.send(Message::Binary(Bytes::from_static(b"\x00\x01")))
         .await
@@ -366,13 +367,8 @@ async fn binary_frame_closes_with_1003() {
 
 #[tokio::test]
 async fn invalid_utf8_text_closes_with_1003() {
-    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let (mut server, addr) = bind(WsConfig::default()).await;
+    let mut raw = raw_client(addr).await;
     raw.send(Message::text("ok")).await.unwrap();
     let bad = Frame::message(
         Bytes::from_static(b"\xff\xfe"),
@@ -391,10 +387,7 @@ async fn invalid_utf8_text_closes_with_1003() {
 
 #[tokio::test]
 async fn graceful_close_flushes_and_sends_code_and_truncated_reason() {
-    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
+    let (mut server, addr) = bind(WsConfig::default()).await;
     let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
         .await
         .unwrap();
@@ -430,10 +423,7 @@ async fn graceful_close_flushes_and_sends_code_and_truncated_reason() {
 
 #[tokio::test]
 async fn normal_close_ends_recv_cleanly_and_dropping_sends_1001() {
-    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
+    let (mut server, addr) = bind(WsConfig::default()).await;
     let mut client = WsClient::connect(&format!("ws://{addr}/"), WsConfig::default())
         .await
         .unwrap();
@@ -457,9 +447,7 @@ async fn normal_close_ends_recv_cleanly_and_dropping_sends_1001() {
     assert_eq!(got, [Some("last".to_owned()), None, None]);
     assert_eq!(conn.close_reason(), Some(CloseReason::normal()));
 
-    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let mut raw = raw_client(addr).await;
     let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
     drop(conn);
     assert_eq!(raw_close_code(&mut raw).await, Some(1001));
@@ -562,13 +550,8 @@ async fn try_send_frames_go_out_in_order_with_sent_ones() {
 
 #[tokio::test]
 async fn dropping_writes_queued_frames_before_1001() {
-    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let (mut raw, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-        .await
-        .unwrap();
+    let (mut server, addr) = bind(WsConfig::default()).await;
+    let mut raw = raw_client(addr).await;
     let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
     for i in 0..5 {
         conn.try_send(format!("q{i}")).unwrap();
@@ -680,8 +663,7 @@ async fn connect_errors_are_typed() {
 #[tokio::test]
 async fn slow_handshake_does_not_block_others_and_times_out() {
     let config = WsConfig::default().with_handshake_timeout(Duration::from_millis(300));
-    let mut server = WsServer::bind("127.0.0.1:0", config).await.unwrap();
-    let addr = server.local_addr();
+    let (mut server, addr) = bind(config).await;
     // A client that opens TCP and never sends the upgrade request.
     let stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
     let client = WsClient::connect(&format!("ws://{addr}/fast"), WsConfig::default())
