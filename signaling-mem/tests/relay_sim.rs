@@ -33,6 +33,8 @@ struct Client {
     peer: Option<String>,
     resume: Option<String>,
     seq: u64,
+    /// The other peers of the room, as the welcome and joined/left messages tell.
+    others: Vec<String>,
     out: VecDeque<String>,
     /// (sender peer, seq) last seen per sender.
     last: HashMap<String, u64>,
@@ -140,6 +142,23 @@ impl Client {
                 let id = v["value"]["id"].as_str().map(str::to_owned);
                 self.peer = id;
                 self.resume = v["value"]["resume"].as_str().map(str::to_owned);
+                self.others = v["value"]["peers"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+            Some("relay/joined") => {
+                if let Some(id) = v["value"]["id"].as_str() {
+                    self.others.push(id.to_owned());
+                }
+            }
+            Some("relay/left") => {
+                let id = v["value"]["id"].as_str().unwrap_or_default();
+                self.others.retain(|o| o != id);
             }
             Some("x") => {
                 let value = v["value"].as_str().expect("payload");
@@ -187,6 +206,7 @@ enum Op {
     },
     Send {
         client: usize,
+        addressed: bool,
     },
     Disconnect {
         client: usize,
@@ -202,7 +222,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..8usize, 0..3usize, any::<bool>()).prop_map(|(client, room, resume)| Op::Join { client, room, resume }),
-        6 => (0..8usize).prop_map(|client| Op::Send { client }),
+        6 => (0..8usize, any::<bool>()).prop_map(|(client, addressed)| Op::Send { client, addressed }),
         1 => (0..8usize).prop_map(|client| Op::Disconnect { client }),
         1 => (0..8usize).prop_map(|client| Op::Leave { client }),
         3 => (0u64..3_000).prop_map(|millis| Op::Run { millis }),
@@ -264,13 +284,18 @@ proptest! {
                     }
                     c.out.push_back(f);
                 }
-                Op::Send { client: i } => {
+                Op::Send { client: i, addressed } => {
                     let c = client(&mut net, i);
                     let (Some(conn), Some(peer), Some(room)) = (c.conn, c.peer.clone(), c.room.clone()) else {
                         continue;
                     };
                     c.seq += 1;
-                    let frame = format!(r#"{}|{{"type":"x","value":"{peer}:{room}:{}"}}"#, conn, c.seq);
+                    let seq = c.seq;
+                    // Rooms of more than two address one peer with `to`.
+                    let frame = match c.others.first().filter(|_| addressed && capacity > 2) {
+                        Some(to) => format!(r#"{conn}|{{"type":"x","value":"{peer}:{room}:{seq}:{to}","to":"{to}"}}"#),
+                        None => format!(r#"{conn}|{{"type":"x","value":"{peer}:{room}:{seq}"}}"#),
+                    };
                     c.out.push_back(frame);
                 }
                 Op::Disconnect { client: i } => {
