@@ -3,7 +3,9 @@
 //! - `decode/typed` and `decode/forwarding` against `decode/serde_json_value` (parsing the same
 //!   2.7 KB Chrome offer frame into a `serde_json::Value`);
 //! - `negotiation/full` (offer, answer, 20 candidates and end-of-candidates each way, every frame
-//!   encoded and decoded) gives negotiations per second as `1 s / time`.
+//!   encoded and decoded) gives negotiations per second as `1 s / time`;
+//! - `relay/forward_300B`: the sans-IO relay's share of forwarding one 300-byte frame in a room
+//!   of two (envelope read, limits, routing, the outgoing copy).
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -137,5 +139,38 @@ fn negotiation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, negotiation);
+fn relay(c: &mut Criterion) {
+    use signaling_core::relay::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
+    let mut config = RelayConfig::default();
+    config.rate_per_sec = u32::MAX;
+    config.rate_burst = u32::MAX;
+    let mut relay = Relay::new(config);
+    // The benchmark's one clock read: a base instant for the relay.
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    for conn in [1, 2] {
+        relay
+            .join(
+                now,
+                ConnId(conn),
+                JoinRequest::new("room", format!("{conn:032}")),
+            )
+            .expect("joined");
+    }
+    while !matches!(relay.poll_output(), RelayOutput::Timeout(_)) {}
+    let frame = format!(r#"{{"type":"load/data","value":"{}"}}"#, "x".repeat(269));
+    assert_eq!(frame.len(), 300);
+    c.bench_function("relay/forward_300B", |b| {
+        b.iter(|| {
+            relay.handle_frame(now, ConnId(1), black_box(&frame));
+            let mut n = 0;
+            while let RelayOutput::Send { frame, .. } = relay.poll_output() {
+                n += frame.len();
+            }
+            n
+        })
+    });
+}
+
+criterion_group!(benches, decode, negotiation, relay);
 criterion_main!(benches);
