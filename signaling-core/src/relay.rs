@@ -309,13 +309,26 @@ impl RoomRegistry for LocalRooms {
     }
 }
 
-/// A peer id, assigned by the relay (`p1`, `p2`, ...).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub String);
+/// A peer id, assigned by the relay: written `p1`, `p2`, ... on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
 
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "p{}", self.0)
+    }
+}
+
+impl std::str::FromStr for PeerId {
+    type Err = ();
+
+    /// Parses the wire form `p<number>`.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let digits = s.strip_prefix('p').ok_or(())?;
+        if digits.starts_with('0') || digits.starts_with('+') {
+            return Err(());
+        }
+        digits.parse().map(PeerId).map_err(|_| ())
     }
 }
 
@@ -505,7 +518,7 @@ impl<R: RoomRegistry> Relay<R> {
             return Err(CloseReason::new(close_code::BAD_REQUEST, "bad token"));
         }
         self.next_id += 1;
-        let id = PeerId(format!("p{}", self.next_id));
+        let id = PeerId(self.next_id);
         let peer = Peer {
             room: request.room.clone(),
             conn: Some(conn),
@@ -519,11 +532,11 @@ impl<R: RoomRegistry> Relay<R> {
             last_activity: now,
         };
         let others: Vec<PeerId> = self.rooms.members(&request.room).to_vec();
-        self.rooms.add(&request.room, id.clone());
-        self.tokens.insert(peer.token.clone(), id.clone());
-        self.peers.insert(id.clone(), peer);
-        self.conns.insert(conn, id.clone());
-        self.arm(now + self.config.idle_timeout, Timer::Idle(id.clone()));
+        self.rooms.add(&request.room, id);
+        self.tokens.insert(peer.token.clone(), id);
+        self.peers.insert(id, peer);
+        self.conns.insert(conn, id);
+        self.arm(now + self.config.idle_timeout, Timer::Idle(id));
         self.welcome(conn, &id, &request, &others);
         for other in &others {
             self.notify(other, TYPE_JOINED, &id);
@@ -546,7 +559,7 @@ impl<R: RoomRegistry> Relay<R> {
         request: &JoinRequest,
     ) -> Result<PeerId, JoinRefused> {
         let refused = || CloseReason::new(close_code::RESUME_FAILED, "cannot resume");
-        let id = self.tokens.get(token).cloned().ok_or_else(refused)?;
+        let id = self.tokens.get(token).copied().ok_or_else(refused)?;
         let room_matches = self.peers.get(&id).is_some_and(|p| p.room == request.room);
         if !room_matches {
             return Err(refused());
@@ -569,16 +582,16 @@ impl<R: RoomRegistry> Relay<R> {
         peer.last_activity = now;
         self.tokens.remove(&peer.token);
         peer.token = request.fresh_token.clone();
-        self.tokens.insert(peer.token.clone(), id.clone());
+        self.tokens.insert(peer.token.clone(), id);
         let mut queued = peer.outbox.take();
         let room = peer.room.clone();
-        self.conns.insert(conn, id.clone());
+        self.conns.insert(conn, id);
         let others: Vec<PeerId> = self
             .rooms
             .members(&room)
             .iter()
             .filter(|p| **p != id)
-            .cloned()
+            .copied()
             .collect();
         self.welcome(conn, &id, request, &others);
         for (at, frame) in queued.drain(..) {
@@ -611,7 +624,7 @@ impl<R: RoomRegistry> Relay<R> {
 
     /// A frame arrived on a connection.
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &str) {
-        let Some(id) = self.conns.get(&conn).cloned() else {
+        let Some(id) = self.conns.get(&conn).copied() else {
             return;
         };
         if frame.len() > self.config.max_frame_len {
@@ -774,7 +787,7 @@ impl<R: RoomRegistry> Relay<R> {
         }
         let stamp = self.config.room_capacity > 2;
         let frame = if stamp {
-            raw.write_with_from(&from.0)
+            raw.write_with_from(&from.to_string())
         } else {
             raw.frame().to_owned()
         };
@@ -784,7 +797,9 @@ impl<R: RoomRegistry> Relay<R> {
                 .get(from)
                 .map(|p| p.room.clone())
                 .unwrap_or_default();
-            let target = PeerId(to.to_owned());
+            let Ok(target) = to.parse::<PeerId>() else {
+                return Err("unknown peer");
+            };
             let same_room = self.peers.get(&target).is_some_and(|p| p.room == room);
             if !same_room || target == *from {
                 return Err("unknown peer");
@@ -901,7 +916,7 @@ impl<R: RoomRegistry> Relay<R> {
 
     fn welcome(&mut self, conn: ConnId, id: &PeerId, request: &JoinRequest, others: &[PeerId]) {
         let ice_servers = self.config.ice_servers.as_ref().map(|c| {
-            let user = request.user.clone().unwrap_or_else(|| id.0.clone());
+            let user = request.user.clone().unwrap_or_else(|| id.to_string());
             c.for_user(&user, request.unix_time)
         });
         let token = self
@@ -910,9 +925,9 @@ impl<R: RoomRegistry> Relay<R> {
             .map(|p| p.token.clone())
             .unwrap_or_default();
         let mut value = serde_json::json!({
-            "id": id.0,
+            "id": id.to_string(),
             "room": request.room,
-            "peers": others.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            "peers": others.iter().map(PeerId::to_string).collect::<Vec<_>>(),
             "resume": token,
             "polite": !others.is_empty(),
         });
@@ -930,7 +945,8 @@ impl<R: RoomRegistry> Relay<R> {
         let Some(conn) = self.peers.get(to).and_then(|p| p.conn) else {
             return;
         };
-        let frame = serde_json::json!({"type": kind, "value": {"id": about.0}}).to_string();
+        let frame =
+            serde_json::json!({"type": kind, "value": {"id": about.to_string()}}).to_string();
         self.send(conn, frame);
     }
 

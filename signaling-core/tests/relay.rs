@@ -204,7 +204,7 @@ fn resume_within_the_grace_period_keeps_the_id_and_delivers_what_was_queued() {
     let request =
         JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
     let id = r.join(later, ConnId(3), request).expect("resumed");
-    assert_eq!(id.0, a["id"].as_str().expect("id"));
+    assert_eq!(id.to_string(), a["id"].as_str().expect("id"));
     let (sent, _) = drain(&mut r);
     let to_new = frames_to(&sent, ConnId(3));
     assert_eq!(
