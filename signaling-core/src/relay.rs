@@ -279,6 +279,8 @@ pub trait RoomRegistry: Send {
 /// The in-memory [`RoomRegistry`].
 #[derive(Debug, Default)]
 pub struct LocalRooms {
+    // Room names come from clients: keyed with the default (randomly seeded) hasher, so that
+    // crafted names cannot collide on purpose.
     rooms: HashMap<String, Vec<PeerId>>,
 }
 
