@@ -80,6 +80,19 @@ async fn closed_with(conn: &mut WsConnection) -> CloseCode {
     }
 }
 
+/// Waits (bounded) until the relay serves exactly `n` connections.
+async fn wait_for_connections(relay: &Relay, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while relay.server.relay().status().connections != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            relay.server.relay().status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Nothing arrives within a short while.
 async fn silent(conn: &mut WsConnection) {
     let r = tokio::time::timeout(Duration::from_millis(200), conn.recv()).await;
@@ -176,8 +189,8 @@ async fn wrong_token_is_401_and_wrong_origin_is_403_before_the_upgrade() {
         .await
         .expect("admitted");
     let _ = expect_type(&mut ok, "relay/welcome").await;
-    let (stats, peers, _) = relay.server.relay().stats();
-    assert_eq!(peers, 1, "refused requests never joined: {stats:?}");
+    let status = relay.server.relay().status();
+    assert_eq!(status.peers, 1, "refused requests never joined: {status:?}");
 }
 
 #[tokio::test]
@@ -187,9 +200,9 @@ async fn resume_within_the_grace_period_keeps_the_id_and_gets_what_was_queued() 
     let (mut b, _) = relay.join("r").await;
     let _ = expect_type(&mut a, "relay/joined").await;
     let token = welcome["resume"].as_str().expect("token").to_owned();
-    // The socket is lost (no close handshake).
+    // The socket is lost (no close handshake); wait until the relay has noticed.
     drop(a);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_connections(&relay, 1).await;
     b.send(ANSWER.to_owned()).await.expect("send");
     b.send(SRFLX.to_owned()).await.expect("send");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -294,8 +307,7 @@ async fn a_slow_consumer_is_disconnected_at_its_queue_bound() {
     let code = loop {
         // Read nothing for a while, then see how the connection ended.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let (stats, _, _) = relay.server.relay().stats();
-        if stats.limit_closes > 0 {
+        if relay.server.relay().status().stats.limit_closes > 0 {
             break closed_with(&mut reader).await;
         }
         drained += 1;
@@ -323,8 +335,7 @@ async fn the_privacy_policy_filters_candidates() {
         SRFLX,
         "host and denied-range candidates dropped"
     );
-    let (stats, _, _) = relay.server.relay().stats();
-    assert_eq!(stats.filtered, 2);
+    assert_eq!(relay.server.relay().status().stats.filtered, 2);
 }
 
 #[tokio::test]

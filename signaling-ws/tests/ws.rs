@@ -271,22 +271,23 @@ async fn keepalive_detects_a_silent_peer() {
 
 #[tokio::test]
 async fn keepalive_keeps_a_live_peer() {
-    // Pings every 20 ms on both ends and a pong deadline far shorter than the quiet period: the
+    // Pings every 50 ms on both ends and a pong deadline far shorter than the quiet period: the
     // connection survives only if each end answers the other's pings while it waits in `recv`
     // (keepalive runs inside `recv`; there is no task per connection).
     let config = WsConfig::default()
-        .with_ping_interval(Some(Duration::from_millis(20)))
-        .with_pong_timeout(Duration::from_millis(100));
+        .with_ping_interval(Some(Duration::from_millis(50)))
+        .with_pong_timeout(Duration::from_millis(400));
     let (mut server, addr) = bind(config.clone()).await;
     let mut client = WsClient::connect(&format!("ws://{addr}/"), config)
         .await
         .unwrap();
     let conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
     let server_side = tokio::spawn(echo(conn));
-    // The client waits in `recv` for 15 ping periods while nobody sends a text frame.
+    // The client waits in `recv` for 24 ping periods (3 pong deadlines) while nobody sends a
+    // text frame.
     tokio::select! {
         frame = client.recv() => panic!("unexpected {frame:?}"),
-        () = tokio::time::sleep(Duration::from_millis(300)) => {}
+        () = tokio::time::sleep(Duration::from_millis(1200)) => {}
     }
     client.send("still here".to_owned()).await.unwrap();
     assert_eq!(

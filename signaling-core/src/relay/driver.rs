@@ -79,6 +79,20 @@ struct Shared {
     last_deadline: Option<std::time::Instant>,
 }
 
+/// A snapshot of a running relay, from [`RelayHandle::status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayStatus {
+    /// The relay's counters.
+    pub stats: super::RelayStats,
+    /// Peers, connected or waiting to resume.
+    pub peers: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Connections being served (joined, not yet ended).
+    pub connections: usize,
+}
+
 /// A running relay. Clone it into each connection's task.
 #[derive(Clone)]
 pub struct RelayHandle {
@@ -263,10 +277,15 @@ impl RelayHandle {
         dispatch(&mut s);
     }
 
-    /// Relay counters and sizes, for monitoring.
-    pub fn stats(&self) -> (super::RelayStats, usize, usize) {
+    /// Counters and sizes, for monitoring.
+    pub fn status(&self) -> RelayStatus {
         let s = self.lock();
-        (s.relay.stats(), s.relay.peer_count(), s.relay.room_count())
+        RelayStatus {
+            stats: s.relay.stats(),
+            peers: s.relay.peer_count(),
+            rooms: s.relay.room_count(),
+            connections: s.conns.len(),
+        }
     }
 }
 
