@@ -8,22 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use signaling_core::negotiation::{
-    ApiError, Config, DropReason, Event, Negotiation, NegotiationFailure, Output, PeerError,
-    SignalingState,
+    ApiError, Config, DropReason, Event, Negotiation, NegotiationFailure, PeerError, SignalingState,
 };
 use signaling_core::wire::{self, Dialect, IceCandidate, Message, SdpKind};
 
-fn drain(n: &mut Negotiation) -> (Vec<String>, Vec<Event>, Option<Instant>) {
-    let mut frames = Vec::new();
-    let mut events = Vec::new();
-    loop {
-        match n.poll_output() {
-            Output::Transmit(f) => frames.push(f),
-            Output::Event(e) => events.push(e),
-            Output::Timeout(t) => return (frames, events, t),
-        }
-    }
-}
+use common::drain;
 
 fn frame(kind: &str, value: &str) -> String {
     serde_json::json!({"type": kind, "value": value}).to_string()

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use signaling_core::negotiation::{ApiError, Config, Event, Negotiation, Output, SignalingState};
+use signaling_core::negotiation::{ApiError, Config, Event, Negotiation, SignalingState};
 use signaling_core::wire::{self, Description, Message, SdpKind};
 
 #[derive(Clone, Copy, Debug)]
@@ -129,18 +129,6 @@ impl Model {
     }
 }
 
-fn drain(n: &mut Negotiation) -> (Vec<String>, Vec<Event>) {
-    let mut frames = Vec::new();
-    let mut events = Vec::new();
-    loop {
-        match n.poll_output() {
-            Output::Transmit(f) => frames.push(f),
-            Output::Event(e) => events.push(e),
-            Output::Timeout(_) => return (frames, events),
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -169,7 +157,7 @@ proptest! {
                 }
                 Op::Close => { n.close(); Ok(Outcome::Ok) }
             };
-            let (frames, events) = drain(&mut n);
+            let (frames, events, _) = common::drain(&mut n);
             match (&expected, got) {
                 (Outcome::ApiErr, Err(e)) => {
                     prop_assert!(matches!(e, ApiError::InvalidState { .. } | ApiError::Closed), "{e:?}");

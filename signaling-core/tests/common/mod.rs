@@ -49,3 +49,23 @@ pub fn candidate(n: u32, ufrag: Option<&str>) -> String {
     c.push_str(" network-id 1");
     c
 }
+
+/// Drains a negotiation: the frames it transmits, its events, and its next timeout.
+pub fn drain(
+    n: &mut signaling_core::negotiation::Negotiation,
+) -> (
+    Vec<String>,
+    Vec<signaling_core::negotiation::Event>,
+    Option<std::time::Instant>,
+) {
+    use signaling_core::negotiation::Output;
+    let mut frames = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        match n.poll_output() {
+            Output::Transmit(f) => frames.push(f),
+            Output::Event(e) => events.push(e),
+            Output::Timeout(t) => return (frames, events, t),
+        }
+    }
+}
