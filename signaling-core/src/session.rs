@@ -246,11 +246,6 @@ struct Driver<T> {
 }
 
 impl<T: Transport> Driver<T> {
-    /// Time for the negotiation comes from tokio's clock, so that tests can pause and advance it.
-    fn now(&self) -> std::time::Instant {
-        TokioInstant::now().into_std()
-    }
-
     async fn run(mut self) {
         let end = loop {
             let deadline = self.negotiation.next_timeout().map(TokioInstant::from_std);
@@ -285,13 +280,13 @@ impl<T: Transport> Driver<T> {
                     break SessionEnd::LocalClose;
                 }
                 Step::Frame(Ok(Some(frame))) => {
-                    let now = self.now();
+                    let now = now();
                     self.negotiation.handle_frame(now, &frame);
                 }
                 Step::Frame(Ok(None)) => break SessionEnd::PeerClosed,
                 Step::Frame(Err(e)) => break SessionEnd::Transport(e),
                 Step::Timeout => {
-                    let now = self.now();
+                    let now = now();
                     self.negotiation.handle_timeout(now);
                 }
             }
@@ -312,7 +307,7 @@ impl<T: Transport> Driver<T> {
     }
 
     fn command(&mut self, cmd: Command) {
-        let now = self.now();
+        let now = now();
         let n = &mut self.negotiation;
         match cmd {
             Command::StartOffer(tx) => drop(tx.send(n.start_offer(now))),
@@ -349,9 +344,16 @@ enum Step {
     Timeout,
 }
 
-async fn sleep_until(deadline: Option<TokioInstant>) {
+/// Sleeps until `deadline`, or forever without one (a `select!` branch that never fires).
+pub(crate) async fn sleep_until(deadline: Option<TokioInstant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// The time handed to the sans-IO state machines: tokio's clock, so that tests can pause and
+/// advance it.
+pub(crate) fn now() -> std::time::Instant {
+    TokioInstant::now().into_std()
 }

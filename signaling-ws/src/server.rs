@@ -61,20 +61,13 @@ impl HandshakeRequest {
 
     /// The `Origin` header, which browsers always send: check it to refuse cross-site sockets.
     pub fn origin(&self) -> Option<&str> {
-        self.peer.header("origin")
+        self.peer.origin()
     }
 
-    /// A cookie's value from the `Cookie` header(s), as sent (not percent-decoded).
+    /// A cookie's value from the `Cookie` header(s), as sent (not percent-decoded); see
+    /// [`PeerInfo::cookie`].
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.peer
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "cookie")
-            .flat_map(|(_, v)| v.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k.trim() == name).then_some(v.trim())
-            })
+        self.peer.cookie(name)
     }
 }
 

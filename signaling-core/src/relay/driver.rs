@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant as TokioInstant;
 
 use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
+use crate::session::{now, sleep_until};
 use crate::transport::{CloseReason, PeerInfo, Transport, TrySendError};
 
 /// Frames written to a connection with one flush, at most.
@@ -336,17 +337,6 @@ fn dispatch(s: &mut Shared) {
     }
 }
 
-fn now() -> std::time::Instant {
-    TokioInstant::now().into_std()
-}
-
-async fn sleep_until(deadline: Option<TokioInstant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Builds a [`JoinRequest`] from a connection's request: the room from the `room` query
 /// parameter, a resume token from `resume`, both percent-decoded; a fresh random token; the
 /// current Unix time. `None` when there is no room parameter.
@@ -375,26 +365,12 @@ pub fn fresh_token() -> String {
     s
 }
 
+/// Decodes a query value: `+` is a space (form encoding), `%XX` a byte; the result must be
+/// UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
