@@ -1,5 +1,4 @@
 //! The client side: [`WsClient`].
-use std::fmt::Write as _;
 
 use signaling_core::transport::PeerInfo;
 use tokio_tungstenite::tungstenite;
@@ -150,15 +149,15 @@ impl WsClient {
     }
 }
 
-/// Appends `text` percent-encoded (everything but RFC 3986 unreserved characters).
+/// What a query component keeps as is: RFC 3986's unreserved characters.
+const QUERY_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode(out: &mut String, text: &str) {
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
+    out.extend(percent_encoding::utf8_percent_encode(text, QUERY_COMPONENT));
 }
 
 #[cfg(test)]
