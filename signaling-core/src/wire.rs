@@ -400,18 +400,7 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
     de.end().map_err(|e| DecodeError::Envelope(e.into()))?;
     let (kind, value) = match parsed {
         Parsed::Done(known, value) => (known, value),
-        Parsed::Deferred(known, raw) => {
-            let value = match raw {
-                Some(raw) => {
-                    let mut de = serde_json::Deserializer::from_str(raw.get());
-                    ValueSeed(known)
-                        .deserialize(&mut de)
-                        .map_err(|e| invalid(known, e))?
-                }
-                None => TypedValue::Absent,
-            };
-            (known, value)
-        }
+        Parsed::Deferred(known, raw) => (known, decode_value(known, raw)?),
         Parsed::Unknown(kind) => {
             return Ok(Message::Unknown(UnknownMessage {
                 kind,
@@ -420,6 +409,19 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
         }
     };
     finish(kind, value)
+}
+
+/// Decodes a `value` kept raw (it came before `type`, or the envelope was read on its own).
+fn decode_value(known: Known, raw: Option<&RawValue>) -> Result<TypedValue, DecodeError> {
+    match raw {
+        Some(raw) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            ValueSeed(known)
+                .deserialize(&mut de)
+                .map_err(|e| invalid(known, e))
+        }
+        None => Ok(TypedValue::Absent),
+    }
 }
 
 fn invalid(known: Known, source: serde_json::Error) -> DecodeError {
@@ -923,8 +925,16 @@ impl<'a> RawFrame<'a> {
     }
 
     /// Decodes the frame fully (the typed path).
+    ///
+    /// The envelope was already read: only `value` is parsed again.
     pub fn decode(&self) -> Result<Message, DecodeError> {
-        decode_with_limit(self.frame, usize::MAX)
+        let Some(known) = Known::from_type(&self.kind) else {
+            return Ok(Message::Unknown(UnknownMessage {
+                kind: self.kind.clone().into_owned(),
+                frame: self.frame.to_owned(),
+            }));
+        };
+        finish(known, decode_value(known, self.value)?)
     }
 
     /// Writes the frame with `from` set (and `to` removed), keeping `type` and the raw `value`
