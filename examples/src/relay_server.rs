@@ -144,7 +144,6 @@ impl Server {
 
     /// Serves one TCP connection: the WebSocket endpoint, the demo page, or 404.
     pub async fn serve(&self, mut stream: TcpStream, addr: SocketAddr) -> std::io::Result<()> {
-        let server = self;
         let _ = stream.set_nodelay(true);
         let (head, head_len) = Box::pin(peek_head(&stream)).await?;
         let mut lines = head.split("\r\n");
@@ -162,7 +161,7 @@ impl Server {
             })
         });
         if path == "/ws" && upgrade {
-            let hook = |req: &HandshakeRequest| match &server.admission {
+            let hook = |req: &HandshakeRequest| match &self.admission {
                 Some(a) => a
                     .admit(req.peer())
                     .map_err(|r| Rejection::new(r.status, r.reason.to_string())),
@@ -170,7 +169,7 @@ impl Server {
             };
             // Boxed: the handshake's state is large and short-lived; inline, it would stay in
             // the task's allocation for the connection's whole life.
-            let handshake = Box::pin(accept_stream(stream, Some(addr), &server.ws, &hook));
+            let handshake = Box::pin(accept_stream(stream, Some(addr), &self.ws, &hook));
             let mut conn = match handshake.await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -179,7 +178,7 @@ impl Server {
                 }
             };
             match join_request_from_peer(conn.peer()) {
-                Some(request) => server.relay.serve(conn, request).await,
+                Some(request) => self.relay.serve(conn, request).await,
                 None => {
                     let reason = CloseReason::new(close_code::BAD_REQUEST, "missing ?room=NAME");
                     let _ = conn.close(reason).await;
