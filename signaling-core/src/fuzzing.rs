@@ -24,6 +24,7 @@ pub fn wire(data: &[u8]) {
             );
         }
     }
+    crate::json_scan::check_against_serde(s);
     if let Ok(raw) = RawFrame::parse(s, wire::DEFAULT_MAX_FRAME_LEN) {
         let _ = raw.decode();
         let _ = raw.write_with_from("peer");

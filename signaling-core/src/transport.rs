@@ -23,6 +23,7 @@
 //! The trait is object-safe: a relay holds `Box<dyn Transport>` of different kinds.
 use std::fmt;
 use std::net::SocketAddr;
+use std::task::Poll;
 
 use async_trait::async_trait;
 
@@ -42,6 +43,18 @@ pub trait Transport: Send {
     /// Receives the next frame: `Ok(Some(frame))`, `Ok(None)` at a clean end, or an error.
     /// Cancel-safe.
     async fn recv(&mut self) -> Result<Option<String>, TransportError>;
+
+    /// Receives a frame that is already here, without waiting: what [`recv`](Self::recv) would
+    /// return if it completed at once, or [`Poll::Pending`] if it would wait. A driver that
+    /// woke for one frame takes the others that arrived with it this way, and handles them
+    /// together.
+    ///
+    /// The default returns [`Poll::Pending`] (nothing is known without waiting): a transport
+    /// that can tell cheaply implements it. It never registers a wake-up; keep a `recv` pending
+    /// to be woken.
+    fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
+        Poll::Pending
+    }
 
     /// Closes the connection with a code and a reason, flushing frames already queued.
     async fn close(&mut self, reason: CloseReason) -> Result<(), TransportError>;

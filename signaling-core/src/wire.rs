@@ -400,7 +400,7 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
     de.end().map_err(|e| DecodeError::Envelope(e.into()))?;
     let (kind, value) = match parsed {
         Parsed::Done(known, value) => (known, value),
-        Parsed::Deferred(known, raw) => (known, decode_value(known, raw)?),
+        Parsed::Deferred(known, raw) => (known, decode_value(known, raw.map(RawValue::get))?),
         Parsed::Unknown(kind) => {
             return Ok(Message::Unknown(UnknownMessage {
                 kind,
@@ -412,10 +412,10 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
 }
 
 /// Decodes a `value` kept raw (it came before `type`, or the envelope was read on its own).
-fn decode_value(known: Known, raw: Option<&RawValue>) -> Result<TypedValue, DecodeError> {
+fn decode_value(known: Known, raw: Option<&str>) -> Result<TypedValue, DecodeError> {
     match raw {
         Some(raw) => {
-            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let mut de = serde_json::Deserializer::from_str(raw);
             ValueSeed(known)
                 .deserialize(&mut de)
                 .map_err(|e| invalid(known, e))
@@ -843,6 +843,19 @@ const ESCAPE: [u8; 256] = {
 // ---------------------------------------------------------------------------------------------
 // Forwarding
 
+/// The envelope as serde_json reads it, for frames the fast reader leaves to it.
+#[derive(Deserialize)]
+pub(crate) struct RawEnvelope<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) value: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) to: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) from: Option<Cow<'a, str>>,
+}
+
 /// The forwarding view of a frame: its envelope read, its `value` left as raw JSON text (the SDP
 /// is never unescaped or copied). What a relay needs to route a frame.
 ///
@@ -852,7 +865,7 @@ const ESCAPE: [u8; 256] = {
 #[derive(Clone, Debug)]
 pub struct RawFrame<'a> {
     kind: Cow<'a, str>,
-    value: Option<&'a RawValue>,
+    value: Option<&'a str>,
     to: Option<Cow<'a, str>>,
     from: Option<Cow<'a, str>>,
     frame: &'a str,
@@ -867,22 +880,22 @@ impl<'a> RawFrame<'a> {
                 max: max_len,
             });
         }
-        #[derive(Deserialize)]
-        struct Envelope<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: Cow<'a, str>,
-            #[serde(borrow, default)]
-            value: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            to: Option<Cow<'a, str>>,
-            #[serde(borrow, default)]
-            from: Option<Cow<'a, str>>,
+        if let Some(env) = crate::json_scan::envelope(frame) {
+            return Ok(RawFrame {
+                kind: Cow::Borrowed(env.kind),
+                value: env.value,
+                to: env.to.map(Cow::Borrowed),
+                from: env.from.map(Cow::Borrowed),
+                frame,
+            });
         }
-        let env: Envelope<'a> =
+        // An unusual frame (escapes in the envelope's strings, say) or an invalid one: serde_json
+        // reads it or says what is wrong.
+        let env: RawEnvelope<'a> =
             serde_json::from_str(frame).map_err(|e| DecodeError::Envelope(e.into()))?;
         Ok(RawFrame {
             kind: env.kind,
-            value: env.value,
+            value: env.value.map(RawValue::get),
             to: env.to,
             from: env.from,
             frame,
@@ -896,7 +909,7 @@ impl<'a> RawFrame<'a> {
 
     /// The `value` field as raw JSON text, when present.
     pub fn value_json(&self) -> Option<&'a str> {
-        self.value.map(RawValue::get)
+        self.value
     }
 
     /// The `to` field (relay addressing), when present.

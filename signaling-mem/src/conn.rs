@@ -2,6 +2,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use async_trait::async_trait;
 use signaling_core::transport::{
@@ -105,6 +106,22 @@ impl MemConnection {
         self.remote_close.as_ref()
     }
 
+    /// What `recv` returns for an item taken from the channel (`None`: the peer's end is gone).
+    fn received(&mut self, item: Option<Item>) -> Result<Option<String>, TransportError> {
+        match item {
+            Some(Item::Frame(f)) => Ok(Some(f)),
+            Some(Item::Close(reason)) => {
+                let result = close_result(&reason);
+                self.remote_close = Some(reason);
+                result
+            }
+            None => {
+                self.remote_close = Some(CloseReason::new(CloseCode::GOING_AWAY, "dropped"));
+                Ok(None)
+            }
+        }
+    }
+
     fn sender(&self, frame: &str) -> Result<&mpsc::Sender<Item>, TransportError> {
         if frame.len() > self.max_frame_size {
             return Err(TransportError::TooLarge {
@@ -142,17 +159,18 @@ impl Transport for MemConnection {
         if let Some(reason) = &self.remote_close {
             return close_result(reason);
         }
-        match self.rx.recv().await {
-            Some(Item::Frame(f)) => Ok(Some(f)),
-            Some(Item::Close(reason)) => {
-                let result = close_result(&reason);
-                self.remote_close = Some(reason);
-                result
-            }
-            None => {
-                self.remote_close = Some(CloseReason::new(CloseCode::GOING_AWAY, "dropped"));
-                Ok(None)
-            }
+        let item = self.rx.recv().await;
+        self.received(item)
+    }
+
+    fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
+        if let Some(reason) = &self.remote_close {
+            return Poll::Ready(close_result(reason));
+        }
+        match self.rx.try_recv() {
+            Ok(item) => Poll::Ready(self.received(Some(item))),
+            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(self.received(None)),
         }
     }
 
@@ -246,5 +264,37 @@ impl MemListener {
     /// The next connection; `None` once the hub is gone or the name was bound again.
     pub async fn accept(&mut self) -> Option<MemConnection> {
         self.rx.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn try_recv_takes_what_is_queued_then_reports_the_end() {
+        let (mut a, mut b) = pair();
+        assert!(b.try_recv().is_pending());
+        for f in ["x", "y"] {
+            a.send(f.to_owned()).await.expect("sent");
+        }
+        assert!(matches!(b.try_recv(), Poll::Ready(Ok(Some(f))) if f == "x"));
+        assert!(matches!(b.try_recv(), Poll::Ready(Ok(Some(f))) if f == "y"));
+        assert!(b.try_recv().is_pending());
+        a.close(CloseReason::new(CloseCode(4001), "full"))
+            .await
+            .expect("closed");
+        assert!(
+            matches!(b.try_recv(), Poll::Ready(Err(TransportError::Closed(Some(r)))) if r.code == CloseCode(4001))
+        );
+        // The end stays reported, as by `recv`.
+        assert!(matches!(
+            b.recv().await,
+            Err(TransportError::Closed(Some(_)))
+        ));
+        drop(a);
+        let (c, mut d) = pair();
+        drop(c);
+        assert!(matches!(d.try_recv(), Poll::Ready(Ok(None))));
     }
 }

@@ -113,6 +113,8 @@ where
 /// - [`recv`](Transport::recv) polls the socket directly. In the same poll it writes out frames
 ///   queued by `try_send`, sends keepalive pings, and checks the pong (dead peer), idle and
 ///   write-stall deadlines against one timer that is re-armed only when it fires.
+/// - [`try_recv`](Transport::try_recv) is the same step as `recv`, polled once: it returns
+///   a frame already read or buffered, or `Pending` without waiting.
 /// - [`send`](Transport::send) writes the frame into tungstenite's write buffer and flushes it
 ///   to the socket before returning (bounded by `write_timeout`).
 /// - [`try_send`](Transport::try_send) appends to a small send queue (at most
@@ -632,6 +634,18 @@ impl Transport for WsConnection {
             return self.after_end();
         }
         poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
+        if let Some(frame) = self.inbox.pop_front() {
+            return Poll::Ready(Ok(Some(frame)));
+        }
+        if self.state != State::Open {
+            return Poll::Ready(self.after_end());
+        }
+        // The same step as `recv`'s, with a waker that wakes nothing: the socket and the timer
+        // take the real waker again at the next `recv`.
+        self.poll_recv(&mut Context::from_waker(noop_waker_ref()))
     }
 
     async fn close(&mut self, reason: CloseReason) -> Result<(), TransportError> {

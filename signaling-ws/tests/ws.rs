@@ -704,3 +704,25 @@ async fn wss_goes_through_tls() {
         other => panic!("expected a TLS failure, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn try_recv_takes_what_has_arrived_without_waiting() {
+    let (mut server, addr) = bind(WsConfig::default()).await;
+    let mut raw = raw_client(addr).await;
+    let mut conn = server.accept().await.unwrap();
+    assert!(conn.try_recv().is_pending(), "nothing sent yet");
+    // Five frames in one write: the first `recv` reads them all from the socket.
+    for i in 0..5 {
+        raw.feed(Message::text(format!("f{i}"))).await.unwrap();
+    }
+    raw.flush().await.unwrap();
+    let mut got = vec![recv(&mut conn).await.unwrap().unwrap()];
+    while let std::task::Poll::Ready(frame) = conn.try_recv() {
+        got.push(frame.unwrap().unwrap());
+    }
+    assert_eq!(got, ["f0", "f1", "f2", "f3", "f4"]);
+    // The end is reported the same way as by `recv`.
+    raw.close(None).await.unwrap();
+    assert_eq!(recv(&mut conn).await.unwrap(), None);
+    assert!(matches!(conn.try_recv(), std::task::Poll::Ready(Ok(None))));
+}

@@ -5,14 +5,21 @@
 //! then handles its frames strictly in order, one at a time, until it ends. One timer task
 //! serves the relay's timers.
 //!
+//! A connection's frames that arrive together (up to 32, taken with
+//! [`Transport::try_recv`]) are handled together: one lock of the relay, one clock read, and
+//! their forwards leave with one flush per receiver. After such a burst the task yields, so
+//! that the receivers write it out while the next one is read.
+//!
 //! Each connection has a bounded outgoing queue ([`DriverConfig::send_queue`]). A connection
 //! whose queue is full when the relay has something for it is a slow consumer: it is closed
 //! with [`close_code::SLOW_CONSUMER`](super::close_code::SLOW_CONSUMER), so that the relay's
 //! memory stays bounded whatever the peers do.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
+use rustc_hash::FxHashMap;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant as TokioInstant;
 
@@ -22,6 +29,10 @@ use crate::transport::{CloseReason, PeerInfo, Transport, TrySendError};
 
 /// Frames written to a connection with one flush, at most.
 const BATCH: usize = 64;
+
+/// Frames read from one connection in a row (those already received) before they are handled
+/// together and the task yields.
+const BURST: usize = 32;
 
 /// Settings of the driver (the relay's own are in [`RelayConfig`]).
 #[derive(Clone, Debug)]
@@ -72,7 +83,7 @@ struct Slot {
 
 struct Shared {
     relay: Relay,
-    conns: HashMap<ConnId, Slot>,
+    conns: FxHashMap<ConnId, Slot>,
     next_conn: u64,
     /// The relay's next timer, for the timer task.
     deadline: watch::Sender<Option<TokioInstant>>,
@@ -118,7 +129,7 @@ impl RelayHandle {
         let (deadline, mut deadline_rx) = watch::channel(None);
         let shared = Arc::new(Mutex::new(Shared {
             relay: Relay::new(config),
-            conns: HashMap::new(),
+            conns: FxHashMap::default(),
             next_conn: 0,
             deadline,
             last_deadline: None,
@@ -185,6 +196,7 @@ impl RelayHandle {
         };
         let mut lost = true;
         let mut batch: Vec<String> = Vec::new();
+        let mut burst: Vec<String> = Vec::new();
         'conn: loop {
             tokio::select! {
                 biased;
@@ -256,18 +268,46 @@ impl RelayHandle {
                         break;
                     }
                 }
-                frame = transport.recv() => match frame {
-                    Ok(Some(frame)) => {
+                frame = transport.recv() => {
+                    let mut end = match frame {
+                        Ok(Some(frame)) => {
+                            burst.push(frame);
+                            None
+                        }
+                        Ok(None) => Some(None),
+                        Err(e) => Some(Some(e)),
+                    };
+                    // Take the frames that are already here, without waiting: they are handled
+                    // under one lock and one clock read, and their forwards leave together.
+                    while end.is_none() && burst.len() < BURST {
+                        match transport.try_recv() {
+                            Poll::Ready(Ok(Some(frame))) => burst.push(frame),
+                            Poll::Ready(Ok(None)) => end = Some(None),
+                            Poll::Ready(Err(e)) => end = Some(Some(e)),
+                            Poll::Pending => break,
+                        }
+                    }
+                    let full = burst.len() == BURST;
+                    if !burst.is_empty() {
                         let mut s = self.lock();
-                        s.relay.handle_frame(now(), conn, &frame);
+                        let now = now();
+                        for frame in burst.drain(..) {
+                            s.relay.handle_frame(now, conn, &frame);
+                        }
                         dispatch(&mut s);
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(%conn, error = %e, "connection lost");
-                        break;
+                    match end {
+                        Some(None) => break,
+                        Some(Some(e)) => {
+                            tracing::debug!(%conn, error = %e, "connection lost");
+                            break;
+                        }
+                        // More may be waiting: let the receivers' tasks write this burst
+                        // first, so that reading and writing overlap.
+                        None if full => tokio::task::yield_now().await,
+                        None => {}
                     }
-                },
+                }
             }
         }
         let mut s = self.lock();

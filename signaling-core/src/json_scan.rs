@@ -1,0 +1,446 @@
+//! A fast reader for the common shape of an envelope, for the forwarding path.
+//!
+//! [`envelope`] reads `{"type":..,"value":..,"to":..,"from":..}` (any order, any whitespace,
+//! other keys skipped) in one pass over the bytes, checking the JSON grammar as it goes. It only
+//! ever answers for frames it is sure of: anything unusual (an escape in a key, `type`, `to` or
+//! `from`; a repeated key; deep nesting; any doubt about validity) returns `None`, and the caller
+//! falls back to serde_json, which then decides. So it accepts exactly what serde_json accepts,
+//! and returns the same fields, on every frame it answers for; the `json_scan_agrees` property
+//! test and the wire fuzz target check this against serde_json.
+
+/// The fields of an envelope, as spans of the frame's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Envelope<'a> {
+    /// `type`, without its quotes (it holds no escape).
+    pub kind: &'a str,
+    /// `value` as raw JSON text (surrounding whitespace excluded); `None` if absent or `null`.
+    pub value: Option<&'a str>,
+    /// `to`, without quotes; `None` if absent or `null`.
+    pub to: Option<&'a str>,
+    /// `from`, without quotes; `None` if absent or `null`.
+    pub from: Option<&'a str>,
+}
+
+/// Nesting deeper than this inside a value is left to serde_json.
+const MAX_DEPTH: usize = 32;
+
+/// Reads the envelope of `frame`; `None`: not sure, ask serde_json.
+pub(crate) fn envelope(frame: &str) -> Option<Envelope<'_>> {
+    let mut s = Scanner {
+        b: frame.as_bytes(),
+        i: 0,
+    };
+    s.ws();
+    s.eat(b'{')?;
+    let (mut kind, mut value, mut to, mut from) = (None, None, None, None);
+    let mut seen = [false; 4];
+    s.ws();
+    if s.peek()? != b'}' {
+        loop {
+            s.ws();
+            let key = s.plain_string()?;
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            let slot = match key {
+                b"type" => 0,
+                b"value" => 1,
+                b"to" => 2,
+                b"from" => 3,
+                _ => {
+                    // Unknown keys are ignored, but their values must still be JSON (and a
+                    // repeated unknown key is fine).
+                    s.value(0)?;
+                    s.ws();
+                    if s.next_is(b',') {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                // serde_json reports a duplicate field.
+                return None;
+            }
+            match slot {
+                0 => kind = Some(s.plain_str(frame)?),
+                1 => {
+                    let start = s.i;
+                    s.value(0)?;
+                    let raw = &frame[start..s.i];
+                    value = (raw != "null").then_some(raw);
+                }
+                2 => to = s.optional_str(frame)?,
+                _ => from = s.optional_str(frame)?,
+            }
+            s.ws();
+            if !s.next_is(b',') {
+                break;
+            }
+        }
+    }
+    s.ws();
+    s.eat(b'}')?;
+    s.ws();
+    if s.i != s.b.len() {
+        return None;
+    }
+    Some(Envelope {
+        kind: kind?,
+        value,
+        to,
+        from,
+    })
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.i += 1)
+    }
+
+    fn next_is(&mut self, byte: u8) -> bool {
+        self.eat(byte).is_some()
+    }
+
+    /// A string without escapes; its content's byte range.
+    fn plain(&mut self) -> Option<(usize, usize)> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match self.peek()? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+        let end = self.i;
+        self.i += 1;
+        Some((start, end))
+    }
+
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        let (start, end) = self.plain()?;
+        Some(&self.b[start..end])
+    }
+
+    /// A string without escapes, as text. The span ends at ASCII quotes, so it is on char
+    /// boundaries of `text`, which is the scanned text.
+    fn plain_str<'t>(&mut self, text: &'t str) -> Option<&'t str> {
+        let (start, end) = self.plain()?;
+        text.get(start..end)
+    }
+
+    fn optional_str<'t>(&mut self, text: &'t str) -> Option<Option<&'t str>> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(None);
+        }
+        self.plain_str(text).map(Some)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(word.len())?;
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// Skips a string, escapes included, checking them.
+    fn string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            // Runs of ordinary bytes (most of an SDP) are skipped eight at a time.
+            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().ok()?);
+                if needs_look(word) {
+                    break;
+                }
+                self.i += 8;
+            }
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.i += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            self.i += 1;
+                            // serde_json checks only that four hex digits follow when it skips
+                            // a string (a lone surrogate is its reader's business).
+                            let end = self.i.checked_add(4)?;
+                            let hex = self.b.get(self.i..end)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.i = end;
+                        }
+                        _ => return None,
+                    }
+                }
+                0..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Option<()> {
+        self.next_is(b'-');
+        match self.peek()? {
+            b'0' => {
+                self.i += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.next_is(b'.') && self.digits() == 0 {
+            return None;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// Skips one JSON value (leading whitespace already skipped).
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string(),
+            b'n' => self.literal(b"null"),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'-' | b'0'..=b'9' => self.number(),
+            b'[' if depth < MAX_DEPTH => {
+                self.i += 1;
+                self.ws();
+                if self.next_is(b']') {
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    if !self.next_is(b',') {
+                        return self.eat(b']');
+                    }
+                }
+            }
+            b'{' if depth < MAX_DEPTH => {
+                self.i += 1;
+                self.ws();
+                if self.next_is(b'}') {
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    self.string()?;
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    if !self.next_is(b',') {
+                        return self.eat(b'}');
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether any of the eight bytes of `word` is `"`, `\` or a control character (below 0x20).
+fn needs_look(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    // Bytes below 0x20: subtracting 0x20 borrows into the high bit only for them (bytes with
+    // the high bit already set are masked out by `!word`).
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    (quote | backslash | control) != 0
+}
+
+/// Checks the fast reader against serde_json on `frame` (tests and fuzzing): where it answers,
+/// serde_json must accept the frame and read the same fields.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn check_against_serde(frame: &str) -> bool {
+    let Some(fast) = envelope(frame) else {
+        return false;
+    };
+    let slow: crate::wire::RawEnvelope<'_> = match serde_json::from_str(frame) {
+        Ok(slow) => slow,
+        Err(e) => panic!("the fast reader accepts what serde_json refuses ({e}): {frame:?}"),
+    };
+    assert_eq!(fast.kind, slow.kind, "{frame:?}");
+    assert_eq!(fast.value, slow.value.map(|v| v.get()), "{frame:?}");
+    assert_eq!(fast.to, slow.to.as_deref(), "{frame:?}");
+    assert_eq!(fast.from, slow.from.as_deref(), "{frame:?}");
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of envelopes, good and bad, glued at random.
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        " ",
+        "\n",
+        "\t",
+        "\"type\"",
+        "\"value\"",
+        "\"to\"",
+        "\"from\"",
+        "\"other\"",
+        "\"webrtc/offer\"",
+        "\"p1\"",
+        "\"v=0\\r\\n\"",
+        "\"\\u00e9\\ud800\"",
+        "\"\\q\"",
+        "\"\t\"",
+        "\"x",
+        "null",
+        "nul",
+        "true",
+        "false",
+        "0",
+        "-0",
+        "01",
+        "1.5e-3",
+        "1.",
+        "-",
+        "2E+",
+        "\"é\"",
+        "\"ty\\u0070e\"",
+    ];
+
+    fn pieces() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..24).prop_map(|p| p.concat())
+    }
+
+    /// Envelopes of the usual shape, with any strings and values.
+    fn shaped() -> impl Strategy<Value = String> {
+        let text = any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap_or_default());
+        let value = prop_oneof![
+            text.clone(),
+            Just("null".to_owned()),
+            any::<f64>().prop_map(|f| serde_json::to_string(&f).unwrap_or_default()),
+            pieces(),
+        ];
+        (
+            text,
+            value,
+            proptest::option::of("[a-z0-9]{1,4}"),
+            any::<bool>(),
+        )
+            .prop_map(|(kind, value, to, spaced)| {
+                let sep = if spaced { " " } else { "" };
+                let to = to
+                    .map(|t| format!(",{sep}\"to\":{sep}\"{t}\""))
+                    .unwrap_or_default();
+                format!("{{\"type\":{sep}{kind},\"value\":{sep}{value}{to}{sep}}}")
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn json_scan_agrees(frame in prop_oneof![pieces(), shaped()]) {
+            check_against_serde(&frame);
+        }
+
+        #[test]
+        fn json_scan_answers_for_plain_frames(kind in "[a-z/]{1,12}", value in any::<String>()) {
+            let value = serde_json::to_string(&value).unwrap_or_default();
+            let frame = format!("{{\"type\":\"{kind}\",\"value\":{value}}}");
+            prop_assert!(check_against_serde(&frame), "{}", frame);
+        }
+    }
+
+    #[test]
+    fn reads_common_shapes() {
+        let e = envelope(r#"{"type":"webrtc/offer","value":"v=0\r\n"}"#).expect("read");
+        assert_eq!(e.kind, "webrtc/offer");
+        assert_eq!(e.value, Some(r#""v=0\r\n""#));
+        let e = envelope(
+            r#" { "value" : {"a":[1,-2.5e3,true,null]} , "type":"x","to":"p1","from":null } "#,
+        )
+        .expect("read");
+        assert_eq!(e.kind, "x");
+        assert_eq!(e.value, Some(r#"{"a":[1,-2.5e3,true,null]}"#));
+        assert_eq!((e.to, e.from), (Some("p1"), None));
+        let e = envelope(r#"{"type":"t","value":null,"extra":[{}]}"#).expect("read");
+        assert_eq!(e.value, None);
+    }
+
+    #[test]
+    fn leaves_doubtful_frames_to_serde() {
+        for frame in [
+            r#"{"type":"a","type":"b"}"#,
+            r#"{"type":"a\u0062"}"#,
+            r#"{"type":"a","value":01}"#,
+            r#"{"type":"a","value":"\x"}"#,
+            r#"{"type":"a","value":1.}"#,
+            r#"{"type":"a","value":[1,]}"#,
+            r#"{"type":"a"} x"#,
+            r#"{"type":"a",}"#,
+            r#"{"value":1}"#,
+            "{\"type\":\"a\",\"value\":\"tab\there\"}",
+            r#"{"type":"a","to":5}"#,
+        ] {
+            assert_eq!(envelope(frame), None, "{frame}");
+        }
+    }
+
+    #[test]
+    fn control_bytes_are_found_in_words() {
+        for b in 0u8..=255 {
+            let mut word = [b'a'; 8];
+            word[5] = b;
+            let expected = b == b'"' || b == b'\\' || b < 0x20;
+            assert_eq!(needs_look(u64::from_le_bytes(word)), expected, "{b:#x}");
+        }
+    }
+}
