@@ -79,9 +79,7 @@ fn negotiate(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
         b.handle_frame(now, &f);
     }
     let mut answer_needed = false;
-    while let Output::Transmit(_) | Output::Event(_) =
-        peek(&mut b, &mut to_a, &mut applied, &mut answer_needed)
-    {}
+    while peek(&mut b, &mut to_a, &mut applied, &mut answer_needed) {}
     if answer_needed {
         b.set_local_description(now, SdpKind::Answer, ANSWER.to_owned())
             .expect("answer");
@@ -99,27 +97,33 @@ fn negotiate(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
     applied
 }
 
+/// Takes the next output: frames go to `out` (moved, not copied), events are counted. Returns
+/// false at `Output::Timeout`.
 fn peek(
     n: &mut Negotiation,
     out: &mut Vec<String>,
     applied: &mut usize,
     answer: &mut bool,
-) -> Output {
-    let o = n.poll_output();
-    match &o {
-        Output::Transmit(f) => out.push(f.clone()),
-        Output::Event(Event::AddRemoteCandidate(_)) => *applied += 1,
-        Output::Event(Event::ApplyRemoteDescription(d)) if d.kind == SdpKind::Offer => {
-            *answer = true
-        }
+) -> bool {
+    match n.poll_output() {
+        Output::Transmit(f) => out.push(f),
+        Output::Event(e) => count(&e, applied, answer),
+        Output::Timeout(_) => return false,
+    }
+    true
+}
+
+fn count(e: &Event, applied: &mut usize, answer: &mut bool) {
+    match e {
+        Event::AddRemoteCandidate(_) => *applied += 1,
+        Event::ApplyRemoteDescription(d) if d.kind == SdpKind::Offer => *answer = true,
         _ => {}
     }
-    o
 }
 
 fn drain(n: &mut Negotiation, out: &mut Vec<String>, applied: &mut usize) {
     let mut unused = false;
-    while let Output::Transmit(_) | Output::Event(_) = peek(n, out, applied, &mut unused) {}
+    while peek(n, out, applied, &mut unused) {}
 }
 
 fn negotiation(c: &mut Criterion) {
@@ -137,6 +141,20 @@ fn negotiation(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("full", |b| b.iter(|| negotiate(now, &a_cands, &b_cands)));
     g.finish();
+    // The codec's share of `negotiation/full` for the two descriptions: encoding and decoding
+    // the offer and the answer frame once each.
+    let offer = Message::Description(Description::offer(OFFER));
+    let answer = Message::Description(Description::answer(ANSWER));
+    c.bench_function("codec/sdp_frames", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for m in [&offer, &answer] {
+                let frame = wire::encode(black_box(m), Dialect::GO2RTC);
+                n += wire::decode(black_box(&frame)).map_or(0, |_| frame.len());
+            }
+            n
+        })
+    });
 }
 
 fn relay(c: &mut Criterion) {
