@@ -58,6 +58,10 @@
 //! # let _ = (next_timer, Duration::ZERO);
 //! ```
 //!
+//! [`Negotiation::poll_typed_output`] gives the same sequence with each frame as a typed
+//! [`Message`] ([`TypedOutput`]) instead of its JSON text, for transports that carry messages
+//! (feed them to the peer's [`Negotiation::handle_message`]).
+//!
 //! Peer misbehaviour (a malformed frame, an answer nobody asked for, a bad candidate) never
 //! panics and is never an `Err` from `handle_*`: it becomes an outgoing `error` frame plus an
 //! [`Event::PeerError`], and nothing already accepted is lost.
@@ -201,6 +205,48 @@ pub enum Output {
     /// Nothing more to do now. Call [`Negotiation::handle_timeout`] at this instant (`None`: no
     /// timer is armed).
     Timeout(Option<Instant>),
+}
+
+/// [`Output`] with frames still as typed [`Message`]s: what [`Negotiation::poll_typed_output`]
+/// returns, for transports that carry messages rather than JSON text (an in-process channel, a
+/// codec of their own) and for measuring the state machine without the JSON codec.
+///
+/// The sequence is exactly the one [`Negotiation::poll_output`] gives: a
+/// `TypedOutput::Transmit(m)` stands where `Output::Transmit(wire::encode(&m, dialect))` would,
+/// with `dialect` the session's [`Config::dialect`] ([`TypedOutput::into_output`] does that
+/// encoding). Both polls take from the same queue, so they can be mixed.
+///
+/// The message carries every field the session filled in (`sdpMid`, `usernameFragment`, ...),
+/// including the ones a string dialect drops on the wire; a peer receiving it over a typed
+/// channel therefore may learn more than one reading the encoded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum TypedOutput {
+    /// Send this message to the peer, in order.
+    Transmit(Message),
+    /// Something for the application (see [`Event`]).
+    Event(Event),
+    /// Nothing more to do now (see [`Output::Timeout`]).
+    Timeout(Option<Instant>),
+}
+
+impl TypedOutput {
+    /// The [`Output`] [`Negotiation::poll_output`] gives for this: a message is encoded with
+    /// [`wire::encode`] in `dialect`.
+    pub fn into_output(self, dialect: Dialect) -> Output {
+        match self {
+            TypedOutput::Transmit(m) => Output::Transmit(wire::encode(&m, dialect)),
+            TypedOutput::Event(e) => Output::Event(e),
+            TypedOutput::Timeout(t) => Output::Timeout(t),
+        }
+    }
+}
+
+/// One queued output; frames are kept typed and encoded when polled.
+#[derive(Debug)]
+enum Queued {
+    Transmit(Message),
+    Event(Event),
 }
 
 /// A remote candidate ready for the application's WebRTC stack (`addIceCandidate`).
@@ -418,7 +464,7 @@ pub struct Negotiation {
     old_local_ufrags: VecDeque<String>,
     pending_local: VecDeque<(IceCandidate, Option<String>)>,
     deadline: Option<Instant>,
-    out: VecDeque<Output>,
+    out: VecDeque<Queued>,
     stats: Stats,
 }
 
@@ -489,9 +535,17 @@ impl Negotiation {
     /// The next output. Call after every input and command until it returns
     /// [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
-        self.out
-            .pop_front()
-            .unwrap_or(Output::Timeout(self.deadline))
+        self.poll_typed_output().into_output(self.config.dialect)
+    }
+
+    /// The next output with frames as typed messages, not encoded: see [`TypedOutput`]. Drain it
+    /// the same way as [`Negotiation::poll_output`], until [`TypedOutput::Timeout`].
+    pub fn poll_typed_output(&mut self) -> TypedOutput {
+        match self.out.pop_front() {
+            Some(Queued::Transmit(m)) => TypedOutput::Transmit(m),
+            Some(Queued::Event(e)) => TypedOutput::Event(e),
+            None => TypedOutput::Timeout(self.deadline),
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -560,7 +614,7 @@ impl Negotiation {
             self.local_gen.ended = true;
         }
         self.local = Some(facts);
-        self.transmit(&Message::Description(Description::new(kind, sdp)));
+        self.transmit(Message::Description(Description::new(kind, sdp)));
         self.set_state(now, next);
         if next == S::Stable {
             self.push_event(Event::Negotiated);
@@ -632,7 +686,7 @@ impl Negotiation {
             username_fragment: self.local_gen.ufrag.clone(),
         };
         let eoc = self.fill_local_index(eoc);
-        self.transmit(&Message::EndOfCandidates(eoc));
+        self.transmit(Message::EndOfCandidates(eoc));
         Ok(())
     }
 
@@ -988,7 +1042,7 @@ impl Negotiation {
             c.username_fragment = self.local_gen.ufrag.clone();
         }
         self.stats.local_candidates_sent += 1;
-        self.transmit(&Message::Candidate(c));
+        self.transmit(Message::Candidate(c));
         Ok(())
     }
 
@@ -1032,18 +1086,17 @@ impl Negotiation {
         };
     }
 
-    fn transmit(&mut self, message: &Message) {
-        self.out
-            .push_back(Output::Transmit(wire::encode(message, self.config.dialect)));
+    fn transmit(&mut self, message: Message) {
+        self.out.push_back(Queued::Transmit(message));
     }
 
     fn push_event(&mut self, event: Event) {
-        self.out.push_back(Output::Event(event));
+        self.out.push_back(Queued::Event(event));
     }
 
     fn peer_error(&mut self, request_type: &str, error: PeerError) {
         self.stats.peer_errors += 1;
-        self.transmit(&Message::Error(ErrorMessage::new(request_type, &error)));
+        self.transmit(Message::Error(ErrorMessage::new(request_type, &error)));
         self.push_event(Event::PeerError(error));
     }
 }
