@@ -806,29 +806,8 @@ impl Candidate {
     /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
     /// checked before anything else.
     pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
-        let forbidden = || {
-            s.bytes()
-                .position(|b| matches!(b, b'\r' | b'\n' | 0))
-                .map(|offset| CandidateError::ForbiddenCharacter {
-                    byte: s.as_bytes().get(offset).copied().unwrap_or_default(),
-                    offset,
-                })
-        };
-        if s.len() > MAX_CANDIDATE_LEN {
-            return Err(forbidden().unwrap_or(CandidateError::TooLong {
-                len: s.len(),
-                max: MAX_CANDIDATE_LEN,
-            }));
-        }
-        if s.is_empty() {
-            return Err(CandidateError::Empty);
-        }
-        let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
-        // Offsets in errors refer to the caller's input.
-        let base = s.len() - text.len();
-        // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
-        // when parsing fails gives the same answer as scanning first.
-        parse_text(text).map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
+        let (scan, text) = checked_scan(s)?;
+        Ok(scan.into_candidate(text.to_owned()))
     }
 
     /// Creates a candidate with no related address, tcptype or extensions.
@@ -1104,6 +1083,47 @@ impl Candidate {
         }
         replaced
     }
+}
+
+/// [`Candidate::parse`] without the allocation: the scan and the `candidate:...` text it is of
+/// (the input without `a=`).
+fn checked_scan(s: &str) -> Result<(Scan, &str), CandidateError> {
+    let forbidden = || {
+        s.bytes()
+            .position(|b| matches!(b, b'\r' | b'\n' | 0))
+            .map(|offset| CandidateError::ForbiddenCharacter {
+                byte: s.as_bytes().get(offset).copied().unwrap_or_default(),
+                offset,
+            })
+    };
+    if s.len() > MAX_CANDIDATE_LEN {
+        return Err(forbidden().unwrap_or(CandidateError::TooLong {
+            len: s.len(),
+            max: MAX_CANDIDATE_LEN,
+        }));
+    }
+    if s.is_empty() {
+        return Err(CandidateError::Empty);
+    }
+    let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
+    // Offsets in errors refer to the caller's input.
+    let base = s.len() - text.len();
+    // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
+    // when parsing fails gives the same answer as scanning first.
+    scan(text)
+        .map(|scan| (scan, text))
+        .map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
+}
+
+/// Checks `s` exactly as [`Candidate::parse`] does (same errors), without allocating. On success,
+/// the byte range in `s` of the value of its first `ufrag` extension, if it has one (what
+/// [`Candidate::ufrag`] of the parsed candidate would give).
+pub(crate) fn check(s: &str) -> Result<Option<std::ops::Range<usize>>, CandidateError> {
+    let (scan, text) = checked_scan(s)?;
+    let base = s.len() - text.len();
+    Ok(scan
+        .ufrag
+        .map(|span| base + usize::from(span.start)..base + usize::from(span.end)))
 }
 
 fn check_fqdn_is_name(address: &Address, field: &'static str) -> Result<(), CandidateError> {

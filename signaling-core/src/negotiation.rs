@@ -68,6 +68,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 
 use rustc_hash::{FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
@@ -83,6 +84,8 @@ use crate::wire::{
 const REMEMBERED_GENERATIONS: usize = 8;
 /// How many remote descriptions are remembered to suppress duplicates.
 const REMEMBERED_DESCRIPTIONS: usize = 16;
+/// Room reserved for candidate hashes when a generation sees its first candidate.
+const SEEN_CAPACITY: usize = 32;
 
 /// The signaling state, exactly as the W3C `RTCSignalingState` (RFC 9429 §3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -415,12 +418,28 @@ pub struct Stats {
     pub unknown_frames: u64,
 }
 
-/// An entry waiting for a remote description.
+/// A remote candidate or end-of-candidates, applied at once or waiting for its description.
+/// Not boxed: a candidate on its way to being applied is not allocated for again, and the queue
+/// of waiting ones is bounded ([`Config::max_pending_candidates`]).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum PendingRemote {
-    /// A candidate, its parsed form, and its ufrag when known.
-    Candidate(Box<(IceCandidate, Candidate, Option<String>)>),
+    /// A candidate and its parsed form.
+    Candidate(IceCandidate, Candidate),
     End(EndOfCandidates),
+}
+
+impl PendingRemote {
+    /// The ICE generation (ufrag) the entry names: its `usernameFragment`, else the candidate's
+    /// `ufrag` extension.
+    fn ufrag(&self) -> Option<&str> {
+        match self {
+            PendingRemote::Candidate(c, parsed) => {
+                c.username_fragment.as_deref().or_else(|| parsed.ufrag())
+            }
+            PendingRemote::End(e) => e.username_fragment.as_deref(),
+        }
+    }
 }
 
 /// One remote or local ICE generation.
@@ -462,7 +481,9 @@ pub struct Negotiation {
     local: Option<SdpFacts>,
     local_gen: Generation,
     old_local_ufrags: VecDeque<String>,
-    pending_local: VecDeque<(IceCandidate, Option<String>)>,
+    /// Local candidates waiting for a local description, each with where its `ufrag`
+    /// extension's value lies in its text.
+    pending_local: VecDeque<(IceCandidate, Option<Range<usize>>)>,
     deadline: Option<Instant>,
     out: VecDeque<Queued>,
     stats: Stats,
@@ -649,11 +670,9 @@ impl Negotiation {
     /// local description it belongs to has gone out.
     pub fn add_local_candidate(&mut self, candidate: IceCandidate) -> Result<(), ApiError> {
         self.check_open()?;
-        let parsed = Candidate::parse(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
-        let ufrag = candidate
-            .username_fragment
-            .clone()
-            .or_else(|| parsed.ufrag().map(str::to_owned));
+        // Checked as `Candidate::parse` would, without keeping a parsed copy.
+        let ufrag =
+            crate::candidate::check(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
         if self.local.is_none() {
             if self.pending_local.len() >= self.config.max_pending_candidates {
                 return Err(ApiError::PendingFull {
@@ -840,11 +859,7 @@ impl Negotiation {
                 return;
             }
         };
-        let ufrag = c
-            .username_fragment
-            .clone()
-            .or_else(|| parsed.ufrag().map(str::to_owned));
-        self.route_remote(PendingRemote::Candidate(Box::new((c, parsed, ufrag))));
+        self.route_remote(PendingRemote::Candidate(c, parsed));
     }
 
     fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
@@ -853,11 +868,7 @@ impl Negotiation {
 
     /// Applies, holds or drops one remote candidate / end-of-candidates.
     fn route_remote(&mut self, entry: PendingRemote) {
-        let ufrag = match &entry {
-            PendingRemote::Candidate(c) => c.2.as_deref(),
-            PendingRemote::End(e) => e.username_fragment.as_deref(),
-        };
-        match self.classify_generation(ufrag) {
+        match self.classify_generation(entry.ufrag()) {
             Gen::Current => self.apply_remote(entry),
             Gen::Stale => self.drop_remote(DropReason::StaleGeneration, 1),
             Gen::Unknown => {
@@ -889,11 +900,7 @@ impl Negotiation {
         let pending = std::mem::take(&mut self.pending_remote);
         let mut stale = 0;
         for entry in pending {
-            let ufrag = match &entry {
-                PendingRemote::Candidate(c) => c.2.as_deref(),
-                PendingRemote::End(e) => e.username_fragment.as_deref(),
-            };
-            match self.classify_generation(ufrag) {
+            match self.classify_generation(entry.ufrag()) {
                 Gen::Current => self.apply_remote(entry),
                 // Held for a description that has now been superseded: it can never apply.
                 Gen::Stale | Gen::Unknown => stale += 1,
@@ -906,13 +913,16 @@ impl Negotiation {
 
     fn apply_remote(&mut self, entry: PendingRemote) {
         match entry {
-            PendingRemote::Candidate(boxed) => {
-                let (mut init, candidate, ufrag) = *boxed;
+            PendingRemote::Candidate(mut init, candidate) => {
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
                     return;
                 }
-                let key = hash_of(&(&init.candidate, &ufrag));
+                let ufrag = init
+                    .username_fragment
+                    .as_deref()
+                    .or_else(|| candidate.ufrag());
+                let key = hash_of(&(&init.candidate, ufrag));
                 if self.remote_gen.seen.contains(&key) {
                     self.stats.duplicates_suppressed += 1;
                     return;
@@ -922,16 +932,19 @@ impl Negotiation {
                     self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
                     return;
                 }
-                if let Err(e) = self.resolve_section(
-                    &mut init.sdp_mid,
-                    &mut init.sdp_m_line_index,
-                    ufrag.as_deref(),
-                ) {
+                if let Err(e) =
+                    self.resolve_section(&mut init.sdp_mid, &mut init.sdp_m_line_index, ufrag)
+                {
                     self.peer_error(TYPE_CANDIDATE, e);
                     return;
                 }
                 if init.username_fragment.is_none() {
                     init.username_fragment = self.remote_gen.ufrag.clone();
+                }
+                if self.remote_gen.seen.capacity() == 0 {
+                    // Browsers send a handful to a few dozen candidates per generation: one
+                    // allocation instead of a rehash at every doubling.
+                    self.remote_gen.seen.reserve(SEEN_CAPACITY);
                 }
                 self.remote_gen.seen.insert(key);
                 self.stats.remote_candidates_applied += 1;
@@ -1013,12 +1026,17 @@ impl Negotiation {
     // -----------------------------------------------------------------------------------------
     // Local candidates
 
+    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text.
     fn send_local_candidate(
         &mut self,
         mut c: IceCandidate,
-        ufrag: Option<String>,
+        ufrag_at: Option<Range<usize>>,
     ) -> Result<(), ApiError> {
-        if let (Some(u), Some(current)) = (&ufrag, &self.local_gen.ufrag) {
+        let ufrag = c
+            .username_fragment
+            .as_deref()
+            .or_else(|| ufrag_at.and_then(|r| c.candidate.get(r)));
+        if let (Some(u), Some(current)) = (ufrag, &self.local_gen.ufrag) {
             if u != current {
                 return Err(ApiError::StaleCandidate);
             }
@@ -1027,11 +1045,14 @@ impl Negotiation {
             return Err(ApiError::AfterEndOfCandidates);
         }
         let key = hash_of(&c.candidate);
+        if self.local_gen.seen.capacity() == 0 {
+            self.local_gen.seen.reserve(SEEN_CAPACITY);
+        }
         if !self.local_gen.seen.insert(key) {
             return Ok(());
         }
         if c.sdp_mid.is_none() && c.sdp_m_line_index.is_none() {
-            c.sdp_mid = self.local_default_mid(ufrag.as_deref());
+            c.sdp_mid = self.local_default_mid(ufrag);
         }
         if c.sdp_m_line_index.is_none() {
             if let (Some(m), Some(facts)) = (&c.sdp_mid, &self.local) {
