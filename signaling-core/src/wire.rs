@@ -387,6 +387,115 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
             max: max_len,
         });
     }
+    if let Some(message) = decode_canonical(frame) {
+        return Ok(message);
+    }
+    decode_general(frame)
+}
+
+/// The common frames, `{"type":"<known type>","value":"<string>"}` exactly as [`encode`] writes
+/// them (no whitespace, `type` first, a string `value`), read without serde: one scan, one copy
+/// of the value. `None` for anything else (another shape, whitespace, a `\u` escape, anything
+/// invalid): [`decode_general`] decides those, errors included. Where this returns a message it
+/// is the one [`decode_general`] returns.
+fn decode_canonical(frame: &str) -> Option<Message> {
+    let rest = frame.strip_prefix("{\"type\":\"")?;
+    let end = rest.bytes().position(|b| b == b'"')?;
+    // A type with escapes in it is not a known type as written: left to serde.
+    let known = Known::from_type(rest.get(..end)?)?;
+    let rest = rest.get(end + 1..)?.strip_prefix(",\"value\":\"")?;
+    let (value, rest) = read_json_string(rest)?;
+    if rest != "}" {
+        return None;
+    }
+    Some(match known {
+        Known::Offer => Message::Description(Description::offer(value)),
+        Known::Answer => Message::Description(Description::answer(value)),
+        Known::Error => Message::Error(ErrorMessage { text: value }),
+        Known::Candidate if value.is_empty() => {
+            Message::EndOfCandidates(EndOfCandidates::default())
+        }
+        Known::Candidate => Message::Candidate(IceCandidate::new(value)),
+        // A v2 description needs an object.
+        Known::Webrtc => return None,
+    })
+}
+
+/// Reads the rest of a JSON string literal whose opening quote is already consumed: its value
+/// and the text after the closing quote. `None` for a `\u` escape (left to serde, which knows
+/// surrogates), an invalid escape, a raw control character or a missing closing quote.
+fn read_json_string(s: &str) -> Option<(String, &str)> {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut start = 0;
+    loop {
+        let at = find_escape(bytes, start);
+        // `at` is the index of an ASCII byte (or the end), so both slice ends are char
+        // boundaries.
+        out.push_str(s.get(start..at)?);
+        match *bytes.get(at)? {
+            b'"' => return Some((out, s.get(at + 1..)?)),
+            // SDP's line ends, two escapes at once.
+            b'\\' if bytes.get(at..at + 4) == Some(b"\\r\\n") => {
+                out.push_str("\r\n");
+                start = at + 4;
+            }
+            b'\\' => {
+                out.push(match *bytes.get(at + 1)? {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    _ => return None,
+                });
+                start = at + 2;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Offset of the first byte at or after `from` that a JSON string cannot hold as is (`"`, `\`,
+/// or a control character below 0x20), or `bytes.len()`. Eight bytes at a time: SDP lines run
+/// 30 to 80 bytes between their `\r\n`s.
+#[inline]
+fn find_escape(bytes: &[u8], from: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|c| <[u8; 8]>::try_from(c).ok())
+    {
+        let x = u64::from_le_bytes(word);
+        let quote = x ^ (LO * u64::from(b'"'));
+        let backslash = x ^ (LO * u64::from(b'\\'));
+        // Each term flags its bytes exactly up to its first hit (borrows only run upwards), so
+        // the lowest flag overall is the first byte needing an escape.
+        let found = (x.wrapping_sub(LO * 0x20) & !x
+            | quote.wrapping_sub(LO) & !quote
+            | backslash.wrapping_sub(LO) & !backslash)
+            & HI;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if ESCAPE[usize::from(b)] != 0 {
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// The general decoder: serde over any JSON object, any key order, whitespace and escapes.
+fn decode_general(frame: &str) -> Result<Message, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(frame);
     let in_value = Cell::new(None);
     let parsed = EnvelopeSeed {
@@ -400,7 +509,7 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
     de.end().map_err(|e| DecodeError::Envelope(e.into()))?;
     let (kind, value) = match parsed {
         Parsed::Done(known, value) => (known, value),
-        Parsed::Deferred(known, raw) => (known, decode_value(known, raw)?),
+        Parsed::Deferred(known, raw) => (known, decode_value(known, raw.map(RawValue::get))?),
         Parsed::Unknown(kind) => {
             return Ok(Message::Unknown(UnknownMessage {
                 kind,
@@ -412,10 +521,10 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
 }
 
 /// Decodes a `value` kept raw (it came before `type`, or the envelope was read on its own).
-fn decode_value(known: Known, raw: Option<&RawValue>) -> Result<TypedValue, DecodeError> {
+fn decode_value(known: Known, raw: Option<&str>) -> Result<TypedValue, DecodeError> {
     match raw {
         Some(raw) => {
-            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let mut de = serde_json::Deserializer::from_str(raw);
             ValueSeed(known)
                 .deserialize(&mut de)
                 .map_err(|e| invalid(known, e))
@@ -796,14 +905,19 @@ pub(crate) fn json_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let class = ESCAPE[usize::from(b)];
-        if class == 0 {
+    loop {
+        let i = find_escape(bytes, start);
+        // `i` is the index of an ASCII byte (or the end), so both slice ends are char
+        // boundaries.
+        out.push_str(s.get(start..i).unwrap_or_default());
+        let Some(&b) = bytes.get(i) else { break };
+        // SDP's line ends, two escapes at once.
+        if bytes.get(i..i + 2) == Some(b"\r\n") {
+            out.push_str("\\r\\n");
+            start = i + 2;
             continue;
         }
-        // `i` is the index of an ASCII byte, so both slice ends are char boundaries.
-        out.push_str(&s[start..i]);
-        match class {
+        match ESCAPE[usize::from(b)] {
             b'u' => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.push_str("\\u00");
@@ -817,7 +931,6 @@ pub(crate) fn json_str(out: &mut String, s: &str) {
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -852,7 +965,8 @@ const ESCAPE: [u8; 256] = {
 #[derive(Clone, Debug)]
 pub struct RawFrame<'a> {
     kind: Cow<'a, str>,
-    value: Option<&'a RawValue>,
+    /// The raw JSON text of `value`.
+    value: Option<&'a str>,
     to: Option<Cow<'a, str>>,
     from: Option<Cow<'a, str>>,
     frame: &'a str,
@@ -867,6 +981,14 @@ impl<'a> RawFrame<'a> {
                 max: max_len,
             });
         }
+        match RawFrame::parse_canonical(frame) {
+            Some(raw) => Ok(raw),
+            None => RawFrame::parse_general(frame),
+        }
+    }
+
+    /// The general envelope reader: serde over any JSON object.
+    fn parse_general(frame: &'a str) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct Envelope<'a> {
             #[serde(rename = "type", borrow)]
@@ -882,9 +1004,54 @@ impl<'a> RawFrame<'a> {
             serde_json::from_str(frame).map_err(|e| DecodeError::Envelope(e.into()))?;
         Ok(RawFrame {
             kind: env.kind,
-            value: env.value,
+            value: env.value.map(RawValue::get),
             to: env.to,
             from: env.from,
+            frame,
+        })
+    }
+
+    /// The common frames, `{"type":"<type>","value":"<string>"}` with no whitespace, no `\u`
+    /// escape and no other field, read without serde (the value's escapes are checked, not
+    /// decoded). `None` for anything else, which serde decides, errors included; where this
+    /// returns a frame it is the one serde reads.
+    fn parse_canonical(frame: &'a str) -> Option<Self> {
+        let rest = frame.strip_prefix("{\"type\":\"")?;
+        let bytes = rest.as_bytes();
+        let end = find_escape(bytes, 0);
+        if bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        let kind = rest.get(..end)?;
+        let value_and_rest = rest.get(end + 1..)?.strip_prefix(",\"value\":")?;
+        let bytes = value_and_rest.as_bytes();
+        if bytes.first() != Some(&b'"') {
+            return None;
+        }
+        let mut at = 1;
+        loop {
+            at = find_escape(bytes, at);
+            match *bytes.get(at)? {
+                b'"' => break,
+                b'\\'
+                    if matches!(
+                        bytes.get(at + 1),
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+                    ) =>
+                {
+                    at += 2
+                }
+                _ => return None,
+            }
+        }
+        if value_and_rest.get(at + 1..)? != "}" {
+            return None;
+        }
+        Some(RawFrame {
+            kind: Cow::Borrowed(kind),
+            value: Some(value_and_rest.get(..=at)?),
+            to: None,
+            from: None,
             frame,
         })
     }
@@ -896,7 +1063,7 @@ impl<'a> RawFrame<'a> {
 
     /// The `value` field as raw JSON text, when present.
     pub fn value_json(&self) -> Option<&'a str> {
-        self.value.map(RawValue::get)
+        self.value
     }
 
     /// The `to` field (relay addressing), when present.
@@ -955,6 +1122,149 @@ impl<'a> RawFrame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Frames near the canonical shapes: encoded messages with JSON's special characters in
+    /// their strings, then spliced with bytes and escapes that the fast paths must leave to
+    /// serde.
+    fn near_canonical() -> impl Strategy<Value = String> {
+        let text = proptest::collection::vec(
+            prop_oneof![
+                4 => proptest::char::range('a', 'z'),
+                1 => Just('"'),
+                1 => Just('\\'),
+                1 => Just('\r'),
+                1 => Just('\n'),
+                1 => Just('\u{0}'),
+                1 => Just('\u{1f}'),
+                1 => Just('\u{7f}'),
+                1 => Just('/'),
+                1 => Just('é'),
+                1 => Just('😀'),
+            ],
+            0..48,
+        )
+        .prop_map(|v| v.into_iter().collect::<String>());
+        let kind = prop_oneof![
+            Just(TYPE_OFFER.to_owned()),
+            Just(TYPE_ANSWER.to_owned()),
+            Just(TYPE_CANDIDATE.to_owned()),
+            Just(TYPE_WEBRTC.to_owned()),
+            Just(TYPE_ERROR.to_owned()),
+            Just("load/data".to_owned()),
+            Just("webrtc\\/offer".to_owned()),
+            Just("web\"rtc".to_owned()),
+        ];
+        let frame = (kind, text).prop_map(|(kind, value)| {
+            let mut f = String::new();
+            envelope_start(&mut f, &kind);
+            json_str(&mut f, &value);
+            f.push('}');
+            f
+        });
+        let splice = prop_oneof![
+            Just(""),
+            Just("\\"),
+            Just("\\u0041"),
+            Just("\\ud83d\\ude00"),
+            Just("\\ud800"),
+            Just("\\x"),
+            Just("\""),
+            Just(" "),
+            Just("\t"),
+            Just("\u{1}"),
+            Just("}"),
+            Just(",\"to\":\"b\""),
+            Just("\\r\\n"),
+            Just("\\r"),
+            Just("null"),
+        ];
+        (
+            frame,
+            any::<proptest::sample::Index>(),
+            splice,
+            any::<bool>(),
+        )
+            .prop_map(|(frame, at, splice, cut)| {
+                let mut i = at.index(frame.len() + 1);
+                while !frame.is_char_boundary(i) {
+                    i -= 1;
+                }
+                let (head, tail) = frame.split_at(i);
+                if cut {
+                    format!("{head}{splice}")
+                } else {
+                    format!("{head}{splice}{tail}")
+                }
+            })
+    }
+
+    fn raw_view(
+        r: Result<RawFrame<'_>, DecodeError>,
+    ) -> Result<(String, Option<&str>), DecodeError> {
+        r.map(|r| {
+            (
+                format!("{}|{:?}|{:?}", r.kind(), r.to(), r.from()),
+                r.value_json(),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The canonical fast path accepts and decodes exactly as serde does.
+        #[test]
+        fn fast_decode_matches_serde(frame in near_canonical()) {
+            prop_assert_eq!(decode(&frame), decode_general(&frame));
+        }
+
+        /// The forwarding fast path reads exactly what serde reads, and refuses what it refuses.
+        #[test]
+        fn fast_forwarding_matches_serde(frame in near_canonical()) {
+            prop_assert_eq!(
+                raw_view(RawFrame::parse(&frame, usize::MAX)),
+                raw_view(RawFrame::parse_general(&frame))
+            );
+        }
+
+        #[test]
+        fn fast_paths_match_serde_on_any_text(frame in any::<String>()) {
+            prop_assert_eq!(decode(&frame), decode_general(&frame));
+            prop_assert_eq!(
+                raw_view(RawFrame::parse(&frame, usize::MAX)),
+                raw_view(RawFrame::parse_general(&frame))
+            );
+        }
+    }
+
+    #[test]
+    fn fast_paths_take_the_common_frames() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=x:\"/\\\t\r\n";
+        for m in [
+            Message::Description(Description::offer(sdp)),
+            Message::Description(Description::answer(sdp)),
+            Message::Candidate(IceCandidate::new(
+                "candidate:1 1 udp 1 192.0.2.1 1 typ host",
+            )),
+            Message::EndOfCandidates(EndOfCandidates::default()),
+            Message::Error(ErrorMessage::new("webrtc/offer", "bad \"sdp\"")),
+        ] {
+            let frame = encode(&m, Dialect::GO2RTC);
+            assert_eq!(decode_canonical(&frame), Some(m), "{frame}");
+            assert!(RawFrame::parse_canonical(&frame).is_some(), "{frame}");
+        }
+        // Left to serde: a `\u` escape, whitespace, another field, a v2 object.
+        for frame in [
+            r#"{"type":"error","value":"\u0041"}"#,
+            r#"{"type":"error", "value":"a"}"#,
+            r#"{"type":"error","value":"a","to":"b"}"#,
+            r#"{"type":"webrtc","value":{"type":"offer","sdp":"v=0"}}"#,
+        ] {
+            assert_eq!(decode_canonical(frame), None, "{frame}");
+            assert!(decode(frame).is_ok(), "{frame}");
+        }
+    }
 
     #[test]
     fn seed_frames_round_trip() {
