@@ -506,7 +506,9 @@ impl Negotiation {
             old_local_ufrags: VecDeque::new(),
             pending_local: VecDeque::new(),
             deadline: None,
-            out: VecDeque::new(),
+            // Room for what one input usually produces (a description with its events, a few
+            // candidates) without regrowing.
+            out: VecDeque::with_capacity(16),
             stats: Stats::default(),
         }
     }
