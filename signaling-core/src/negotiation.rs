@@ -626,12 +626,12 @@ impl Negotiation {
         if kind == SdpKind::Offer {
             self.making_offer = false;
         }
-        let ufrag = facts.ice_credentials().map(|(u, _)| u.to_owned());
-        if ufrag != self.local_gen.ufrag || self.local.is_none() {
+        let ufrag = facts.ice_credentials().map(|(u, _)| u);
+        if ufrag != self.local_gen.ufrag.as_deref() || self.local.is_none() {
             if let Some(old) = self.local_gen.ufrag.take() {
                 push_bounded(&mut self.old_local_ufrags, old, REMEMBERED_GENERATIONS);
             }
-            self.local_gen = Generation::new(ufrag.as_deref());
+            self.local_gen = Generation::new(ufrag);
         }
         if facts.end_of_candidates() {
             self.local_gen.ended = true;
@@ -819,11 +819,9 @@ impl Negotiation {
             }
         }
         // A new ICE generation?
-        let ufrag = facts
-            .ice_credentials()
-            .map(|(u, p)| (u.to_owned(), p.to_owned()));
-        let restart = match (&self.remote, &ufrag) {
-            (Some(_), Some((u, _))) => self.remote_gen.ufrag.as_deref() != Some(u.as_str()),
+        let ufrag = facts.ice_credentials().map(|(u, _)| u);
+        let restart = match (&self.remote, ufrag) {
+            (Some(_), Some(u)) => self.remote_gen.ufrag.as_deref() != Some(u),
             (None, _) => true,
             (Some(_), None) => false,
         };
@@ -832,7 +830,7 @@ impl Negotiation {
             if let Some(old) = self.remote_gen.ufrag.take() {
                 push_bounded(&mut self.old_remote_ufrags, old, REMEMBERED_GENERATIONS);
             }
-            self.remote_gen = Generation::new(ufrag.as_ref().map(|(u, _)| u.as_str()));
+            self.remote_gen = Generation::new(ufrag);
         }
         if facts.end_of_candidates() {
             self.remote_gen.ended = true;

@@ -805,10 +805,10 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
                 } else {
                     TYPE_ANSWER
                 };
-                envelope_start(out, kind);
+                known_envelope_start(out, kind);
                 json_str(out, &d.sdp);
             } else {
-                envelope_start(out, TYPE_WEBRTC);
+                known_envelope_start(out, TYPE_WEBRTC);
                 out.push_str("{\"type\":");
                 json_str(out, d.kind.as_str());
                 out.push_str(",\"sdp\":");
@@ -825,7 +825,7 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
             out.push('}');
         }
         Message::Candidate(c) => {
-            envelope_start(out, TYPE_CANDIDATE);
+            known_envelope_start(out, TYPE_CANDIDATE);
             match dialect.candidates {
                 CandidateForm::String => json_str(out, &c.candidate),
                 CandidateForm::Object => candidate_object(
@@ -839,7 +839,7 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
             out.push('}');
         }
         Message::EndOfCandidates(e) => {
-            envelope_start(out, TYPE_CANDIDATE);
+            known_envelope_start(out, TYPE_CANDIDATE);
             match dialect.candidates {
                 CandidateForm::String => out.push_str("\"\""),
                 CandidateForm::Object => candidate_object(
@@ -853,12 +853,20 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
             out.push('}');
         }
         Message::Error(e) => {
-            envelope_start(out, TYPE_ERROR);
+            known_envelope_start(out, TYPE_ERROR);
             json_str(out, &e.text);
             out.push('}');
         }
         Message::Unknown(u) => out.push_str(&u.frame),
     }
+}
+
+/// `envelope_start` for this crate's own types, whose JSON needs no escaping: one copy.
+fn known_envelope_start(out: &mut String, kind: &'static str) {
+    debug_assert!(kind.bytes().all(|b| ESCAPE[usize::from(b)] == 0));
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"value\":");
 }
 
 fn envelope_start(out: &mut String, kind: &str) {
