@@ -16,9 +16,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use signaling_core::negotiation::{Config, Event, Negotiation, Output, TypedOutput};
-use signaling_core::wire::{
-    self, Description, Dialect, EndOfCandidates, IceCandidate, Message, RawFrame, SdpKind,
-};
+use signaling_core::wire::{self, Description, Dialect, IceCandidate, Message, RawFrame, SdpKind};
 
 const OFFER: &str = include_str!("../tests/data/chrome-offer.sdp");
 const ANSWER: &str = include_str!("../tests/data/chrome-answer.sdp");
@@ -101,8 +99,8 @@ impl Link for Json {
     }
 }
 
-/// Typed messages (`poll_typed_output` to `handle_message`), no JSON, reduced to what the go2rtc
-/// dialect carries so that the state machines do exactly the work they do behind `Json`.
+/// Typed messages (`poll_typed_output` to `handle_message`), no JSON. A typed message holds what
+/// its frame carries, so the state machines do exactly the work they do behind `Json`.
 struct Typed;
 
 impl Link for Typed {
@@ -114,7 +112,7 @@ impl Link for Typed {
         answer: &mut bool,
     ) -> bool {
         match n.poll_typed_output() {
-            TypedOutput::Transmit(m) => out.push(as_go2rtc(m)),
+            TypedOutput::Transmit(m) => out.push(m),
             TypedOutput::Event(e) => count(&e, applied, answer),
             TypedOutput::Timeout(_) => return false,
         }
@@ -151,15 +149,6 @@ impl Link for Checked {
     }
     fn deliver(n: &mut Negotiation, now: Instant, m: Message) {
         Typed::deliver(n, now, m);
-    }
-}
-
-/// What a message is after a trip through the go2rtc dialect (bare candidate strings).
-fn as_go2rtc(m: Message) -> Message {
-    match m {
-        Message::Candidate(c) => Message::Candidate(IceCandidate::new(c.candidate)),
-        Message::EndOfCandidates(_) => Message::EndOfCandidates(EndOfCandidates::default()),
-        other => other,
     }
 }
 

@@ -76,8 +76,8 @@ use std::time::{Duration, Instant};
 use crate::candidate::{Candidate, CandidateError};
 use crate::sdp::{SdpError, SdpFacts, DEFAULT_MAX_SDP_LEN};
 use crate::wire::{
-    self, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage, IceCandidate, Message,
-    SdpKind, DEFAULT_MAX_FRAME_LEN, TYPE_CANDIDATE,
+    self, CandidateForm, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage,
+    IceCandidate, Message, SdpKind, DEFAULT_MAX_FRAME_LEN, TYPE_CANDIDATE,
 };
 
 /// How many previous remote ICE generations are remembered to recognise stale candidates.
@@ -219,9 +219,11 @@ pub enum Output {
 /// with `dialect` the session's [`Config::dialect`] ([`TypedOutput::into_output`] does that
 /// encoding). Both polls take from the same queue, so they can be mixed.
 ///
-/// The message carries every field the session filled in (`sdpMid`, `usernameFragment`, ...),
-/// including the ones a string dialect drops on the wire; a peer receiving it over a typed
-/// channel therefore may learn more than one reading the encoded frame.
+/// The message holds exactly what the encoded frame carries, so a peer handed `m` learns what it
+/// would from the frame: `wire::decode(&wire::encode(&m, dialect)) == Ok(m)`. Fields the
+/// dialect cannot carry are left out (with [`Dialect::GO2RTC`] a candidate is its text alone and
+/// end-of-candidates is empty); use [`Dialect::BROWSER`] for candidates with `sdpMid`,
+/// `sdpMLineIndex` and `usernameFragment`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum TypedOutput {
@@ -701,12 +703,15 @@ impl Negotiation {
             return Ok(());
         }
         self.local_gen.ended = true;
-        let eoc = EndOfCandidates {
-            sdp_mid: self.local_default_mid(None),
-            sdp_m_line_index: None,
-            username_fragment: self.local_gen.ufrag.clone(),
+        let eoc = match self.config.dialect.candidates {
+            // The bare string form is `""` (see `TypedOutput`).
+            CandidateForm::String => EndOfCandidates::default(),
+            CandidateForm::Object => self.fill_local_index(EndOfCandidates {
+                sdp_mid: self.local_default_mid(None),
+                sdp_m_line_index: None,
+                username_fragment: self.local_gen.ufrag.clone(),
+            }),
         };
-        let eoc = self.fill_local_index(eoc);
         self.transmit(Message::EndOfCandidates(eoc));
         Ok(())
     }
@@ -1051,6 +1056,12 @@ impl Negotiation {
         if !self.local_gen.seen.insert(key) {
             return Ok(());
         }
+        self.stats.local_candidates_sent += 1;
+        if self.config.dialect.candidates == CandidateForm::String {
+            // The bare string carries the text only (see `TypedOutput`).
+            self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
+            return Ok(());
+        }
         if c.sdp_mid.is_none() && c.sdp_m_line_index.is_none() {
             c.sdp_mid = self.local_default_mid(ufrag);
         }
@@ -1062,7 +1073,6 @@ impl Negotiation {
         if c.username_fragment.is_none() {
             c.username_fragment = self.local_gen.ufrag.clone();
         }
-        self.stats.local_candidates_sent += 1;
         self.transmit(Message::Candidate(c));
         Ok(())
     }

@@ -452,7 +452,10 @@ fn typed_output_is_poll_output_before_encoding() {
                 let o = if typed {
                     match n.poll_typed_output() {
                         TypedOutput::Transmit(m) => {
-                            Output::Transmit(wire::encode(&m, n.config().dialect))
+                            let frame = wire::encode(&m, n.config().dialect);
+                            // The message is exactly what the peer decodes from the frame.
+                            assert_eq!(wire::decode(&frame), Ok(m));
+                            Output::Transmit(frame)
                         }
                         TypedOutput::Event(e) => Output::Event(e),
                         TypedOutput::Timeout(t) => Output::Timeout(t),
