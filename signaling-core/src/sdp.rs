@@ -830,7 +830,11 @@ impl Scanner {
                     // '\n' is ASCII, so `lf` and `lf + 1` are char boundaries.
                     let raw = rest.get(..lf).unwrap_or_default();
                     rest = rest.get(lf + 1..).unwrap_or_default();
-                    raw.strip_suffix('\r').unwrap_or(raw)
+                    match raw.as_bytes().last() {
+                        // '\r' is ASCII: cutting it leaves a char boundary.
+                        Some(b'\r') => raw.get(..raw.len() - 1).unwrap_or_default(),
+                        _ => raw,
+                    }
                 }
                 None => std::mem::take(&mut rest),
             };
