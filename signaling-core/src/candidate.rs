@@ -544,7 +544,6 @@ impl<'de> serde::Deserialize<'de> for Candidate {
 const ICE: u8 = 1; // ice-char: ALPHA / DIGIT / "+" / "/"
 const TOKEN: u8 = 2; // RFC 8866 token-char
 const VALUE: u8 = 4; // visible ASCII or a non-ASCII byte (extension values)
-const ALL_CLASSES: u8 = ICE | TOKEN | VALUE;
 
 const fn build_classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -582,10 +581,9 @@ impl Token<'_> {
     /// Whether every byte of the token is of `class`. Numbers and addresses are checked by
     /// their own parsers instead, so each byte is classified at most once.
     fn is(&self, class: u8) -> bool {
-        let all = self.text.iter().fold(ALL_CLASSES, |acc, &b| {
-            acc & CLASSES.get(usize::from(b)).copied().unwrap_or_default()
-        });
-        all & class != 0
+        self.text
+            .iter()
+            .all(|&b| CLASSES.get(usize::from(b)).is_some_and(|c| c & class != 0))
     }
 
     fn span(&self) -> Span {
