@@ -1606,6 +1606,30 @@ mod tests {
         }
 
         #[test]
+        fn check_agrees_with_parse(
+            c in candidate(),
+            sdp_prefix in any::<bool>(),
+            at in any::<proptest::sample::Index>(),
+            ch in any::<char>(),
+        ) {
+            let mut text = if sdp_prefix { format!("a={c}") } else { c.to_string() };
+            // And a mutated copy, valid or not.
+            let mut mutated = text.clone();
+            let i = at.index(mutated.len() + 1);
+            if mutated.is_char_boundary(i) {
+                mutated.insert(i, ch);
+            }
+            for s in [std::mem::take(&mut text), mutated] {
+                let parsed = Candidate::parse(&s);
+                let checked = check(&s);
+                prop_assert_eq!(checked.as_ref().err(), parsed.as_ref().err());
+                if let (Ok(range), Ok(p)) = (checked, parsed) {
+                    prop_assert_eq!(range.and_then(|r| s.get(r)), p.ufrag());
+                }
+            }
+        }
+
+        #[test]
         fn arbitrary_strings_never_panic(s in ".{0,300}") {
             let _ = Candidate::parse(&s);
         }
