@@ -3,7 +3,10 @@
 //! - `decode/typed` and `decode/forwarding` against `decode/serde_json_value` (parsing the same
 //!   2.7 KB Chrome offer frame into a `serde_json::Value`);
 //! - `negotiation/full` (offer, answer, 20 candidates and end-of-candidates each way, every frame
-//!   encoded and decoded) gives negotiations per second as `1 s / time`;
+//!   encoded and decoded) gives negotiations per second as `1 s / time`; `negotiation/typed` is
+//!   the same negotiation with typed messages and no JSON (the state machines' own cost), and
+//!   `codec/sdp_frames` encodes and decodes its offer and answer frames once (the codec's share
+//!   for the two descriptions);
 //! - `relay/forward_300B`: the sans-IO relay's share of forwarding one 300-byte frame in a room
 //!   of two (envelope read, limits, routing, the outgoing copy).
 #![allow(missing_docs)]
@@ -12,7 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use signaling_core::negotiation::{Config, Event, Negotiation, Output};
+use signaling_core::negotiation::{Config, Event, Negotiation, Output, TypedOutput};
 use signaling_core::wire::{self, Description, Dialect, IceCandidate, Message, RawFrame, SdpKind};
 
 const OFFER: &str = include_str!("../tests/data/chrome-offer.sdp");
@@ -59,8 +62,111 @@ fn candidates(ufrag: &str, base: u32) -> Vec<String> {
         .collect()
 }
 
-/// One full negotiation between two sessions, frames passed through the codec.
-fn negotiate(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
+/// How frames travel between the two sessions of a benchmark negotiation.
+trait Link {
+    type Frame;
+    /// Takes the next output: frames go to `out` (moved, not copied), events are counted.
+    /// Returns false at the timeout.
+    fn take(
+        n: &mut Negotiation,
+        out: &mut Vec<Self::Frame>,
+        applied: &mut usize,
+        answer: &mut bool,
+    ) -> bool;
+    fn deliver(n: &mut Negotiation, now: Instant, frame: Self::Frame);
+}
+
+/// JSON text, encoded by `poll_output` and decoded by `handle_frame`.
+struct Json;
+
+impl Link for Json {
+    type Frame = String;
+    fn take(
+        n: &mut Negotiation,
+        out: &mut Vec<String>,
+        applied: &mut usize,
+        answer: &mut bool,
+    ) -> bool {
+        match n.poll_output() {
+            Output::Transmit(f) => out.push(f),
+            Output::Event(e) => count(&e, applied, answer),
+            Output::Timeout(_) => return false,
+        }
+        true
+    }
+    fn deliver(n: &mut Negotiation, now: Instant, frame: String) {
+        n.handle_frame(now, &frame);
+    }
+}
+
+/// Typed messages (`poll_typed_output` to `handle_message`), no JSON. A typed message holds what
+/// its frame carries, so the state machines do exactly the work they do behind `Json`.
+struct Typed;
+
+impl Link for Typed {
+    type Frame = Message;
+    fn take(
+        n: &mut Negotiation,
+        out: &mut Vec<Message>,
+        applied: &mut usize,
+        answer: &mut bool,
+    ) -> bool {
+        match n.poll_typed_output() {
+            TypedOutput::Transmit(m) => out.push(m),
+            TypedOutput::Event(e) => count(&e, applied, answer),
+            TypedOutput::Timeout(_) => return false,
+        }
+        true
+    }
+    fn deliver(n: &mut Negotiation, now: Instant, m: Message) {
+        n.handle_message(now, m);
+    }
+}
+
+/// `Typed`, checking once (outside the measurements) that each message is what decoding the
+/// encoded frame gives.
+struct Checked;
+
+impl Link for Checked {
+    type Frame = Message;
+    fn take(
+        n: &mut Negotiation,
+        out: &mut Vec<Message>,
+        applied: &mut usize,
+        answer: &mut bool,
+    ) -> bool {
+        let before = out.len();
+        let more = Typed::take(n, out, applied, answer);
+        if let Some(m) = out.get(before) {
+            let frame = wire::encode(m, Dialect::GO2RTC);
+            assert_eq!(
+                wire::decode(&frame).as_ref(),
+                Ok(m),
+                "typed path = wire path"
+            );
+        }
+        more
+    }
+    fn deliver(n: &mut Negotiation, now: Instant, m: Message) {
+        Typed::deliver(n, now, m);
+    }
+}
+
+fn count(e: &Event, applied: &mut usize, answer: &mut bool) {
+    match e {
+        Event::AddRemoteCandidate(_) => *applied += 1,
+        Event::ApplyRemoteDescription(d) if d.kind == SdpKind::Offer => *answer = true,
+        _ => {}
+    }
+}
+
+fn drain<L: Link>(n: &mut Negotiation, out: &mut Vec<L::Frame>, applied: &mut usize) {
+    let mut unused = false;
+    while L::take(n, out, applied, &mut unused) {}
+}
+
+/// One full negotiation between two sessions, frames passed over `L`.
+fn negotiate<L: Link>(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
     let mut a = Negotiation::new(Config::new(false));
     let mut b = Negotiation::new(Config::new(true));
     let mut applied = 0;
@@ -74,14 +180,12 @@ fn negotiate(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
     a.end_of_local_candidates().expect("end");
     let mut to_b = Vec::new();
     let mut to_a = Vec::new();
-    drain(&mut a, &mut to_b, &mut applied);
+    drain::<L>(&mut a, &mut to_b, &mut applied);
     for f in to_b.drain(..) {
-        b.handle_frame(now, &f);
+        L::deliver(&mut b, now, f);
     }
     let mut answer_needed = false;
-    while let Output::Transmit(_) | Output::Event(_) =
-        peek(&mut b, &mut to_a, &mut applied, &mut answer_needed)
-    {}
+    while L::take(&mut b, &mut to_a, &mut applied, &mut answer_needed) {}
     if answer_needed {
         b.set_local_description(now, SdpKind::Answer, ANSWER.to_owned())
             .expect("answer");
@@ -91,35 +195,12 @@ fn negotiate(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
         }
         b.end_of_local_candidates().expect("end");
     }
-    drain(&mut b, &mut to_a, &mut applied);
+    drain::<L>(&mut b, &mut to_a, &mut applied);
     for f in to_a.drain(..) {
-        a.handle_frame(now, &f);
+        L::deliver(&mut a, now, f);
     }
-    drain(&mut a, &mut to_b, &mut applied);
+    drain::<L>(&mut a, &mut to_b, &mut applied);
     applied
-}
-
-fn peek(
-    n: &mut Negotiation,
-    out: &mut Vec<String>,
-    applied: &mut usize,
-    answer: &mut bool,
-) -> Output {
-    let o = n.poll_output();
-    match &o {
-        Output::Transmit(f) => out.push(f.clone()),
-        Output::Event(Event::AddRemoteCandidate(_)) => *applied += 1,
-        Output::Event(Event::ApplyRemoteDescription(d)) if d.kind == SdpKind::Offer => {
-            *answer = true
-        }
-        _ => {}
-    }
-    o
-}
-
-fn drain(n: &mut Negotiation, out: &mut Vec<String>, applied: &mut usize) {
-    let mut unused = false;
-    while let Output::Transmit(_) | Output::Event(_) = peek(n, out, applied, &mut unused) {}
 }
 
 fn negotiation(c: &mut Criterion) {
@@ -128,15 +209,35 @@ fn negotiation(c: &mut Criterion) {
     // The benchmark's one clock read: a base instant for the sessions.
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
-    assert_eq!(
-        negotiate(now, &a_cands, &b_cands),
-        40,
-        "every candidate applied"
-    );
+    for applied in [
+        negotiate::<Json>(now, &a_cands, &b_cands),
+        negotiate::<Checked>(now, &a_cands, &b_cands),
+    ] {
+        assert_eq!(applied, 40, "every candidate applied");
+    }
     let mut g = c.benchmark_group("negotiation");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("full", |b| b.iter(|| negotiate(now, &a_cands, &b_cands)));
+    g.bench_function("full", |b| {
+        b.iter(|| negotiate::<Json>(now, &a_cands, &b_cands))
+    });
+    g.bench_function("typed", |b| {
+        b.iter(|| negotiate::<Typed>(now, &a_cands, &b_cands))
+    });
     g.finish();
+    // The codec's share of `negotiation/full` for the two descriptions: encoding and decoding
+    // the offer and the answer frame once each.
+    let offer = Message::Description(Description::offer(OFFER));
+    let answer = Message::Description(Description::answer(ANSWER));
+    c.bench_function("codec/sdp_frames", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for m in [&offer, &answer] {
+                let frame = wire::encode(black_box(m), Dialect::GO2RTC);
+                n += wire::decode(black_box(&frame)).map_or(0, |_| frame.len());
+            }
+            n
+        })
+    });
 }
 
 fn relay(c: &mut Criterion) {

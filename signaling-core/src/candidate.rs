@@ -14,9 +14,13 @@
 //! and byte spans into that text. Parsing therefore allocates once for an IP candidate (twice for
 //! an FQDN/mDNS address, once more for an unusual transport or type token), `Display` writes the
 //! stored text, and equality/hashing compare that text. Extensions are not copied at parse time:
-//! [`Candidate::extensions`], [`Candidate::extension`], [`Candidate::ufrag`] and
-//! [`Candidate::generation`] read them from the stored text without allocating. A candidate has
-//! no interior mutability, so it is a sound `HashMap`/`HashSet` key.
+//! [`Candidate::extensions`], [`Candidate::extension`] and [`Candidate::generation`] read them
+//! from the stored text without allocating, and the span of the first `ufrag` value is recorded
+//! while parsing, so [`Candidate::ufrag`] is a lookup. A candidate has no interior mutability,
+//! so it is a sound `HashMap`/`HashSet` key.
+//!
+//! The tokenizer only looks for spaces (a word at a time); each token's bytes are then checked
+//! once, by the class table or by the parser of its field (numbers, addresses).
 //!
 //! On success every byte belongs to a validated token or is a separating space, and no token
 //! check admits a control byte; so the CR/LF/NUL scan runs only when parsing fails, and then its
@@ -224,13 +228,14 @@ impl TransportProtocol {
         }
     }
 
-    fn from_token(t: &str) -> Self {
-        if t.eq_ignore_ascii_case("udp") {
+    /// `Udp`, `Tcp`, or `Other` with an empty string (the caller fills in the token).
+    fn classify(t: &[u8]) -> Self {
+        if t.eq_ignore_ascii_case(b"udp") {
             Self::Udp
-        } else if t.eq_ignore_ascii_case("tcp") {
+        } else if t.eq_ignore_ascii_case(b"tcp") {
             Self::Tcp
         } else {
-            Self::Other(t.to_owned())
+            Self::Other(String::new())
         }
     }
 }
@@ -269,17 +274,18 @@ impl CandidateType {
         }
     }
 
-    fn from_token(t: &str) -> Self {
-        if t.eq_ignore_ascii_case("host") {
+    /// A standard type, or `Other` with an empty string (the caller fills in the token).
+    fn classify(t: &[u8]) -> Self {
+        if t.eq_ignore_ascii_case(b"host") {
             Self::Host
-        } else if t.eq_ignore_ascii_case("srflx") {
+        } else if t.eq_ignore_ascii_case(b"srflx") {
             Self::Srflx
-        } else if t.eq_ignore_ascii_case("prflx") {
+        } else if t.eq_ignore_ascii_case(b"prflx") {
             Self::Prflx
-        } else if t.eq_ignore_ascii_case("relay") {
+        } else if t.eq_ignore_ascii_case(b"relay") {
             Self::Relay
         } else {
-            Self::Other(t.to_owned())
+            Self::Other(String::new())
         }
     }
 }
@@ -312,12 +318,12 @@ impl TcpType {
         }
     }
 
-    fn from_token(t: &str) -> Option<Self> {
-        if t.eq_ignore_ascii_case("active") {
+    fn from_token(t: &[u8]) -> Option<Self> {
+        if t.eq_ignore_ascii_case(b"active") {
             Some(Self::Active)
-        } else if t.eq_ignore_ascii_case("passive") {
+        } else if t.eq_ignore_ascii_case(b"passive") {
             Some(Self::Passive)
-        } else if t.eq_ignore_ascii_case("so") {
+        } else if t.eq_ignore_ascii_case(b"so") {
             Some(Self::So)
         } else {
             None
@@ -447,6 +453,8 @@ pub struct Candidate {
     /// Offset in `raw` where the extension pairs start (`raw.len()` when there are none).
     ext_start: u16,
     ext_count: u16,
+    /// The value of the first `ufrag` extension.
+    ufrag: Option<Span>,
 }
 
 impl PartialEq for Candidate {
@@ -532,11 +540,10 @@ impl<'de> serde::Deserialize<'de> for Candidate {
     }
 }
 
-/// Byte classes, one bit each, looked up while tokenizing so that each byte is visited once.
+/// Byte classes, one bit each, for checking a token's bytes with one table lookup per byte.
 const ICE: u8 = 1; // ice-char: ALPHA / DIGIT / "+" / "/"
 const TOKEN: u8 = 2; // RFC 8866 token-char
 const VALUE: u8 = 4; // visible ASCII or a non-ASCII byte (extension values)
-const ALL_CLASSES: u8 = ICE | TOKEN | VALUE;
 
 const fn build_classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -563,18 +570,54 @@ const fn build_classes() -> [u8; 256] {
 
 static CLASSES: [u8; 256] = build_classes();
 
-/// One token: its text, start offset and the byte classes shared by all its bytes.
+/// One token: its bytes and start offset.
 #[derive(Clone, Copy)]
 struct Token<'a> {
-    text: &'a str,
+    text: &'a [u8],
     at: usize,
-    classes: u8,
 }
 
 impl Token<'_> {
+    /// Whether every byte of the token is of `class`. Numbers and addresses are checked by
+    /// their own parsers instead, so each byte is classified at most once.
     fn is(&self, class: u8) -> bool {
-        self.classes & class != 0
+        self.text
+            .iter()
+            .all(|&b| CLASSES.get(usize::from(b)).is_some_and(|c| c & class != 0))
     }
+
+    fn span(&self) -> Span {
+        span(self.at, self.text.len())
+    }
+}
+
+/// Offset of the first space in `bytes` at or after `from`, or `bytes.len()`. Eight bytes at a
+/// time (the has-zero-byte word trick): most tokens fit in one word.
+#[inline(always)]
+fn find_space(bytes: &[u8], from: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const SPACES: u64 = LO * b' ' as u64;
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|c| <[u8; 8]>::try_from(c).ok())
+    {
+        let x = u64::from_le_bytes(word) ^ SPACES;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            // The lowest set high bit marks the first space (borrows only run upwards).
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b' ' {
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len()
 }
 
 /// Walks space-separated tokens of a string, refusing empty tokens.
@@ -585,35 +628,24 @@ struct Tokens<'a> {
 
 impl<'a> Tokens<'a> {
     /// The next token; `Ok(None)` at the end of input.
+    #[inline(always)]
     fn next_token(&mut self) -> Result<Option<Token<'a>>, CandidateError> {
         let start = self.pos;
-        let Some(rest) = self.s.as_bytes().get(start..) else {
+        if start > self.s.len() {
             return Ok(None);
-        };
-        let mut classes = ALL_CLASSES;
-        let mut len = rest.len();
-        for (i, &b) in rest.iter().enumerate() {
-            if b == b' ' {
-                len = i;
-                break;
-            }
-            classes &= CLASSES.get(usize::from(b)).copied().unwrap_or_default();
         }
-        if len == 0 {
+        let end = find_space(self.s.as_bytes(), start);
+        if end == start {
             return Err(CandidateError::ExtraWhitespace { offset: start });
         }
         // Step past the token and its separating space; past the end when there is none.
-        self.pos = start + len + 1;
-        // `start` and `start + len` sit next to ASCII spaces or the ends: char boundaries.
-        let text = self.s.get(start..start + len).unwrap_or_default();
-        Ok(Some(Token {
-            text,
-            at: start,
-            classes,
-        }))
+        self.pos = end + 1;
+        let text = self.s.as_bytes().get(start..end).unwrap_or_default();
+        Ok(Some(Token { text, at: start }))
     }
 
     /// The next token, or `MissingField { field }`.
+    #[inline(always)]
     fn field(&mut self, field: &'static str) -> Result<Token<'a>, CandidateError> {
         self.next_token()?
             .ok_or(CandidateError::MissingField { field })
@@ -628,12 +660,12 @@ fn span(start: usize, len: usize) -> Span {
     }
 }
 
-fn parse_digits(t: &str, max_digits: usize, field: &'static str) -> Result<u64, CandidateError> {
+fn parse_digits(t: &[u8], max_digits: usize, field: &'static str) -> Result<u64, CandidateError> {
     if t.is_empty() || t.len() > max_digits {
         return Err(CandidateError::InvalidNumber { field });
     }
     let mut n: u64 = 0;
-    for b in t.bytes() {
+    for &b in t {
         if !b.is_ascii_digit() {
             return Err(CandidateError::InvalidNumber { field });
         }
@@ -643,7 +675,7 @@ fn parse_digits(t: &str, max_digits: usize, field: &'static str) -> Result<u64, 
     Ok(n)
 }
 
-fn parse_port(t: &str, field: &'static str) -> Result<u16, CandidateError> {
+fn parse_port(t: &[u8], field: &'static str) -> Result<u16, CandidateError> {
     // Allow leading zeros up to a generous width; the value must fit u16.
     let n = parse_digits(t, 10, field)?;
     u16::try_from(n).map_err(|_| CandidateError::OutOfRange { field })
@@ -672,8 +704,7 @@ fn is_valid_foundation(t: &str) -> bool {
 
 /// Host name check: labels of letters, digits, `-`, `_`; 1..=63 bytes, not starting or ending
 /// with `-`; at most 253 bytes; last label not all digits. One pass, no allocation.
-fn is_valid_hostname(s: &str) -> bool {
-    let bytes = s.as_bytes();
+fn is_valid_hostname(bytes: &[u8]) -> bool {
     if bytes.is_empty() || bytes.len() > 253 {
         return false;
     }
@@ -707,37 +738,58 @@ fn is_valid_hostname(s: &str) -> bool {
 
 /// Dotted-quad IPv4, exactly as strict as `Ipv4Addr::from_str` (four decimal octets of 1..=3
 /// digits, no leading zeros, at most 255), without its general-purpose parser machinery.
-fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split('.');
-    for octet in &mut octets {
-        let part = parts.next()?.as_bytes();
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.first() == Some(&b'0')) {
+    let mut bytes = s.iter();
+    let last = octets.len() - 1;
+    for (i, octet) in octets.iter_mut().enumerate() {
+        // Up to 3 digits, then a dot (the last octet: the end).
+        let mut n: u16 = 0;
+        let mut digits = 0;
+        let mut first = 0;
+        loop {
+            match bytes.next() {
+                Some(&b) if b.is_ascii_digit() => {
+                    if digits == 0 {
+                        first = b;
+                    }
+                    digits += 1;
+                    if digits > 3 {
+                        return None;
+                    }
+                    n = n * 10 + u16::from(b - b'0');
+                }
+                Some(b'.') if i < last => break,
+                None if i == last => break,
+                _ => return None,
+            }
+        }
+        if digits == 0 || (digits > 1 && first == b'0') {
             return None;
         }
-        let mut n: u16 = 0;
-        for &b in part {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + u16::from(b - b'0');
-        }
         *octet = u8::try_from(n).ok()?;
-    }
-    if parts.next().is_some() {
-        return None;
     }
     Some(Ipv4Addr::from(octets))
 }
 
 fn parse_address(t: &str) -> Option<Address> {
-    if t.as_bytes().contains(&b':') {
-        return Ipv6Addr::from_str(t).ok().map(Address::from);
-    }
+    classify_address(t.as_bytes()).map(|ip| match ip {
+        Some(ip) => Address::Ip(ip),
+        None => Address::Fqdn(t.to_owned()),
+    })
+}
+
+/// `Some(Some(ip))` for an IP address, `Some(None)` for a valid host name, `None` otherwise.
+fn classify_address(t: &[u8]) -> Option<Option<IpAddr>> {
+    // Text with a colon is never IPv4 nor a host name: it is IPv6 or nothing.
     if let Some(ip) = parse_ipv4(t) {
-        return Some(Address::from(ip));
+        return Some(Some(IpAddr::V4(ip)));
     }
-    is_valid_hostname(t).then(|| Address::Fqdn(t.to_owned()))
+    if t.contains(&b':') {
+        let ip = std::str::from_utf8(t).ok().map(Ipv6Addr::from_str)?;
+        return ip.ok().map(|ip| Some(IpAddr::V6(ip)));
+    }
+    is_valid_hostname(t).then_some(None)
 }
 
 impl Candidate {
@@ -752,29 +804,8 @@ impl Candidate {
     /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
     /// checked before anything else.
     pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
-        let forbidden = || {
-            s.bytes()
-                .position(|b| matches!(b, b'\r' | b'\n' | 0))
-                .map(|offset| CandidateError::ForbiddenCharacter {
-                    byte: s.as_bytes().get(offset).copied().unwrap_or_default(),
-                    offset,
-                })
-        };
-        if s.len() > MAX_CANDIDATE_LEN {
-            return Err(forbidden().unwrap_or(CandidateError::TooLong {
-                len: s.len(),
-                max: MAX_CANDIDATE_LEN,
-            }));
-        }
-        if s.is_empty() {
-            return Err(CandidateError::Empty);
-        }
-        let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
-        // Offsets in errors refer to the caller's input.
-        let base = s.len() - text.len();
-        // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
-        // when parsing fails gives the same answer as scanning first.
-        parse_text(text).map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
+        let (scan, text) = checked_scan(s)?;
+        Ok(scan.into_candidate(text.to_owned()))
     }
 
     /// Creates a candidate with no related address, tcptype or extensions.
@@ -986,12 +1017,12 @@ impl Candidate {
             .get(usize::from(self.ext_start)..)
             .unwrap_or_default();
         Extensions {
-            parts: if rest.is_empty() {
-                None
+            rest,
+            remaining: if rest.is_empty() {
+                0
             } else {
-                Some(rest.split(' '))
+                usize::from(self.ext_count)
             },
-            remaining: usize::from(self.ext_count),
         }
     }
 
@@ -1004,14 +1035,15 @@ impl Candidate {
     /// The `ufrag` extension (the ICE username fragment browsers append), if present.
     #[must_use]
     pub fn ufrag(&self) -> Option<&str> {
-        self.extension("ufrag")
+        // Recorded while parsing: the same as `self.extension("ufrag")`, without the search.
+        self.ufrag.map(|span| span.get(&self.raw))
     }
 
     /// The `generation` extension, if present and a valid `u32`.
     #[must_use]
     pub fn generation(&self) -> Option<u32> {
         self.extension("generation").and_then(|v| {
-            let n = parse_digits(v, 10, "generation").ok()?;
+            let n = parse_digits(v.as_bytes(), 10, "generation").ok()?;
             u32::try_from(n).ok()
         })
     }
@@ -1049,6 +1081,47 @@ impl Candidate {
         }
         replaced
     }
+}
+
+/// [`Candidate::parse`] without the allocation: the scan and the `candidate:...` text it is of
+/// (the input without `a=`).
+fn checked_scan(s: &str) -> Result<(Scan, &str), CandidateError> {
+    let forbidden = || {
+        s.bytes()
+            .position(|b| matches!(b, b'\r' | b'\n' | 0))
+            .map(|offset| CandidateError::ForbiddenCharacter {
+                byte: s.as_bytes().get(offset).copied().unwrap_or_default(),
+                offset,
+            })
+    };
+    if s.len() > MAX_CANDIDATE_LEN {
+        return Err(forbidden().unwrap_or(CandidateError::TooLong {
+            len: s.len(),
+            max: MAX_CANDIDATE_LEN,
+        }));
+    }
+    if s.is_empty() {
+        return Err(CandidateError::Empty);
+    }
+    let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
+    // Offsets in errors refer to the caller's input.
+    let base = s.len() - text.len();
+    // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
+    // when parsing fails gives the same answer as scanning first.
+    scan(text)
+        .map(|scan| (scan, text))
+        .map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
+}
+
+/// Checks `s` exactly as [`Candidate::parse`] does (same errors), without allocating. On success,
+/// the byte range in `s` of the value of its first `ufrag` extension, if it has one (what
+/// [`Candidate::ufrag`] of the parsed candidate would give).
+pub(crate) fn check(s: &str) -> Result<Option<std::ops::Range<usize>>, CandidateError> {
+    let (scan, text) = checked_scan(s)?;
+    let base = s.len() - text.len();
+    Ok(scan
+        .ufrag
+        .map(|span| base + usize::from(span.start)..base + usize::from(span.end)))
 }
 
 fn check_fqdn_is_name(address: &Address, field: &'static str) -> Result<(), CandidateError> {
@@ -1089,9 +1162,80 @@ fn shift_offsets(e: CandidateError, base: usize) -> CandidateError {
     }
 }
 
+/// What one pass over a candidate's text finds: values, and spans into the text for everything
+/// else. Nothing is allocated; [`Scan::into_candidate`] adds the owned copies.
+struct Scan {
+    foundation: Span,
+    component: u16,
+    transport_text: Span,
+    /// `Other` holds an empty string here; the token is in `transport_text`.
+    transport: TransportProtocol,
+    priority: u32,
+    address_text: Span,
+    /// `None`: a host name (in `address_text`).
+    address: Option<IpAddr>,
+    port: u16,
+    kind_text: Span,
+    /// `Other` holds an empty string here; the token is in `kind_text`.
+    kind: CandidateType,
+    /// The `raddr` text and its IP value (`None`: a host name).
+    related_address: Option<(Span, Option<IpAddr>)>,
+    related_port: Option<u16>,
+    tcp_type: Option<TcpType>,
+    ext_start: usize,
+    ext_count: u16,
+    ufrag: Option<Span>,
+}
+
+impl Scan {
+    /// The candidate, owning `raw` (the text that was scanned).
+    fn into_candidate(self, raw: String) -> Candidate {
+        let text = |span: Span| span.get(&raw).to_owned();
+        let address_of = |span: Span, ip: Option<IpAddr>| match ip {
+            Some(ip) => Address::Ip(ip),
+            None => Address::Fqdn(text(span)),
+        };
+        let transport = match self.transport {
+            TransportProtocol::Other(_) => TransportProtocol::Other(text(self.transport_text)),
+            known => known,
+        };
+        let kind = match self.kind {
+            CandidateType::Other(_) => CandidateType::Other(text(self.kind_text)),
+            known => known,
+        };
+        let address = address_of(self.address_text, self.address);
+        let related_address = self.related_address.map(|(span, ip)| address_of(span, ip));
+        Candidate {
+            foundation: self.foundation,
+            component: self.component,
+            transport_text: self.transport_text,
+            transport,
+            priority: self.priority,
+            address_text: self.address_text,
+            address,
+            port: self.port,
+            kind,
+            kind_end: self.kind_text.end,
+            related_address,
+            related_port: self.related_port,
+            tcp_type: self.tcp_type,
+            ext_start: u16::try_from(self.ext_start).unwrap_or(u16::MAX),
+            ext_count: self.ext_count,
+            ufrag: self.ufrag,
+            raw,
+        }
+    }
+}
+
 /// Parses `candidate:...` (no `a=`; callers check the length). Every token check refuses
 /// control bytes, so no CR/LF/NUL can get through here either.
 fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
+    scan(text).map(|scan| scan.into_candidate(text.to_owned()))
+}
+
+/// Checks `candidate:...` (no `a=`; callers check the length) as [`parse_text`] does, without
+/// allocating.
+fn scan(text: &str) -> Result<Scan, CandidateError> {
     if !text.starts_with(PREFIX) {
         return Err(CandidateError::MissingPrefix);
     }
@@ -1106,10 +1250,10 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
     };
 
     let t = tok.field("foundation")?;
-    if !(t.is(ICE) && t.text.len() <= 32) {
+    if !(t.text.len() <= 32 && t.is(ICE)) {
         return Err(CandidateError::InvalidFoundation);
     }
-    let foundation = span(t.at, t.text.len());
+    let foundation = t.span();
 
     let t = tok.field("component-id")?;
     let component = parse_digits(t.text, 3, "component-id")?;
@@ -1126,8 +1270,8 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
     if !t.is(TOKEN) {
         return Err(CandidateError::InvalidTransport);
     }
-    let transport_text = span(t.at, t.text.len());
-    let transport = TransportProtocol::from_token(t.text);
+    let transport_text = t.span();
+    let transport = TransportProtocol::classify(t.text);
 
     let t = tok.field("priority")?;
     let priority = parse_digits(t.text, 10, "priority")?;
@@ -1135,28 +1279,29 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         u32::try_from(priority).map_err(|_| CandidateError::OutOfRange { field: "priority" })?;
 
     let t = tok.field("connection-address")?;
-    let address = parse_address(t.text).ok_or(CandidateError::InvalidAddress {
+    let address = classify_address(t.text).ok_or(CandidateError::InvalidAddress {
         field: "connection-address",
     })?;
-    let address_text = span(t.at, t.text.len());
+    let address_text = t.span();
 
     let t = tok.field("port")?;
     let port = parse_port(t.text, "port")?;
 
     let t = tok.next_token()?.ok_or(CandidateError::MissingTyp)?;
-    if !t.text.eq_ignore_ascii_case("typ") {
+    if !t.text.eq_ignore_ascii_case(b"typ") {
         return Err(CandidateError::MissingTyp);
     }
     let t = tok.field("cand-type")?;
     if !t.is(TOKEN) {
         return Err(CandidateError::InvalidCandidateType);
     }
-    let kind = CandidateType::from_token(t.text);
-    let kind_end = span(t.at, t.text.len()).end;
+    let kind = CandidateType::classify(t.text);
+    let kind_text = t.span();
 
     let mut related_address = None;
     let mut related_port = None;
     let mut tcp_type = None;
+    let mut ufrag = None;
     let mut ext_start = text.len();
     let mut ext_count: u16 = 0;
     // 0: may see raddr; 1: may see rport; 2: extensions only; 3: inside extensions.
@@ -1167,18 +1312,17 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
             return Err(CandidateError::MissingValue { offset: name.at });
         };
         if stage < 3 {
-            if name.text.eq_ignore_ascii_case("raddr") {
+            if name.text.eq_ignore_ascii_case(b"raddr") {
                 if stage > 0 {
                     return Err(CandidateError::MisplacedAttribute { name: "raddr" });
                 }
-                related_address = Some(
-                    parse_address(value.text)
-                        .ok_or(CandidateError::InvalidAddress { field: "raddr" })?,
-                );
+                let ip = classify_address(value.text)
+                    .ok_or(CandidateError::InvalidAddress { field: "raddr" })?;
+                related_address = Some((value.span(), ip));
                 stage = 1;
                 continue;
             }
-            if name.text.eq_ignore_ascii_case("rport") {
+            if name.text.eq_ignore_ascii_case(b"rport") {
                 if stage > 1 {
                     return Err(CandidateError::MisplacedAttribute { name: "rport" });
                 }
@@ -1197,12 +1341,15 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         }
         // Only the short reserved names need a closer look.
         if name.text.len() <= 7 {
+            if name.text == b"ufrag" {
+                ufrag = ufrag.or(Some(value.span()));
+            }
             for reserved in ["typ", "raddr", "rport"] {
-                if name.text.eq_ignore_ascii_case(reserved) {
+                if name.text.eq_ignore_ascii_case(reserved.as_bytes()) {
                     return Err(CandidateError::MisplacedAttribute { name: reserved });
                 }
             }
-            if name.text.eq_ignore_ascii_case("tcptype") {
+            if name.text.eq_ignore_ascii_case(b"tcptype") {
                 if tcp_type.is_some() {
                     return Err(CandidateError::MisplacedAttribute { name: "tcptype" });
                 }
@@ -1213,8 +1360,7 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         ext_count = ext_count.saturating_add(1);
     }
 
-    Ok(Candidate {
-        raw: text.to_owned(),
+    Ok(Scan {
         foundation,
         component,
         transport_text,
@@ -1223,13 +1369,14 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         address_text,
         address,
         port,
+        kind_text,
         kind,
-        kind_end,
         related_address,
         related_port,
         tcp_type,
-        ext_start: u16::try_from(ext_start).unwrap_or(u16::MAX),
+        ext_start,
         ext_count,
+        ufrag,
     })
 }
 
@@ -1237,18 +1384,37 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
 /// [`Candidate::extensions`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Extensions<'a> {
-    parts: Option<std::str::Split<'a, char>>,
+    /// `name value name value ...`: the pairs not yet returned.
+    rest: &'a str,
     remaining: usize,
+}
+
+/// Splits `s` at its first space: the text before it and the text after it (`""` when there is
+/// no space).
+fn split_space(s: &str) -> (&str, &str) {
+    match s.bytes().position(|b| b == b' ') {
+        // A space is ASCII: `at` and `at + 1` are char boundaries.
+        Some(at) => (
+            s.get(..at).unwrap_or_default(),
+            s.get(at + 1..).unwrap_or_default(),
+        ),
+        None => (s, ""),
+    }
 }
 
 impl<'a> Iterator for Extensions<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let parts = self.parts.as_mut()?;
-        let name = parts.next()?;
-        let value = parts.next()?;
-        self.remaining = self.remaining.saturating_sub(1);
+        if self.remaining == 0 {
+            return None;
+        }
+        // Parsing checked that the rest is exactly `remaining` pairs of non-empty tokens, each
+        // separated by one space.
+        let (name, rest) = split_space(self.rest);
+        let (value, rest) = split_space(rest);
+        self.rest = rest;
+        self.remaining -= 1;
         Some((name, value))
     }
 
@@ -1433,8 +1599,34 @@ mod tests {
             prop_assert_eq!(back.tcp_type(), c.tcp_type());
             prop_assert_eq!(back.extensions().to_vec(), c.extensions().to_vec());
             prop_assert_eq!(back.extensions().len(), c.extensions().len());
+            prop_assert_eq!(back.ufrag(), back.extension("ufrag"));
+            prop_assert_eq!(back.extensions().count(), c.extensions().len());
             let with_sdp = format!("a={text}");
             prop_assert_eq!(Candidate::parse(&with_sdp).map(|c| c.to_string()), Ok(text));
+        }
+
+        #[test]
+        fn check_agrees_with_parse(
+            c in candidate(),
+            sdp_prefix in any::<bool>(),
+            at in any::<proptest::sample::Index>(),
+            ch in any::<char>(),
+        ) {
+            let mut text = if sdp_prefix { format!("a={c}") } else { c.to_string() };
+            // And a mutated copy, valid or not.
+            let mut mutated = text.clone();
+            let i = at.index(mutated.len() + 1);
+            if mutated.is_char_boundary(i) {
+                mutated.insert(i, ch);
+            }
+            for s in [std::mem::take(&mut text), mutated] {
+                let parsed = Candidate::parse(&s);
+                let checked = check(&s);
+                prop_assert_eq!(checked.as_ref().err(), parsed.as_ref().err());
+                if let (Ok(range), Ok(p)) = (checked, parsed) {
+                    prop_assert_eq!(range.and_then(|r| s.get(r)), p.ufrag());
+                }
+            }
         }
 
         #[test]
@@ -1485,7 +1677,7 @@ mod tests {
     proptest! {
         #[test]
         fn ipv4_fast_path_matches_std(s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}") {
-            prop_assert_eq!(parse_ipv4(&s), Ipv4Addr::from_str(&s).ok());
+            prop_assert_eq!(parse_ipv4(s.as_bytes()), Ipv4Addr::from_str(&s).ok());
         }
     }
 
@@ -1501,7 +1693,7 @@ mod tests {
             "",
             "1..2.3",
         ] {
-            assert_eq!(parse_ipv4(s), Ipv4Addr::from_str(s).ok(), "{s}");
+            assert_eq!(parse_ipv4(s.as_bytes()), Ipv4Addr::from_str(s).ok(), "{s}");
         }
     }
 
@@ -1514,7 +1706,7 @@ mod tests {
             "4c1b4e9f-3d1e-4f57-9d3c-2f5d0a6f1c2b.local",
             "1a.2b",
         ] {
-            assert!(is_valid_hostname(ok), "{ok}");
+            assert!(is_valid_hostname(ok.as_bytes()), "{ok}");
         }
         let long_label = "a".repeat(64);
         let too_long = ["a"; 128].join("."); // 255 bytes
@@ -1535,7 +1727,7 @@ mod tests {
             long_label.as_str(),
             too_long.as_str(),
         ] {
-            assert!(!is_valid_hostname(bad), "{bad}");
+            assert!(!is_valid_hostname(bad.as_bytes()), "{bad}");
         }
     }
 

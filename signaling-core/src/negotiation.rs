@@ -58,12 +58,17 @@
 //! # let _ = (next_timer, Duration::ZERO);
 //! ```
 //!
+//! [`Negotiation::poll_typed_output`] gives the same sequence with each frame as a typed
+//! [`Message`] ([`TypedOutput`]) instead of its JSON text, for transports that carry messages
+//! (feed them to the peer's [`Negotiation::handle_message`]).
+//!
 //! Peer misbehaviour (a malformed frame, an answer nobody asked for, a bad candidate) never
 //! panics and is never an `Err` from `handle_*`: it becomes an outgoing `error` frame plus an
 //! [`Event::PeerError`], and nothing already accepted is lost.
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 
 use rustc_hash::{FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
@@ -71,14 +76,16 @@ use std::time::{Duration, Instant};
 use crate::candidate::{Candidate, CandidateError};
 use crate::sdp::{SdpError, SdpFacts, DEFAULT_MAX_SDP_LEN};
 use crate::wire::{
-    self, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage, IceCandidate, Message,
-    SdpKind, DEFAULT_MAX_FRAME_LEN, TYPE_CANDIDATE,
+    self, CandidateForm, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage,
+    IceCandidate, Message, SdpKind, DEFAULT_MAX_FRAME_LEN, TYPE_CANDIDATE,
 };
 
 /// How many previous remote ICE generations are remembered to recognise stale candidates.
 const REMEMBERED_GENERATIONS: usize = 8;
 /// How many remote descriptions are remembered to suppress duplicates.
 const REMEMBERED_DESCRIPTIONS: usize = 16;
+/// Room reserved for candidate hashes when a generation sees its first candidate.
+const SEEN_CAPACITY: usize = 32;
 
 /// The signaling state, exactly as the W3C `RTCSignalingState` (RFC 9429 §3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -201,6 +208,50 @@ pub enum Output {
     /// Nothing more to do now. Call [`Negotiation::handle_timeout`] at this instant (`None`: no
     /// timer is armed).
     Timeout(Option<Instant>),
+}
+
+/// [`Output`] with frames still as typed [`Message`]s: what [`Negotiation::poll_typed_output`]
+/// returns, for transports that carry messages rather than JSON text (an in-process channel, a
+/// codec of their own) and for measuring the state machine without the JSON codec.
+///
+/// The sequence is exactly the one [`Negotiation::poll_output`] gives: a
+/// `TypedOutput::Transmit(m)` stands where `Output::Transmit(wire::encode(&m, dialect))` would,
+/// with `dialect` the session's [`Config::dialect`] ([`TypedOutput::into_output`] does that
+/// encoding). Both polls take from the same queue, so they can be mixed.
+///
+/// The message holds exactly what the encoded frame carries, so a peer handed `m` learns what it
+/// would from the frame: `wire::decode(&wire::encode(&m, dialect)) == Ok(m)`. Fields the
+/// dialect cannot carry are left out (with [`Dialect::GO2RTC`] a candidate is its text alone and
+/// end-of-candidates is empty); use [`Dialect::BROWSER`] for candidates with `sdpMid`,
+/// `sdpMLineIndex` and `usernameFragment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum TypedOutput {
+    /// Send this message to the peer, in order.
+    Transmit(Message),
+    /// Something for the application (see [`Event`]).
+    Event(Event),
+    /// Nothing more to do now (see [`Output::Timeout`]).
+    Timeout(Option<Instant>),
+}
+
+impl TypedOutput {
+    /// The [`Output`] [`Negotiation::poll_output`] gives for this: a message is encoded with
+    /// [`wire::encode`] in `dialect`.
+    pub fn into_output(self, dialect: Dialect) -> Output {
+        match self {
+            TypedOutput::Transmit(m) => Output::Transmit(wire::encode(&m, dialect)),
+            TypedOutput::Event(e) => Output::Event(e),
+            TypedOutput::Timeout(t) => Output::Timeout(t),
+        }
+    }
+}
+
+/// One queued output; frames are kept typed and encoded when polled.
+#[derive(Debug)]
+enum Queued {
+    Transmit(Message),
+    Event(Event),
 }
 
 /// A remote candidate ready for the application's WebRTC stack (`addIceCandidate`).
@@ -369,12 +420,28 @@ pub struct Stats {
     pub unknown_frames: u64,
 }
 
-/// An entry waiting for a remote description.
+/// A remote candidate or end-of-candidates, applied at once or waiting for its description.
+/// Not boxed: a candidate on its way to being applied is not allocated for again, and the queue
+/// of waiting ones is bounded ([`Config::max_pending_candidates`]).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum PendingRemote {
-    /// A candidate, its parsed form, and its ufrag when known.
-    Candidate(Box<(IceCandidate, Candidate, Option<String>)>),
+    /// A candidate and its parsed form.
+    Candidate(IceCandidate, Candidate),
     End(EndOfCandidates),
+}
+
+impl PendingRemote {
+    /// The ICE generation (ufrag) the entry names: its `usernameFragment`, else the candidate's
+    /// `ufrag` extension.
+    fn ufrag(&self) -> Option<&str> {
+        match self {
+            PendingRemote::Candidate(c, parsed) => {
+                c.username_fragment.as_deref().or_else(|| parsed.ufrag())
+            }
+            PendingRemote::End(e) => e.username_fragment.as_deref(),
+        }
+    }
 }
 
 /// One remote or local ICE generation.
@@ -416,9 +483,11 @@ pub struct Negotiation {
     local: Option<SdpFacts>,
     local_gen: Generation,
     old_local_ufrags: VecDeque<String>,
-    pending_local: VecDeque<(IceCandidate, Option<String>)>,
+    /// Local candidates waiting for a local description, each with where its `ufrag`
+    /// extension's value lies in its text.
+    pending_local: VecDeque<(IceCandidate, Option<Range<usize>>)>,
     deadline: Option<Instant>,
-    out: VecDeque<Output>,
+    out: VecDeque<Queued>,
     stats: Stats,
 }
 
@@ -439,7 +508,9 @@ impl Negotiation {
             old_local_ufrags: VecDeque::new(),
             pending_local: VecDeque::new(),
             deadline: None,
-            out: VecDeque::new(),
+            // Room for what one input usually produces (a description with its events, a few
+            // candidates) without regrowing.
+            out: VecDeque::with_capacity(16),
             stats: Stats::default(),
         }
     }
@@ -489,9 +560,17 @@ impl Negotiation {
     /// The next output. Call after every input and command until it returns
     /// [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
-        self.out
-            .pop_front()
-            .unwrap_or(Output::Timeout(self.deadline))
+        self.poll_typed_output().into_output(self.config.dialect)
+    }
+
+    /// The next output with frames as typed messages, not encoded: see [`TypedOutput`]. Drain it
+    /// the same way as [`Negotiation::poll_output`], until [`TypedOutput::Timeout`].
+    pub fn poll_typed_output(&mut self) -> TypedOutput {
+        match self.out.pop_front() {
+            Some(Queued::Transmit(m)) => TypedOutput::Transmit(m),
+            Some(Queued::Event(e)) => TypedOutput::Event(e),
+            None => TypedOutput::Timeout(self.deadline),
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -549,18 +628,18 @@ impl Negotiation {
         if kind == SdpKind::Offer {
             self.making_offer = false;
         }
-        let ufrag = facts.ice_credentials().map(|(u, _)| u.to_owned());
-        if ufrag != self.local_gen.ufrag || self.local.is_none() {
+        let ufrag = facts.ice_credentials().map(|(u, _)| u);
+        if ufrag != self.local_gen.ufrag.as_deref() || self.local.is_none() {
             if let Some(old) = self.local_gen.ufrag.take() {
                 push_bounded(&mut self.old_local_ufrags, old, REMEMBERED_GENERATIONS);
             }
-            self.local_gen = Generation::new(ufrag.as_deref());
+            self.local_gen = Generation::new(ufrag);
         }
         if facts.end_of_candidates() {
             self.local_gen.ended = true;
         }
         self.local = Some(facts);
-        self.transmit(&Message::Description(Description::new(kind, sdp)));
+        self.transmit(Message::Description(Description::new(kind, sdp)));
         self.set_state(now, next);
         if next == S::Stable {
             self.push_event(Event::Negotiated);
@@ -595,11 +674,9 @@ impl Negotiation {
     /// local description it belongs to has gone out.
     pub fn add_local_candidate(&mut self, candidate: IceCandidate) -> Result<(), ApiError> {
         self.check_open()?;
-        let parsed = Candidate::parse(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
-        let ufrag = candidate
-            .username_fragment
-            .clone()
-            .or_else(|| parsed.ufrag().map(str::to_owned));
+        // Checked as `Candidate::parse` would, without keeping a parsed copy.
+        let ufrag =
+            crate::candidate::check(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
         if self.local.is_none() {
             if self.pending_local.len() >= self.config.max_pending_candidates {
                 return Err(ApiError::PendingFull {
@@ -626,13 +703,16 @@ impl Negotiation {
             return Ok(());
         }
         self.local_gen.ended = true;
-        let eoc = EndOfCandidates {
-            sdp_mid: self.local_default_mid(None),
-            sdp_m_line_index: None,
-            username_fragment: self.local_gen.ufrag.clone(),
+        let eoc = match self.config.dialect.candidates {
+            // The bare string form is `""` (see `TypedOutput`).
+            CandidateForm::String => EndOfCandidates::default(),
+            CandidateForm::Object => self.fill_local_index(EndOfCandidates {
+                sdp_mid: self.local_default_mid(None),
+                sdp_m_line_index: None,
+                username_fragment: self.local_gen.ufrag.clone(),
+            }),
         };
-        let eoc = self.fill_local_index(eoc);
-        self.transmit(&Message::EndOfCandidates(eoc));
+        self.transmit(Message::EndOfCandidates(eoc));
         Ok(())
     }
 
@@ -744,11 +824,9 @@ impl Negotiation {
             }
         }
         // A new ICE generation?
-        let ufrag = facts
-            .ice_credentials()
-            .map(|(u, p)| (u.to_owned(), p.to_owned()));
-        let restart = match (&self.remote, &ufrag) {
-            (Some(_), Some((u, _))) => self.remote_gen.ufrag.as_deref() != Some(u.as_str()),
+        let ufrag = facts.ice_credentials().map(|(u, _)| u);
+        let restart = match (&self.remote, ufrag) {
+            (Some(_), Some(u)) => self.remote_gen.ufrag.as_deref() != Some(u),
             (None, _) => true,
             (Some(_), None) => false,
         };
@@ -757,7 +835,7 @@ impl Negotiation {
             if let Some(old) = self.remote_gen.ufrag.take() {
                 push_bounded(&mut self.old_remote_ufrags, old, REMEMBERED_GENERATIONS);
             }
-            self.remote_gen = Generation::new(ufrag.as_ref().map(|(u, _)| u.as_str()));
+            self.remote_gen = Generation::new(ufrag);
         }
         if facts.end_of_candidates() {
             self.remote_gen.ended = true;
@@ -786,11 +864,7 @@ impl Negotiation {
                 return;
             }
         };
-        let ufrag = c
-            .username_fragment
-            .clone()
-            .or_else(|| parsed.ufrag().map(str::to_owned));
-        self.route_remote(PendingRemote::Candidate(Box::new((c, parsed, ufrag))));
+        self.route_remote(PendingRemote::Candidate(c, parsed));
     }
 
     fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
@@ -799,11 +873,7 @@ impl Negotiation {
 
     /// Applies, holds or drops one remote candidate / end-of-candidates.
     fn route_remote(&mut self, entry: PendingRemote) {
-        let ufrag = match &entry {
-            PendingRemote::Candidate(c) => c.2.as_deref(),
-            PendingRemote::End(e) => e.username_fragment.as_deref(),
-        };
-        match self.classify_generation(ufrag) {
+        match self.classify_generation(entry.ufrag()) {
             Gen::Current => self.apply_remote(entry),
             Gen::Stale => self.drop_remote(DropReason::StaleGeneration, 1),
             Gen::Unknown => {
@@ -835,11 +905,7 @@ impl Negotiation {
         let pending = std::mem::take(&mut self.pending_remote);
         let mut stale = 0;
         for entry in pending {
-            let ufrag = match &entry {
-                PendingRemote::Candidate(c) => c.2.as_deref(),
-                PendingRemote::End(e) => e.username_fragment.as_deref(),
-            };
-            match self.classify_generation(ufrag) {
+            match self.classify_generation(entry.ufrag()) {
                 Gen::Current => self.apply_remote(entry),
                 // Held for a description that has now been superseded: it can never apply.
                 Gen::Stale | Gen::Unknown => stale += 1,
@@ -852,13 +918,16 @@ impl Negotiation {
 
     fn apply_remote(&mut self, entry: PendingRemote) {
         match entry {
-            PendingRemote::Candidate(boxed) => {
-                let (mut init, candidate, ufrag) = *boxed;
+            PendingRemote::Candidate(mut init, candidate) => {
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
                     return;
                 }
-                let key = hash_of(&(&init.candidate, &ufrag));
+                let ufrag = init
+                    .username_fragment
+                    .as_deref()
+                    .or_else(|| candidate.ufrag());
+                let key = hash_of(&(&init.candidate, ufrag));
                 if self.remote_gen.seen.contains(&key) {
                     self.stats.duplicates_suppressed += 1;
                     return;
@@ -868,16 +937,19 @@ impl Negotiation {
                     self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
                     return;
                 }
-                if let Err(e) = self.resolve_section(
-                    &mut init.sdp_mid,
-                    &mut init.sdp_m_line_index,
-                    ufrag.as_deref(),
-                ) {
+                if let Err(e) =
+                    self.resolve_section(&mut init.sdp_mid, &mut init.sdp_m_line_index, ufrag)
+                {
                     self.peer_error(TYPE_CANDIDATE, e);
                     return;
                 }
                 if init.username_fragment.is_none() {
                     init.username_fragment = self.remote_gen.ufrag.clone();
+                }
+                if self.remote_gen.seen.capacity() == 0 {
+                    // Browsers send a handful to a few dozen candidates per generation: one
+                    // allocation instead of a rehash at every doubling.
+                    self.remote_gen.seen.reserve(SEEN_CAPACITY);
                 }
                 self.remote_gen.seen.insert(key);
                 self.stats.remote_candidates_applied += 1;
@@ -959,12 +1031,17 @@ impl Negotiation {
     // -----------------------------------------------------------------------------------------
     // Local candidates
 
+    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text.
     fn send_local_candidate(
         &mut self,
         mut c: IceCandidate,
-        ufrag: Option<String>,
+        ufrag_at: Option<Range<usize>>,
     ) -> Result<(), ApiError> {
-        if let (Some(u), Some(current)) = (&ufrag, &self.local_gen.ufrag) {
+        let ufrag = c
+            .username_fragment
+            .as_deref()
+            .or_else(|| ufrag_at.and_then(|r| c.candidate.get(r)));
+        if let (Some(u), Some(current)) = (ufrag, &self.local_gen.ufrag) {
             if u != current {
                 return Err(ApiError::StaleCandidate);
             }
@@ -973,11 +1050,20 @@ impl Negotiation {
             return Err(ApiError::AfterEndOfCandidates);
         }
         let key = hash_of(&c.candidate);
+        if self.local_gen.seen.capacity() == 0 {
+            self.local_gen.seen.reserve(SEEN_CAPACITY);
+        }
         if !self.local_gen.seen.insert(key) {
             return Ok(());
         }
+        self.stats.local_candidates_sent += 1;
+        if self.config.dialect.candidates == CandidateForm::String {
+            // The bare string carries the text only (see `TypedOutput`).
+            self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
+            return Ok(());
+        }
         if c.sdp_mid.is_none() && c.sdp_m_line_index.is_none() {
-            c.sdp_mid = self.local_default_mid(ufrag.as_deref());
+            c.sdp_mid = self.local_default_mid(ufrag);
         }
         if c.sdp_m_line_index.is_none() {
             if let (Some(m), Some(facts)) = (&c.sdp_mid, &self.local) {
@@ -987,8 +1073,7 @@ impl Negotiation {
         if c.username_fragment.is_none() {
             c.username_fragment = self.local_gen.ufrag.clone();
         }
-        self.stats.local_candidates_sent += 1;
-        self.transmit(&Message::Candidate(c));
+        self.transmit(Message::Candidate(c));
         Ok(())
     }
 
@@ -1032,18 +1117,17 @@ impl Negotiation {
         };
     }
 
-    fn transmit(&mut self, message: &Message) {
-        self.out
-            .push_back(Output::Transmit(wire::encode(message, self.config.dialect)));
+    fn transmit(&mut self, message: Message) {
+        self.out.push_back(Queued::Transmit(message));
     }
 
     fn push_event(&mut self, event: Event) {
-        self.out.push_back(Output::Event(event));
+        self.out.push_back(Queued::Event(event));
     }
 
     fn peer_error(&mut self, request_type: &str, error: PeerError) {
         self.stats.peer_errors += 1;
-        self.transmit(&Message::Error(ErrorMessage::new(request_type, &error)));
+        self.transmit(Message::Error(ErrorMessage::new(request_type, &error)));
         self.push_event(Event::PeerError(error));
     }
 }

@@ -670,6 +670,34 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
         .map(|p| offset + p)
 }
 
+/// `str::split(' ')` (empty pieces included), by a plain byte search: SDP fields are short, and
+/// the general searcher costs more per call than these scans.
+struct SpaceSplit<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> SpaceSplit<'a> {
+    fn new(s: &'a str) -> Self {
+        Self { rest: Some(s) }
+    }
+}
+
+impl<'a> Iterator for SpaceSplit<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match rest.bytes().position(|b| b == b' ') {
+            // A space is ASCII: `at` and `at + 1` are char boundaries.
+            Some(at) => {
+                self.rest = rest.get(at + 1..);
+                rest.get(..at)
+            }
+            None => self.rest.take(),
+        }
+    }
+}
+
 /// 1-based line number of byte offset `pos`.
 fn line_of(sdp: &str, pos: usize) -> usize {
     1 + sdp
@@ -802,7 +830,11 @@ impl Scanner {
                     // '\n' is ASCII, so `lf` and `lf + 1` are char boundaries.
                     let raw = rest.get(..lf).unwrap_or_default();
                     rest = rest.get(lf + 1..).unwrap_or_default();
-                    raw.strip_suffix('\r').unwrap_or(raw)
+                    match raw.as_bytes().last() {
+                        // '\r' is ASCII: cutting it leaves a char boundary.
+                        Some(b'\r') => raw.get(..raw.len() - 1).unwrap_or_default(),
+                        _ => raw,
+                    }
                 }
                 None => std::mem::take(&mut rest),
             };
@@ -836,14 +868,18 @@ impl Scanner {
             });
         }
         let err = |cause| SdpError::InvalidMediaLine { line, cause };
-        let mut fields = value.split(' ');
+        let mut fields = SpaceSplit::new(value);
         let media = fields.next().unwrap_or_default();
         if media.is_empty() {
             return Err(err(MediaLineError::MissingMedia));
         }
         let port_field = fields.next().ok_or(err(MediaLineError::MissingPort))?;
-        let (port, count) = match port_field.split_once('/') {
-            Some((port, count)) => (port, Some(count)),
+        let (port, count) = match port_field.bytes().position(|b| b == b'/') {
+            // '/' is ASCII: `at` and `at + 1` are char boundaries.
+            Some(at) => (
+                port_field.get(..at).unwrap_or_default(),
+                Some(port_field.get(at + 1..).unwrap_or_default()),
+            ),
             None => (port_field, None),
         };
         let port = parse_decimal_u16(port).ok_or(err(MediaLineError::InvalidPort))?;
@@ -935,7 +971,7 @@ impl Scanner {
                 }
             }
             Attr::IceOptions(options) => {
-                if options.split(' ').any(|o| o == "trickle") {
+                if SpaceSplit::new(options).any(|o| o == "trickle") {
                     self.ice_trickle = true;
                     if let Some(s) = self.sections.last_mut() {
                         s.ice_trickle = true;
@@ -997,7 +1033,7 @@ impl Scanner {
             // Groups are session-level; a media-level one is ignored.
             return Ok(());
         }
-        let mut words = group.split(' ');
+        let mut words = SpaceSplit::new(group);
         if words.next() != Some("BUNDLE") {
             return Ok(());
         }
@@ -1103,6 +1139,17 @@ mod tests {
         assert_eq!(find_lf(text), None);
         assert_eq!(find_lf(b""), None);
         assert_eq!(find_lf("\u{10a}\u{a0a}\n".as_bytes()), Some(5));
+    }
+
+    #[test]
+    fn space_split_is_str_split() {
+        for s in ["", " ", "a", "a b", " a  b ", "ab cd ef", "é ü"] {
+            assert_eq!(
+                SpaceSplit::new(s).collect::<Vec<_>>(),
+                s.split(' ').collect::<Vec<_>>(),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

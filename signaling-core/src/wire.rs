@@ -387,6 +387,115 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
             max: max_len,
         });
     }
+    if let Some(message) = decode_canonical(frame) {
+        return Ok(message);
+    }
+    decode_general(frame)
+}
+
+/// The common frames, `{"type":"<known type>","value":"<string>"}` exactly as [`encode`] writes
+/// them (no whitespace, `type` first, a string `value`), read without serde: one scan, one copy
+/// of the value. `None` for anything else (another shape, whitespace, a `\u` escape, anything
+/// invalid): [`decode_general`] decides those, errors included. Where this returns a message it
+/// is the one [`decode_general`] returns.
+fn decode_canonical(frame: &str) -> Option<Message> {
+    let rest = frame.strip_prefix("{\"type\":\"")?;
+    let end = rest.bytes().position(|b| b == b'"')?;
+    // A type with escapes in it is not a known type as written: left to serde.
+    let known = Known::from_type(rest.get(..end)?)?;
+    let rest = rest.get(end + 1..)?.strip_prefix(",\"value\":\"")?;
+    let (value, rest) = read_json_string(rest)?;
+    if rest != "}" {
+        return None;
+    }
+    Some(match known {
+        Known::Offer => Message::Description(Description::offer(value)),
+        Known::Answer => Message::Description(Description::answer(value)),
+        Known::Error => Message::Error(ErrorMessage { text: value }),
+        Known::Candidate if value.is_empty() => {
+            Message::EndOfCandidates(EndOfCandidates::default())
+        }
+        Known::Candidate => Message::Candidate(IceCandidate::new(value)),
+        // A v2 description needs an object.
+        Known::Webrtc => return None,
+    })
+}
+
+/// Reads the rest of a JSON string literal whose opening quote is already consumed: its value
+/// and the text after the closing quote. `None` for a `\u` escape (left to serde, which knows
+/// surrogates), an invalid escape, a raw control character or a missing closing quote.
+fn read_json_string(s: &str) -> Option<(String, &str)> {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut start = 0;
+    loop {
+        let at = find_escape(bytes, start);
+        // `at` is the index of an ASCII byte (or the end), so both slice ends are char
+        // boundaries.
+        out.push_str(s.get(start..at)?);
+        match *bytes.get(at)? {
+            b'"' => return Some((out, s.get(at + 1..)?)),
+            // SDP's line ends, two escapes at once.
+            b'\\' if bytes.get(at..at + 4) == Some(b"\\r\\n") => {
+                out.push_str("\r\n");
+                start = at + 4;
+            }
+            b'\\' => {
+                out.push(match *bytes.get(at + 1)? {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    _ => return None,
+                });
+                start = at + 2;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Offset of the first byte at or after `from` that a JSON string cannot hold as is (`"`, `\`,
+/// or a control character below 0x20), or `bytes.len()`. Eight bytes at a time: SDP lines run
+/// 30 to 80 bytes between their `\r\n`s.
+#[inline]
+pub(crate) fn find_escape(bytes: &[u8], from: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|c| <[u8; 8]>::try_from(c).ok())
+    {
+        let x = u64::from_le_bytes(word);
+        let quote = x ^ (LO * u64::from(b'"'));
+        let backslash = x ^ (LO * u64::from(b'\\'));
+        // Each term flags its bytes exactly up to its first hit (borrows only run upwards), so
+        // the lowest flag overall is the first byte needing an escape.
+        let found = (x.wrapping_sub(LO * 0x20) & !x
+            | quote.wrapping_sub(LO) & !quote
+            | backslash.wrapping_sub(LO) & !backslash)
+            & HI;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if ESCAPE[usize::from(b)] != 0 {
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// The general decoder: serde over any JSON object, any key order, whitespace and escapes.
+fn decode_general(frame: &str) -> Result<Message, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(frame);
     let in_value = Cell::new(None);
     let parsed = EnvelopeSeed {
@@ -696,10 +805,10 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
                 } else {
                     TYPE_ANSWER
                 };
-                envelope_start(out, kind);
+                known_envelope_start(out, kind);
                 json_str(out, &d.sdp);
             } else {
-                envelope_start(out, TYPE_WEBRTC);
+                known_envelope_start(out, TYPE_WEBRTC);
                 out.push_str("{\"type\":");
                 json_str(out, d.kind.as_str());
                 out.push_str(",\"sdp\":");
@@ -716,7 +825,7 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
             out.push('}');
         }
         Message::Candidate(c) => {
-            envelope_start(out, TYPE_CANDIDATE);
+            known_envelope_start(out, TYPE_CANDIDATE);
             match dialect.candidates {
                 CandidateForm::String => json_str(out, &c.candidate),
                 CandidateForm::Object => candidate_object(
@@ -730,7 +839,7 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
             out.push('}');
         }
         Message::EndOfCandidates(e) => {
-            envelope_start(out, TYPE_CANDIDATE);
+            known_envelope_start(out, TYPE_CANDIDATE);
             match dialect.candidates {
                 CandidateForm::String => out.push_str("\"\""),
                 CandidateForm::Object => candidate_object(
@@ -744,12 +853,20 @@ pub fn encode_into(message: &Message, dialect: Dialect, out: &mut String) {
             out.push('}');
         }
         Message::Error(e) => {
-            envelope_start(out, TYPE_ERROR);
+            known_envelope_start(out, TYPE_ERROR);
             json_str(out, &e.text);
             out.push('}');
         }
         Message::Unknown(u) => out.push_str(&u.frame),
     }
+}
+
+/// `envelope_start` for this crate's own types, whose JSON needs no escaping: one copy.
+fn known_envelope_start(out: &mut String, kind: &'static str) {
+    debug_assert!(kind.bytes().all(|b| ESCAPE[usize::from(b)] == 0));
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"value\":");
 }
 
 fn envelope_start(out: &mut String, kind: &str) {
@@ -796,14 +913,19 @@ pub(crate) fn json_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let class = ESCAPE[usize::from(b)];
-        if class == 0 {
+    loop {
+        let i = find_escape(bytes, start);
+        // `i` is the index of an ASCII byte (or the end), so both slice ends are char
+        // boundaries.
+        out.push_str(s.get(start..i).unwrap_or_default());
+        let Some(&b) = bytes.get(i) else { break };
+        // SDP's line ends, two escapes at once.
+        if bytes.get(i..i + 2) == Some(b"\r\n") {
+            out.push_str("\\r\\n");
+            start = i + 2;
             continue;
         }
-        // `i` is the index of an ASCII byte, so both slice ends are char boundaries.
-        out.push_str(&s[start..i]);
-        match class {
+        match ESCAPE[usize::from(b)] {
             b'u' => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.push_str("\\u00");
@@ -817,7 +939,6 @@ pub(crate) fn json_str(out: &mut String, s: &str) {
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -865,6 +986,7 @@ pub(crate) struct RawEnvelope<'a> {
 #[derive(Clone, Debug)]
 pub struct RawFrame<'a> {
     kind: Cow<'a, str>,
+    /// The raw JSON text of `value`.
     value: Option<&'a str>,
     to: Option<Cow<'a, str>>,
     from: Option<Cow<'a, str>>,
@@ -889,8 +1011,13 @@ impl<'a> RawFrame<'a> {
                 frame,
             });
         }
-        // An unusual frame (escapes in the envelope's strings, say) or an invalid one: serde_json
-        // reads it or says what is wrong.
+        RawFrame::parse_general(frame)
+    }
+
+    /// The general envelope reader: serde over any JSON object. The fast reader leaves unusual
+    /// frames (escapes in the envelope's strings, say) and invalid ones to it: serde_json reads
+    /// them or says what is wrong.
+    fn parse_general(frame: &'a str) -> Result<Self, DecodeError> {
         let env: RawEnvelope<'a> =
             serde_json::from_str(frame).map_err(|e| DecodeError::Envelope(e.into()))?;
         Ok(RawFrame {
@@ -968,6 +1095,155 @@ impl<'a> RawFrame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Frames near the canonical shapes: encoded messages with JSON's special characters in
+    /// their strings, then spliced with bytes and escapes that the fast paths must leave to
+    /// serde.
+    fn near_canonical() -> impl Strategy<Value = String> {
+        // Mostly characters the fast paths take (written as themselves or as short escapes);
+        // now and then one written as `\u00xx`, which they leave to serde.
+        let text = proptest::collection::vec(
+            prop_oneof![
+                40 => proptest::char::range('a', 'z'),
+                2 => Just('"'),
+                2 => Just('\\'),
+                4 => Just('\r'),
+                4 => Just('\n'),
+                1 => Just('\t'),
+                1 => Just('\u{8}'),
+                1 => Just('\u{c}'),
+                1 => Just('\u{7f}'),
+                2 => Just('/'),
+                2 => Just('é'),
+                2 => Just('😀'),
+                1 => Just('\u{0}'),
+                1 => Just('\u{1f}'),
+            ],
+            0..48,
+        )
+        .prop_map(|v| v.into_iter().collect::<String>());
+        let kind = prop_oneof![
+            3 => Just(TYPE_OFFER.to_owned()),
+            3 => Just(TYPE_ANSWER.to_owned()),
+            3 => Just(TYPE_CANDIDATE.to_owned()),
+            1 => Just(TYPE_WEBRTC.to_owned()),
+            3 => Just(TYPE_ERROR.to_owned()),
+            2 => Just("load/data".to_owned()),
+            1 => Just("webrtc\\/offer".to_owned()),
+            1 => Just("web\"rtc".to_owned()),
+        ];
+        let frame = (kind, text).prop_map(|(kind, value)| {
+            let mut f = String::new();
+            envelope_start(&mut f, &kind);
+            json_str(&mut f, &value);
+            f.push('}');
+            f
+        });
+        let splice = prop_oneof![
+            30 => Just(""),
+            1 => Just("\\"),
+            1 => Just("\\u0041"),
+            1 => Just("\\ud83d\\ude00"),
+            1 => Just("\\ud800"),
+            1 => Just("\\x"),
+            1 => Just("\""),
+            1 => Just(" "),
+            1 => Just("\t"),
+            1 => Just("\u{1}"),
+            1 => Just("}"),
+            1 => Just(",\"to\":\"b\""),
+            1 => Just("\\r\\n"),
+            1 => Just("\\r"),
+            1 => Just("null"),
+        ];
+        (
+            frame,
+            any::<proptest::sample::Index>(),
+            splice,
+            // Now and then a truncated frame.
+            proptest::bool::weighted(0.1),
+        )
+            .prop_map(|(frame, at, splice, cut)| {
+                let mut i = at.index(frame.len() + 1);
+                while !frame.is_char_boundary(i) {
+                    i -= 1;
+                }
+                let (head, tail) = frame.split_at(i);
+                if cut {
+                    format!("{head}{splice}")
+                } else {
+                    format!("{head}{splice}{tail}")
+                }
+            })
+    }
+
+    fn raw_view(
+        r: Result<RawFrame<'_>, DecodeError>,
+    ) -> Result<(String, Option<&str>), DecodeError> {
+        r.map(|r| {
+            (
+                format!("{}|{:?}|{:?}", r.kind(), r.to(), r.from()),
+                r.value_json(),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The canonical fast path accepts and decodes exactly as serde does.
+        #[test]
+        fn fast_decode_matches_serde(frame in near_canonical()) {
+            prop_assert_eq!(decode(&frame), decode_general(&frame));
+        }
+
+        /// The forwarding fast path reads exactly what serde reads, and refuses what it refuses.
+        #[test]
+        fn fast_forwarding_matches_serde(frame in near_canonical()) {
+            prop_assert_eq!(
+                raw_view(RawFrame::parse(&frame, usize::MAX)),
+                raw_view(RawFrame::parse_general(&frame))
+            );
+        }
+
+        #[test]
+        fn fast_paths_match_serde_on_any_text(frame in any::<String>()) {
+            prop_assert_eq!(decode(&frame), decode_general(&frame));
+            prop_assert_eq!(
+                raw_view(RawFrame::parse(&frame, usize::MAX)),
+                raw_view(RawFrame::parse_general(&frame))
+            );
+        }
+    }
+
+    #[test]
+    fn fast_paths_take_the_common_frames() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=x:\"/\\\t\r\n";
+        for m in [
+            Message::Description(Description::offer(sdp)),
+            Message::Description(Description::answer(sdp)),
+            Message::Candidate(IceCandidate::new(
+                "candidate:1 1 udp 1 192.0.2.1 1 typ host",
+            )),
+            Message::EndOfCandidates(EndOfCandidates::default()),
+            Message::Error(ErrorMessage::new("webrtc/offer", "bad \"sdp\"")),
+        ] {
+            let frame = encode(&m, Dialect::GO2RTC);
+            assert_eq!(decode_canonical(&frame), Some(m), "{frame}");
+            assert!(crate::json_scan::envelope(&frame).is_some(), "{frame}");
+        }
+        // Left to serde: a `\u` escape, whitespace, another field, a v2 object.
+        for frame in [
+            r#"{"type":"error","value":"\u0041"}"#,
+            r#"{"type":"error", "value":"a"}"#,
+            r#"{"type":"error","value":"a","to":"b"}"#,
+            r#"{"type":"webrtc","value":{"type":"offer","sdp":"v=0"}}"#,
+        ] {
+            assert_eq!(decode_canonical(frame), None, "{frame}");
+            assert!(decode(frame).is_ok(), "{frame}");
+        }
+    }
 
     #[test]
     fn seed_frames_round_trip() {

@@ -428,3 +428,57 @@ fn invalid_local_input_is_an_api_error_and_changes_nothing() {
     assert_eq!(n.signaling_state(), SignalingState::Stable);
     assert_eq!(drain(&mut n), (vec![], vec![], None));
 }
+
+/// `poll_typed_output` gives the same sequence as `poll_output`, frames as messages that encode
+/// to exactly the frames `poll_output` gives, for every dialect.
+#[test]
+fn typed_output_is_poll_output_before_encoding() {
+    use signaling_core::negotiation::{Output, TypedOutput};
+    let now = Instant::now();
+    for dialect in [Dialect::GO2RTC, Dialect::GO2RTC_V2, Dialect::BROWSER] {
+        let run = |typed: bool| {
+            let mut n = Negotiation::new(Config::new(false).with_dialect(dialect));
+            n.add_local_candidate(IceCandidate::new(common::candidate(1, Some("LoCl"))))
+                .expect("held");
+            n.start_offer(now).expect("stable");
+            n.set_local_description(now, SdpKind::Offer, common::sdp("LoCl", 1, 2, "actpass"))
+                .expect("offer");
+            n.add_local_candidate(IceCandidate::new(common::candidate(2, None)))
+                .expect("sent");
+            n.end_of_local_candidates().expect("end");
+            n.handle_frame(now, "not json");
+            let mut out = Vec::new();
+            loop {
+                let o = if typed {
+                    match n.poll_typed_output() {
+                        TypedOutput::Transmit(m) => {
+                            let frame = wire::encode(&m, n.config().dialect);
+                            // The message is exactly what the peer decodes from the frame.
+                            assert_eq!(wire::decode(&frame), Ok(m));
+                            Output::Transmit(frame)
+                        }
+                        TypedOutput::Event(e) => Output::Event(e),
+                        TypedOutput::Timeout(t) => Output::Timeout(t),
+                    }
+                } else {
+                    n.poll_output()
+                };
+                let done = matches!(o, Output::Timeout(_));
+                out.push(o);
+                if done {
+                    return out;
+                }
+            }
+        };
+        let plain = run(false);
+        assert_eq!(
+            plain
+                .iter()
+                .filter(|o| matches!(o, Output::Transmit(_)))
+                .count(),
+            5,
+            "offer, two candidates, end-of-candidates, error: {plain:?}"
+        );
+        assert_eq!(run(true), plain);
+    }
+}
