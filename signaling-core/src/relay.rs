@@ -42,6 +42,7 @@
 //! are queued (bounded like a mailbox). A new connection that joins with the peer's resume token
 //! takes its place, keeps its id and receives what was queued. The token is secret, rotated on
 //! every welcome, and the only way to take over an id.
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
@@ -342,13 +343,20 @@ struct Queue {
 }
 
 impl Queue {
-    fn push(&mut self, now: Instant, frame: String, max_frames: usize, max_bytes: usize) -> bool {
+    /// Queues `frame`, or gives it back if the mailbox is full.
+    fn push(
+        &mut self,
+        now: Instant,
+        frame: String,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Result<(), String> {
         if self.frames.len() >= max_frames || self.bytes + frame.len() > max_bytes {
-            return false;
+            return Err(frame);
         }
         self.bytes += frame.len();
         self.frames.push_back((now, frame));
-        true
+        Ok(())
     }
 
     fn expire(&mut self, now: Instant, age: Duration) -> usize {
@@ -624,8 +632,10 @@ impl<R: RoomRegistry> Relay<R> {
         self.arm(now + self.config.resume_grace, Timer::Grace(id));
     }
 
-    /// A frame arrived on a connection.
-    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &str) {
+    /// A frame arrived on a connection. Give it by value (`String`) when you have it so: a
+    /// frame forwarded unchanged is then moved, not copied.
+    pub fn handle_frame<'f>(&mut self, now: Instant, conn: ConnId, frame: impl Into<Cow<'f, str>>) {
+        let frame = frame.into();
         let Some(id) = self.conns.get(&conn).copied() else {
             return;
         };
@@ -646,7 +656,7 @@ impl<R: RoomRegistry> Relay<R> {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.last_activity = now;
         }
-        let raw = match RawFrame::parse(frame, self.config.max_frame_len) {
+        let raw = match RawFrame::parse(&frame, self.config.max_frame_len) {
             Ok(raw) => raw,
             Err(e) => {
                 self.refuse(conn, e.request_type(), &e);
@@ -686,14 +696,21 @@ impl<R: RoomRegistry> Relay<R> {
                         "too many candidates before the description",
                     );
                 } else {
-                    peer.held.push_back(frame.to_owned());
+                    peer.held.push_back(frame.into_owned());
                 }
                 return;
             }
         }
         let is_description = raw.is_description();
-        if let Err(why) = self.route(now, &id, &raw) {
-            let kind = raw.kind().to_owned();
+        let to = raw.to().map(|to| to.parse::<PeerId>().ok());
+        let out = match self.stamped(&id, &raw) {
+            Some(stamped) => stamped,
+            None => frame.into_owned(),
+        };
+        if let Err((why, frame)) = self.route(now, &id, to, out) {
+            let kind = RawFrame::parse(&frame, usize::MAX)
+                .map(|raw| raw.kind().to_owned())
+                .unwrap_or_default();
             self.refuse(conn, &kind, why);
             return;
         }
@@ -707,9 +724,12 @@ impl<R: RoomRegistry> Relay<R> {
             };
             for frame in held {
                 // These parsed when they arrived.
-                if let Ok(raw) = RawFrame::parse(&frame, usize::MAX) {
-                    let _ = self.route(now, &id, &raw);
-                }
+                let Ok(raw) = RawFrame::parse(&frame, usize::MAX) else {
+                    continue;
+                };
+                let to = raw.to().map(|to| to.parse::<PeerId>().ok());
+                let out = self.stamped(&id, &raw);
+                let _ = self.route(now, &id, to, out.unwrap_or(frame));
             }
         }
     }
@@ -778,33 +798,36 @@ impl<R: RoomRegistry> Relay<R> {
 
     // -----------------------------------------------------------------------------------------
 
+    /// The frame as forwarded, when it is not the frame as received: with `from` set, in rooms
+    /// that may hold more than two peers.
+    fn stamped(&self, from: &PeerId, raw: &RawFrame<'_>) -> Option<String> {
+        (self.config.room_capacity > 2).then(|| raw.write_with_from(&from.to_string()))
+    }
+
+    /// Delivers `frame` from `from` to `to` (`Some(None)`: a `to` that is not a peer id) or to
+    /// the rest of its room. On refusal, gives the frame back with the reason.
     fn route(
         &mut self,
         now: Instant,
         from: &PeerId,
-        raw: &RawFrame<'_>,
-    ) -> Result<(), &'static str> {
+        to: Option<Option<PeerId>>,
+        frame: String,
+    ) -> Result<(), (&'static str, String)> {
         if !self.peers.contains_key(from) {
             return Ok(());
         }
-        let stamp = self.config.room_capacity > 2;
-        let frame = if stamp {
-            raw.write_with_from(&from.to_string())
-        } else {
-            raw.frame().to_owned()
-        };
-        if let Some(to) = raw.to() {
+        if let Some(to) = to {
             let room = self
                 .peers
                 .get(from)
                 .map(|p| p.room.clone())
                 .unwrap_or_default();
-            let Ok(target) = to.parse::<PeerId>() else {
-                return Err("unknown peer");
+            let Some(target) = to else {
+                return Err(("unknown peer", frame));
             };
             let same_room = self.peers.get(&target).is_some_and(|p| p.room == room);
             if !same_room || target == *from {
-                return Err("unknown peer");
+                return Err(("unknown peer", frame));
             }
             self.deliver(now, &target, frame);
             return Ok(());
@@ -830,8 +853,8 @@ impl<R: RoomRegistry> Relay<R> {
             let age = self.config.mailbox_age;
             let q = self.mailboxes.entry(room.clone()).or_default();
             let was_empty = q.frames.is_empty();
-            if !q.push(now, frame, max_frames, max_bytes) {
-                return Err("mailbox full");
+            if let Err(frame) = q.push(now, frame, max_frames, max_bytes) {
+                return Err(("mailbox full", frame));
             }
             self.stats.queued += 1;
             if was_empty {
@@ -1028,6 +1051,7 @@ fn deliver_to(
             if peer
                 .outbox
                 .push(now, frame, config.mailbox_frames, config.mailbox_bytes)
+                .is_ok()
             {
                 stats.queued += 1;
             } else {

@@ -75,8 +75,8 @@ fn seed_frames_are_held_in_the_mailbox_then_forwarded_byte_for_byte_in_order() {
     assert_eq!(a["polite"], false);
     // The seed client sends its offer and candidates at once, before anyone else is there.
     r.handle_frame(now, ConnId(1), OFFER);
-    r.handle_frame(now, ConnId(1), &cand(1));
-    r.handle_frame(now, ConnId(1), &cand(2));
+    r.handle_frame(now, ConnId(1), cand(1));
+    r.handle_frame(now, ConnId(1), cand(2));
     assert_eq!(drain(&mut r).0, vec![]);
     r.join(now, ConnId(2), JoinRequest::new("room", token(2)))
         .expect("joined");
@@ -89,7 +89,7 @@ fn seed_frames_are_held_in_the_mailbox_then_forwarded_byte_for_byte_in_order() {
     assert_eq!(kinds(&frames_to(&sent, ConnId(1))), vec!["relay/joined"]);
     // Live forwarding, both ways, byte for byte.
     r.handle_frame(now, ConnId(2), ANSWER);
-    r.handle_frame(now, ConnId(1), &cand(3));
+    r.handle_frame(now, ConnId(1), cand(3));
     let (sent, _) = drain(&mut r);
     assert_eq!(
         sent,
@@ -103,8 +103,8 @@ fn the_ordering_guard_holds_candidates_until_the_description() {
     let mut r = Relay::new(RelayConfig::default());
     join(&mut r, now, 1, "room");
     join(&mut r, now, 2, "room");
-    r.handle_frame(now, ConnId(1), &cand(1));
-    r.handle_frame(now, ConnId(1), &cand(2));
+    r.handle_frame(now, ConnId(1), cand(1));
+    r.handle_frame(now, ConnId(1), cand(2));
     assert_eq!(drain(&mut r).0, vec![], "held");
     r.handle_frame(now, ConnId(1), OFFER);
     let (sent, _) = drain(&mut r);
@@ -118,7 +118,7 @@ fn the_ordering_guard_holds_candidates_until_the_description() {
     let mut r = Relay::new(config);
     join(&mut r, now, 1, "room");
     join(&mut r, now, 2, "room");
-    r.handle_frame(now, ConnId(1), &cand(1));
+    r.handle_frame(now, ConnId(1), cand(1));
     assert_eq!(
         drain(&mut r).0,
         vec![(ConnId(2), cand(1))],
@@ -198,7 +198,7 @@ fn resume_within_the_grace_period_keeps_the_id_and_delivers_what_was_queued() {
         "the others are not told during the grace period"
     );
     r.handle_frame(now, ConnId(2), ANSWER);
-    r.handle_frame(now, ConnId(2), &cand(7));
+    r.handle_frame(now, ConnId(2), cand(7));
     assert_eq!(drain(&mut r).0, vec![], "queued for the away peer");
     let later = now + Duration::from_secs(10);
     let request =
@@ -287,7 +287,7 @@ fn limits_close_with_their_codes() {
     r.handle_frame(
         now,
         ConnId(1),
-        &format!(r#"{{"type":"x","value":"{}"}}"#, "y".repeat(200)),
+        format!(r#"{{"type":"x","value":"{}"}}"#, "y".repeat(200)),
     );
     assert_eq!(
         drain(&mut r).1,

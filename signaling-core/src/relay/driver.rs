@@ -201,71 +201,69 @@ impl RelayHandle {
             tokio::select! {
                 biased;
                 () = outbox.wake.notified() => {
-                    let close = {
-                        let mut out = outbox.lock();
-                        let close = out.close.take();
-                        let n = if close.is_some() { out.frames.len() } else { out.frames.len().min(BATCH) };
-                        batch.extend(out.frames.drain(..n));
-                        if !out.frames.is_empty() {
-                            // More than one batch: come back for the rest.
-                            outbox.wake.notify_one();
+                    // Write until the queue is seen empty: the relay wakes this task only
+                    // when it puts a frame into an empty queue (or asks for a close).
+                    loop {
+                        let close = {
+                            let mut out = outbox.lock();
+                            let close = out.close.take();
+                            let n = if close.is_some() { out.frames.len() } else { out.frames.len().min(BATCH) };
+                            batch.extend(out.frames.drain(..n));
+                            close
+                        };
+                        if let Some(reason) = close {
+                            // What was queued before the close goes out with it, as far as the
+                            // transport takes it without waiting (a slow consumer's does not).
+                            for frame in batch.drain(..) {
+                                if transport.try_send(frame).is_err() {
+                                    break;
+                                }
+                            }
+                            batch.clear();
+                            let _ = transport.close(reason).await;
+                            lost = false;
+                            break 'conn;
                         }
-                        close
-                    };
-                    if let Some(reason) = close {
-                        // What was queued before the close goes out with it, as far as the
-                        // transport takes it without waiting (a slow consumer's does not).
+                        // Queue all but the last, then one `send` flushes them together.
+                        let Some(last) = batch.pop() else { break };
                         for frame in batch.drain(..) {
-                            if transport.try_send(frame).is_err() {
-                                break;
+                            match transport.try_send(frame) {
+                                Ok(()) => {}
+                                // The transport's own queue is full: `send` waits for room.
+                                Err(TrySendError::Full(frame)) => {
+                                    if transport.send(frame).await.is_err() {
+                                        break 'conn;
+                                    }
+                                }
+                                Err(_) => break 'conn,
                             }
                         }
-                        batch.clear();
-                        let _ = transport.close(reason).await;
-                        lost = false;
-                        break;
-                    }
-                    // Queue all but the last, then one `send` flushes them together.
-                    let Some(last) = batch.pop() else { continue };
-                    for frame in batch.drain(..) {
-                        match transport.try_send(frame) {
-                            Ok(()) => {}
-                            // The transport's own queue is full: `send` waits for room.
-                            Err(TrySendError::Full(frame)) => {
-                                if transport.send(frame).await.is_err() {
-                                    break 'conn;
+                        // A close (a slow consumer's, say) must not wait behind a send that
+                        // cannot finish.
+                        let mut send = transport.send(last);
+                        let close = loop {
+                            tokio::select! {
+                                sent = &mut send => {
+                                    if sent.is_err() {
+                                        break 'conn;
+                                    }
+                                    break None;
+                                }
+                                () = outbox.wake.notified() => {
+                                    match outbox.close_requested() {
+                                        Some(reason) => break Some(reason),
+                                        // New frames: taken by the next round of this loop.
+                                        None => continue,
+                                    }
                                 }
                             }
-                            Err(_) => break 'conn,
+                        };
+                        drop(send);
+                        if let Some(reason) = close {
+                            let _ = transport.close(reason).await;
+                            lost = false;
+                            break 'conn;
                         }
-                    }
-                    // A close (a slow consumer's, say) must not wait behind a send that cannot
-                    // finish.
-                    let mut send = transport.send(last);
-                    let close = loop {
-                        tokio::select! {
-                            sent = &mut send => {
-                                if sent.is_err() {
-                                    break 'conn;
-                                }
-                                break None;
-                            }
-                            () = outbox.wake.notified() => {
-                                match outbox.close_requested() {
-                                    Some(reason) => break Some(reason),
-                                    // New frames: picked up once this send is done.
-                                    None => continue,
-                                }
-                            }
-                        }
-                    };
-                    drop(send);
-                    // Frames that arrived during the send wake the loop again.
-                    outbox.wake.notify_one();
-                    if let Some(reason) = close {
-                        let _ = transport.close(reason).await;
-                        lost = false;
-                        break;
                     }
                 }
                 frame = transport.recv() => {
@@ -292,7 +290,7 @@ impl RelayHandle {
                         let mut s = self.lock();
                         let now = now();
                         for frame in burst.drain(..) {
-                            s.relay.handle_frame(now, conn, &frame);
+                            s.relay.handle_frame(now, conn, frame);
                         }
                         dispatch(&mut s);
                     }
@@ -341,9 +339,14 @@ fn dispatch(s: &mut Shared) {
                         if out.frames.len() >= slot.bound {
                             true
                         } else {
+                            let was_empty = out.frames.is_empty();
                             out.frames.push_back(frame);
                             drop(out);
-                            slot.outbox.wake.notify_one();
+                            // The connection's task writes until it sees the queue empty, so
+                            // only the first frame of a run needs to wake it.
+                            if was_empty {
+                                slot.outbox.wake.notify_one();
+                            }
                             false
                         }
                     }
