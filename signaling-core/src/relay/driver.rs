@@ -5,7 +5,7 @@
 //! then handles its frames strictly in order, one at a time, until it ends. One timer task
 //! serves the relay's timers.
 //!
-//! A connection's frames that arrive together (up to 32, taken with
+//! A connection's frames that arrive together (up to 64, taken with
 //! [`Transport::try_recv`]) are handled together: one lock of the relay, one clock read, and
 //! their forwards leave with one flush per receiver. After such a burst the task yields, so
 //! that the receivers write it out while the next one is read.
@@ -32,7 +32,7 @@ const BATCH: usize = 64;
 
 /// Frames read from one connection in a row (those already received) before they are handled
 /// together and the task yields.
-const BURST: usize = 32;
+const BURST: usize = 64;
 
 /// Settings of the driver (the relay's own are in [`RelayConfig`]).
 #[derive(Clone, Debug)]
