@@ -646,15 +646,19 @@ impl<R: RoomRegistry> Relay<R> {
             );
             return;
         }
-        if !self.take_token(now, &id) {
+        let allowed = match self.peers.get_mut(&id) {
+            Some(peer) => {
+                peer.last_activity = now;
+                take_token(&self.config, now, peer)
+            }
+            None => false,
+        };
+        if !allowed {
             self.close_conn(
                 conn,
                 CloseReason::new(close_code::RATE_LIMITED, "rate limit exceeded"),
             );
             return;
-        }
-        if let Some(peer) = self.peers.get_mut(&id) {
-            peer.last_activity = now;
         }
         let raw = match RawFrame::parse(&frame, self.config.max_frame_len) {
             Ok(raw) => raw,
@@ -915,30 +919,6 @@ impl<R: RoomRegistry> Relay<R> {
         }
     }
 
-    fn take_token(&mut self, now: Instant, id: &PeerId) -> bool {
-        let (rate, burst) = (
-            u64::from(self.config.rate_per_sec),
-            u64::from(self.config.rate_burst) * 1000,
-        );
-        let Some(peer) = self.peers.get_mut(id) else {
-            return false;
-        };
-        let elapsed = now.saturating_duration_since(peer.refilled);
-        let refill = u64::try_from(elapsed.as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_mul(rate);
-        if refill > 0 {
-            peer.tokens = peer.tokens.saturating_add(refill).min(burst);
-            peer.refilled = now;
-        }
-        if peer.tokens >= 1000 {
-            peer.tokens -= 1000;
-            true
-        } else {
-            false
-        }
-    }
-
     fn welcome(&mut self, conn: ConnId, id: &PeerId, request: &JoinRequest, others: &[PeerId]) {
         let ice_servers = self.config.ice_servers.as_ref().map(|c| {
             let user = request.user.clone().unwrap_or_else(|| id.to_string());
@@ -1030,6 +1010,29 @@ impl<R: RoomRegistry> Relay<R> {
 }
 
 /// [`Relay::deliver`] on the relay's fields, for callers that hold a borrow of another field.
+/// Takes one frame's token from the peer's bucket (refilled for the time since the last
+/// refill); `false` if it is empty.
+fn take_token(config: &RelayConfig, now: Instant, peer: &mut Peer) -> bool {
+    // Frames handled together share one `now`: nothing to refill.
+    if now != peer.refilled {
+        let elapsed = now.saturating_duration_since(peer.refilled);
+        let refill = u64::try_from(elapsed.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::from(config.rate_per_sec));
+        if refill > 0 {
+            let burst = u64::from(config.rate_burst) * 1000;
+            peer.tokens = peer.tokens.saturating_add(refill).min(burst);
+            peer.refilled = now;
+        }
+    }
+    if peer.tokens >= 1000 {
+        peer.tokens -= 1000;
+        true
+    } else {
+        false
+    }
+}
+
 fn deliver_to(
     peers: &mut FxHashMap<PeerId, Peer>,
     out: &mut VecDeque<RelayOutput>,

@@ -330,34 +330,36 @@ impl RelayHandle {
 
 /// Drains the relay's outputs into the connections' queues.
 fn dispatch(s: &mut Shared) {
+    // Consecutive frames for one connection (a burst forwarded to the same peer) go into its
+    // queue under one lock.
+    let mut open: Option<Open<'_>> = None;
+    let Shared {
+        relay,
+        conns,
+        last_deadline,
+        deadline,
+        ..
+    } = s;
     loop {
-        match s.relay.poll_output() {
+        match relay.poll_output() {
             RelayOutput::Send { conn, frame } => {
-                let full = match s.conns.get(&conn) {
-                    Some(slot) => {
-                        let mut out = slot.outbox.lock();
-                        if out.frames.len() >= slot.bound {
-                            true
-                        } else {
-                            let was_empty = out.frames.is_empty();
-                            out.frames.push_back(frame);
-                            drop(out);
-                            // The connection's task writes until it sees the queue empty, so
-                            // only the first frame of a run needs to wake it.
-                            if was_empty {
-                                slot.outbox.wake.notify_one();
-                            }
-                            false
-                        }
-                    }
-                    None => false,
-                };
-                if full {
-                    s.relay.slow_consumer(now(), conn);
+                if open.as_ref().is_some_and(|o| o.conn != conn) {
+                    open = None;
                 }
+                if open.is_none() {
+                    open = conns.get(&conn).map(|slot| Open::new(conn, slot));
+                }
+                let Some(o) = open.as_mut() else { continue };
+                if o.queue.frames.len() >= o.slot.bound {
+                    open = None;
+                    relay.slow_consumer(now(), conn);
+                    continue;
+                }
+                o.queue.frames.push_back(frame);
             }
             RelayOutput::Close { conn, reason } => {
-                if let Some(slot) = s.conns.get(&conn) {
+                open = None;
+                if let Some(slot) = conns.get(&conn) {
                     slot.outbox.lock().close = Some(reason);
                     slot.outbox.wake.notify_one();
                 }
@@ -365,10 +367,10 @@ fn dispatch(s: &mut Shared) {
             RelayOutput::Timeout(at) => {
                 // Most inputs leave the next timer where it was: compare before touching the
                 // watch channel (which takes a lock).
-                if at != s.last_deadline {
-                    s.last_deadline = at;
+                if at != *last_deadline {
+                    *last_deadline = at;
                     let at = at.map(TokioInstant::from_std);
-                    s.deadline.send_if_modified(|d| {
+                    deadline.send_if_modified(|d| {
                         let changed = *d != at;
                         *d = at;
                         changed
@@ -376,6 +378,40 @@ fn dispatch(s: &mut Shared) {
                 }
                 return;
             }
+        }
+    }
+}
+
+/// A connection's queue, locked while frames for it are being put in.
+struct Open<'a> {
+    conn: ConnId,
+    slot: &'a Slot,
+    queue: MutexGuard<'a, OutState>,
+    /// The queue was empty when locked: its task may be asleep.
+    was_empty: bool,
+}
+
+impl<'a> Open<'a> {
+    fn new(conn: ConnId, slot: &'a Slot) -> Self {
+        let queue = slot.outbox.lock();
+        let was_empty = queue.frames.is_empty();
+        Open {
+            conn,
+            slot,
+            queue,
+            was_empty,
+        }
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        // The connection's task writes until it sees its queue empty, so only frames put into
+        // an empty queue need to wake it.
+        if self.was_empty && !self.queue.frames.is_empty() {
+            // The lock is released right after this, when the guard drops: a task woken on
+            // another thread waits at most that long for it.
+            self.slot.outbox.wake.notify_one();
         }
     }
 }
