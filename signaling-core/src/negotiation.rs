@@ -928,30 +928,37 @@ impl Negotiation {
                     .as_deref()
                     .or_else(|| candidate.ufrag());
                 let key = hash_of(&(&init.candidate, ufrag));
-                if self.remote_gen.seen.contains(&key) {
-                    self.stats.duplicates_suppressed += 1;
+                // A duplicate is suppressed before any bound or section check. Below the bound,
+                // one insertion both checks and records it (undone if the candidate is refused).
+                let seen = &mut self.remote_gen.seen;
+                if seen.len() >= self.config.max_candidates {
+                    if seen.contains(&key) {
+                        self.stats.duplicates_suppressed += 1;
+                    } else {
+                        let limit = self.config.max_candidates;
+                        self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
+                    }
                     return;
                 }
-                if self.remote_gen.seen.len() >= self.config.max_candidates {
-                    let limit = self.config.max_candidates;
-                    self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
+                if seen.capacity() == 0 {
+                    // Browsers send a handful to a few dozen candidates per generation: one
+                    // allocation instead of a rehash at every doubling.
+                    seen.reserve(SEEN_CAPACITY);
+                }
+                if !seen.insert(key) {
+                    self.stats.duplicates_suppressed += 1;
                     return;
                 }
                 if let Err(e) =
                     self.resolve_section(&mut init.sdp_mid, &mut init.sdp_m_line_index, ufrag)
                 {
+                    self.remote_gen.seen.remove(&key);
                     self.peer_error(TYPE_CANDIDATE, e);
                     return;
                 }
                 if init.username_fragment.is_none() {
                     init.username_fragment = self.remote_gen.ufrag.clone();
                 }
-                if self.remote_gen.seen.capacity() == 0 {
-                    // Browsers send a handful to a few dozen candidates per generation: one
-                    // allocation instead of a rehash at every doubling.
-                    self.remote_gen.seen.reserve(SEEN_CAPACITY);
-                }
-                self.remote_gen.seen.insert(key);
                 self.stats.remote_candidates_applied += 1;
                 self.push_event(Event::AddRemoteCandidate(Box::new(RemoteCandidate {
                     init,
