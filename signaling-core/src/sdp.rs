@@ -275,7 +275,8 @@ fn resolve_opt(text: &str, span: Option<Span>) -> Option<&str> {
 /// session-level value when the section has none.
 #[derive(Clone)]
 pub struct MediaSection {
-    text: Arc<str>,
+    /// The facts' token text; set once the scan is over (`None` only during the scan).
+    text: Option<Arc<str>>,
     draft: SectionDraft,
 }
 
@@ -298,10 +299,14 @@ struct SectionDraft {
 }
 
 impl MediaSection {
+    fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or_default()
+    }
+
     /// The media token of the `m=` line: `"audio"`, `"video"`, `"application"` or another token.
     #[must_use]
     pub fn media(&self) -> &str {
-        resolve(&self.text, self.draft.media)
+        resolve(self.text(), self.draft.media)
     }
 
     /// The port of the `m=` line; 0 means the section is rejected or disabled (unless it is
@@ -320,25 +325,25 @@ impl MediaSection {
     /// The protocol of the `m=` line, e.g. `"UDP/TLS/RTP/SAVPF"` or `"UDP/DTLS/SCTP"`.
     #[must_use]
     pub fn protocol(&self) -> &str {
-        resolve(&self.text, self.draft.protocol)
+        resolve(self.text(), self.draft.protocol)
     }
 
     /// The section's `a=mid`, if it has one.
     #[must_use]
     pub fn mid(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.draft.mid)
+        resolve_opt(self.text(), self.draft.mid)
     }
 
     /// The section's `a=ice-ufrag`, falling back to the session-level one.
     #[must_use]
     pub fn ice_ufrag(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.draft.ufrag)
+        resolve_opt(self.text(), self.draft.ufrag)
     }
 
     /// The section's `a=ice-pwd`, falling back to the session-level one.
     #[must_use]
     pub fn ice_pwd(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.draft.pwd)
+        resolve_opt(self.text(), self.draft.pwd)
     }
 
     /// The section's direction attribute, falling back to the session-level one. `None` when
@@ -901,7 +906,8 @@ impl<'a> Attr<'a> {
 /// The single-pass line scanner.
 struct Scanner {
     tokens: Tokens,
-    sections: Vec<SectionDraft>,
+    /// Sections without their text yet (see [`Scanner::finish`]).
+    sections: Vec<MediaSection>,
     bundle_mids: Vec<Span>,
     groups: Vec<GroupDraft>,
     session_ufrag: Option<Span>,
@@ -1017,20 +1023,23 @@ impl Scanner {
         }
         let media = self.tokens.push(media);
         let protocol = self.tokens.push(protocol);
-        self.sections.push(SectionDraft {
-            media,
-            protocol,
-            port,
-            mid: None,
-            ufrag: self.session_ufrag,
-            pwd: self.session_pwd,
-            own_ufrag: false,
-            own_pwd: false,
-            direction: self.session_direction,
-            end_of_candidates: false,
-            bundle_only: false,
-            ice_trickle: false,
-            candidate_count: 0,
+        self.sections.push(MediaSection {
+            text: None,
+            draft: SectionDraft {
+                media,
+                protocol,
+                port,
+                mid: None,
+                ufrag: self.session_ufrag,
+                pwd: self.session_pwd,
+                own_ufrag: false,
+                own_pwd: false,
+                direction: self.session_direction,
+                end_of_candidates: false,
+                bundle_only: false,
+                ice_trickle: false,
+                candidate_count: 0,
+            },
         });
         Ok(())
     }
@@ -1039,7 +1048,7 @@ impl Scanner {
         match Attr::classify(value) {
             Attr::Candidate => {
                 self.candidate_count += 1;
-                if let Some(s) = self.sections.last_mut() {
+                if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
                     s.candidate_count += 1;
                 }
             }
@@ -1050,7 +1059,7 @@ impl Scanner {
                     return Err(SdpError::InvalidIceUfrag { line });
                 }
                 let span = Some(self.tokens.push(ufrag));
-                match self.sections.last_mut() {
+                match self.sections.last_mut().map(|s| &mut s.draft) {
                     Some(s) if s.own_ufrag => {
                         return Err(SdpError::DuplicateIceCredential { line })
                     }
@@ -1070,7 +1079,7 @@ impl Scanner {
                     return Err(SdpError::InvalidIcePwd { line });
                 }
                 let span = Some(self.tokens.push(pwd));
-                match self.sections.last_mut() {
+                match self.sections.last_mut().map(|s| &mut s.draft) {
                     Some(s) if s.own_pwd => return Err(SdpError::DuplicateIceCredential { line }),
                     Some(s) => {
                         s.own_pwd = true;
@@ -1085,18 +1094,18 @@ impl Scanner {
             Attr::IceOptions(options) => {
                 if SpaceSplit::new(options).any(|o| o == "trickle") {
                     self.ice_trickle = true;
-                    if let Some(s) = self.sections.last_mut() {
+                    if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
                         s.ice_trickle = true;
                     }
                 }
             }
             Attr::Direction(d) => self.direction(d),
-            Attr::EndOfCandidates => match self.sections.last_mut() {
+            Attr::EndOfCandidates => match self.sections.last_mut().map(|s| &mut s.draft) {
                 Some(s) => s.end_of_candidates = true,
                 None => self.session_end_of_candidates = true,
             },
             Attr::BundleOnly => {
-                if let Some(s) = self.sections.last_mut() {
+                if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
                     s.bundle_only = true;
                 }
             }
@@ -1112,7 +1121,7 @@ impl Scanner {
     }
 
     fn direction(&mut self, direction: Direction) {
-        match self.sections.last_mut() {
+        match self.sections.last_mut().map(|s| &mut s.draft) {
             Some(s) => s.direction = Some(direction),
             None => self.session_direction = Some(direction),
         }
@@ -1126,17 +1135,17 @@ impl Scanner {
             // A session-level a=mid means nothing; skip it.
             return Ok(());
         };
-        if current.mid.is_some() {
+        if current.draft.mid.is_some() {
             return Err(SdpError::DuplicateMid { line });
         }
         let tokens = &self.tokens;
         if earlier
             .iter()
-            .any(|s| s.mid.is_some_and(|m| tokens.get(m) == mid))
+            .any(|s| s.draft.mid.is_some_and(|m| tokens.get(m) == mid))
         {
             return Err(SdpError::MidReused { line });
         }
-        current.mid = Some(self.tokens.push(mid));
+        current.draft.mid = Some(self.tokens.push(mid));
         Ok(())
     }
 
@@ -1180,21 +1189,17 @@ impl Scanner {
                 if !self
                     .sections
                     .iter()
-                    .any(|s| s.mid.is_some_and(|m| tokens.get(m) == mid))
+                    .any(|s| s.draft.mid.is_some_and(|m| tokens.get(m) == mid))
                 {
                     return Err(SdpError::UnknownBundleMid { line: group.line });
                 }
             }
         }
         let text: Arc<str> = Arc::from(self.tokens.0);
-        let sections = self
-            .sections
-            .into_iter()
-            .map(|draft| MediaSection {
-                text: Arc::clone(&text),
-                draft,
-            })
-            .collect();
+        let mut sections = self.sections;
+        for section in &mut sections {
+            section.text = Some(Arc::clone(&text));
+        }
         Ok(SdpFacts {
             text,
             sections,
