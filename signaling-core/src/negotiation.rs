@@ -420,14 +420,14 @@ pub struct Stats {
     pub unknown_frames: u64,
 }
 
-/// A remote candidate or end-of-candidates, applied at once or waiting for its description.
-/// Not boxed: a candidate on its way to being applied is not allocated for again, and the queue
-/// of waiting ones is bounded ([`Config::max_pending_candidates`]).
+/// A remote candidate or end-of-candidates, applied at once or waiting for its description
+/// (a queue bounded by [`Config::max_pending_candidates`]). A candidate is boxed once, on
+/// arrival, in the box its [`Event::AddRemoteCandidate`] carries: it is filled in there, never
+/// moved or allocated for again.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 enum PendingRemote {
     /// A candidate and its parsed form.
-    Candidate(IceCandidate, Candidate),
+    Candidate(Box<RemoteCandidate>),
     End(EndOfCandidates),
 }
 
@@ -436,9 +436,11 @@ impl PendingRemote {
     /// `ufrag` extension.
     fn ufrag(&self) -> Option<&str> {
         match self {
-            PendingRemote::Candidate(c, parsed) => {
-                c.username_fragment.as_deref().or_else(|| parsed.ufrag())
-            }
+            PendingRemote::Candidate(rc) => rc
+                .init
+                .username_fragment
+                .as_deref()
+                .or_else(|| rc.candidate.ufrag()),
             PendingRemote::End(e) => e.username_fragment.as_deref(),
         }
     }
@@ -864,7 +866,10 @@ impl Negotiation {
                 return;
             }
         };
-        self.route_remote(PendingRemote::Candidate(c, parsed));
+        self.route_remote(PendingRemote::Candidate(Box::new(RemoteCandidate {
+            init: c,
+            candidate: parsed,
+        })));
     }
 
     fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
@@ -918,7 +923,8 @@ impl Negotiation {
 
     fn apply_remote(&mut self, entry: PendingRemote) {
         match entry {
-            PendingRemote::Candidate(mut init, candidate) => {
+            PendingRemote::Candidate(mut rc) => {
+                let RemoteCandidate { init, candidate } = &mut *rc;
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
                     return;
@@ -960,10 +966,7 @@ impl Negotiation {
                     init.username_fragment = self.remote_gen.ufrag.clone();
                 }
                 self.stats.remote_candidates_applied += 1;
-                self.push_event(Event::AddRemoteCandidate(Box::new(RemoteCandidate {
-                    init,
-                    candidate,
-                })));
+                self.push_event(Event::AddRemoteCandidate(rc));
             }
             PendingRemote::End(mut e) => {
                 if self.remote_gen.ended {
