@@ -1285,6 +1285,44 @@ fn fast_digits(b: &[u8], at: usize, max: usize) -> Option<(u64, usize)> {
     (i > at).then_some((n, i))
 }
 
+/// The length of the extension name browsers send that `rest` starts with, followed by a space:
+/// tokens, none of them reserved, so they need no further check.
+#[inline(always)]
+fn known_name(rest: &[u8]) -> Option<usize> {
+    const NAMES: [&[u8]; 4] = [b"generation ", b"ufrag ", b"network-id ", b"network-cost "];
+    NAMES
+        .iter()
+        .find(|name| rest.starts_with(name))
+        .map(|name| name.len() - 1)
+}
+
+/// The end of the extension value at `at` (the next space, or the end of input) when it is not
+/// empty and every byte is visible ASCII or non-ASCII: `fast_token(b, at, VALUE)`, eight bytes at
+/// a time.
+#[inline(always)]
+fn fast_value(b: &[u8], at: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = at;
+    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let x = u64::from_le_bytes(word);
+        // High bit of each byte below 0x21 (ASCII only), and of each 0x7F. Each mask may also
+        // flag bytes above its first true hit (borrows run upwards), so only the lowest flag is
+        // read: it is exact.
+        let low = x.wrapping_sub(LO * 0x21) & !x & HI;
+        let del = x ^ (LO * 0x7F);
+        let del = del.wrapping_sub(LO) & !del & HI;
+        let stop = low | del;
+        if stop != 0 {
+            let j = i + (stop.trailing_zeros() / 8) as usize;
+            return (b.get(j) == Some(&b' ') && j > at).then_some(j);
+        }
+        i += 8;
+    }
+    fast_token(b, i, VALUE)
+        .or_else(|| (i > at && matches!(b.get(i), None | Some(&b' '))).then_some(i))
+}
+
 /// Past the separating space at `at`.
 #[inline(always)]
 fn fast_space(b: &[u8], at: usize) -> Option<usize> {
@@ -1374,17 +1412,21 @@ fn scan_fast(text: &str) -> Option<Scan> {
     let mut ufrag = None;
     while end < b.len() {
         let name_at = fast_space(b, end)?;
-        let name_end = fast_token(b, name_at, TOKEN)?;
+        let known = known_name(b.get(name_at..)?);
+        let name_end = match known {
+            Some(len) => name_at + len,
+            None => fast_token(b, name_at, TOKEN)?,
+        };
         let value_at = fast_space(b, name_end)?;
-        end = fast_token(b, value_at, VALUE)?;
+        end = fast_value(b, value_at)?;
         let name = b.get(name_at..name_end)?;
         if ext_count == 0 {
             ext_start = name_at;
         }
-        if name.len() <= 7 {
-            if name == b"ufrag" {
-                ufrag = ufrag.or(Some(span(value_at, end - value_at)));
-            }
+        if name == b"ufrag" {
+            ufrag = ufrag.or(Some(span(value_at, end - value_at)));
+        }
+        if known.is_none() && name.len() <= 7 {
             if name.eq_ignore_ascii_case(b"typ")
                 || name.eq_ignore_ascii_case(b"raddr")
                 || name.eq_ignore_ascii_case(b"rport")
@@ -1919,6 +1961,20 @@ mod tests {
             toks in proptest::collection::vec("[a-zA-Z0-9.:+/_-]{0,8}|typ|raddr|rport|tcptype|ufrag|udp|tcp|host|srflx|active|1|0|256", 0..18)
         ) {
             assert_fast_agrees(&format!("candidate:{}", toks.join(" ")))?;
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_value_is_fast_token_of_values(
+            bytes in proptest::collection::vec(
+                prop_oneof![4 => 0x21u8..0x7F, 1 => Just(b' '), 1 => Just(0x7Fu8), 1 => 0u8..0x21, 1 => 0x80u8..],
+                0..40,
+            ),
+            at in any::<proptest::sample::Index>(),
+        ) {
+            let at = at.index(bytes.len() + 1);
+            prop_assert_eq!(fast_value(&bytes, at), fast_token(&bytes, at, VALUE));
         }
     }
 
