@@ -1089,6 +1089,7 @@ impl Candidate {
 
 /// [`Candidate::parse`] without the allocation: the scan and the `candidate:...` text it is of
 /// (the input without `a=`).
+#[inline(always)]
 fn checked_scan(s: &str) -> Result<(Scan, &str), CandidateError> {
     let forbidden = || {
         s.bytes()
@@ -1241,6 +1242,7 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
 /// Checks `candidate:...` (no `a=`; callers check the length) as [`parse_text`] does, without
 /// allocating. The usual browser shape takes [`scan_fast`]; anything else (errors included) is
 /// decided by [`scan_general`].
+#[inline(always)]
 fn scan(text: &str) -> Result<Scan, CandidateError> {
     match scan_fast(text) {
         Some(scan) => Ok(scan),
@@ -1339,6 +1341,7 @@ fn fast_space(b: &[u8], at: usize) -> Option<usize> {
 /// with the keywords, transport and type in lowercase. `None` for anything else, valid or not
 /// (another spelling, an unusual order, any error): [`scan_general`] then decides. When this
 /// gives a scan, it is the one `scan_general` gives (the `fast_path_agrees_with_general` tests).
+#[inline(always)]
 fn scan_fast(text: &str) -> Option<Scan> {
     let b = text.as_bytes();
     if !b.starts_with(PREFIX.as_bytes()) {
@@ -1462,6 +1465,7 @@ fn scan_fast(text: &str) -> Option<Scan> {
 }
 
 /// The general scan: any valid candidate, and the first error of an invalid one.
+#[inline(never)]
 fn scan_general(text: &str) -> Result<Scan, CandidateError> {
     if !text.starts_with(PREFIX) {
         return Err(CandidateError::MissingPrefix);
