@@ -231,17 +231,6 @@ impl TransportProtocol {
             Self::Other(s) => s,
         }
     }
-
-    /// `Udp`, `Tcp`, or `Other` with an empty string (the caller fills in the token).
-    fn classify(t: &[u8]) -> Self {
-        if t.eq_ignore_ascii_case(b"udp") {
-            Self::Udp
-        } else if t.eq_ignore_ascii_case(b"tcp") {
-            Self::Tcp
-        } else {
-            Self::Other(String::new())
-        }
-    }
 }
 
 impl fmt::Display for TransportProtocol {
@@ -275,21 +264,6 @@ impl CandidateType {
             Self::Prflx => "prflx",
             Self::Relay => "relay",
             Self::Other(s) => s,
-        }
-    }
-
-    /// A standard type, or `Other` with an empty string (the caller fills in the token).
-    fn classify(t: &[u8]) -> Self {
-        if t.eq_ignore_ascii_case(b"host") {
-            Self::Host
-        } else if t.eq_ignore_ascii_case(b"srflx") {
-            Self::Srflx
-        } else if t.eq_ignore_ascii_case(b"prflx") {
-            Self::Prflx
-        } else if t.eq_ignore_ascii_case(b"relay") {
-            Self::Relay
-        } else {
-            Self::Other(String::new())
         }
     }
 }
@@ -1167,6 +1141,52 @@ fn shift_offsets(e: CandidateError, base: usize) -> CandidateError {
     }
 }
 
+/// A [`TransportProtocol`] as a scan records it: `Other`'s token stays in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScannedTransport {
+    Udp,
+    Tcp,
+    Other,
+}
+
+impl ScannedTransport {
+    fn classify(t: &[u8]) -> Self {
+        if t.eq_ignore_ascii_case(b"udp") {
+            Self::Udp
+        } else if t.eq_ignore_ascii_case(b"tcp") {
+            Self::Tcp
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// A [`CandidateType`] as a scan records it: `Other`'s token stays in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScannedType {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+    Other,
+}
+
+impl ScannedType {
+    fn classify(t: &[u8]) -> Self {
+        if t.eq_ignore_ascii_case(b"host") {
+            Self::Host
+        } else if t.eq_ignore_ascii_case(b"srflx") {
+            Self::Srflx
+        } else if t.eq_ignore_ascii_case(b"prflx") {
+            Self::Prflx
+        } else if t.eq_ignore_ascii_case(b"relay") {
+            Self::Relay
+        } else {
+            Self::Other
+        }
+    }
+}
+
 /// What one pass over a candidate's text finds: values, and spans into the text for everything
 /// else. Nothing is allocated; [`Scan::into_candidate`] adds the owned copies.
 #[derive(Debug, PartialEq, Eq)]
@@ -1174,16 +1194,16 @@ struct Scan {
     foundation: Span,
     component: u16,
     transport_text: Span,
-    /// `Other` holds an empty string here; the token is in `transport_text`.
-    transport: TransportProtocol,
+    /// `Other`: the token is in `transport_text`.
+    transport: ScannedTransport,
     priority: u32,
     address_text: Span,
     /// `None`: a host name (in `address_text`).
     address: Option<IpAddr>,
     port: u16,
     kind_text: Span,
-    /// `Other` holds an empty string here; the token is in `kind_text`.
-    kind: CandidateType,
+    /// `Other`: the token is in `kind_text`.
+    kind: ScannedType,
     /// The `raddr` text and its IP value (`None`: a host name).
     related_address: Option<(Span, Option<IpAddr>)>,
     related_port: Option<u16>,
@@ -1202,12 +1222,16 @@ impl Scan {
             None => Address::Fqdn(text(span)),
         };
         let transport = match self.transport {
-            TransportProtocol::Other(_) => TransportProtocol::Other(text(self.transport_text)),
-            known => known,
+            ScannedTransport::Udp => TransportProtocol::Udp,
+            ScannedTransport::Tcp => TransportProtocol::Tcp,
+            ScannedTransport::Other => TransportProtocol::Other(text(self.transport_text)),
         };
         let kind = match self.kind {
-            CandidateType::Other(_) => CandidateType::Other(text(self.kind_text)),
-            known => known,
+            ScannedType::Host => CandidateType::Host,
+            ScannedType::Srflx => CandidateType::Srflx,
+            ScannedType::Prflx => CandidateType::Prflx,
+            ScannedType::Relay => CandidateType::Relay,
+            ScannedType::Other => CandidateType::Other(text(self.kind_text)),
         };
         let address = address_of(self.address_text, self.address);
         let related_address = self.related_address.map(|(span, ip)| address_of(span, ip));
@@ -1363,8 +1387,8 @@ fn scan_fast(text: &str) -> Option<Scan> {
 
     let at = fast_space(b, end)?;
     let transport = match b.get(at..at + 4)? {
-        b"udp " => TransportProtocol::Udp,
-        b"tcp " => TransportProtocol::Tcp,
+        b"udp " => ScannedTransport::Udp,
+        b"tcp " => ScannedTransport::Tcp,
         _ => return None,
     };
     let transport_text = span(at, 3);
@@ -1387,10 +1411,10 @@ fn scan_fast(text: &str) -> Option<Scan> {
     let at = end + 5;
     let mut end = find_space(b, at);
     let kind = match b.get(at..end)? {
-        b"host" => CandidateType::Host,
-        b"srflx" => CandidateType::Srflx,
-        b"prflx" => CandidateType::Prflx,
-        b"relay" => CandidateType::Relay,
+        b"host" => ScannedType::Host,
+        b"srflx" => ScannedType::Srflx,
+        b"prflx" => ScannedType::Prflx,
+        b"relay" => ScannedType::Relay,
         _ => return None,
     };
     let kind_text = span(at, end - at);
@@ -1502,7 +1526,7 @@ fn scan_general(text: &str) -> Result<Scan, CandidateError> {
         return Err(CandidateError::InvalidTransport);
     }
     let transport_text = t.span();
-    let transport = TransportProtocol::classify(t.text);
+    let transport = ScannedTransport::classify(t.text);
 
     let t = tok.field("priority")?;
     let priority = parse_digits(t.text, 10, "priority")?;
@@ -1526,7 +1550,7 @@ fn scan_general(text: &str) -> Result<Scan, CandidateError> {
     if !t.is(TOKEN) {
         return Err(CandidateError::InvalidCandidateType);
     }
-    let kind = CandidateType::classify(t.text);
+    let kind = ScannedType::classify(t.text);
     let kind_text = t.span();
 
     let mut related_address = None;
