@@ -19,8 +19,12 @@
 //! while parsing, so [`Candidate::ufrag`] is a lookup. A candidate has no interior mutability,
 //! so it is a sound `HashMap`/`HashSet` key.
 //!
-//! The tokenizer only looks for spaces (a word at a time); each token's bytes are then checked
-//! once, by the class table or by the parser of its field (numbers, addresses).
+//! The usual browser shape (lowercase `udp`/`tcp`, `typ` and standard type, `raddr`/`rport` in
+//! order, then extension pairs) is read in one pass that finds each token's end while checking
+//! its bytes. Anything else, errors included, goes to the general scan: its tokenizer only looks
+//! for spaces (a word at a time), and each token's bytes are then checked once, by the class
+//! table or by the parser of its field (numbers, addresses). Where the first pass gives a result
+//! it is the one the general scan gives; differential property tests check that.
 //!
 //! On success every byte belongs to a validated token or is a separating space, and no token
 //! check admits a control byte; so the CR/LF/NUL scan runs only when parsing fails, and then its
@@ -227,17 +231,6 @@ impl TransportProtocol {
             Self::Other(s) => s,
         }
     }
-
-    /// `Udp`, `Tcp`, or `Other` with an empty string (the caller fills in the token).
-    fn classify(t: &[u8]) -> Self {
-        if t.eq_ignore_ascii_case(b"udp") {
-            Self::Udp
-        } else if t.eq_ignore_ascii_case(b"tcp") {
-            Self::Tcp
-        } else {
-            Self::Other(String::new())
-        }
-    }
 }
 
 impl fmt::Display for TransportProtocol {
@@ -271,21 +264,6 @@ impl CandidateType {
             Self::Prflx => "prflx",
             Self::Relay => "relay",
             Self::Other(s) => s,
-        }
-    }
-
-    /// A standard type, or `Other` with an empty string (the caller fills in the token).
-    fn classify(t: &[u8]) -> Self {
-        if t.eq_ignore_ascii_case(b"host") {
-            Self::Host
-        } else if t.eq_ignore_ascii_case(b"srflx") {
-            Self::Srflx
-        } else if t.eq_ignore_ascii_case(b"prflx") {
-            Self::Prflx
-        } else if t.eq_ignore_ascii_case(b"relay") {
-            Self::Relay
-        } else {
-            Self::Other(String::new())
         }
     }
 }
@@ -1085,6 +1063,7 @@ impl Candidate {
 
 /// [`Candidate::parse`] without the allocation: the scan and the `candidate:...` text it is of
 /// (the input without `a=`).
+#[inline(always)]
 fn checked_scan(s: &str) -> Result<(Scan, &str), CandidateError> {
     let forbidden = || {
         s.bytes()
@@ -1162,22 +1141,69 @@ fn shift_offsets(e: CandidateError, base: usize) -> CandidateError {
     }
 }
 
+/// A [`TransportProtocol`] as a scan records it: `Other`'s token stays in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScannedTransport {
+    Udp,
+    Tcp,
+    Other,
+}
+
+impl ScannedTransport {
+    fn classify(t: &[u8]) -> Self {
+        if t.eq_ignore_ascii_case(b"udp") {
+            Self::Udp
+        } else if t.eq_ignore_ascii_case(b"tcp") {
+            Self::Tcp
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// A [`CandidateType`] as a scan records it: `Other`'s token stays in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScannedType {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+    Other,
+}
+
+impl ScannedType {
+    fn classify(t: &[u8]) -> Self {
+        if t.eq_ignore_ascii_case(b"host") {
+            Self::Host
+        } else if t.eq_ignore_ascii_case(b"srflx") {
+            Self::Srflx
+        } else if t.eq_ignore_ascii_case(b"prflx") {
+            Self::Prflx
+        } else if t.eq_ignore_ascii_case(b"relay") {
+            Self::Relay
+        } else {
+            Self::Other
+        }
+    }
+}
+
 /// What one pass over a candidate's text finds: values, and spans into the text for everything
 /// else. Nothing is allocated; [`Scan::into_candidate`] adds the owned copies.
+#[derive(Debug, PartialEq, Eq)]
 struct Scan {
     foundation: Span,
     component: u16,
     transport_text: Span,
-    /// `Other` holds an empty string here; the token is in `transport_text`.
-    transport: TransportProtocol,
+    /// `Other`: the token is in `transport_text`.
+    transport: ScannedTransport,
     priority: u32,
     address_text: Span,
     /// `None`: a host name (in `address_text`).
     address: Option<IpAddr>,
     port: u16,
     kind_text: Span,
-    /// `Other` holds an empty string here; the token is in `kind_text`.
-    kind: CandidateType,
+    /// `Other`: the token is in `kind_text`.
+    kind: ScannedType,
     /// The `raddr` text and its IP value (`None`: a host name).
     related_address: Option<(Span, Option<IpAddr>)>,
     related_port: Option<u16>,
@@ -1196,12 +1222,16 @@ impl Scan {
             None => Address::Fqdn(text(span)),
         };
         let transport = match self.transport {
-            TransportProtocol::Other(_) => TransportProtocol::Other(text(self.transport_text)),
-            known => known,
+            ScannedTransport::Udp => TransportProtocol::Udp,
+            ScannedTransport::Tcp => TransportProtocol::Tcp,
+            ScannedTransport::Other => TransportProtocol::Other(text(self.transport_text)),
         };
         let kind = match self.kind {
-            CandidateType::Other(_) => CandidateType::Other(text(self.kind_text)),
-            known => known,
+            ScannedType::Host => CandidateType::Host,
+            ScannedType::Srflx => CandidateType::Srflx,
+            ScannedType::Prflx => CandidateType::Prflx,
+            ScannedType::Relay => CandidateType::Relay,
+            ScannedType::Other => CandidateType::Other(text(self.kind_text)),
         };
         let address = address_of(self.address_text, self.address);
         let related_address = self.related_address.map(|(span, ip)| address_of(span, ip));
@@ -1234,8 +1264,233 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
 }
 
 /// Checks `candidate:...` (no `a=`; callers check the length) as [`parse_text`] does, without
-/// allocating.
+/// allocating. The usual browser shape takes [`scan_fast`]; anything else (errors included) is
+/// decided by [`scan_general`].
+#[inline(always)]
 fn scan(text: &str) -> Result<Scan, CandidateError> {
+    match scan_fast(text) {
+        Some(scan) => Ok(scan),
+        None => scan_general(text),
+    }
+}
+
+/// The end of the token at `at` (the next space, or the end of input) when it is not empty and
+/// every byte is of `class`: the tokenizer and the class check in one pass.
+#[inline(always)]
+fn fast_token(b: &[u8], at: usize, class: u8) -> Option<usize> {
+    let mut i = at;
+    while let Some(&c) = b.get(i) {
+        if c == b' ' {
+            break;
+        }
+        if CLASSES[usize::from(c)] & class == 0 {
+            return None;
+        }
+        i += 1;
+    }
+    (i > at).then_some(i)
+}
+
+/// The value and end of the number at `at`: 1 to `max` ASCII digits (`max` at most 19, so no
+/// overflow) up to the next space or the end of input.
+#[inline(always)]
+fn fast_digits(b: &[u8], at: usize, max: usize) -> Option<(u64, usize)> {
+    let mut i = at;
+    let mut n: u64 = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b' ' {
+            break;
+        }
+        let d = c.wrapping_sub(b'0');
+        if d > 9 || i - at >= max {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+        i += 1;
+    }
+    (i > at).then_some((n, i))
+}
+
+/// The length of the extension name browsers send that `rest` starts with, followed by a space:
+/// tokens, none of them reserved, so they need no further check.
+#[inline(always)]
+fn known_name(rest: &[u8]) -> Option<usize> {
+    const NAMES: [&[u8]; 4] = [b"generation ", b"ufrag ", b"network-id ", b"network-cost "];
+    NAMES
+        .iter()
+        .find(|name| rest.starts_with(name))
+        .map(|name| name.len() - 1)
+}
+
+/// The end of the extension value at `at` (the next space, or the end of input) when it is not
+/// empty and every byte is visible ASCII or non-ASCII: `fast_token(b, at, VALUE)`, eight bytes at
+/// a time.
+#[inline(always)]
+fn fast_value(b: &[u8], at: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = at;
+    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let x = u64::from_le_bytes(word);
+        // High bit of each byte below 0x21 (ASCII only), and of each 0x7F. Each mask may also
+        // flag bytes above its first true hit (borrows run upwards), so only the lowest flag is
+        // read: it is exact.
+        let low = x.wrapping_sub(LO * 0x21) & !x & HI;
+        let del = x ^ (LO * 0x7F);
+        let del = del.wrapping_sub(LO) & !del & HI;
+        let stop = low | del;
+        if stop != 0 {
+            let j = i + (stop.trailing_zeros() / 8) as usize;
+            return (b.get(j) == Some(&b' ') && j > at).then_some(j);
+        }
+        i += 8;
+    }
+    fast_token(b, i, VALUE)
+        .or_else(|| (i > at && matches!(b.get(i), None | Some(&b' '))).then_some(i))
+}
+
+/// Past the separating space at `at`.
+#[inline(always)]
+fn fast_space(b: &[u8], at: usize) -> Option<usize> {
+    (b.get(at) == Some(&b' ')).then_some(at + 1)
+}
+
+/// The usual shape of a browser's candidate in one pass, each byte looked at once:
+///
+/// ```text
+/// candidate:<foundation> <component> udp|tcp <priority> <address> <port> typ host|srflx|prflx|relay
+///     [ raddr <address>] [ rport <port>] *( <name> <value>)
+/// ```
+///
+/// with the keywords, transport and type in lowercase. `None` for anything else, valid or not
+/// (another spelling, an unusual order, any error): [`scan_general`] then decides. When this
+/// gives a scan, it is the one `scan_general` gives (the `fast_path_agrees_with_general` tests).
+#[inline(always)]
+fn scan_fast(text: &str) -> Option<Scan> {
+    let b = text.as_bytes();
+    if !b.starts_with(PREFIX.as_bytes()) {
+        return None;
+    }
+    let at = PREFIX.len();
+    let end = fast_token(b, at, ICE)?;
+    if end - at > 32 {
+        return None;
+    }
+    let foundation = span(at, end - at);
+
+    let at = fast_space(b, end)?;
+    let (component, end) = fast_digits(b, at, 3)?;
+    if !(1..=256).contains(&component) {
+        return None;
+    }
+    let component = u16::try_from(component).ok()?;
+
+    let at = fast_space(b, end)?;
+    let transport = match b.get(at..at + 4)? {
+        b"udp " => ScannedTransport::Udp,
+        b"tcp " => ScannedTransport::Tcp,
+        _ => return None,
+    };
+    let transport_text = span(at, 3);
+
+    let (priority, end) = fast_digits(b, at + 4, 10)?;
+    let priority = u32::try_from(priority).ok()?;
+
+    let at = fast_space(b, end)?;
+    let end = find_space(b, at);
+    let address = classify_address(b.get(at..end)?)?;
+    let address_text = span(at, end - at);
+
+    let at = fast_space(b, end)?;
+    let (port, end) = fast_digits(b, at, 10)?;
+    let port = u16::try_from(port).ok()?;
+
+    if b.get(end..end + 5)? != b" typ " {
+        return None;
+    }
+    let at = end + 5;
+    let mut end = find_space(b, at);
+    let kind = match b.get(at..end)? {
+        b"host" => ScannedType::Host,
+        b"srflx" => ScannedType::Srflx,
+        b"prflx" => ScannedType::Prflx,
+        b"relay" => ScannedType::Relay,
+        _ => return None,
+    };
+    let kind_text = span(at, end - at);
+
+    let mut related_address = None;
+    if b.get(end..end + 7) == Some(b" raddr ") {
+        let at = end + 7;
+        end = find_space(b, at);
+        let ip = classify_address(b.get(at..end)?)?;
+        related_address = Some((span(at, end - at), ip));
+    }
+    let mut related_port = None;
+    if b.get(end..end + 7) == Some(b" rport ") {
+        let (port, e) = fast_digits(b, end + 7, 10)?;
+        related_port = Some(u16::try_from(port).ok()?);
+        end = e;
+    }
+
+    let mut ext_start = b.len();
+    let mut ext_count: u16 = 0;
+    let mut tcp_type = None;
+    let mut ufrag = None;
+    while end < b.len() {
+        let name_at = fast_space(b, end)?;
+        let known = known_name(b.get(name_at..)?);
+        let name_end = match known {
+            Some(len) => name_at + len,
+            None => fast_token(b, name_at, TOKEN)?,
+        };
+        let value_at = fast_space(b, name_end)?;
+        end = fast_value(b, value_at)?;
+        let name = b.get(name_at..name_end)?;
+        if ext_count == 0 {
+            ext_start = name_at;
+        }
+        if name == b"ufrag" {
+            ufrag = ufrag.or(Some(span(value_at, end - value_at)));
+        }
+        if known.is_none() && name.len() <= 7 {
+            if name.eq_ignore_ascii_case(b"typ")
+                || name.eq_ignore_ascii_case(b"raddr")
+                || name.eq_ignore_ascii_case(b"rport")
+                || (name.eq_ignore_ascii_case(b"tcptype") && tcp_type.is_some())
+            {
+                return None;
+            }
+            if name.eq_ignore_ascii_case(b"tcptype") {
+                tcp_type = Some(TcpType::from_token(b.get(value_at..end)?)?);
+            }
+        }
+        ext_count = ext_count.saturating_add(1);
+    }
+
+    Some(Scan {
+        foundation,
+        component,
+        transport_text,
+        transport,
+        priority,
+        address_text,
+        address,
+        port,
+        kind_text,
+        kind,
+        related_address,
+        related_port,
+        tcp_type,
+        ext_start,
+        ext_count,
+        ufrag,
+    })
+}
+
+/// The general scan: any valid candidate, and the first error of an invalid one.
+#[inline(never)]
+fn scan_general(text: &str) -> Result<Scan, CandidateError> {
     if !text.starts_with(PREFIX) {
         return Err(CandidateError::MissingPrefix);
     }
@@ -1271,7 +1526,7 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
         return Err(CandidateError::InvalidTransport);
     }
     let transport_text = t.span();
-    let transport = TransportProtocol::classify(t.text);
+    let transport = ScannedTransport::classify(t.text);
 
     let t = tok.field("priority")?;
     let priority = parse_digits(t.text, 10, "priority")?;
@@ -1295,7 +1550,7 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
     if !t.is(TOKEN) {
         return Err(CandidateError::InvalidCandidateType);
     }
-    let kind = CandidateType::classify(t.text);
+    let kind = ScannedType::classify(t.text);
     let kind_text = t.span();
 
     let mut related_address = None;
@@ -1671,6 +1926,99 @@ mod tests {
             if let Ok(c) = Candidate::parse(&m) {
                 prop_assert_eq!(c.to_string(), m);
             }
+        }
+    }
+
+    /// Where the fast scan gives a result, the general one gives the same (and the general one
+    /// fails exactly where parsing does).
+    fn assert_fast_agrees(s: &str) -> Result<(), TestCaseError> {
+        if let Some(fast) = scan_fast(s) {
+            prop_assert_eq!(Ok(fast), scan_general(s), "{:?}", s);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn fast_path_agrees_with_general_on_generated(s in candidate_string()) {
+            assert_fast_agrees(&s)?;
+        }
+
+        #[test]
+        fn fast_path_agrees_with_general_on_mutated(
+            s in candidate_string(),
+            at in any::<proptest::sample::Index>(),
+            ch in prop_oneof![Just(' '), Just('0'), Just('9'), Just('.'), Just(':'), Just('\t'), Just('\u{7f}'), any::<char>()],
+            delete in any::<bool>(),
+        ) {
+            let mut m = s.clone();
+            let i = at.index(m.len() + 1);
+            if m.is_char_boundary(i) {
+                if delete {
+                    if i < m.len() && m.is_char_boundary(i + 1) {
+                        m.remove(i);
+                    }
+                } else {
+                    m.insert(i, ch);
+                }
+            }
+            assert_fast_agrees(&m)?;
+        }
+
+        #[test]
+        fn fast_path_agrees_with_general_on_replaced_tokens(
+            s in candidate_string(),
+            at in any::<proptest::sample::Index>(),
+            with in "|typ|TYP|raddr|RADDR|rport|Rport|tcptype|TCPTYPE|ufrag|active|so|udp|UDP|tcp|host|Host|srflx|relay|prflx|0|1|256|257|65535|65536|4294967295|4294967296|0000000001|00000000001|1.2.3.4|01.2.3.4|::1|a.local|x y|generation",
+        ) {
+            let mut toks: Vec<&str> = s.split(' ').collect();
+            let i = at.index(toks.len());
+            if let Some(t) = toks.get_mut(i) {
+                *t = &with;
+            }
+            let m = toks.join(" ");
+            assert_fast_agrees(&m)?;
+            // And appended as a trailing pair, after the extensions.
+            assert_fast_agrees(&format!("{s} {with} 1"))?;
+        }
+
+        #[test]
+        fn fast_path_agrees_with_general_on_token_soup(
+            toks in proptest::collection::vec("[a-zA-Z0-9.:+/_-]{0,8}|typ|raddr|rport|tcptype|ufrag|udp|tcp|host|srflx|active|1|0|256", 0..18)
+        ) {
+            assert_fast_agrees(&format!("candidate:{}", toks.join(" ")))?;
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_value_is_fast_token_of_values(
+            bytes in proptest::collection::vec(
+                prop_oneof![4 => 0x21u8..0x7F, 1 => Just(b' '), 1 => Just(0x7Fu8), 1 => 0u8..0x21, 1 => 0x80u8..],
+                0..40,
+            ),
+            at in any::<proptest::sample::Index>(),
+        ) {
+            let at = at.index(bytes.len() + 1);
+            prop_assert_eq!(fast_value(&bytes, at), fast_token(&bytes, at, VALUE));
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_browser_candidates() {
+        for s in [
+            "candidate:842163049 1 udp 1677729535 203.0.113.7 54400 typ srflx raddr 192.168.1.2 rport 54400 generation 0 ufrag EsAw network-id 1 network-cost 10",
+            "candidate:1234567890 1 udp 2122260223 192.0.2.13 50013 typ host generation 0 ufrag Kx3v network-id 1",
+            "candidate:2194195233 1 udp 2122260223 4c1b4e9f-3d1e-4f57-9d3c-2f5d0a6f1c2b.local 59046 typ host generation 0 ufrag 6fX4 network-cost 999",
+            "candidate:3 1 tcp 1518280447 2001:db8::1 9 typ host tcptype active generation 0",
+            "candidate:4 2 udp 41885439 198.51.100.9 3478 typ relay raddr 0.0.0.0 rport 0",
+            "candidate:5 1 udp 1 192.0.2.1 1 typ prflx",
+        ] {
+            let fast = scan_fast(s);
+            assert!(fast.is_some(), "{s}");
+            assert_eq!(fast.ok_or(CandidateError::Empty), scan_general(s), "{s}");
         }
     }
 

@@ -420,14 +420,14 @@ pub struct Stats {
     pub unknown_frames: u64,
 }
 
-/// A remote candidate or end-of-candidates, applied at once or waiting for its description.
-/// Not boxed: a candidate on its way to being applied is not allocated for again, and the queue
-/// of waiting ones is bounded ([`Config::max_pending_candidates`]).
+/// A remote candidate or end-of-candidates, applied at once or waiting for its description
+/// (a queue bounded by [`Config::max_pending_candidates`]). A candidate is boxed once, on
+/// arrival, in the box its [`Event::AddRemoteCandidate`] carries: it is filled in there, never
+/// moved or allocated for again.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 enum PendingRemote {
     /// A candidate and its parsed form.
-    Candidate(IceCandidate, Candidate),
+    Candidate(Box<RemoteCandidate>),
     End(EndOfCandidates),
 }
 
@@ -436,9 +436,11 @@ impl PendingRemote {
     /// `ufrag` extension.
     fn ufrag(&self) -> Option<&str> {
         match self {
-            PendingRemote::Candidate(c, parsed) => {
-                c.username_fragment.as_deref().or_else(|| parsed.ufrag())
-            }
+            PendingRemote::Candidate(rc) => rc
+                .init
+                .username_fragment
+                .as_deref()
+                .or_else(|| rc.candidate.ufrag()),
             PendingRemote::End(e) => e.username_fragment.as_deref(),
         }
     }
@@ -864,7 +866,10 @@ impl Negotiation {
                 return;
             }
         };
-        self.route_remote(PendingRemote::Candidate(c, parsed));
+        self.route_remote(PendingRemote::Candidate(Box::new(RemoteCandidate {
+            init: c,
+            candidate: parsed,
+        })));
     }
 
     fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
@@ -918,7 +923,8 @@ impl Negotiation {
 
     fn apply_remote(&mut self, entry: PendingRemote) {
         match entry {
-            PendingRemote::Candidate(mut init, candidate) => {
+            PendingRemote::Candidate(mut rc) => {
+                let RemoteCandidate { init, candidate } = &mut *rc;
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
                     return;
@@ -928,35 +934,39 @@ impl Negotiation {
                     .as_deref()
                     .or_else(|| candidate.ufrag());
                 let key = hash_of(&(&init.candidate, ufrag));
-                if self.remote_gen.seen.contains(&key) {
-                    self.stats.duplicates_suppressed += 1;
+                // A duplicate is suppressed before any bound or section check. Below the bound,
+                // one insertion both checks and records it (undone if the candidate is refused).
+                let seen = &mut self.remote_gen.seen;
+                if seen.len() >= self.config.max_candidates {
+                    if seen.contains(&key) {
+                        self.stats.duplicates_suppressed += 1;
+                    } else {
+                        let limit = self.config.max_candidates;
+                        self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
+                    }
                     return;
                 }
-                if self.remote_gen.seen.len() >= self.config.max_candidates {
-                    let limit = self.config.max_candidates;
-                    self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
+                if seen.capacity() == 0 {
+                    // Browsers send a handful to a few dozen candidates per generation: one
+                    // allocation instead of a rehash at every doubling.
+                    seen.reserve(SEEN_CAPACITY);
+                }
+                if !seen.insert(key) {
+                    self.stats.duplicates_suppressed += 1;
                     return;
                 }
                 if let Err(e) =
                     self.resolve_section(&mut init.sdp_mid, &mut init.sdp_m_line_index, ufrag)
                 {
+                    self.remote_gen.seen.remove(&key);
                     self.peer_error(TYPE_CANDIDATE, e);
                     return;
                 }
                 if init.username_fragment.is_none() {
                     init.username_fragment = self.remote_gen.ufrag.clone();
                 }
-                if self.remote_gen.seen.capacity() == 0 {
-                    // Browsers send a handful to a few dozen candidates per generation: one
-                    // allocation instead of a rehash at every doubling.
-                    self.remote_gen.seen.reserve(SEEN_CAPACITY);
-                }
-                self.remote_gen.seen.insert(key);
                 self.stats.remote_candidates_applied += 1;
-                self.push_event(Event::AddRemoteCandidate(Box::new(RemoteCandidate {
-                    init,
-                    candidate,
-                })));
+                self.push_event(Event::AddRemoteCandidate(rc));
             }
             PendingRemote::End(mut e) => {
                 if self.remote_gen.ended {

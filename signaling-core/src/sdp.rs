@@ -28,7 +28,7 @@
 //! # Cost
 //!
 //! Parsing allocates a handful of buffers for the whole description (one holding the extracted
-//! tokens, shared by the sections, the section list, and one `String` per BUNDLE mid), never one
+//! tokens, shared by the sections, the section list, and the BUNDLE groups), never one
 //! per line. A NUL / bare `\r` check runs as one vectorizable pass before the line scan.
 
 use std::fmt;
@@ -275,7 +275,8 @@ fn resolve_opt(text: &str, span: Option<Span>) -> Option<&str> {
 /// session-level value when the section has none.
 #[derive(Clone)]
 pub struct MediaSection {
-    text: Arc<str>,
+    /// The facts' token text; set once the scan is over (`None` only during the scan).
+    text: Option<Arc<str>>,
     draft: SectionDraft,
 }
 
@@ -298,10 +299,14 @@ struct SectionDraft {
 }
 
 impl MediaSection {
+    fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or_default()
+    }
+
     /// The media token of the `m=` line: `"audio"`, `"video"`, `"application"` or another token.
     #[must_use]
     pub fn media(&self) -> &str {
-        resolve(&self.text, self.draft.media)
+        resolve(self.text(), self.draft.media)
     }
 
     /// The port of the `m=` line; 0 means the section is rejected or disabled (unless it is
@@ -320,25 +325,25 @@ impl MediaSection {
     /// The protocol of the `m=` line, e.g. `"UDP/TLS/RTP/SAVPF"` or `"UDP/DTLS/SCTP"`.
     #[must_use]
     pub fn protocol(&self) -> &str {
-        resolve(&self.text, self.draft.protocol)
+        resolve(self.text(), self.draft.protocol)
     }
 
     /// The section's `a=mid`, if it has one.
     #[must_use]
     pub fn mid(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.draft.mid)
+        resolve_opt(self.text(), self.draft.mid)
     }
 
     /// The section's `a=ice-ufrag`, falling back to the session-level one.
     #[must_use]
     pub fn ice_ufrag(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.draft.ufrag)
+        resolve_opt(self.text(), self.draft.ufrag)
     }
 
     /// The section's `a=ice-pwd`, falling back to the session-level one.
     #[must_use]
     pub fn ice_pwd(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.draft.pwd)
+        resolve_opt(self.text(), self.draft.pwd)
     }
 
     /// The section's direction attribute, falling back to the session-level one. `None` when
@@ -449,7 +454,10 @@ impl fmt::Debug for MediaSection {
 pub struct SdpFacts {
     text: Arc<str>,
     sections: Vec<MediaSection>,
-    bundle_groups: Vec<Vec<String>>,
+    /// The mids of every BUNDLE group, group after group (spans into `text`).
+    bundle_mids: Vec<Span>,
+    /// Each group's range of `bundle_mids`.
+    groups: Vec<GroupDraft>,
     session_ufrag: Option<Span>,
     session_pwd: Option<Span>,
     session_end_of_candidates: bool,
@@ -493,10 +501,30 @@ impl SdpFacts {
         &self.sections
     }
 
-    /// Every session-level `a=group:BUNDLE` line, as its mids in order.
+    /// Every session-level `a=group:BUNDLE` line, in order, each as an iterator over its mids in
+    /// order. Borrowed from the facts, without allocating; [`BundleGroups::to_vec`] gives owned
+    /// copies.
+    ///
+    /// ```
+    /// use signaling_core::sdp::SdpFacts;
+    ///
+    /// let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a v\r\n\
+    ///            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a\r\n\
+    ///            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\n";
+    /// let facts = SdpFacts::parse(sdp)?;
+    /// assert_eq!(facts.bundle_groups().len(), 1);
+    /// let group: Vec<&str> = facts.bundle_groups().flatten().collect();
+    /// assert_eq!(group, ["a", "v"]);
+    /// assert_eq!(facts.bundle_groups().to_vec(), [vec!["a", "v"]]);
+    /// # Ok::<(), signaling_core::sdp::SdpError>(())
+    /// ```
     #[must_use]
-    pub fn bundle_groups(&self) -> &[Vec<String>] {
-        &self.bundle_groups
+    pub fn bundle_groups(&self) -> BundleGroups<'_> {
+        BundleGroups {
+            text: &self.text,
+            mids: &self.bundle_mids,
+            groups: self.groups.iter(),
+        }
     }
 
     /// The session-level `a=ice-ufrag`.
@@ -527,7 +555,7 @@ impl SdpFacts {
     /// the mid of the first section whose ufrag matches; else the first section's mid.
     #[must_use]
     pub fn default_mid(&self, ufrag: Option<&str>) -> Option<&str> {
-        if let Some(mid) = self.bundle_groups.iter().find_map(|g| g.first()) {
+        if let Some(mid) = self.bundle_groups().find_map(|mut g| g.next()) {
             return Some(mid);
         }
         if let Some(ufrag) = ufrag {
@@ -588,7 +616,7 @@ impl SdpFacts {
 impl PartialEq for SdpFacts {
     fn eq(&self, other: &Self) -> bool {
         self.sections == other.sections
-            && self.bundle_groups == other.bundle_groups
+            && self.bundle_groups().eq(other.bundle_groups())
             && self.session_ice_ufrag() == other.session_ice_ufrag()
             && self.session_ice_pwd() == other.session_ice_pwd()
             && self.session_end_of_candidates == other.session_end_of_candidates
@@ -604,7 +632,7 @@ impl fmt::Debug for SdpFacts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SdpFacts")
             .field("sections", &self.sections)
-            .field("bundle_groups", &self.bundle_groups)
+            .field("bundle_groups", &self.bundle_groups())
             .field("session_ice_ufrag", &self.session_ice_ufrag())
             .field("session_ice_pwd", &self.session_ice_pwd())
             .field("session_end_of_candidates", &self.session_end_of_candidates)
@@ -612,6 +640,94 @@ impl fmt::Debug for SdpFacts {
             .field("ice_trickle", &self.ice_trickle)
             .field("candidate_count", &self.candidate_count)
             .finish()
+    }
+}
+
+/// The session-level BUNDLE groups of an SDP, in order: see [`SdpFacts::bundle_groups`].
+#[derive(Clone)]
+pub struct BundleGroups<'a> {
+    text: &'a str,
+    mids: &'a [Span],
+    groups: std::slice::Iter<'a, GroupDraft>,
+}
+
+impl<'a> Iterator for BundleGroups<'a> {
+    type Item = BundleGroup<'a>;
+
+    fn next(&mut self) -> Option<BundleGroup<'a>> {
+        let group = self.groups.next()?;
+        Some(BundleGroup {
+            text: self.text,
+            // Groups are ranges of `mids` made during the same scan: never out of range.
+            mids: self
+                .mids
+                .get(group.first..group.end)
+                .unwrap_or_default()
+                .iter(),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.groups.size_hint()
+    }
+}
+
+impl ExactSizeIterator for BundleGroups<'_> {}
+
+impl std::iter::FusedIterator for BundleGroups<'_> {}
+
+impl BundleGroups<'_> {
+    /// The remaining groups as owned mids.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<Vec<String>> {
+        self.clone()
+            .map(|g| g.map(str::to_owned).collect())
+            .collect()
+    }
+}
+
+impl fmt::Debug for BundleGroups<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+/// One `a=group:BUNDLE` line: an iterator over its mids, in order. See
+/// [`SdpFacts::bundle_groups`].
+#[derive(Clone)]
+pub struct BundleGroup<'a> {
+    text: &'a str,
+    mids: std::slice::Iter<'a, Span>,
+}
+
+impl<'a> Iterator for BundleGroup<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.mids.next().map(|&span| resolve(self.text, span))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.mids.size_hint()
+    }
+}
+
+impl ExactSizeIterator for BundleGroup<'_> {}
+
+impl std::iter::FusedIterator for BundleGroup<'_> {}
+
+/// Two groups are equal when they name the same mids in the same order.
+impl PartialEq for BundleGroup<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.clone().eq(other.clone())
+    }
+}
+
+impl Eq for BundleGroup<'_> {}
+
+impl fmt::Debug for BundleGroup<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
     }
 }
 
@@ -731,7 +847,8 @@ impl Tokens {
     }
 }
 
-/// A BUNDLE group seen during the scan: a range of `Scanner::bundle_mids`.
+/// A BUNDLE group: a range of `bundle_mids`.
+#[derive(Clone, Debug)]
 struct GroupDraft {
     line: usize,
     first: usize,
@@ -789,7 +906,8 @@ impl<'a> Attr<'a> {
 /// The single-pass line scanner.
 struct Scanner {
     tokens: Tokens,
-    sections: Vec<SectionDraft>,
+    /// Sections without their text yet (see [`Scanner::finish`]).
+    sections: Vec<MediaSection>,
     bundle_mids: Vec<Span>,
     groups: Vec<GroupDraft>,
     session_ufrag: Option<Span>,
@@ -905,20 +1023,23 @@ impl Scanner {
         }
         let media = self.tokens.push(media);
         let protocol = self.tokens.push(protocol);
-        self.sections.push(SectionDraft {
-            media,
-            protocol,
-            port,
-            mid: None,
-            ufrag: self.session_ufrag,
-            pwd: self.session_pwd,
-            own_ufrag: false,
-            own_pwd: false,
-            direction: self.session_direction,
-            end_of_candidates: false,
-            bundle_only: false,
-            ice_trickle: false,
-            candidate_count: 0,
+        self.sections.push(MediaSection {
+            text: None,
+            draft: SectionDraft {
+                media,
+                protocol,
+                port,
+                mid: None,
+                ufrag: self.session_ufrag,
+                pwd: self.session_pwd,
+                own_ufrag: false,
+                own_pwd: false,
+                direction: self.session_direction,
+                end_of_candidates: false,
+                bundle_only: false,
+                ice_trickle: false,
+                candidate_count: 0,
+            },
         });
         Ok(())
     }
@@ -927,7 +1048,7 @@ impl Scanner {
         match Attr::classify(value) {
             Attr::Candidate => {
                 self.candidate_count += 1;
-                if let Some(s) = self.sections.last_mut() {
+                if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
                     s.candidate_count += 1;
                 }
             }
@@ -938,7 +1059,7 @@ impl Scanner {
                     return Err(SdpError::InvalidIceUfrag { line });
                 }
                 let span = Some(self.tokens.push(ufrag));
-                match self.sections.last_mut() {
+                match self.sections.last_mut().map(|s| &mut s.draft) {
                     Some(s) if s.own_ufrag => {
                         return Err(SdpError::DuplicateIceCredential { line })
                     }
@@ -958,7 +1079,7 @@ impl Scanner {
                     return Err(SdpError::InvalidIcePwd { line });
                 }
                 let span = Some(self.tokens.push(pwd));
-                match self.sections.last_mut() {
+                match self.sections.last_mut().map(|s| &mut s.draft) {
                     Some(s) if s.own_pwd => return Err(SdpError::DuplicateIceCredential { line }),
                     Some(s) => {
                         s.own_pwd = true;
@@ -973,18 +1094,18 @@ impl Scanner {
             Attr::IceOptions(options) => {
                 if SpaceSplit::new(options).any(|o| o == "trickle") {
                     self.ice_trickle = true;
-                    if let Some(s) = self.sections.last_mut() {
+                    if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
                         s.ice_trickle = true;
                     }
                 }
             }
             Attr::Direction(d) => self.direction(d),
-            Attr::EndOfCandidates => match self.sections.last_mut() {
+            Attr::EndOfCandidates => match self.sections.last_mut().map(|s| &mut s.draft) {
                 Some(s) => s.end_of_candidates = true,
                 None => self.session_end_of_candidates = true,
             },
             Attr::BundleOnly => {
-                if let Some(s) = self.sections.last_mut() {
+                if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
                     s.bundle_only = true;
                 }
             }
@@ -1000,7 +1121,7 @@ impl Scanner {
     }
 
     fn direction(&mut self, direction: Direction) {
-        match self.sections.last_mut() {
+        match self.sections.last_mut().map(|s| &mut s.draft) {
             Some(s) => s.direction = Some(direction),
             None => self.session_direction = Some(direction),
         }
@@ -1014,17 +1135,17 @@ impl Scanner {
             // A session-level a=mid means nothing; skip it.
             return Ok(());
         };
-        if current.mid.is_some() {
+        if current.draft.mid.is_some() {
             return Err(SdpError::DuplicateMid { line });
         }
         let tokens = &self.tokens;
         if earlier
             .iter()
-            .any(|s| s.mid.is_some_and(|m| tokens.get(m) == mid))
+            .any(|s| s.draft.mid.is_some_and(|m| tokens.get(m) == mid))
         {
             return Err(SdpError::MidReused { line });
         }
-        current.mid = Some(self.tokens.push(mid));
+        current.draft.mid = Some(self.tokens.push(mid));
         Ok(())
     }
 
@@ -1058,39 +1179,32 @@ impl Scanner {
 
     fn finish(self) -> Result<SdpFacts, SdpError> {
         let tokens = &self.tokens;
-        let mut bundle_groups = Vec::with_capacity(self.groups.len());
         for group in &self.groups {
             let spans = self
                 .bundle_mids
                 .get(group.first..group.end)
                 .unwrap_or_default();
-            let mut mids = Vec::with_capacity(spans.len());
             for &span in spans {
                 let mid = tokens.get(span);
                 if !self
                     .sections
                     .iter()
-                    .any(|s| s.mid.is_some_and(|m| tokens.get(m) == mid))
+                    .any(|s| s.draft.mid.is_some_and(|m| tokens.get(m) == mid))
                 {
                     return Err(SdpError::UnknownBundleMid { line: group.line });
                 }
-                mids.push(mid.to_owned());
             }
-            bundle_groups.push(mids);
         }
         let text: Arc<str> = Arc::from(self.tokens.0);
-        let sections = self
-            .sections
-            .into_iter()
-            .map(|draft| MediaSection {
-                text: Arc::clone(&text),
-                draft,
-            })
-            .collect();
+        let mut sections = self.sections;
+        for section in &mut sections {
+            section.text = Some(Arc::clone(&text));
+        }
         Ok(SdpFacts {
             text,
             sections,
-            bundle_groups,
+            bundle_mids: self.bundle_mids,
+            groups: self.groups,
             session_ufrag: self.session_ufrag,
             session_pwd: self.session_pwd,
             session_end_of_candidates: self.session_end_of_candidates,

@@ -337,6 +337,44 @@ fn candidates_per_generation_are_bounded() {
 }
 
 #[test]
+fn a_refused_candidate_is_not_remembered_and_a_duplicate_at_the_bound_is_no_error() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::default().with_max_candidates(1));
+    n.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("ReMo", 2, 1, "actpass")),
+    );
+    let with_mid = |i, mid: &str| IceCandidate {
+        sdp_mid: Some(mid.into()),
+        ..IceCandidate::new(common::candidate(i, None))
+    };
+    // Refused for its m-section: not counted against the bound, not a duplicate later.
+    n.handle_message(now, Message::Candidate(with_mid(1, "7")));
+    n.handle_message(now, Message::Candidate(with_mid(1, "0")));
+    // At the bound: the same candidate again is a duplicate, another one an error.
+    n.handle_message(now, Message::Candidate(with_mid(1, "0")));
+    n.handle_message(now, Message::Candidate(with_mid(2, "0")));
+    let (frames, events, _) = drain(&mut n);
+    assert_eq!(frames.len(), 2, "two error frames");
+    assert_eq!(added(&events).len(), 1);
+    let errors: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerError(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            PeerError::UnknownMediaSection,
+            PeerError::TooManyCandidates { limit: 1 }
+        ]
+    );
+    assert_eq!(n.stats().duplicates_suppressed, 1);
+}
+
+#[test]
 fn an_unanswered_offer_fails_at_the_deadline() {
     let now = Instant::now();
     let mut n =
