@@ -169,6 +169,8 @@ impl<'a> Scanner<'a> {
                     self.i += 1;
                     return Some(());
                 }
+                // SDP's line ends, two escapes at once.
+                b'\\' if self.b.get(self.i..self.i + 4) == Some(b"\\r\\n") => self.i += 4,
                 b'\\' => {
                     self.i += 1;
                     match self.peek()? {
