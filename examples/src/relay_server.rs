@@ -46,6 +46,11 @@ pub struct WsSection {
     pub ping_interval: f64,
     /// Seconds to wait for a pong before the peer counts as dead. Default: 10.
     pub pong_timeout: f64,
+    /// Frames of one connection handled together before its task yields to the writers.
+    /// Default: 64.
+    pub burst: usize,
+    /// Frames written to one connection with one flush, at most. Default: 64.
+    pub write_batch: usize,
     /// Bytes of the read buffer per connection. Default: 2048 (what idle connections cost is
     /// mostly this buffer; larger frames grow it as needed).
     pub read_buffer_size: usize,
@@ -55,6 +60,8 @@ impl Default for WsSection {
     fn default() -> Self {
         Self {
             send_queue: 256,
+            burst: 64,
+            write_batch: 64,
             max_connections: 20_000,
             ping_interval: 20.0,
             pong_timeout: 10.0,
@@ -100,6 +107,8 @@ impl Server {
             .with_read_buffer_size(config.websocket.read_buffer_size);
         let mut driver = DriverConfig::default();
         driver.send_queue = config.websocket.send_queue;
+        driver.burst = config.websocket.burst;
+        driver.write_batch = config.websocket.write_batch;
         let admission = match &config.admission {
             Some(a) => Some(a.build()?),
             None => None,

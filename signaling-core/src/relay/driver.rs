@@ -5,7 +5,7 @@
 //! then handles its frames strictly in order, one at a time, until it ends. One timer task
 //! serves the relay's timers.
 //!
-//! A connection's frames that arrive together (up to 64, taken with
+//! A connection's frames that arrive together (up to [`DriverConfig::burst`], taken with
 //! [`Transport::try_recv`]) are handled together: one lock of the relay, one clock read, and
 //! their forwards leave with one flush per receiver. After such a burst the task yields, so
 //! that the receivers write it out while the next one is read.
@@ -27,13 +27,6 @@ use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
 use crate::session::{now, sleep_until};
 use crate::transport::{CloseReason, PeerInfo, Transport, TrySendError};
 
-/// Frames written to a connection with one flush, at most.
-const BATCH: usize = 64;
-
-/// Frames read from one connection in a row (those already received) before they are handled
-/// together and the task yields.
-const BURST: usize = 64;
-
 /// Settings of the driver (the relay's own are in [`RelayConfig`]).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -41,11 +34,22 @@ pub struct DriverConfig {
     /// Frames waiting to be written to one connection before it counts as a slow consumer.
     /// Default: 256.
     pub send_queue: usize,
+    /// Frames of one connection that arrived together and are handled together (under one
+    /// lock of the relay), at most, before its task yields to the receivers' writers. Larger
+    /// bursts mean fewer, larger writes; a burst much larger than a client's window of frames
+    /// in flight stops reading and writing from overlapping. Default: 64.
+    pub burst: usize,
+    /// Frames written to one connection with one flush, at most. Default: 64.
+    pub write_batch: usize,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        Self { send_queue: 256 }
+        Self {
+            send_queue: 256,
+            burst: 64,
+            write_batch: 64,
+        }
     }
 }
 
@@ -197,6 +201,8 @@ impl RelayHandle {
         let mut lost = true;
         let mut batch: Vec<String> = Vec::new();
         let mut burst: Vec<String> = Vec::new();
+        let burst_max = self.config.burst.max(1);
+        let write_batch = self.config.write_batch.max(1);
         'conn: loop {
             tokio::select! {
                 biased;
@@ -207,7 +213,7 @@ impl RelayHandle {
                         let close = {
                             let mut out = outbox.lock();
                             let close = out.close.take();
-                            let n = if close.is_some() { out.frames.len() } else { out.frames.len().min(BATCH) };
+                            let n = if close.is_some() { out.frames.len() } else { out.frames.len().min(write_batch) };
                             batch.extend(out.frames.drain(..n));
                             close
                         };
@@ -277,7 +283,7 @@ impl RelayHandle {
                     };
                     // Take the frames that are already here, without waiting: they are handled
                     // under one lock and one clock read, and their forwards leave together.
-                    while end.is_none() && burst.len() < BURST {
+                    while end.is_none() && burst.len() < burst_max {
                         match transport.try_recv() {
                             Poll::Ready(Ok(Some(frame))) => burst.push(frame),
                             Poll::Ready(Ok(None)) => end = Some(None),
@@ -285,7 +291,7 @@ impl RelayHandle {
                             Poll::Pending => break,
                         }
                     }
-                    let full = burst.len() == BURST;
+                    let full = burst.len() >= burst_max;
                     if !burst.is_empty() {
                         let mut s = self.lock();
                         let now = now();
