@@ -162,8 +162,8 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<()> {
         self.eat(b'"')?;
         loop {
-            // Runs of ordinary bytes (most of an SDP) are skipped eight at a time.
-            self.i = crate::wire::find_escape(self.b, self.i);
+            // Runs of ordinary bytes are skipped a block, then eight bytes, at a time.
+            self.i = crate::wire::find_escape(self.b, skip_plain_blocks(self.b, self.i));
             match self.peek()? {
                 b'"' => {
                     self.i += 1;
@@ -302,6 +302,38 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Every special byte at every offset of a run of plain text stops the block scan in the
+    /// block that holds it (or the string scan after it), and the envelope reader then sees it.
+    #[test]
+    fn block_scan_stops_at_every_special_byte() {
+        for len in 0..70 {
+            for from in 0..3.min(len + 1) {
+                let plain = vec![b'x'; len];
+                let end = skip_plain_blocks(&plain, from);
+                assert!(end <= len && len - end < 16 && (end - from) % 16 == 0);
+                for at in from..len {
+                    for special in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+                        let mut bytes = plain.clone();
+                        bytes[at] = special;
+                        let end = skip_plain_blocks(&bytes, from);
+                        assert!(end <= at && (end - from) % 16 == 0, "{len} {from} {at}");
+                        assert!(at < end + 16, "{len} {from} {at}: passed the byte");
+                    }
+                }
+            }
+            for special in [r"\u0001", r"\u0007\u0002"] {
+                let value = format!("{}{special}", "x".repeat(len));
+                let frame = format!(r#"{{"type":"t","value":"{value}"}}"#);
+                assert_eq!(
+                    envelope(&frame).and_then(|e| e.value),
+                    Some(&*format!("\"{value}\""))
+                );
+                let raw = frame.replace(special, "\u{1}");
+                assert_eq!(envelope(&raw), None, "a raw control byte at {len}");
+            }
+        }
+    }
+
     /// Pieces of envelopes, good and bad, glued at random.
     const PIECES: &[&str] = &[
         "{",
@@ -416,4 +448,28 @@ mod tests {
             assert_eq!(envelope(frame), None, "{frame}");
         }
     }
+}
+
+/// The start of the first 16-byte block at or after `from` that holds a byte a JSON string
+/// cannot hold as is (`"`, `\`, below 0x20), or of the last, partial block. A block's check has
+/// no early exit, so the compiler does it with vector instructions: several times faster than
+/// eight bytes at a time on long runs of plain text (a relayed payload), and faster on SDP too
+/// (30 to 80 bytes between its `\r\n`s; larger blocks were measured slower there).
+#[inline]
+fn skip_plain_blocks(bytes: &[u8], from: usize) -> usize {
+    const N: usize = 16;
+    let mut i = from;
+    while let Some(block) = bytes
+        .get(i..i + N)
+        .and_then(|c| <&[u8; N]>::try_from(c).ok())
+    {
+        let special = block.iter().fold(false, |any, &b| {
+            any | (b == b'"') | (b == b'\\') | (b < 0x20)
+        });
+        if special {
+            break;
+        }
+        i += N;
+    }
+    i
 }

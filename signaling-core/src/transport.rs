@@ -50,8 +50,9 @@ pub trait Transport: Send {
     /// together.
     ///
     /// The default returns [`Poll::Pending`] (nothing is known without waiting): a transport
-    /// that can tell cheaply implements it. It never registers a wake-up; keep a `recv` pending
-    /// to be woken.
+    /// that can tell cheaply implements it. It is not a way to be woken: it may leave the
+    /// waker of the last `recv` registered (a spurious wake-up at worst), or none; keep a `recv`
+    /// pending to be woken.
     fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
         Poll::Pending
     }

@@ -165,6 +165,10 @@ pub struct WsConnection {
     /// tungstenite may hold bytes not yet written to the socket (a pong reply, a ping, a
     /// partially written batch).
     unflushed: bool,
+    /// The waker of the last `recv`: `try_recv` polls with it, so that the socket's and the
+    /// timer's registrations stay with the receiving task instead of being swapped out and
+    /// back for every frame of a burst.
+    waker: Option<Waker>,
     keepalive: Keepalive,
     limits: Limits,
 }
@@ -292,6 +296,7 @@ impl WsConnection {
             outbox: VecDeque::new(),
             inbox: VecDeque::new(),
             unflushed: false,
+            waker: None,
             keepalive,
             limits,
         }
@@ -633,7 +638,13 @@ impl Transport for WsConnection {
         if self.state != State::Open {
             return self.after_end();
         }
-        poll_fn(|cx| self.poll_recv(cx)).await
+        poll_fn(|cx| {
+            if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                self.waker = Some(cx.waker().clone());
+            }
+            self.poll_recv(cx)
+        })
+        .await
     }
 
     fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
@@ -643,9 +654,14 @@ impl Transport for WsConnection {
         if self.state != State::Open {
             return Poll::Ready(self.after_end());
         }
-        // The same step as `recv`'s, with a waker that wakes nothing: the socket and the timer
-        // take the real waker again at the next `recv`.
-        self.poll_recv(&mut Context::from_waker(noop_waker_ref()))
+        // The same step as `recv`'s, with the waker of the last `recv` (a spurious wake-up of
+        // that task at worst), or one that wakes nothing before the first `recv`.
+        let waker = self.waker.take();
+        let poll = self.poll_recv(&mut Context::from_waker(
+            waker.as_ref().unwrap_or(noop_waker_ref()),
+        ));
+        self.waker = waker;
+        poll
     }
 
     async fn close(&mut self, reason: CloseReason) -> Result<(), TransportError> {
