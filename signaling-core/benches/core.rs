@@ -8,7 +8,8 @@
 //!   `codec/sdp_frames` encodes and decodes its offer and answer frames once (the codec's share
 //!   for the two descriptions);
 //! - `relay/forward_300B`: the sans-IO relay's share of forwarding one 300-byte frame in a room
-//!   of two (envelope read, limits, routing, the outgoing copy).
+//!   of two (envelope read, limits, routing, the outgoing copy); `relay/broadcast_300B_room8`
+//!   a frame stamped with `from` and sent to the seven others of a room of eight.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -273,5 +274,45 @@ fn relay(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode, negotiation, relay);
+/// A frame broadcast in a room of eight: stamped with `from` once, then handed to seven peers.
+fn broadcast(c: &mut Criterion) {
+    use signaling_core::relay::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
+    let mut config = RelayConfig::default();
+    config.rate_per_sec = u32::MAX;
+    config.rate_burst = u32::MAX;
+    config.room_capacity = 8;
+    let mut relay = Relay::new(config);
+    // The benchmark's one clock read: a base instant for the relay.
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    for conn in 1..=8 {
+        relay
+            .join(
+                now,
+                ConnId(conn),
+                JoinRequest::new("room", format!("{conn:032}")),
+            )
+            .expect("joined");
+    }
+    while !matches!(relay.poll_output(), RelayOutput::Timeout(_)) {}
+    let frame = format!(r#"{{"type":"load/data","value":"{}"}}"#, "x".repeat(269));
+    c.bench_function("relay/broadcast_300B_room8", |b| {
+        b.iter(|| {
+            relay.handle_frame(now, ConnId(1), black_box(frame.as_str()));
+            let mut n = 0;
+            while let RelayOutput::Send { .. } = relay.poll_output() {
+                n += 1;
+            }
+            n
+        })
+    });
+    relay.handle_frame(now, ConnId(1), frame.as_str());
+    let mut sent = 0;
+    while let RelayOutput::Send { .. } = relay.poll_output() {
+        sent += 1;
+    }
+    assert_eq!(sent, 7, "one frame for each of the seven others");
+}
+
+criterion_group!(benches, decode, negotiation, relay, broadcast);
 criterion_main!(benches);
