@@ -241,16 +241,19 @@ fn negotiation(c: &mut Criterion) {
     });
 }
 
-fn relay(c: &mut Criterion) {
+/// A relay with one room of `peers` peers (connections 1 to `peers`), every output drained, and
+/// the 300-byte frame the relay benchmarks send.
+fn relay_room(peers: u64) -> (signaling_core::relay::Relay, Instant, String) {
     use signaling_core::relay::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
     let mut config = RelayConfig::default();
     config.rate_per_sec = u32::MAX;
     config.rate_burst = u32::MAX;
+    config.room_capacity = config.room_capacity.max(peers as usize);
     let mut relay = Relay::new(config);
     // The benchmark's one clock read: a base instant for the relay.
     #[allow(clippy::disallowed_methods)]
     let now = Instant::now();
-    for conn in [1, 2] {
+    for conn in 1..=peers {
         relay
             .join(
                 now,
@@ -262,57 +265,27 @@ fn relay(c: &mut Criterion) {
     while !matches!(relay.poll_output(), RelayOutput::Timeout(_)) {}
     let frame = format!(r#"{{"type":"load/data","value":"{}"}}"#, "x".repeat(269));
     assert_eq!(frame.len(), 300);
-    c.bench_function("relay/forward_300B", |b| {
-        b.iter(|| {
-            relay.handle_frame(now, ConnId(1), black_box(&frame));
-            let mut n = 0;
-            while let RelayOutput::Send { frame, .. } = relay.poll_output() {
-                n += frame.len();
-            }
-            n
-        })
-    });
+    (relay, now, frame)
 }
 
-/// A frame broadcast in a room of eight: stamped with `from` once, then handed to seven peers.
-fn broadcast(c: &mut Criterion) {
-    use signaling_core::relay::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
-    let mut config = RelayConfig::default();
-    config.rate_per_sec = u32::MAX;
-    config.rate_burst = u32::MAX;
-    config.room_capacity = 8;
-    let mut relay = Relay::new(config);
-    // The benchmark's one clock read: a base instant for the relay.
-    #[allow(clippy::disallowed_methods)]
-    let now = Instant::now();
-    for conn in 1..=8 {
-        relay
-            .join(
-                now,
-                ConnId(conn),
-                JoinRequest::new("room", format!("{conn:032}")),
-            )
-            .expect("joined");
-    }
-    while !matches!(relay.poll_output(), RelayOutput::Timeout(_)) {}
-    let frame = format!(r#"{{"type":"load/data","value":"{}"}}"#, "x".repeat(269));
-    c.bench_function("relay/broadcast_300B_room8", |b| {
-        b.iter(|| {
+fn relay(c: &mut Criterion) {
+    use signaling_core::relay::{ConnId, RelayOutput};
+    // A room of two forwards the frame as it is; a room of eight stamps it with `from` once
+    // and hands it to the seven others.
+    for (name, peers) in [("relay/forward_300B", 2), ("relay/broadcast_300B_room8", 8)] {
+        let (mut relay, now, frame) = relay_room(peers);
+        let mut forward = || {
             relay.handle_frame(now, ConnId(1), black_box(frame.as_str()));
-            let mut n = 0;
+            let mut sent = 0;
             while let RelayOutput::Send { .. } = relay.poll_output() {
-                n += 1;
+                sent += 1;
             }
-            n
-        })
-    });
-    relay.handle_frame(now, ConnId(1), frame.as_str());
-    let mut sent = 0;
-    while let RelayOutput::Send { .. } = relay.poll_output() {
-        sent += 1;
+            sent
+        };
+        assert_eq!(forward(), peers - 1, "one frame for each of the others");
+        c.bench_function(name, |b| b.iter(&mut forward));
     }
-    assert_eq!(sent, 7, "one frame for each of the seven others");
 }
 
-criterion_group!(benches, decode, negotiation, relay, broadcast);
+criterion_group!(benches, decode, negotiation, relay);
 criterion_main!(benches);
