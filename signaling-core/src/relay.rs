@@ -275,6 +275,14 @@ pub trait RoomRegistry: Send {
     fn remove(&mut self, room: &str, peer: &PeerId) -> bool;
     /// How many rooms exist.
     fn room_count(&self) -> usize;
+
+    /// A number that changes whenever any room's members change, so that the relay may keep
+    /// the answer of [`members`](Self::members) for a run of frames from one peer until it
+    /// does. `None` (the default): the members can change in ways the registry does not count
+    /// (peers of other processes, say), so the relay asks again for every frame.
+    fn membership_version(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The in-memory [`RoomRegistry`].
@@ -283,6 +291,8 @@ pub struct LocalRooms {
     // Room names come from clients: keyed with the default (randomly seeded) hasher, so that
     // crafted names cannot collide on purpose.
     rooms: HashMap<String, Vec<PeerId>>,
+    /// Counts `add`s and `remove`s (see [`RoomRegistry::membership_version`]).
+    version: u64,
 }
 
 impl RoomRegistry for LocalRooms {
@@ -291,6 +301,7 @@ impl RoomRegistry for LocalRooms {
     }
 
     fn add(&mut self, room: &str, peer: PeerId) {
+        self.version += 1;
         self.rooms.entry(room.to_owned()).or_default().push(peer);
     }
 
@@ -298,6 +309,7 @@ impl RoomRegistry for LocalRooms {
         let Some(members) = self.rooms.get_mut(room) else {
             return false;
         };
+        self.version += 1;
         let before = members.len();
         members.retain(|p| p != peer);
         let removed = members.len() != before;
@@ -309,6 +321,10 @@ impl RoomRegistry for LocalRooms {
 
     fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    fn membership_version(&self) -> Option<u64> {
+        Some(self.version)
     }
 }
 
@@ -424,6 +440,19 @@ pub struct Relay<R: RoomRegistry = LocalRooms> {
     next_id: u64,
     out: VecDeque<RelayOutput>,
     stats: RelayStats,
+    /// The others in the room of the peer that sent last, as of the registry's
+    /// [`membership_version`](RoomRegistry::membership_version): the frames of a burst from
+    /// one peer are routed with one look-up of its room.
+    recipients: Recipients,
+}
+
+/// See [`Relay::recipients`](Relay).
+#[derive(Debug, Default)]
+struct Recipients {
+    /// The sender and the membership version the list was taken at.
+    key: Option<(PeerId, u64)>,
+    /// The sender's room's other members, in join order.
+    others: Vec<PeerId>,
 }
 
 impl Relay<LocalRooms> {
@@ -450,6 +479,7 @@ impl<R: RoomRegistry> Relay<R> {
             next_id: 0,
             out: VecDeque::new(),
             stats: RelayStats::default(),
+            recipients: Recipients::default(),
         }
     }
 
@@ -836,46 +866,59 @@ impl<R: RoomRegistry> Relay<R> {
             self.deliver(now, &target, frame);
             return Ok(());
         }
-        // The members' slice borrows only `rooms`, so the peers can be updated meanwhile
-        // without copying the room name or the member list for every frame.
+        // The others in the room: looked up once for a run of frames from one peer, while no
+        // one joins or leaves (as far as the registry can tell).
+        let key = self.rooms.membership_version().map(|v| (*from, v));
+        if key.is_none() || self.recipients.key != key {
+            let Some(peer) = self.peers.get(from) else {
+                return Ok(());
+            };
+            let members = self.rooms.members(&peer.room);
+            self.recipients.others.clear();
+            self.recipients
+                .others
+                .extend(members.iter().filter(|p| *p != from));
+            self.recipients.key = key;
+        }
         let Self {
-            rooms,
+            recipients,
             peers,
             out,
             stats,
             config,
             ..
         } = self;
-        let Some(peer) = peers.get(from) else {
+        let Some((last, rest)) = recipients.others.split_last() else {
+            return self.mailbox(now, from, frame);
+        };
+        for other in rest {
+            deliver_to(peers, out, stats, config, now, other, frame.clone());
+        }
+        deliver_to(peers, out, stats, config, now, last, frame);
+        Ok(())
+    }
+
+    /// Queues a frame in the mailbox of `from`'s room (no one else is there yet).
+    fn mailbox(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        frame: String,
+    ) -> Result<(), (&'static str, String)> {
+        let Some(peer) = self.peers.get(from) else {
             return Ok(());
         };
-        let members = rooms.members(&peer.room);
-        let recipients = members.iter().filter(|p| *p != from).count();
-        if recipients == 0 {
-            let room = peer.room.clone();
-            let (max_frames, max_bytes) = (self.config.mailbox_frames, self.config.mailbox_bytes);
-            let age = self.config.mailbox_age;
-            let q = self.mailboxes.entry(room.clone()).or_default();
-            let was_empty = q.frames.is_empty();
-            if let Err(frame) = q.push(now, frame, max_frames, max_bytes) {
-                return Err(("mailbox full", frame));
-            }
-            self.stats.queued += 1;
-            if was_empty {
-                self.arm(now + age, Timer::Mailbox(room));
-            }
-            return Ok(());
+        let room = peer.room.clone();
+        let (max_frames, max_bytes) = (self.config.mailbox_frames, self.config.mailbox_bytes);
+        let age = self.config.mailbox_age;
+        let q = self.mailboxes.entry(room.clone()).or_default();
+        let was_empty = q.frames.is_empty();
+        if let Err(frame) = q.push(now, frame, max_frames, max_bytes) {
+            return Err(("mailbox full", frame));
         }
-        let mut frame = Some(frame);
-        let mut left = recipients;
-        for other in members.iter().filter(|p| *p != from) {
-            left -= 1;
-            let f = if left == 0 {
-                frame.take().unwrap_or_default()
-            } else {
-                frame.clone().unwrap_or_default()
-            };
-            deliver_to(peers, out, stats, config, now, other, f);
+        self.stats.queued += 1;
+        if was_empty {
+            self.arm(now + age, Timer::Mailbox(room));
         }
         Ok(())
     }

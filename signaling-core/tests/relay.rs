@@ -407,3 +407,72 @@ fn churn_does_not_grow_the_relay() {
     assert_eq!(r.room_count(), 0);
     assert!(format!("{r:?}").len() < 4096, "state left behind: {r:?}");
 }
+
+/// A registry that cannot tell when its rooms change (as one shared with other processes):
+/// the relay asks it again for every frame.
+#[derive(Debug, Default)]
+struct Uncounted(signaling_core::relay::LocalRooms);
+
+impl signaling_core::relay::RoomRegistry for Uncounted {
+    fn members(&self, room: &str) -> &[signaling_core::relay::PeerId] {
+        self.0.members(room)
+    }
+    fn add(&mut self, room: &str, peer: signaling_core::relay::PeerId) {
+        self.0.add(room, peer);
+    }
+    fn remove(&mut self, room: &str, peer: &signaling_core::relay::PeerId) -> bool {
+        self.0.remove(room, peer)
+    }
+    fn room_count(&self) -> usize {
+        self.0.room_count()
+    }
+}
+
+/// Who got `frame` from connection 1, in order.
+fn receivers<R: signaling_core::relay::RoomRegistry>(
+    r: &mut Relay<R>,
+    now: Instant,
+    frame: &str,
+) -> Vec<ConnId> {
+    r.handle_frame(now, ConnId(1), frame);
+    let mut to = Vec::new();
+    while let RelayOutput::Send { conn, .. } = r.poll_output() {
+        to.push(conn);
+    }
+    to
+}
+
+#[test]
+fn a_run_of_frames_from_one_peer_follows_joins_and_leaves() {
+    fn check<R: signaling_core::relay::RoomRegistry>(mut r: Relay<R>) {
+        let now = Instant::now();
+        let joined = |r: &mut Relay<R>, conn: u64| {
+            r.join(now, ConnId(conn), JoinRequest::new("room", token(conn)))
+                .expect("joined");
+            while !matches!(r.poll_output(), RelayOutput::Timeout(_)) {}
+        };
+        joined(&mut r, 1);
+        joined(&mut r, 2);
+        let frame = r#"{"type":"x","value":1}"#;
+        assert_eq!(receivers(&mut r, now, frame), [ConnId(2)]);
+        assert_eq!(receivers(&mut r, now, frame), [ConnId(2)]);
+        joined(&mut r, 3);
+        assert_eq!(receivers(&mut r, now, frame), [ConnId(2), ConnId(3)]);
+        // Another peer's frames in between, then the first one's again.
+        r.handle_frame(now, ConnId(3), frame);
+        while !matches!(r.poll_output(), RelayOutput::Timeout(_)) {}
+        assert_eq!(receivers(&mut r, now, frame), [ConnId(2), ConnId(3)]);
+        r.handle_frame(now, ConnId(2), r#"{"type":"relay/leave"}"#);
+        while !matches!(r.poll_output(), RelayOutput::Timeout(_)) {}
+        assert_eq!(receivers(&mut r, now, frame), [ConnId(3)]);
+        // Away (lost connection, may resume): still in the room, its frames are kept for it.
+        r.disconnected(now, ConnId(3));
+        while !matches!(r.poll_output(), RelayOutput::Timeout(_)) {}
+        assert_eq!(receivers(&mut r, now, frame), []);
+        assert_eq!(r.stats().queued, 1);
+    }
+    let mut config = RelayConfig::default();
+    config.room_capacity = 4;
+    check(Relay::new(config.clone()));
+    check(Relay::with_registry(config, Uncounted::default()));
+}
