@@ -55,6 +55,7 @@ async fn recv(conn: &mut WsConnection) -> Result<Option<String>, TransportError>
     tokio::time::timeout(WAIT, conn.recv())
         .await
         .expect("no hang")
+        .map(|f| f.map(String::from))
 }
 
 async fn next_frame(conn: &mut WsConnection) -> String {
@@ -106,9 +107,9 @@ async fn seed_frames_wait_in_the_mailbox_and_are_forwarded_byte_for_byte_in_orde
     assert_eq!(welcome["polite"], false);
     // The seed client sends its offer the moment the socket opens, then candidates; the guard
     // holds a candidate that overtakes the offer.
-    a.send(SRFLX.to_owned()).await.expect("send");
-    a.send(OFFER.to_owned()).await.expect("send");
-    a.send(HOST.to_owned()).await.expect("send");
+    a.send(SRFLX.into()).await.expect("send");
+    a.send(OFFER.into()).await.expect("send");
+    a.send(HOST.into()).await.expect("send");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (mut b, welcome) = relay.join("call").await;
     assert_eq!(welcome["polite"], true);
@@ -117,7 +118,7 @@ async fn seed_frames_wait_in_the_mailbox_and_are_forwarded_byte_for_byte_in_orde
     assert_eq!(next_frame(&mut b).await, SRFLX);
     assert_eq!(next_frame(&mut b).await, HOST);
     assert_eq!(expect_type(&mut a, "relay/joined").await["id"], "p2");
-    b.send(ANSWER.to_owned()).await.expect("send");
+    b.send(ANSWER.into()).await.expect("send");
     assert_eq!(next_frame(&mut a).await, ANSWER);
     b.close(CloseReason::normal()).await.expect("close");
 }
@@ -128,9 +129,9 @@ async fn the_guard_holds_candidates_until_the_offer_is_forwarded() {
     let (mut a, _) = relay.join("r").await;
     let (mut b, _) = relay.join("r").await;
     let _ = expect_type(&mut a, "relay/joined").await;
-    b.send(HOST.to_owned()).await.expect("send");
+    b.send(HOST.into()).await.expect("send");
     silent(&mut a).await;
-    b.send(OFFER.to_owned()).await.expect("send");
+    b.send(OFFER.into()).await.expect("send");
     assert_eq!(next_frame(&mut a).await, OFFER);
     assert_eq!(next_frame(&mut a).await, HOST);
 }
@@ -141,7 +142,7 @@ async fn the_guard_can_be_turned_off() {
     let (mut a, _) = relay.join("r").await;
     let (mut b, _) = relay.join("r").await;
     let _ = expect_type(&mut a, "relay/joined").await;
-    b.send(HOST.to_owned()).await.expect("send");
+    b.send(HOST.into()).await.expect("send");
     assert_eq!(next_frame(&mut a).await, HOST);
 }
 
@@ -152,7 +153,7 @@ async fn a_third_peer_is_refused_with_4001_and_isolated() {
     let (mut b, _) = relay.join("r").await;
     let mut c = relay.connect("room=r").await.expect("upgrade");
     assert_eq!(closed_with(&mut c).await, close_code::ROOM_FULL);
-    a.send(OFFER.to_owned()).await.expect("send");
+    a.send(OFFER.into()).await.expect("send");
     let _ = expect_type(&mut a, "relay/joined").await;
     assert_eq!(next_frame(&mut b).await, OFFER);
     // A room name is required.
@@ -203,8 +204,8 @@ async fn resume_within_the_grace_period_keeps_the_id_and_gets_what_was_queued() 
     // The socket is lost (no close handshake); wait until the relay has noticed.
     drop(a);
     wait_for_connections(&relay, 1).await;
-    b.send(ANSWER.to_owned()).await.expect("send");
-    b.send(SRFLX.to_owned()).await.expect("send");
+    b.send(ANSWER.into()).await.expect("send");
+    b.send(SRFLX.into()).await.expect("send");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut a2 = relay
         .connect(&format!("room=r&resume={token}"))
@@ -237,7 +238,7 @@ async fn limits_trip_with_their_codes() {
     // Frame size: the WebSocket layer refuses it with 1009.
     let relay = start("[relay]\nmax_frame_len = 2048\n").await;
     let (mut a, _) = relay.join("r").await;
-    a.send(format!(r#"{{"type":"x","value":"{}"}}"#, "y".repeat(4000)))
+    a.send(format!(r#"{{"type":"x","value":"{}"}}"#, "y".repeat(4000)).into())
         .await
         .expect("send");
     assert_eq!(closed_with(&mut a).await, CloseCode::MESSAGE_TOO_BIG);
@@ -246,7 +247,9 @@ async fn limits_trip_with_their_codes() {
     let relay = start("[relay]\nrate_per_sec = 1\nrate_burst = 3\n").await;
     let (mut a, _) = relay.join("r").await;
     for i in 0..5 {
-        let _ = a.send(format!(r#"{{"type":"x","value":{i}}}"#)).await;
+        let _ = a
+            .send(format!(r#"{{"type":"x","value":{i}}}"#).into())
+            .await;
     }
     assert_eq!(closed_with(&mut a).await, close_code::RATE_LIMITED);
 
@@ -266,7 +269,7 @@ async fn limits_trip_with_their_codes() {
     let relay = start("[relay]\nmailbox_frames = 2\n").await;
     let (mut a, _) = relay.join("r").await;
     for i in 0..3 {
-        a.send(format!(r#"{{"type":"x","value":{i}}}"#))
+        a.send(format!(r#"{{"type":"x","value":{i}}}"#).into())
             .await
             .expect("send");
     }
@@ -297,7 +300,7 @@ async fn a_slow_consumer_is_disconnected_at_its_queue_bound() {
     let big = format!(r#"{{"type":"x","value":"{}"}}"#, "z".repeat(60_000));
     let flood = tokio::spawn(async move {
         for _ in 0..2_000 {
-            if writer.send(big.clone()).await.is_err() {
+            if writer.send(big.clone().into()).await.is_err() {
                 break;
             }
         }
@@ -323,12 +326,12 @@ async fn the_privacy_policy_filters_candidates() {
     let (mut a, _) = relay.join("r").await;
     let (mut b, _) = relay.join("r").await;
     let _ = expect_type(&mut a, "relay/joined").await;
-    b.send(OFFER.to_owned()).await.expect("send");
-    b.send(HOST.to_owned()).await.expect("send");
-    b.send(r#"{"type":"webrtc/candidate","value":"candidate:1 1 udp 1677729535 10.1.2.3 54400 typ srflx raddr 0.0.0.0 rport 0"}"#.to_owned())
+    b.send(OFFER.into()).await.expect("send");
+    b.send(HOST.into()).await.expect("send");
+    b.send(r#"{"type":"webrtc/candidate","value":"candidate:1 1 udp 1677729535 10.1.2.3 54400 typ srflx raddr 0.0.0.0 rport 0"}"#.into())
         .await
         .expect("send");
-    b.send(SRFLX.to_owned()).await.expect("send");
+    b.send(SRFLX.into()).await.expect("send");
     assert_eq!(next_frame(&mut a).await, OFFER);
     assert_eq!(
         next_frame(&mut a).await,
@@ -393,10 +396,10 @@ async fn a_room_with_one_websocket_peer_and_one_in_memory_peer() {
         "{welcome}"
     );
     let _ = expect_type(&mut ws_peer, "relay/joined").await;
-    ws_peer.send(OFFER.to_owned()).await.expect("send");
+    ws_peer.send(OFFER.into()).await.expect("send");
     let got = mem_peer.recv().await.expect("open").expect("frame");
     assert_eq!(got, OFFER);
-    mem_peer.send(ANSWER.to_owned()).await.expect("send");
+    mem_peer.send(ANSWER.into()).await.expect("send");
     assert_eq!(next_frame(&mut ws_peer).await, ANSWER);
 }
 

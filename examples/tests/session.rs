@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use signaling_core::negotiation::{Config, Event, NegotiationFailure, SignalingState};
 use signaling_core::session::{self, SessionConfig, SessionEnd, SessionEvent};
-use signaling_core::transport::{CloseReason, Transport};
+use signaling_core::transport::{CloseReason, Frame, Transport};
 use signaling_core::wire::{self, IceCandidate, Message, SdpKind};
 use signaling_ws::{WsClient, WsConfig, WsServer};
 
@@ -24,8 +24,10 @@ fn candidate(n: u32) -> String {
     )
 }
 
-fn frame(kind: &str, value: &str) -> String {
-    serde_json::json!({"type": kind, "value": value}).to_string()
+fn frame(kind: &str, value: &str) -> Frame {
+    serde_json::json!({"type": kind, "value": value})
+        .to_string()
+        .into()
 }
 
 /// The test body: `client` behaves like the seed client; the server side runs a session whose
@@ -82,7 +84,7 @@ where
         .await
         .expect("send");
     client
-        .send(r#"{"type":"mse","value":"ignored"}"#.to_owned())
+        .send(r#"{"type":"mse","value":"ignored"}"#.into())
         .await
         .expect("send");
 

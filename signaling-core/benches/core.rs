@@ -8,8 +8,9 @@
 //!   `codec/sdp_frames` encodes and decodes its offer and answer frames once (the codec's share
 //!   for the two descriptions);
 //! - `relay/forward_300B`: the sans-IO relay's share of forwarding one 300-byte frame in a room
-//!   of two (envelope read, limits, routing, the outgoing copy); `relay/broadcast_300B_room8`
-//!   a frame stamped with `from` and sent to the seven others of a room of eight.
+//!   of two (envelope read, limits, routing; the frame is shared, not copied);
+//!   `relay/broadcast_300B_room8` a frame stamped with `from` and sent to the seven others of
+//!   a room of eight.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -243,7 +244,13 @@ fn negotiation(c: &mut Criterion) {
 
 /// A relay with one room of `peers` peers (connections 1 to `peers`), every output drained, and
 /// the 300-byte frame the relay benchmarks send.
-fn relay_room(peers: u64) -> (signaling_core::relay::Relay, Instant, String) {
+fn relay_room(
+    peers: u64,
+) -> (
+    signaling_core::relay::Relay,
+    Instant,
+    signaling_core::transport::Frame,
+) {
     use signaling_core::relay::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
     let mut config = RelayConfig::default();
     config.rate_per_sec = u32::MAX;
@@ -263,9 +270,10 @@ fn relay_room(peers: u64) -> (signaling_core::relay::Relay, Instant, String) {
             .expect("joined");
     }
     while !matches!(relay.poll_output(), RelayOutput::Timeout(_)) {}
+    // As a transport hands it over: a shared frame, passed on without a copy.
     let frame = format!(r#"{{"type":"load/data","value":"{}"}}"#, "x".repeat(269));
     assert_eq!(frame.len(), 300);
-    (relay, now, frame)
+    (relay, now, frame.into())
 }
 
 fn relay(c: &mut Criterion) {
@@ -275,7 +283,7 @@ fn relay(c: &mut Criterion) {
     for (name, peers) in [("relay/forward_300B", 2), ("relay/broadcast_300B_room8", 8)] {
         let (mut relay, now, frame) = relay_room(peers);
         let mut forward = || {
-            relay.handle_frame(now, ConnId(1), black_box(frame.as_str()));
+            relay.handle_frame(now, ConnId(1), black_box(frame.clone()));
             let mut sent = 0;
             while let RelayOutput::Send { .. } = relay.poll_output() {
                 sent += 1;

@@ -42,7 +42,6 @@
 //! are queued (bounded like a mailbox). A new connection that joins with the peer's resume token
 //! takes its place, keeps its id and receives what was queued. The token is secret, rotated on
 //! every welcome, and the only way to take over an id.
-use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
@@ -52,7 +51,7 @@ use rustc_hash::FxHashMap;
 
 use crate::candidate::Candidate;
 use crate::ice::{CandidatePolicy, IceServersConfig};
-use crate::transport::{CloseCode, CloseReason};
+use crate::transport::{CloseCode, CloseReason, Frame};
 use crate::wire::{self, ErrorMessage, Message, RawFrame};
 
 #[cfg(feature = "tokio")]
@@ -230,8 +229,8 @@ pub enum RelayOutput {
     Send {
         /// The connection.
         conn: ConnId,
-        /// The frame.
-        frame: String,
+        /// The frame (a clone shares the buffer of the frame as received).
+        frame: Frame,
     },
     /// Close this connection with this code and reason. The relay has already forgotten it.
     Close {
@@ -354,24 +353,25 @@ impl std::str::FromStr for PeerId {
 /// Bounded FIFO of frames with an age limit.
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<(Instant, String)>,
+    frames: VecDeque<(Instant, Frame)>,
     bytes: usize,
 }
 
 impl Queue {
-    /// Queues `frame`, or gives it back if the mailbox is full.
+    /// Queues `frame`, or gives it back if the mailbox is full. A queued frame is
+    /// [detached](Frame::detached): what it holds is what the byte bound counts.
     fn push(
         &mut self,
         now: Instant,
-        frame: String,
+        frame: Frame,
         max_frames: usize,
         max_bytes: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Frame> {
         if self.frames.len() >= max_frames || self.bytes + frame.len() > max_bytes {
             return Err(frame);
         }
         self.bytes += frame.len();
-        self.frames.push_back((now, frame));
+        self.frames.push_back((now, frame.detached()));
         Ok(())
     }
 
@@ -393,7 +393,7 @@ impl Queue {
         self.frames.front().map(|(at, _)| *at)
     }
 
-    fn take(&mut self) -> VecDeque<(Instant, String)> {
+    fn take(&mut self) -> VecDeque<(Instant, Frame)> {
         self.bytes = 0;
         std::mem::take(&mut self.frames)
     }
@@ -410,8 +410,8 @@ struct Peer {
     outbox: Queue,
     /// Whether the peer's own offer/answer has been forwarded (ordering guard).
     described: bool,
-    /// Candidates held by the ordering guard.
-    held: VecDeque<String>,
+    /// Candidates held by the ordering guard ([detached](Frame::detached)).
+    held: VecDeque<Frame>,
     /// Token bucket: tokens (scaled by 1000) and last refill.
     tokens: u64,
     refilled: Instant,
@@ -662,9 +662,10 @@ impl<R: RoomRegistry> Relay<R> {
         self.arm(now + self.config.resume_grace, Timer::Grace(id));
     }
 
-    /// A frame arrived on a connection. Give it by value (`String`) when you have it so: a
-    /// frame forwarded unchanged is then moved, not copied.
-    pub fn handle_frame<'f>(&mut self, now: Instant, conn: ConnId, frame: impl Into<Cow<'f, str>>) {
+    /// A frame arrived on a connection. Give it as a [`Frame`] (or a `String`) when you have it
+    /// so: a frame forwarded unchanged is then passed on without a copy (a `&str` is copied
+    /// once).
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: impl Into<Frame>) {
         let frame = frame.into();
         let Some(id) = self.conns.get(&conn).copied() else {
             return;
@@ -730,7 +731,7 @@ impl<R: RoomRegistry> Relay<R> {
                         "too many candidates before the description",
                     );
                 } else {
-                    peer.held.push_back(frame.into_owned());
+                    peer.held.push_back(frame.detached());
                 }
                 return;
             }
@@ -738,8 +739,8 @@ impl<R: RoomRegistry> Relay<R> {
         let is_description = raw.is_description();
         let to = raw.to().map(|to| to.parse::<PeerId>().ok());
         let out = match self.stamped(&id, &raw) {
-            Some(stamped) => stamped,
-            None => frame.into_owned(),
+            Some(stamped) => Frame::from(stamped),
+            None => frame,
         };
         if let Err((why, frame)) = self.route(now, &id, to, out) {
             let kind = RawFrame::parse(&frame, usize::MAX)
@@ -762,7 +763,7 @@ impl<R: RoomRegistry> Relay<R> {
                     continue;
                 };
                 let to = raw.to().map(|to| to.parse::<PeerId>().ok());
-                let out = self.stamped(&id, &raw);
+                let out = self.stamped(&id, &raw).map(Frame::from);
                 let _ = self.route(now, &id, to, out.unwrap_or(frame));
             }
         }
@@ -845,8 +846,8 @@ impl<R: RoomRegistry> Relay<R> {
         now: Instant,
         from: &PeerId,
         to: Option<Option<PeerId>>,
-        frame: String,
-    ) -> Result<(), (&'static str, String)> {
+        frame: Frame,
+    ) -> Result<(), (&'static str, Frame)> {
         if !self.peers.contains_key(from) {
             return Ok(());
         }
@@ -903,8 +904,8 @@ impl<R: RoomRegistry> Relay<R> {
         &mut self,
         now: Instant,
         from: &PeerId,
-        frame: String,
-    ) -> Result<(), (&'static str, String)> {
+        frame: Frame,
+    ) -> Result<(), (&'static str, Frame)> {
         let Some(peer) = self.peers.get(from) else {
             return Ok(());
         };
@@ -924,7 +925,7 @@ impl<R: RoomRegistry> Relay<R> {
     }
 
     /// Sends to a peer's connection, or queues for it while it is away.
-    fn deliver(&mut self, now: Instant, to: &PeerId, frame: String) {
+    fn deliver(&mut self, now: Instant, to: &PeerId, frame: Frame) {
         deliver_to(
             &mut self.peers,
             &mut self.out,
@@ -936,7 +937,7 @@ impl<R: RoomRegistry> Relay<R> {
         );
     }
 
-    fn send(&mut self, conn: ConnId, frame: String) {
+    fn send(&mut self, conn: ConnId, frame: Frame) {
         self.stats.forwarded += 1;
         self.out.push_back(RelayOutput::Send { conn, frame });
     }
@@ -986,7 +987,7 @@ impl<R: RoomRegistry> Relay<R> {
             );
         }
         let frame = serde_json::json!({"type": TYPE_WELCOME, "value": value}).to_string();
-        self.send(conn, frame);
+        self.send(conn, frame.into());
     }
 
     fn notify(&mut self, to: &PeerId, kind: &str, about: &PeerId) {
@@ -995,7 +996,7 @@ impl<R: RoomRegistry> Relay<R> {
         };
         let frame =
             serde_json::json!({"type": kind, "value": {"id": about.to_string()}}).to_string();
-        self.send(conn, frame);
+        self.send(conn, frame.into());
     }
 
     fn refuse(&mut self, conn: ConnId, request_type: &str, why: impl fmt::Display) {
@@ -1004,7 +1005,10 @@ impl<R: RoomRegistry> Relay<R> {
             &Message::Error(ErrorMessage::new(request_type, why)),
             wire::Dialect::GO2RTC,
         );
-        self.out.push_back(RelayOutput::Send { conn, frame });
+        self.out.push_back(RelayOutput::Send {
+            conn,
+            frame: frame.into(),
+        });
     }
 
     /// Closes a connection for a broken limit; its peer may resume.
@@ -1083,7 +1087,7 @@ fn deliver_to(
     config: &RelayConfig,
     now: Instant,
     to: &PeerId,
-    frame: String,
+    frame: Frame,
 ) {
     let Some(peer) = peers.get_mut(to) else {
         return;

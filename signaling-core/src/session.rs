@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 
 use crate::negotiation::{ApiError, Config, Event, Negotiation, Output, SignalingState, Stats};
-use crate::transport::{CloseReason, Transport, TransportError};
+use crate::transport::{CloseReason, Frame, Transport, TransportError};
 use crate::wire::{IceCandidate, SdpKind};
 
 /// Settings of the driver (the negotiation itself is set by [`Config`]).
@@ -327,7 +327,7 @@ impl<T: Transport> Driver<T> {
     async fn drain(&mut self) -> Result<(), TransportError> {
         loop {
             match self.negotiation.poll_output() {
-                Output::Transmit(frame) => self.transport.send(frame).await?,
+                Output::Transmit(frame) => self.transport.send(frame.into()).await?,
                 Output::Event(e) => self.pending.push_back(SessionEvent::Negotiation(e)),
                 Output::Timeout(_) => return Ok(()),
             }
@@ -340,7 +340,7 @@ enum Step {
     Continue,
     End(SessionEnd),
     Command(Option<Command>),
-    Frame(Result<Option<String>, TransportError>),
+    Frame(Result<Option<Frame>, TransportError>),
     Timeout,
 }
 

@@ -1,6 +1,6 @@
 //! The pluggable transport contract.
 //!
-//! A transport carries UTF-8 text frames between two endpoints. Everything above it (the session
+//! A transport carries UTF-8 text frames ([`Frame`]s) between two endpoints. Everything above it (the session
 //! driver, the relay) is written against [`Transport`] only, so a user adds a transport (QUIC, HTTP
 //! long-poll, a message bus) by implementing this one trait, and sessions and relays run unchanged
 //! over any mix of transports.
@@ -27,22 +27,25 @@ use std::task::Poll;
 
 use async_trait::async_trait;
 
+mod frame;
+pub use frame::Frame;
+
 /// One end of a text-frame connection. See the [module documentation](self) for the contract.
 #[async_trait]
 pub trait Transport: Send {
     /// Sends one frame, waiting while the send queue is full.
-    async fn send(&mut self, frame: String) -> Result<(), TransportError>;
+    async fn send(&mut self, frame: Frame) -> Result<(), TransportError>;
 
     /// Queues one frame without waiting; hands it back in [`TrySendError::Full`] if the send
     /// queue is at its bound. A transport may write queued frames lazily, but no
     /// later than the next `send`, `recv` or `close` call, and always in order with `send`: a
     /// caller with several frames at hand `try_send`s all but the last and `send`s the last, so
     /// that a transport can batch the writes.
-    fn try_send(&mut self, frame: String) -> Result<(), TrySendError>;
+    fn try_send(&mut self, frame: Frame) -> Result<(), TrySendError>;
 
     /// Receives the next frame: `Ok(Some(frame))`, `Ok(None)` at a clean end, or an error.
     /// Cancel-safe.
-    async fn recv(&mut self) -> Result<Option<String>, TransportError>;
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError>;
 
     /// Receives a frame that is already here, without waiting: what [`recv`](Self::recv) would
     /// return if it completed at once, or [`Poll::Pending`] if it would wait. A driver that
@@ -53,7 +56,7 @@ pub trait Transport: Send {
     /// that can tell cheaply implements it. It is not a way to be woken: it may leave the
     /// waker of the last `recv` registered (a spurious wake-up at worst), or none; keep a `recv`
     /// pending to be woken.
-    fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
+    fn try_recv(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
         Poll::Pending
     }
 
@@ -228,7 +231,7 @@ pub enum TrySendError {
     /// The send queue is at its bound. The frame is handed back: `send` it (waiting for room),
     /// retry later, or disconnect the slow consumer.
     #[error("send queue full")]
-    Full(String),
+    Full(Frame),
     /// The transport failed; the frame went with it.
     #[error(transparent)]
     Failed(#[from] TransportError),

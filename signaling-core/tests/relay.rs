@@ -30,7 +30,7 @@ fn drain(r: &mut Relay) -> Drained {
     let mut closed = Vec::new();
     loop {
         match r.poll_output() {
-            RelayOutput::Send { conn, frame } => sent.push((conn, frame)),
+            RelayOutput::Send { conn, frame } => sent.push((conn, frame.into())),
             RelayOutput::Close { conn, reason } => closed.push((conn, reason.code)),
             RelayOutput::Timeout(_) => return (sent, closed),
         }

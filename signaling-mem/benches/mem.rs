@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("tokio_mpsc", |b| {
         b.iter(|| {
             rt.block_on(async {
-                to_echo.send(FRAME.to_owned()).await.expect("send");
+                to_echo.send(FRAME.into()).await.expect("send");
                 from_echo.recv().await.expect("recv")
             })
         })
@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("mem_pair", |b| {
         b.iter(|| {
             rt.block_on(async {
-                client.send(FRAME.to_owned()).await.expect("send");
+                client.send(FRAME.into()).await.expect("send");
                 client.recv().await.expect("recv").expect("open")
             })
         })

@@ -6,7 +6,7 @@ use std::task::Poll;
 
 use async_trait::async_trait;
 use signaling_core::transport::{
-    CloseCode, CloseReason, PeerInfo, Transport, TransportError, TrySendError,
+    CloseCode, CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
 };
 use tokio::sync::mpsc;
 
@@ -46,7 +46,7 @@ impl MemConfig {
 
 #[derive(Debug)]
 enum Item {
-    Frame(String),
+    Frame(Frame),
     Close(CloseReason),
 }
 
@@ -107,7 +107,7 @@ impl MemConnection {
     }
 
     /// What `recv` returns for an item taken from the channel (`None`: the peer's end is gone).
-    fn received(&mut self, item: Option<Item>) -> Result<Option<String>, TransportError> {
+    fn received(&mut self, item: Option<Item>) -> Result<Option<Frame>, TransportError> {
         match item {
             Some(Item::Frame(f)) => Ok(Some(f)),
             Some(Item::Close(reason)) => {
@@ -135,14 +135,14 @@ impl MemConnection {
 
 #[async_trait]
 impl Transport for MemConnection {
-    async fn send(&mut self, frame: String) -> Result<(), TransportError> {
+    async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
         let tx = self.sender(&frame)?;
         tx.send(Item::Frame(frame))
             .await
             .map_err(|_| TransportError::Closed(self.remote_close.clone()))
     }
 
-    fn try_send(&mut self, frame: String) -> Result<(), TrySendError> {
+    fn try_send(&mut self, frame: Frame) -> Result<(), TrySendError> {
         let tx = self.sender(&frame)?;
         tx.try_send(Item::Frame(frame)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(Item::Frame(frame)) => TrySendError::Full(frame),
@@ -155,7 +155,7 @@ impl Transport for MemConnection {
         })
     }
 
-    async fn recv(&mut self) -> Result<Option<String>, TransportError> {
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         if let Some(reason) = &self.remote_close {
             return close_result(reason);
         }
@@ -163,7 +163,7 @@ impl Transport for MemConnection {
         self.received(item)
     }
 
-    fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
+    fn try_recv(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
         if let Some(reason) = &self.remote_close {
             return Poll::Ready(close_result(reason));
         }
@@ -190,7 +190,7 @@ impl Transport for MemConnection {
     }
 }
 
-fn close_result(reason: &CloseReason) -> Result<Option<String>, TransportError> {
+fn close_result(reason: &CloseReason) -> Result<Option<Frame>, TransportError> {
     if reason.code == CloseCode::NORMAL || reason.code == CloseCode::GOING_AWAY {
         Ok(None)
     } else {
@@ -276,7 +276,7 @@ mod tests {
         let (mut a, mut b) = pair();
         assert!(b.try_recv().is_pending());
         for f in ["x", "y"] {
-            a.send(f.to_owned()).await.expect("sent");
+            a.send(f.into()).await.expect("sent");
         }
         assert!(matches!(b.try_recv(), Poll::Ready(Ok(Some(f))) if f == "x"));
         assert!(matches!(b.try_recv(), Poll::Ready(Ok(Some(f))) if f == "y"));

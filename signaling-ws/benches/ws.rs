@@ -107,7 +107,7 @@ fn run_signaling_ws(rt: &Runtime, client: &mut WsConnection, frame: &str, iters:
     rt.block_on(async {
         let start = Instant::now();
         for _ in 0..iters {
-            client.send(frame.to_owned()).await.unwrap();
+            client.send(frame.into()).await.unwrap();
             let echoed = client.recv().await.unwrap().unwrap();
             assert_eq!(echoed.len(), 300);
         }

@@ -10,17 +10,21 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use futures::task::noop_waker_ref;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use signaling_core::transport::{
-    CloseCode, CloseReason, PeerInfo, Transport, TransportError, TrySendError,
+    CloseCode, CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{
+    CloseCode as WsCloseCode, Data, OpCode,
+};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::WsConfig;
@@ -158,10 +162,10 @@ pub struct WsConnection {
     closed: Option<CloseReason>,
     /// Frames accepted by `try_send` and not yet handed to tungstenite; at most
     /// `limits.send_queue`.
-    outbox: VecDeque<String>,
+    outbox: VecDeque<Frame>,
     /// Frames read by `close` while waiting for the peer's close frame; at most
     /// `limits.recv_queue`.
-    inbox: VecDeque<String>,
+    inbox: VecDeque<Frame>,
     /// tungstenite may hold bytes not yet written to the socket (a pong reply, a ping, a
     /// partially written batch).
     unflushed: bool,
@@ -169,6 +173,9 @@ pub struct WsConnection {
     /// timer's registrations stay with the receiving task instead of being swapped out and
     /// back for every frame of a burst.
     waker: Option<Waker>,
+    /// The block the frames arriving together are copied into (see [`RECV_BLOCK`]); empty
+    /// between bursts.
+    block: BytesMut,
     keepalive: Keepalive,
     limits: Limits,
 }
@@ -297,6 +304,7 @@ impl WsConnection {
             inbox: VecDeque::new(),
             unflushed: false,
             waker: None,
+            block: BytesMut::new(),
             keepalive,
             limits,
         }
@@ -309,12 +317,28 @@ impl WsConnection {
         self.closed.clone()
     }
 
+    /// The frame of a received text message, copied into the current block (see
+    /// [`RECV_BLOCK`]).
+    fn take_frame(&mut self, text: &Utf8Bytes) -> Frame {
+        let len = text.len();
+        if len > RECV_BLOCK / 4 {
+            return Frame::from(text.as_str());
+        }
+        if self.block.capacity() - self.block.len() < len {
+            self.block = BytesMut::with_capacity(RECV_BLOCK);
+        }
+        self.block.extend_from_slice(text.as_bytes());
+        // The text was UTF-8, so is its copy: `Frame` checks it again (this crate holds no
+        // `unsafe`), which cannot fail; the fallback copy is never taken.
+        Frame::from_utf8(self.block.split().freeze()).unwrap_or_else(|_| Frame::from(text.as_str()))
+    }
+
     fn closed_error(&self) -> TransportError {
         TransportError::Closed(self.closed.clone())
     }
 
     /// What `recv` returns once the connection is over.
-    fn after_end(&self) -> Result<Option<String>, TransportError> {
+    fn after_end(&self) -> Result<Option<Frame>, TransportError> {
         match self.state {
             State::Ended => Ok(None),
             State::Open | State::Failed => Err(self.closed_error()),
@@ -340,7 +364,7 @@ impl WsConnection {
         &mut self,
         exit: Exit,
         cx: &mut Context<'_>,
-    ) -> Result<Option<String>, TransportError> {
+    ) -> Result<Option<Frame>, TransportError> {
         match exit {
             Exit::PeerClosed(reason) => {
                 tracing::debug!(remote = ?self.peer.remote_addr, ?reason, "peer closed the connection");
@@ -394,7 +418,7 @@ impl WsConnection {
         }
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<String>, TransportError>> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, TransportError>> {
         loop {
             let Some(socket) = self.socket.as_mut() else {
                 return Poll::Ready(self.after_end());
@@ -424,7 +448,7 @@ impl WsConnection {
                     match message {
                         Message::Text(text) => {
                             self.touch();
-                            return Poll::Ready(Ok(Some(text.as_str().to_owned())));
+                            return Poll::Ready(Ok(Some(self.take_frame(&text))));
                         }
                         Message::Binary(_) => {
                             let exit = Exit::failed(
@@ -454,6 +478,13 @@ impl WsConnection {
                 Poll::Pending => {}
             }
             if !self.keepalive.poll_fired(cx) {
+                // The burst is over: its frames keep their blocks, the connection keeps none,
+                // and an empty outgoing queue gives its buffer back (idle connections hold
+                // none).
+                self.block = BytesMut::new();
+                if self.outbox.is_empty() && self.outbox.capacity() > 0 {
+                    self.outbox = VecDeque::new();
+                }
                 return Poll::Pending;
             }
             if let Err(exit) = self.on_timer(cx) {
@@ -562,17 +593,36 @@ impl WsConnection {
 /// Hands the queued frames to tungstenite (as far as it accepts them) and flushes.
 fn poll_drain(
     socket: &mut Box<dyn Socket>,
-    outbox: &mut VecDeque<String>,
+    outbox: &mut VecDeque<Frame>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), WsError>> {
     while !outbox.is_empty() {
         futures::ready!(socket.poll_ready_unpin(cx))?;
         if let Some(frame) = outbox.pop_front() {
-            socket.start_send_unpin(Message::Text(frame.into()))?;
+            socket.start_send_unpin(text_message(frame))?;
         }
     }
     socket.poll_flush_unpin(cx)
 }
+
+/// A text message of `frame`'s buffer, not copied and not checked again: a `Frame` is UTF-8.
+fn text_message(frame: Frame) -> Message {
+    Message::Frame(WsFrame::message(
+        frame.into_bytes(),
+        OpCode::Data(Data::Text),
+        true,
+    ))
+}
+
+/// Frames that arrive together are copied out of tungstenite's read buffer into shared blocks
+/// of this many bytes, one allocation for many frames; a frame over a quarter of it gets a
+/// buffer of its own. A frame keeps its block alive until it is dropped, so at most this much
+/// memory stands behind a frame in a queue. Between bursts a connection holds no block.
+///
+/// (Frames are not kept in tungstenite's buffer itself: while one is held there, tungstenite
+/// allocates a new buffer for the next read and reads less. Measured with the relay load test,
+/// that forwarded 20 to 25 % fewer frames per second than copying.)
+pub const RECV_BLOCK: usize = 4 * 1024;
 
 /// Spawns a best-effort closing step if there is a runtime; otherwise drops it (and with it
 /// the socket, which closes TCP).
@@ -588,7 +638,7 @@ where
 /// Writes the queued frames and a close frame, then lingers; each step bounded by `limit`.
 async fn close_and_linger(
     mut socket: Box<dyn Socket>,
-    mut outbox: VecDeque<String>,
+    mut outbox: VecDeque<Frame>,
     frame: CloseFrame,
     limit: Duration,
 ) {
@@ -602,7 +652,7 @@ async fn close_and_linger(
 
 #[async_trait]
 impl Transport for WsConnection {
-    async fn send(&mut self, frame: String) -> Result<(), TransportError> {
+    async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
         self.check_writable()?;
         if self.outbox.len() >= self.limits.send_queue {
             // Full of frames from `try_send`: write them out first.
@@ -613,7 +663,7 @@ impl Transport for WsConnection {
         self.write_out().await
     }
 
-    fn try_send(&mut self, frame: String) -> Result<(), TrySendError> {
+    fn try_send(&mut self, frame: Frame) -> Result<(), TrySendError> {
         self.check_writable()?;
         let mut cx = Context::from_waker(noop_waker_ref());
         if self.outbox.len() >= self.limits.send_queue {
@@ -631,7 +681,7 @@ impl Transport for WsConnection {
         Ok(())
     }
 
-    async fn recv(&mut self) -> Result<Option<String>, TransportError> {
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         if let Some(frame) = self.inbox.pop_front() {
             return Ok(Some(frame));
         }
@@ -647,7 +697,7 @@ impl Transport for WsConnection {
         .await
     }
 
-    fn try_recv(&mut self) -> Poll<Result<Option<String>, TransportError>> {
+    fn try_recv(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
         if let Some(frame) = self.inbox.pop_front() {
             return Poll::Ready(Ok(Some(frame)));
         }
@@ -695,7 +745,7 @@ impl Transport for WsConnection {
             while let Some(message) = socket.next().await {
                 match message {
                     Ok(Message::Text(text)) if inbox.len() < room => {
-                        inbox.push_back(text.as_str().to_owned());
+                        inbox.push_back(Frame::from(text.as_str()));
                     }
                     Ok(Message::Text(_)) => {
                         tracing::debug!("frame received while closing dropped: queue full");

@@ -35,7 +35,7 @@
 //! });
 //!
 //! let mut client = WsClient::new(url).query_param("token", "t0ken").open().await?;
-//! client.send(r#"{"type":"webrtc/offer","value":"v=0\r\n"}"#.to_owned()).await?;
+//! client.send(r#"{"type":"webrtc/offer","value":"v=0\r\n"}"#.into()).await?;
 //! let echoed = client.recv().await?;
 //! client.close(CloseReason::normal()).await?;
 //! # let _ = echoed;
@@ -56,7 +56,7 @@ mod server;
 
 pub use client::WsClient;
 pub use config::WsConfig;
-pub use connection::{WsConnection, MAX_CLOSE_REASON_BYTES};
+pub use connection::{WsConnection, MAX_CLOSE_REASON_BYTES, RECV_BLOCK};
 pub use error::{AcceptError, ConnectError};
 pub use server::{accept_stream, AcceptAll, HandshakeHook, HandshakeRequest, Rejection, WsServer};
 

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use signaling_core::transport::{CloseCode, CloseReason, Transport, TransportError, TrySendError};
+use signaling_core::transport::{
+    CloseCode, CloseReason, Frame, Transport, TransportError, TrySendError,
+};
 use signaling_ws::tungstenite::protocol::frame::coding::{Data, OpCode};
-use signaling_ws::tungstenite::protocol::frame::Frame;
+use signaling_ws::tungstenite::protocol::frame::Frame as WsFrame;
 use signaling_ws::tungstenite::{Bytes, Message};
 use signaling_ws::{
     accept_stream, ConnectError, HandshakeRequest, Rejection, WsClient, WsConfig, WsConnection,
@@ -63,7 +65,10 @@ async fn raw_client(
 }
 
 async fn recv(conn: &mut WsConnection) -> Result<Option<String>, TransportError> {
-    timeout(LIMIT, conn.recv()).await.expect("recv hung")
+    timeout(LIMIT, conn.recv())
+        .await
+        .expect("recv hung")
+        .map(|f| f.map(String::from))
 }
 
 /// Reads from a raw client until its close frame; returns the close code.
@@ -97,12 +102,12 @@ async fn round_trip_of_text_frames() {
     let big: Vec<String> = (0..20)
         .map(|i| format!("{i:04}{}", "x".repeat(3 * 1024)))
         .collect();
-    client.send(OFFER.to_owned()).await.unwrap();
+    client.send(OFFER.into()).await.unwrap();
     for frame in &big {
-        client.send(frame.clone()).await.unwrap();
+        client.send(frame.clone().into()).await.unwrap();
     }
     client
-        .send(r#"{"type":"webrtc/candidate","value":""}"#.to_owned())
+        .send(r#"{"type":"webrtc/candidate","value":""}"#.into())
         .await
         .unwrap();
 
@@ -117,7 +122,7 @@ async fn round_trip_of_text_frames() {
     client.close(CloseReason::normal()).await.unwrap();
     assert_eq!(recv(&mut client).await.unwrap(), None);
     assert!(matches!(
-        client.send("late".to_owned()).await,
+        client.send("late".into()).await,
         Err(TransportError::Closed(_))
     ));
 }
@@ -245,9 +250,9 @@ async fn accept_stream_embeds_in_an_existing_server() {
         Err(signaling_ws::AcceptError::Rejected { status: 401 })
     ));
     assert_eq!(conn.peer().query_param("token"), Some("good"));
-    client.send(OFFER.to_owned()).await.unwrap();
+    client.send(OFFER.into()).await.unwrap();
     assert_eq!(recv(&mut conn).await.unwrap().as_deref(), Some(OFFER));
-    conn.send("answer".to_owned()).await.unwrap();
+    conn.send("answer".into()).await.unwrap();
     assert_eq!(recv(&mut client).await.unwrap().as_deref(), Some("answer"));
 }
 
@@ -289,7 +294,7 @@ async fn keepalive_keeps_a_live_peer() {
         frame = client.recv() => panic!("unexpected {frame:?}"),
         () = tokio::time::sleep(Duration::from_millis(1200)) => {}
     }
-    client.send("still here".to_owned()).await.unwrap();
+    client.send("still here".into()).await.unwrap();
     assert_eq!(
         recv(&mut client).await.unwrap().as_deref(),
         Some("still here")
@@ -371,7 +376,7 @@ async fn invalid_utf8_text_closes_with_1003() {
     let (mut server, addr) = bind(WsConfig::default()).await;
     let mut raw = raw_client(addr).await;
     raw.send(Message::text("ok")).await.unwrap();
-    let bad = Frame::message(
+    let bad = WsFrame::message(
         Bytes::from_static(b"\xff\xfe"),
         OpCode::Data(Data::Text),
         true,
@@ -394,7 +399,7 @@ async fn graceful_close_flushes_and_sends_code_and_truncated_reason() {
         .unwrap();
     let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
     for i in 0..50 {
-        client.send(format!("m{i}")).await.unwrap();
+        client.send(format!("m{i}").into()).await.unwrap();
     }
     let long = "é".repeat(100);
     let closer = tokio::spawn(async move {
@@ -439,7 +444,7 @@ async fn normal_close_ends_recv_cleanly_and_dropping_sends_1001() {
         ];
         (conn, got)
     });
-    client.send("last".to_owned()).await.unwrap();
+    client.send("last".into()).await.unwrap();
     timeout(Duration::from_secs(2), client.close(CloseReason::normal()))
         .await
         .expect("the peer's close frame did not come back promptly")
@@ -474,7 +479,7 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
     let frame = "f".repeat(32 * 1024);
     let mut full = false;
     for _ in 0..100_000 {
-        match client.try_send(frame.clone()) {
+        match client.try_send(frame.clone().into()) {
             Ok(()) => tokio::task::yield_now().await,
             Err(TrySendError::Full(back)) => {
                 assert_eq!(back, frame, "the frame is handed back");
@@ -491,7 +496,7 @@ async fn try_send_reports_full_when_the_peer_does_not_read() {
         other => panic!("expected TimedOut, got {other:?}"),
     }
     assert!(matches!(
-        client.try_send("late".to_owned()),
+        client.try_send("late".into()),
         Err(TrySendError::Failed(TransportError::Closed(_)))
     ));
     drop(hold_tx);
@@ -512,12 +517,12 @@ async fn recv_is_cancel_safe() {
     timeout(LIMIT, async {
         while next < n {
             if sent < n {
-                client.send(format!("{sent}")).await.unwrap();
+                client.send(format!("{sent}").into()).await.unwrap();
                 sent += 1;
             }
             tokio::select! {
                 frame = client.recv() => {
-                    assert_eq!(frame.unwrap(), Some(format!("{next}")));
+                    assert_eq!(frame.unwrap(), Some(Frame::from(format!("{next}"))));
                     next += 1;
                 }
                 () = tokio::task::yield_now() => {}
@@ -535,10 +540,10 @@ async fn try_send_frames_go_out_in_order_with_sent_ones() {
         .await
         .unwrap();
     for i in 0..10 {
-        client.try_send(format!("t{i}")).unwrap();
+        client.try_send(format!("t{i}").into()).unwrap();
     }
-    client.send("s".to_owned()).await.unwrap();
-    client.try_send("t10".to_owned()).unwrap();
+    client.send("s".into()).await.unwrap();
+    client.try_send("t10".into()).unwrap();
     let mut got = Vec::new();
     for _ in 0..12 {
         got.push(recv(&mut client).await.unwrap().unwrap());
@@ -555,7 +560,7 @@ async fn dropping_writes_queued_frames_before_1001() {
     let mut raw = raw_client(addr).await;
     let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
     for i in 0..5 {
-        conn.try_send(format!("q{i}")).unwrap();
+        conn.try_send(format!("q{i}").into()).unwrap();
     }
     drop(conn);
     let mut got = Vec::new();
@@ -596,7 +601,7 @@ async fn many_concurrent_connections_keep_order() {
             drop(permit);
             barrier.wait().await; // all connections are open at once
             for i in 0..frames {
-                client.send(format!("{c}:{i}")).await.unwrap();
+                client.send(format!("{c}:{i}").into()).await.unwrap();
             }
             for i in 0..frames {
                 assert_eq!(recv(&mut client).await.unwrap(), Some(format!("{c}:{i}")));
@@ -718,7 +723,7 @@ async fn try_recv_takes_what_has_arrived_without_waiting() {
     raw.flush().await.unwrap();
     let mut got = vec![recv(&mut conn).await.unwrap().unwrap()];
     while let std::task::Poll::Ready(frame) = conn.try_recv() {
-        got.push(frame.unwrap().unwrap());
+        got.push(String::from(frame.unwrap().unwrap()));
     }
     assert_eq!(got, ["f0", "f1", "f2", "f3", "f4"]);
     // The end is reported the same way as by `recv`.

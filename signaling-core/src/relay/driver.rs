@@ -25,7 +25,7 @@ use tokio::time::Instant as TokioInstant;
 
 use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
 use crate::session::{now, sleep_until};
-use crate::transport::{CloseReason, PeerInfo, Transport, TrySendError};
+use crate::transport::{CloseReason, Frame, PeerInfo, Transport, TrySendError};
 
 /// Settings of the driver (the relay's own are in [`RelayConfig`]).
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ struct Outbox {
 
 #[derive(Default)]
 struct OutState {
-    frames: VecDeque<String>,
+    frames: VecDeque<Frame>,
     close: Option<CloseReason>,
 }
 
@@ -199,8 +199,7 @@ impl RelayHandle {
             }
         };
         let mut lost = true;
-        let mut batch: Vec<String> = Vec::new();
-        let mut burst: Vec<String> = Vec::new();
+        let mut burst: Vec<Frame> = Vec::new();
         let burst_max = self.config.burst.max(1);
         let write_batch = self.config.write_batch.max(1);
         'conn: loop {
@@ -210,40 +209,60 @@ impl RelayHandle {
                     // Write until the queue is seen empty: the relay wakes this task only
                     // when it puts a frame into an empty queue (or asks for a close).
                     loop {
-                        let close = {
+                        // Under the queue's lock, frames go to the transport's own queue as far
+                        // as it takes them without waiting (never more than a write batch);
+                        // the last of the batch, or one the transport refused, is sent after
+                        // the lock is released, and its `send` flushes them all.
+                        let (close, last) = {
                             let mut out = outbox.lock();
-                            let close = out.close.take();
-                            let n = if close.is_some() { out.frames.len() } else { out.frames.len().min(write_batch) };
-                            batch.extend(out.frames.drain(..n));
-                            close
-                        };
-                        if let Some(reason) = close {
-                            // What was queued before the close goes out with it, as far as the
-                            // transport takes it without waiting (a slow consumer's does not).
-                            for frame in batch.drain(..) {
-                                if transport.try_send(frame).is_err() {
-                                    break;
+                            match out.close.take() {
+                                Some(reason) => {
+                                    // What was queued before the close goes out with it, as far
+                                    // as the transport takes it without waiting (a slow
+                                    // consumer's does not).
+                                    while let Some(frame) = out.frames.pop_front() {
+                                        if transport.try_send(frame).is_err() {
+                                            break;
+                                        }
+                                    }
+                                    out.frames.clear();
+                                    (Some(reason), None)
+                                }
+                                None => {
+                                    let mut left = out.frames.len().min(write_batch);
+                                    let mut last = None;
+                                    while let Some(frame) = out.frames.pop_front() {
+                                        left = left.saturating_sub(1);
+                                        if left == 0 {
+                                            last = Some(frame);
+                                            break;
+                                        }
+                                        match transport.try_send(frame) {
+                                            Ok(()) => {}
+                                            // The transport's own queue is full: `send` waits
+                                            // for room.
+                                            Err(TrySendError::Full(frame)) => {
+                                                last = Some(frame);
+                                                break;
+                                            }
+                                            Err(_) => break 'conn,
+                                        }
+                                    }
+                                    if last.is_none() && out.frames.capacity() > 0 {
+                                        // Nothing more to write: an idle connection holds no
+                                        // queue buffer.
+                                        out.frames = VecDeque::new();
+                                    }
+                                    (None, last)
                                 }
                             }
-                            batch.clear();
+                        };
+                        if let Some(reason) = close {
                             let _ = transport.close(reason).await;
                             lost = false;
                             break 'conn;
                         }
-                        // Queue all but the last, then one `send` flushes them together.
-                        let Some(last) = batch.pop() else { break };
-                        for frame in batch.drain(..) {
-                            match transport.try_send(frame) {
-                                Ok(()) => {}
-                                // The transport's own queue is full: `send` waits for room.
-                                Err(TrySendError::Full(frame)) => {
-                                    if transport.send(frame).await.is_err() {
-                                        break 'conn;
-                                    }
-                                }
-                                Err(_) => break 'conn,
-                            }
-                        }
+                        let Some(last) = last else { break };
                         // A close (a slow consumer's, say) must not wait behind a send that
                         // cannot finish.
                         let mut send = transport.send(last);
