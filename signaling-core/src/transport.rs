@@ -28,7 +28,7 @@ use std::task::Poll;
 use async_trait::async_trait;
 
 mod frame;
-pub use frame::Frame;
+pub use frame::{Frame, FrameBlock};
 
 /// One end of a text-frame connection. See the [module documentation](self) for the contract.
 #[async_trait]

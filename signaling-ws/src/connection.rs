@@ -10,11 +10,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
 use futures::task::noop_waker_ref;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use signaling_core::transport::{
-    CloseCode, CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
+    CloseCode, CloseReason, Frame, FrameBlock, PeerInfo, Transport, TransportError, TrySendError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
@@ -175,7 +174,7 @@ pub struct WsConnection {
     waker: Option<Waker>,
     /// The block the frames arriving together are copied into (see [`RECV_BLOCK`]); empty
     /// between bursts.
-    block: BytesMut,
+    block: FrameBlock,
     keepalive: Keepalive,
     limits: Limits,
 }
@@ -304,7 +303,7 @@ impl WsConnection {
             inbox: VecDeque::new(),
             unflushed: false,
             waker: None,
-            block: BytesMut::new(),
+            block: FrameBlock::default(),
             keepalive,
             limits,
         }
@@ -324,13 +323,10 @@ impl WsConnection {
         if len > RECV_BLOCK / 4 {
             return Frame::from(text.as_str());
         }
-        if self.block.capacity() - self.block.len() < len {
-            self.block = BytesMut::with_capacity(RECV_BLOCK);
+        if self.block.spare() < len {
+            self.block = FrameBlock::with_capacity(RECV_BLOCK);
         }
-        self.block.extend_from_slice(text.as_bytes());
-        // The text was UTF-8, so is its copy: `Frame` checks it again (this crate holds no
-        // `unsafe`), which cannot fail; the fallback copy is never taken.
-        Frame::from_utf8(self.block.split().freeze()).unwrap_or_else(|_| Frame::from(text.as_str()))
+        self.block.push(text.as_str())
     }
 
     fn closed_error(&self) -> TransportError {
@@ -481,7 +477,7 @@ impl WsConnection {
                 // The burst is over: its frames keep their blocks, the connection keeps none,
                 // and an empty outgoing queue gives its buffer back (idle connections hold
                 // none).
-                self.block = BytesMut::new();
+                self.block = FrameBlock::default();
                 if self.outbox.is_empty() && self.outbox.capacity() > 0 {
                     self.outbox = VecDeque::new();
                 }

@@ -3,8 +3,8 @@ use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::ops::Deref;
 
-use bytes::Bytes;
-use bytestring::ByteString;
+use bytes::{Bytes, BytesMut};
+use bytes_utils::{Str, StrMut};
 
 /// One text frame as transports carry it: immutable UTF-8 text whose clones share one buffer.
 ///
@@ -15,27 +15,26 @@ use bytestring::ByteString;
 /// - Cloning costs a reference count, not an allocation: a relay hands one frame to every
 ///   receiver in a room, and a transport may cut many frames out of one buffer.
 ///
-/// **Memory.** A frame cut out of a larger buffer keeps that whole buffer alive while it lives
-/// (the WebSocket transport cuts the frames it receives together out of one block, see its
-/// documentation). Code that keeps frames for long (a mailbox) keeps a copy of its own:
+/// **Memory.** A frame cut out of a larger buffer ([`FrameBlock`]) keeps that whole buffer
+/// alive while it lives. Code that keeps frames for long (a mailbox) keeps a copy of its own:
 /// [`Frame::detached`].
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Frame(ByteString);
+pub struct Frame(Str);
 
 impl Frame {
     /// An empty frame.
-    pub const fn new() -> Self {
-        Self(ByteString::new())
+    pub fn new() -> Self {
+        Self(Str::new())
     }
 
     /// A frame of static text, without copying it.
     pub const fn from_static(text: &'static str) -> Self {
-        Self(ByteString::from_static(text))
+        Self(Str::from_static(text))
     }
 
     /// A frame of these bytes, which must be UTF-8. No copy is made.
     pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
-        ByteString::try_from(bytes).map(Self)
+        Str::from_inner(bytes).map(Self).map_err(|e| e.utf8_error())
     }
 
     /// The text.
@@ -45,7 +44,7 @@ impl Frame {
 
     /// The text's bytes, sharing the frame's buffer.
     pub fn into_bytes(self) -> Bytes {
-        self.0.into_bytes()
+        self.0.into_inner()
     }
 
     /// A frame with the same text in a buffer of its own, so that it no longer keeps alive a
@@ -84,7 +83,7 @@ impl Borrow<str> for Frame {
 
 impl From<String> for Frame {
     fn from(text: String) -> Self {
-        Self(ByteString::from(text))
+        Self(Str::from(text))
     }
 }
 
@@ -96,13 +95,13 @@ impl From<&String> for Frame {
 
 impl From<&str> for Frame {
     fn from(text: &str) -> Self {
-        Self(ByteString::from(text))
+        Self(Str::from(text))
     }
 }
 
 impl From<Box<str>> for Frame {
     fn from(text: Box<str>) -> Self {
-        Self(ByteString::from(text))
+        Self(Str::from(text))
     }
 }
 
@@ -122,16 +121,43 @@ impl From<&Frame> for Frame {
 }
 
 impl From<Frame> for String {
-    /// The text as a `String`: without a copy when the frame was the only user of a buffer that
-    /// came from a `String`, with one otherwise.
+    /// The text, copied.
     fn from(frame: Frame) -> Self {
-        String::from(frame.0)
+        frame.as_str().to_owned()
     }
 }
 
 impl From<Frame> for Bytes {
     fn from(frame: Frame) -> Self {
         frame.into_bytes()
+    }
+}
+
+/// A buffer that frames are copied into one after another, each [`push`](Self::push) giving a
+/// [`Frame`] that shares the block: many small frames for one allocation. For transports that
+/// receive frames into a buffer of their own and must copy them out.
+///
+/// Every frame keeps the whole block alive: size blocks so that this does not matter (a few
+/// KiB), and start a new one when [`spare`](Self::spare) is too small for the next frame.
+#[derive(Debug, Default)]
+pub struct FrameBlock(StrMut);
+
+impl FrameBlock {
+    /// An empty block with room for `bytes` bytes of frames.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self(StrMut::from_inner(BytesMut::with_capacity(bytes)).unwrap_or_default())
+    }
+
+    /// How many more bytes of frames fit without a new allocation.
+    pub fn spare(&self) -> usize {
+        self.0.inner().capacity() - self.0.len()
+    }
+
+    /// Copies `text` into the block and returns it as a frame. If it does not fit, the block
+    /// grows into a new allocation (the frames already given keep the old one).
+    pub fn push(&mut self, text: &str) -> Frame {
+        self.0.push_str(text);
+        Frame(self.0.split_built().freeze())
     }
 }
 
@@ -197,5 +223,21 @@ mod tests {
         assert_eq!(Bytes::from(frame), Bytes::from_static("é".as_bytes()));
         assert_eq!(Frame::from_static("a"), Frame::from("a"));
         assert!(Frame::new().is_empty());
+    }
+
+    #[test]
+    fn frames_of_a_block_share_it_until_it_is_full() {
+        let mut block = FrameBlock::with_capacity(16);
+        assert_eq!(block.spare(), 16);
+        let a = block.push("{\"a\":1}");
+        let b = block.push("é");
+        assert_eq!((a.as_str(), b.as_str()), ("{\"a\":1}", "é"));
+        assert_eq!(b.as_ptr(), a.as_ptr().wrapping_add(a.len()), "one buffer");
+        assert_eq!(block.spare(), 16 - a.len() - b.len());
+        // Larger than what is left: it still arrives whole, in a new allocation.
+        let c = block.push("0123456789");
+        assert_eq!(c, "0123456789");
+        assert_eq!((a.as_str(), b.as_str()), ("{\"a\":1}", "é"));
+        assert_eq!(FrameBlock::default().push("x"), "x");
     }
 }
