@@ -35,6 +35,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -193,12 +194,14 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 pub struct IceCandidate {
     /// `candidate:...` (never empty: an empty candidate is [`Message::EndOfCandidates`]).
     pub candidate: String,
-    /// The m-section's `mid`, when the sender gave it.
-    pub sdp_mid: Option<String>,
+    /// The m-section's `mid`, when the sender gave it. Shared (`Arc<str>`): a negotiation fills
+    /// it in from the description's facts without allocating per candidate.
+    pub sdp_mid: Option<Arc<str>>,
     /// The m-section's index, when the sender gave it.
     pub sdp_m_line_index: Option<u16>,
     /// The ICE username fragment (identifies the ICE generation), when the sender gave it.
-    pub username_fragment: Option<String>,
+    /// Shared like `sdp_mid`.
+    pub username_fragment: Option<Arc<str>>,
 }
 
 impl IceCandidate {
@@ -214,12 +217,12 @@ impl IceCandidate {
 /// End-of-candidates, with the generation it closes when the sender said.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct EndOfCandidates {
-    /// The m-section, when given.
-    pub sdp_mid: Option<String>,
+    /// The m-section, when given (shared, as [`IceCandidate::sdp_mid`]).
+    pub sdp_mid: Option<Arc<str>>,
     /// The m-section index, when given.
     pub sdp_m_line_index: Option<u16>,
-    /// The ICE username fragment of the generation that ended, when given.
-    pub username_fragment: Option<String>,
+    /// The ICE username fragment of the generation that ended, when given (shared).
+    pub username_fragment: Option<Arc<str>>,
 }
 
 /// An error report: go2rtc writes `"<request type>: <message>"` as the value.
@@ -758,9 +761,11 @@ impl<'de> Visitor<'de> for CandidateVisitor {
                     c.candidate = map.next_value::<Option<String>>()?.unwrap_or_default();
                     seen_candidate = true;
                 }
-                "sdpMid" => c.sdp_mid = map.next_value()?,
+                "sdpMid" => c.sdp_mid = map.next_value::<Option<String>>()?.map(Arc::from),
                 "sdpMLineIndex" => c.sdp_m_line_index = map.next_value()?,
-                "usernameFragment" => c.username_fragment = map.next_value()?,
+                "usernameFragment" => {
+                    c.username_fragment = map.next_value::<Option<String>>()?.map(Arc::from);
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
