@@ -297,6 +297,19 @@ fn negotiation(c: &mut Criterion) {
     });
 }
 
+/// The codec's share of `negotiation/full` for one of its 84 candidate frames: encoding and
+/// decoding one 100-byte candidate frame.
+fn candidate_frame(c: &mut Criterion) {
+    let text = &candidates("Kx3v", 0)[13];
+    let msg = Message::Candidate(IceCandidate::new(text.as_str()));
+    c.bench_function("codec/candidate_frame", |b| {
+        b.iter(|| {
+            let frame = wire::encode(black_box(&msg), Dialect::GO2RTC);
+            wire::decode(black_box(&frame)).map_or(0, |_| frame.len())
+        })
+    });
+}
+
 fn relay(c: &mut Criterion) {
     use signaling_core::relay::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
     let mut config = RelayConfig::default();
@@ -330,5 +343,5 @@ fn relay(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode, negotiation, relay);
+criterion_group!(benches, decode, negotiation, candidate_frame, relay);
 criterion_main!(benches);
