@@ -402,11 +402,19 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
 /// invalid): [`decode_general`] decides those, errors included. Where this returns a message it
 /// is the one [`decode_general`] returns.
 fn decode_canonical(frame: &str) -> Option<Message> {
-    let rest = frame.strip_prefix("{\"type\":\"")?;
-    let end = rest.bytes().position(|b| b == b'"')?;
-    // A type with escapes in it is not a known type as written: left to serde.
-    let known = Known::from_type(rest.get(..end)?)?;
-    let rest = rest.get(end + 1..)?.strip_prefix(",\"value\":\"")?;
+    // The type and the start of the value as one literal each (no type holds a quote, so this
+    // is "the type up to the first quote is a known one, then `,"value":"`"); a type with
+    // escapes in it is not a known type as written, and is left to serde. Candidates first:
+    // they are most of the frames.
+    const CANONICAL: [(&str, Known); 4] = [
+        ("{\"type\":\"webrtc/candidate\",\"value\":\"", Known::Candidate),
+        ("{\"type\":\"webrtc/offer\",\"value\":\"", Known::Offer),
+        ("{\"type\":\"webrtc/answer\",\"value\":\"", Known::Answer),
+        ("{\"type\":\"error\",\"value\":\"", Known::Error),
+    ];
+    let (known, rest) = CANONICAL
+        .iter()
+        .find_map(|&(start, known)| Some((known, frame.strip_prefix(start)?)))?;
     let (value, rest) = read_json_string(rest)?;
     if rest != "}" {
         return None;
