@@ -535,8 +535,9 @@ impl Negotiation {
             pending_local: VecDeque::new(),
             deadline: None,
             // Room for what one input usually produces (a description with its events, a few
-            // candidates) without regrowing.
-            out: VecDeque::with_capacity(16),
+            // candidates) without regrowing; 14 entries are just under 1 KiB, which glibc's
+            // allocator serves from its per-thread cache (16 were measurably slower).
+            out: VecDeque::with_capacity(14),
             stats: Stats::default(),
         }
     }
