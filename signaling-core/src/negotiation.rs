@@ -467,20 +467,42 @@ impl Generation {
     }
 }
 
-/// The mids of one description's m-sections as shared strings, made on first use: filling a
-/// candidate's `sdp_mid` is then a reference count, not an allocation.
+/// What one description's candidates are filled in from, made on first use: its mids as shared
+/// strings (filling a candidate's `sdp_mid` is then a reference count, not an allocation) and
+/// the section its BUNDLE group names first.
 #[derive(Debug, Default)]
-struct MidCache(Vec<(usize, Arc<str>)>);
+struct MidCache {
+    mids: Vec<(usize, Arc<str>)>,
+    /// `Some(found)` once looked for: the index of the first mid of the first non-empty BUNDLE
+    /// group, which [`SdpFacts::default_mid`] gives whatever the ufrag.
+    bundle_default: Option<Option<usize>>,
+}
 
 impl MidCache {
+    /// Forgets everything: a new description.
+    fn clear(&mut self) {
+        self.mids.clear();
+        self.bundle_default = None;
+    }
+
     /// The mid of section `index` of `facts` (the description this cache belongs to).
     fn get(&mut self, facts: &SdpFacts, index: usize) -> Option<Arc<str>> {
-        if let Some((_, mid)) = self.0.iter().find(|(i, _)| *i == index) {
+        if let Some((_, mid)) = self.mids.iter().find(|(i, _)| *i == index) {
             return Some(Arc::clone(mid));
         }
         let mid: Arc<str> = Arc::from(facts.mid_at(index)?);
-        self.0.push((index, Arc::clone(&mid)));
+        self.mids.push((index, Arc::clone(&mid)));
         Some(mid)
+    }
+
+    /// The index of the section `facts.default_mid(ufrag)` names, when it has one.
+    fn default_index(&mut self, facts: &SdpFacts, ufrag: Option<&str>) -> Option<usize> {
+        let bundle = *self.bundle_default.get_or_insert_with(|| {
+            let mid = facts.bundle_groups().find_map(|mut g| g.next())?;
+            facts.index_of_mid(mid)
+        });
+        // Without a BUNDLE group the default depends on the ufrag: looked up each time.
+        bundle.or_else(|| facts.index_of_mid(facts.default_mid(ufrag)?))
     }
 }
 
@@ -666,7 +688,7 @@ impl Negotiation {
             self.local_gen.ended = true;
         }
         self.local = Some(facts);
-        self.local_mids.0.clear();
+        self.local_mids.clear();
         self.transmit(Message::Description(Description::new(kind, sdp)));
         self.set_state(now, next);
         if next == S::Stable {
@@ -872,7 +894,7 @@ impl Negotiation {
             self.remote_gen.ended = true;
         }
         self.remote = Some(facts);
-        self.remote_mids.0.clear();
+        self.remote_mids.clear();
         self.push_event(Event::ApplyRemoteDescription(d));
         if restart && !is_first {
             if let Some(u) = self.remote_gen.ufrag.clone() {
@@ -1031,7 +1053,7 @@ impl Negotiation {
     /// Checks the m-section of a remote candidate against the remote description and says what
     /// to fill in (see [`Fill`]).
     fn resolve_section(
-        &self,
+        &mut self,
         mid: Option<&str>,
         index: Option<u16>,
         ufrag: Option<&str>,
@@ -1057,12 +1079,9 @@ impl Negotiation {
                 facts.mid_at(i).ok_or(PeerError::UnknownMediaSection)?;
                 Ok(Fill::Mid(i))
             }
-            (None, None) => Ok(match facts.default_mid(ufrag) {
-                Some(m) => match facts.index_of_mid(m) {
-                    Some(i) => Fill::MidAndIndex(i),
-                    // Unreachable (a default mid is a section's), kept total.
-                    None => Fill::Nothing,
-                },
+            (None, None) => Ok(match self.remote_mids.default_index(facts, ufrag) {
+                Some(i) => Fill::MidAndIndex(i),
+                // A default mid is a section's mid, so this is "no default mid".
                 None => Fill::Index(Some(0)),
             }),
         }
@@ -1144,7 +1163,7 @@ impl Negotiation {
 
     fn local_default_mid(&mut self, ufrag: Option<&str>) -> Option<Arc<str>> {
         let facts = self.local.as_ref()?;
-        let index = facts.index_of_mid(facts.default_mid(ufrag)?)?;
+        let index = self.local_mids.default_index(facts, ufrag)?;
         self.local_mids.get(facts, index)
     }
 

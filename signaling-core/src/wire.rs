@@ -407,7 +407,10 @@ fn decode_canonical(frame: &str) -> Option<Message> {
     // escapes in it is not a known type as written, and is left to serde. Candidates first:
     // they are most of the frames.
     const CANONICAL: [(&str, Known); 4] = [
-        ("{\"type\":\"webrtc/candidate\",\"value\":\"", Known::Candidate),
+        (
+            "{\"type\":\"webrtc/candidate\",\"value\":\"",
+            Known::Candidate,
+        ),
         ("{\"type\":\"webrtc/offer\",\"value\":\"", Known::Offer),
         ("{\"type\":\"webrtc/answer\",\"value\":\"", Known::Answer),
         ("{\"type\":\"error\",\"value\":\"", Known::Error),
