@@ -9,7 +9,7 @@
 //!   candidates and end-of-candidates received as JSON frames; its answer, 20 candidates and
 //!   end-of-candidates set and sent as JSON frames), and
 //!   `codec/sdp_frames` encodes and decodes its offer and answer frames once (the codec's share
-//!   for the two descriptions);
+//!   for the two descriptions), `codec/candidate_frame` one of its 84 candidate frames;
 //! - `relay/forward_300B`: the sans-IO relay's share of forwarding one 300-byte frame in a room
 //!   of two (envelope read, limits, routing, the outgoing copy).
 #![allow(missing_docs)]
