@@ -4,9 +4,12 @@
 //!   2.7 KB Chrome offer frame into a `serde_json::Value`);
 //! - `negotiation/full` (offer, answer, 20 candidates and end-of-candidates each way, every frame
 //!   encoded and decoded) gives negotiations per second as `1 s / time`; `negotiation/typed` is
-//!   the same negotiation with typed messages and no JSON (the state machines' own cost), and
+//!   the same negotiation with typed messages and no JSON (the state machines' own cost),
+//!   `negotiation/one_side` is what one end of `full` pays (the answerer: the offer, 20
+//!   candidates and end-of-candidates received as JSON frames; its answer, 20 candidates and
+//!   end-of-candidates set and sent as JSON frames), and
 //!   `codec/sdp_frames` encodes and decodes its offer and answer frames once (the codec's share
-//!   for the two descriptions);
+//!   for the two descriptions), `codec/candidate_frame` one of its 84 candidate frames;
 //! - `relay/forward_300B`: the sans-IO relay's share of forwarding one 300-byte frame in a room
 //!   of two (envelope read, limits, routing; the frame is shared, not copied);
 //!   `relay/broadcast_300B_room8` a frame stamped with `from` and sent to the seven others of
@@ -98,6 +101,12 @@ impl Link for Json {
     }
     fn deliver(n: &mut Negotiation, now: Instant, frame: String) {
         n.handle_frame(now, &frame);
+    }
+}
+
+impl Json {
+    fn deliver_ref(n: &mut Negotiation, now: Instant, frame: &str) {
+        n.handle_frame(now, frame);
     }
 }
 
@@ -205,6 +214,47 @@ fn negotiate<L: Link>(now: Instant, a_cands: &[String], b_cands: &[String]) -> u
     applied
 }
 
+/// The frames the offerer of `negotiate` sends: its offer, candidates and end-of-candidates.
+fn offerer_frames(now: Instant, a_cands: &[String]) -> Vec<String> {
+    let mut a = Negotiation::new(Config::new(false));
+    a.start_offer(now).expect("stable");
+    a.set_local_description(now, SdpKind::Offer, OFFER.to_owned())
+        .expect("offer");
+    for c in a_cands {
+        a.add_local_candidate(IceCandidate::new(c.as_str()))
+            .expect("candidate");
+    }
+    a.end_of_local_candidates().expect("end");
+    let mut frames = Vec::new();
+    let mut applied = 0;
+    drain::<Json>(&mut a, &mut frames, &mut applied);
+    frames
+}
+
+/// The answerer's side of `negotiate::<Json>`: the offerer's frames (made beforehand) arrive,
+/// the answer and its candidates are set and their frames taken (and dropped, as sent).
+fn answer_side(now: Instant, from_a: &[String], b_cands: &[String]) -> usize {
+    let mut b = Negotiation::new(Config::new(true));
+    let mut applied = 0;
+    for f in from_a {
+        Json::deliver_ref(&mut b, now, f);
+    }
+    let mut to_a = Vec::new();
+    let mut answer_needed = false;
+    while Json::take(&mut b, &mut to_a, &mut applied, &mut answer_needed) {}
+    if answer_needed {
+        b.set_local_description(now, SdpKind::Answer, ANSWER.to_owned())
+            .expect("answer");
+        for c in b_cands {
+            b.add_local_candidate(IceCandidate::new(c.as_str()))
+                .expect("candidate");
+        }
+        b.end_of_local_candidates().expect("end");
+    }
+    drain::<Json>(&mut b, &mut to_a, &mut applied);
+    applied + to_a.len()
+}
+
 fn negotiation(c: &mut Criterion) {
     let a_cands = candidates("Kx3v", 0);
     let b_cands = candidates("fT9q", 100);
@@ -217,6 +267,10 @@ fn negotiation(c: &mut Criterion) {
     ] {
         assert_eq!(applied, 40, "every candidate applied");
     }
+    let from_a = offerer_frames(now, &a_cands);
+    assert_eq!(from_a.len(), 22, "offer, 20 candidates, end");
+    // 20 candidates applied, answer + 20 candidates + end sent.
+    assert_eq!(answer_side(now, &from_a, &b_cands), 20 + 22);
     let mut g = c.benchmark_group("negotiation");
     g.throughput(Throughput::Elements(1));
     g.bench_function("full", |b| {
@@ -224,6 +278,9 @@ fn negotiation(c: &mut Criterion) {
     });
     g.bench_function("typed", |b| {
         b.iter(|| negotiate::<Typed>(now, &a_cands, &b_cands))
+    });
+    g.bench_function("one_side", |b| {
+        b.iter(|| answer_side(now, black_box(&from_a), &b_cands))
     });
     g.finish();
     // The codec's share of `negotiation/full` for the two descriptions: encoding and decoding
@@ -238,6 +295,19 @@ fn negotiation(c: &mut Criterion) {
                 n += wire::decode(black_box(&frame)).map_or(0, |_| frame.len());
             }
             n
+        })
+    });
+}
+
+/// The codec's share of `negotiation/full` for one of its 84 candidate frames: encoding and
+/// decoding one 100-byte candidate frame.
+fn candidate_frame(c: &mut Criterion) {
+    let text = &candidates("Kx3v", 0)[13];
+    let msg = Message::Candidate(IceCandidate::new(text.as_str()));
+    c.bench_function("codec/candidate_frame", |b| {
+        b.iter(|| {
+            let frame = wire::encode(black_box(&msg), Dialect::GO2RTC);
+            wire::decode(black_box(&frame)).map_or(0, |_| frame.len())
         })
     });
 }
@@ -295,5 +365,5 @@ fn relay(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decode, negotiation, relay);
+criterion_group!(benches, decode, negotiation, candidate_frame, relay);
 criterion_main!(benches);

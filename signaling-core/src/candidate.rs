@@ -1315,11 +1315,18 @@ fn fast_digits(b: &[u8], at: usize, max: usize) -> Option<(u64, usize)> {
 /// tokens, none of them reserved, so they need no further check.
 #[inline(always)]
 fn known_name(rest: &[u8]) -> Option<usize> {
-    const NAMES: [&[u8]; 4] = [b"generation ", b"ufrag ", b"network-id ", b"network-cost "];
-    NAMES
-        .iter()
-        .find(|name| rest.starts_with(name))
-        .map(|name| name.len() - 1)
+    // Fixed-size compares (no library call), chosen by the first byte.
+    let is = |name: &[u8; 16], len: usize| {
+        rest.get(..len)
+            .is_some_and(|r| r == name.get(..len).unwrap_or_default())
+            .then_some(len - 1)
+    };
+    match rest.first()? {
+        b'g' => is(b"generation      ", 11),
+        b'u' => is(b"ufrag           ", 6),
+        b'n' => is(b"network-id      ", 11).or_else(|| is(b"network-cost    ", 13)),
+        _ => None,
+    }
 }
 
 /// The end of the extension value at `at` (the next space, or the end of input) when it is not

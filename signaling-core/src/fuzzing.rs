@@ -171,7 +171,7 @@ fn candidate_init(arg: u8, ufrag: &str) -> IceCandidate {
         40_000 + u16::from(arg)
     ));
     if arg & 1 != 0 {
-        c.sdp_mid = Some((arg % 4).to_string());
+        c.sdp_mid = Some((arg % 4).to_string().into());
     }
     if arg & 2 != 0 {
         c.sdp_m_line_index = Some(u16::from(arg % 5));

@@ -69,6 +69,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
@@ -449,8 +450,8 @@ impl PendingRemote {
 /// One remote or local ICE generation.
 #[derive(Debug, Default)]
 struct Generation {
-    /// The ufrag, when known.
-    ufrag: Option<String>,
+    /// The ufrag, when known; shared with every candidate it is filled into.
+    ufrag: Option<Arc<str>>,
     /// Hashes of candidates seen in this generation (exactly-once).
     seen: FxHashSet<u64>,
     /// End-of-candidates seen/sent.
@@ -460,9 +461,48 @@ struct Generation {
 impl Generation {
     fn new(ufrag: Option<&str>) -> Self {
         Self {
-            ufrag: ufrag.map(str::to_owned),
+            ufrag: ufrag.map(Arc::from),
             ..Self::default()
         }
+    }
+}
+
+/// What one description's candidates are filled in from, made on first use: its mids as shared
+/// strings (filling a candidate's `sdp_mid` is then a reference count, not an allocation) and
+/// the section its BUNDLE group names first.
+#[derive(Debug, Default)]
+struct MidCache {
+    mids: Vec<(usize, Arc<str>)>,
+    /// `Some(found)` once looked for: the index of the first mid of the first non-empty BUNDLE
+    /// group, which [`SdpFacts::default_mid`] gives whatever the ufrag.
+    bundle_default: Option<Option<usize>>,
+}
+
+impl MidCache {
+    /// Forgets everything: a new description.
+    fn clear(&mut self) {
+        self.mids.clear();
+        self.bundle_default = None;
+    }
+
+    /// The mid of section `index` of `facts` (the description this cache belongs to).
+    fn get(&mut self, facts: &SdpFacts, index: usize) -> Option<Arc<str>> {
+        if let Some((_, mid)) = self.mids.iter().find(|(i, _)| *i == index) {
+            return Some(Arc::clone(mid));
+        }
+        let mid: Arc<str> = Arc::from(facts.mid_at(index)?);
+        self.mids.push((index, Arc::clone(&mid)));
+        Some(mid)
+    }
+
+    /// The index of the section `facts.default_mid(ufrag)` names, when it has one.
+    fn default_index(&mut self, facts: &SdpFacts, ufrag: Option<&str>) -> Option<usize> {
+        let bundle = *self.bundle_default.get_or_insert_with(|| {
+            let mid = facts.bundle_groups().find_map(|mut g| g.next())?;
+            facts.index_of_mid(mid)
+        });
+        // Without a BUNDLE group the default depends on the ufrag: looked up each time.
+        bundle.or_else(|| facts.index_of_mid(facts.default_mid(ufrag)?))
     }
 }
 
@@ -475,16 +515,20 @@ pub struct Negotiation {
     making_offer: bool,
     /// Facts of the current remote description (the last one applied).
     remote: Option<SdpFacts>,
+    /// The mids of `remote`, shared.
+    remote_mids: MidCache,
     remote_gen: Generation,
     /// ufrags of older remote generations, newest last.
-    old_remote_ufrags: VecDeque<String>,
+    old_remote_ufrags: VecDeque<Arc<str>>,
     /// Hashes of remote descriptions already applied, newest last.
     seen_descriptions: VecDeque<u64>,
     pending_remote: VecDeque<PendingRemote>,
     /// Facts of the current local description (the last one sent).
     local: Option<SdpFacts>,
+    /// The mids of `local`, shared.
+    local_mids: MidCache,
     local_gen: Generation,
-    old_local_ufrags: VecDeque<String>,
+    old_local_ufrags: VecDeque<Arc<str>>,
     /// Local candidates waiting for a local description, each with where its `ufrag`
     /// extension's value lies in its text.
     pending_local: VecDeque<(IceCandidate, Option<Range<usize>>)>,
@@ -501,18 +545,21 @@ impl Negotiation {
             state: SignalingState::Stable,
             making_offer: false,
             remote: None,
+            remote_mids: MidCache::default(),
             remote_gen: Generation::default(),
             old_remote_ufrags: VecDeque::new(),
             seen_descriptions: VecDeque::new(),
             pending_remote: VecDeque::new(),
             local: None,
+            local_mids: MidCache::default(),
             local_gen: Generation::default(),
             old_local_ufrags: VecDeque::new(),
             pending_local: VecDeque::new(),
             deadline: None,
             // Room for what one input usually produces (a description with its events, a few
-            // candidates) without regrowing.
-            out: VecDeque::with_capacity(16),
+            // candidates) without regrowing; 14 entries are just under 1 KiB, which glibc's
+            // allocator serves from its per-thread cache (16 were measurably slower).
+            out: VecDeque::with_capacity(14),
             stats: Stats::default(),
         }
     }
@@ -641,6 +688,7 @@ impl Negotiation {
             self.local_gen.ended = true;
         }
         self.local = Some(facts);
+        self.local_mids.clear();
         self.transmit(Message::Description(Description::new(kind, sdp)));
         self.set_state(now, next);
         if next == S::Stable {
@@ -708,11 +756,14 @@ impl Negotiation {
         let eoc = match self.config.dialect.candidates {
             // The bare string form is `""` (see `TypedOutput`).
             CandidateForm::String => EndOfCandidates::default(),
-            CandidateForm::Object => self.fill_local_index(EndOfCandidates {
-                sdp_mid: self.local_default_mid(None),
-                sdp_m_line_index: None,
-                username_fragment: self.local_gen.ufrag.clone(),
-            }),
+            CandidateForm::Object => {
+                let sdp_mid = self.local_default_mid(None);
+                self.fill_local_index(EndOfCandidates {
+                    sdp_mid,
+                    sdp_m_line_index: None,
+                    username_fragment: self.local_gen.ufrag.clone(),
+                })
+            }
         };
         self.transmit(Message::EndOfCandidates(eoc));
         Ok(())
@@ -843,11 +894,12 @@ impl Negotiation {
             self.remote_gen.ended = true;
         }
         self.remote = Some(facts);
+        self.remote_mids.clear();
         self.push_event(Event::ApplyRemoteDescription(d));
         if restart && !is_first {
             if let Some(u) = self.remote_gen.ufrag.clone() {
                 self.push_event(Event::RemoteIceRestart {
-                    username_fragment: u,
+                    username_fragment: u.as_ref().to_owned(),
                 });
             }
         }
@@ -901,7 +953,7 @@ impl Negotiation {
             Some(u) if self.remote_gen.ufrag.as_deref() == Some(u) => Gen::Current,
             // A description without ICE credentials: every candidate belongs to it.
             Some(_) if self.remote_gen.ufrag.is_none() => Gen::Current,
-            Some(u) if self.old_remote_ufrags.iter().any(|o| o == u) => Gen::Stale,
+            Some(u) if self.old_remote_ufrags.iter().any(|o| **o == *u) => Gen::Stale,
             Some(_) => Gen::Unknown,
         }
     }
@@ -955,12 +1007,15 @@ impl Negotiation {
                     self.stats.duplicates_suppressed += 1;
                     return;
                 }
-                if let Err(e) =
-                    self.resolve_section(&mut init.sdp_mid, &mut init.sdp_m_line_index, ufrag)
-                {
-                    self.remote_gen.seen.remove(&key);
-                    self.peer_error(TYPE_CANDIDATE, e);
-                    return;
+                match self.resolve_section(init.sdp_mid.as_deref(), init.sdp_m_line_index, ufrag) {
+                    Ok(section) => {
+                        self.fill_section(section, &mut init.sdp_mid, &mut init.sdp_m_line_index)
+                    }
+                    Err(e) => {
+                        self.remote_gen.seen.remove(&key);
+                        self.peer_error(TYPE_CANDIDATE, e);
+                        return;
+                    }
                 }
                 if init.username_fragment.is_none() {
                     init.username_fragment = self.remote_gen.ufrag.clone();
@@ -972,14 +1027,19 @@ impl Negotiation {
                 if self.remote_gen.ended {
                     return;
                 }
-                let ufrag = e.username_fragment.clone();
-                if self
-                    .resolve_section(&mut e.sdp_mid, &mut e.sdp_m_line_index, ufrag.as_deref())
-                    .is_err()
-                {
-                    // End-of-candidates applies to the whole generation anyway.
-                    e.sdp_mid = None;
-                    e.sdp_m_line_index = None;
+                match self.resolve_section(
+                    e.sdp_mid.as_deref(),
+                    e.sdp_m_line_index,
+                    e.username_fragment.as_deref(),
+                ) {
+                    Ok(section) => {
+                        self.fill_section(section, &mut e.sdp_mid, &mut e.sdp_m_line_index)
+                    }
+                    Err(_) => {
+                        // End-of-candidates applies to the whole generation anyway.
+                        e.sdp_mid = None;
+                        e.sdp_m_line_index = None;
+                    }
                 }
                 if e.username_fragment.is_none() {
                     e.username_fragment = self.remote_gen.ufrag.clone();
@@ -990,44 +1050,58 @@ impl Negotiation {
         }
     }
 
-    /// Fills in / checks the m-section of a remote candidate against the remote description.
+    /// Checks the m-section of a remote candidate against the remote description and says what
+    /// to fill in (see [`Fill`]).
     fn resolve_section(
-        &self,
-        mid: &mut Option<String>,
-        index: &mut Option<u16>,
+        &mut self,
+        mid: Option<&str>,
+        index: Option<u16>,
         ufrag: Option<&str>,
-    ) -> Result<(), PeerError> {
+    ) -> Result<Fill, PeerError> {
         let Some(facts) = &self.remote else {
-            return Ok(());
+            return Ok(Fill::Nothing);
         };
         if facts.sections().is_empty() {
-            return Ok(());
+            return Ok(Fill::Nothing);
         }
-        match (mid.as_deref(), *index) {
+        match (mid, index) {
             (Some(m), _) => {
                 let i = facts
                     .index_of_mid(m)
                     .ok_or(PeerError::UnknownMediaSection)?;
-                if index.is_none() {
-                    *index = u16::try_from(i).ok();
-                }
+                Ok(match index {
+                    None => Fill::Index(u16::try_from(i).ok()),
+                    Some(_) => Fill::Nothing,
+                })
             }
             (None, Some(i)) => {
-                let m = facts
-                    .mid_at(usize::from(i))
-                    .ok_or(PeerError::UnknownMediaSection)?;
-                *mid = Some(m.to_owned());
+                let i = usize::from(i);
+                facts.mid_at(i).ok_or(PeerError::UnknownMediaSection)?;
+                Ok(Fill::Mid(i))
             }
-            (None, None) => {
-                if let Some(m) = facts.default_mid(ufrag) {
-                    *index = facts.index_of_mid(m).and_then(|i| u16::try_from(i).ok());
-                    *mid = Some(m.to_owned());
-                } else {
-                    *index = Some(0);
-                }
+            (None, None) => Ok(match self.remote_mids.default_index(facts, ufrag) {
+                Some(i) => Fill::MidAndIndex(i),
+                // A default mid is a section's mid, so this is "no default mid".
+                None => Fill::Index(Some(0)),
+            }),
+        }
+    }
+
+    /// Fills in what [`Negotiation::resolve_section`] found, the mid shared from the remote
+    /// description's.
+    fn fill_section(&mut self, fill: Fill, mid: &mut Option<Arc<str>>, index: &mut Option<u16>) {
+        let Some(facts) = &self.remote else {
+            return;
+        };
+        match fill {
+            Fill::Nothing => {}
+            Fill::Index(i) => *index = i,
+            Fill::Mid(i) => *mid = self.remote_mids.get(facts, i),
+            Fill::MidAndIndex(i) => {
+                *mid = self.remote_mids.get(facts, i);
+                *index = u16::try_from(i).ok();
             }
         }
-        Ok(())
     }
 
     fn drop_remote(&mut self, reason: DropReason, count: usize) {
@@ -1052,7 +1126,7 @@ impl Negotiation {
             .as_deref()
             .or_else(|| ufrag_at.and_then(|r| c.candidate.get(r)));
         if let (Some(u), Some(current)) = (ufrag, &self.local_gen.ufrag) {
-            if u != current {
+            if u != &**current {
                 return Err(ApiError::StaleCandidate);
             }
         }
@@ -1087,11 +1161,10 @@ impl Negotiation {
         Ok(())
     }
 
-    fn local_default_mid(&self, ufrag: Option<&str>) -> Option<String> {
-        self.local
-            .as_ref()
-            .and_then(|f| f.default_mid(ufrag))
-            .map(str::to_owned)
+    fn local_default_mid(&mut self, ufrag: Option<&str>) -> Option<Arc<str>> {
+        let facts = self.local.as_ref()?;
+        let index = self.local_mids.default_index(facts, ufrag)?;
+        self.local_mids.get(facts, index)
     }
 
     fn fill_local_index(&self, mut e: EndOfCandidates) -> EndOfCandidates {
@@ -1140,6 +1213,18 @@ impl Negotiation {
         self.transmit(Message::Error(ErrorMessage::new(request_type, &error)));
         self.push_event(Event::PeerError(error));
     }
+}
+
+/// What a remote candidate (or end-of-candidates) without a full m-section reference gets
+/// filled in with.
+enum Fill {
+    Nothing,
+    /// `sdp_m_line_index` (the peer gave the mid).
+    Index(Option<u16>),
+    /// `sdp_mid`: the mid of this section (the peer gave the index).
+    Mid(usize),
+    /// Both, from this section (the peer gave neither).
+    MidAndIndex(usize),
 }
 
 enum Gen {

@@ -35,6 +35,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -193,12 +194,14 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 pub struct IceCandidate {
     /// `candidate:...` (never empty: an empty candidate is [`Message::EndOfCandidates`]).
     pub candidate: String,
-    /// The m-section's `mid`, when the sender gave it.
-    pub sdp_mid: Option<String>,
+    /// The m-section's `mid`, when the sender gave it. Shared (`Arc<str>`): a negotiation fills
+    /// it in from the description's facts without allocating per candidate.
+    pub sdp_mid: Option<Arc<str>>,
     /// The m-section's index, when the sender gave it.
     pub sdp_m_line_index: Option<u16>,
     /// The ICE username fragment (identifies the ICE generation), when the sender gave it.
-    pub username_fragment: Option<String>,
+    /// Shared like `sdp_mid`.
+    pub username_fragment: Option<Arc<str>>,
 }
 
 impl IceCandidate {
@@ -214,12 +217,12 @@ impl IceCandidate {
 /// End-of-candidates, with the generation it closes when the sender said.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct EndOfCandidates {
-    /// The m-section, when given.
-    pub sdp_mid: Option<String>,
+    /// The m-section, when given (shared, as [`IceCandidate::sdp_mid`]).
+    pub sdp_mid: Option<Arc<str>>,
     /// The m-section index, when given.
     pub sdp_m_line_index: Option<u16>,
-    /// The ICE username fragment of the generation that ended, when given.
-    pub username_fragment: Option<String>,
+    /// The ICE username fragment of the generation that ended, when given (shared).
+    pub username_fragment: Option<Arc<str>>,
 }
 
 /// An error report: go2rtc writes `"<request type>: <message>"` as the value.
@@ -399,11 +402,22 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
 /// invalid): [`decode_general`] decides those, errors included. Where this returns a message it
 /// is the one [`decode_general`] returns.
 fn decode_canonical(frame: &str) -> Option<Message> {
-    let rest = frame.strip_prefix("{\"type\":\"")?;
-    let end = rest.bytes().position(|b| b == b'"')?;
-    // A type with escapes in it is not a known type as written: left to serde.
-    let known = Known::from_type(rest.get(..end)?)?;
-    let rest = rest.get(end + 1..)?.strip_prefix(",\"value\":\"")?;
+    // The type and the start of the value as one literal each (no type holds a quote, so this
+    // is "the type up to the first quote is a known one, then `,"value":"`"); a type with
+    // escapes in it is not a known type as written, and is left to serde. Candidates first:
+    // they are most of the frames.
+    const CANONICAL: [(&str, Known); 4] = [
+        (
+            "{\"type\":\"webrtc/candidate\",\"value\":\"",
+            Known::Candidate,
+        ),
+        ("{\"type\":\"webrtc/offer\",\"value\":\"", Known::Offer),
+        ("{\"type\":\"webrtc/answer\",\"value\":\"", Known::Answer),
+        ("{\"type\":\"error\",\"value\":\"", Known::Error),
+    ];
+    let (known, rest) = CANONICAL
+        .iter()
+        .find_map(|&(start, known)| Some((known, frame.strip_prefix(start)?)))?;
     let (value, rest) = read_json_string(rest)?;
     if rest != "}" {
         return None;
@@ -758,9 +772,11 @@ impl<'de> Visitor<'de> for CandidateVisitor {
                     c.candidate = map.next_value::<Option<String>>()?.unwrap_or_default();
                     seen_candidate = true;
                 }
-                "sdpMid" => c.sdp_mid = map.next_value()?,
+                "sdpMid" => c.sdp_mid = map.next_value::<Option<String>>()?.map(Arc::from),
                 "sdpMLineIndex" => c.sdp_m_line_index = map.next_value()?,
-                "usernameFragment" => c.username_fragment = map.next_value()?,
+                "usernameFragment" => {
+                    c.username_fragment = map.next_value::<Option<String>>()?.map(Arc::from);
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

@@ -27,9 +27,9 @@ fn added(events: &[Event]) -> Vec<Added> {
         .filter_map(|e| match e {
             Event::AddRemoteCandidate(rc) => Some((
                 rc.init.candidate.clone(),
-                rc.init.sdp_mid.clone(),
+                rc.init.sdp_mid.as_deref().map(str::to_owned),
                 rc.init.sdp_m_line_index,
-                rc.init.username_fragment.clone(),
+                rc.init.username_fragment.as_deref().map(str::to_owned),
             )),
             _ => None,
         })

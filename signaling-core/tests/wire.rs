@@ -15,8 +15,8 @@ fn dialect(name: &str) -> Dialect {
     }
 }
 
-fn opt_str(v: &Value) -> Option<String> {
-    v.as_str().map(str::to_owned)
+fn opt_str(v: &Value) -> Option<std::sync::Arc<str>> {
+    v.as_str().map(Into::into)
 }
 
 fn opt_u16(v: &Value) -> Option<u16> {
@@ -239,18 +239,18 @@ fn message(d: Dialect) -> BoxedStrategy<Message> {
             |(candidate, sdp_mid, sdp_m_line_index, username_fragment)| {
                 Message::Candidate(IceCandidate {
                     candidate,
-                    sdp_mid,
+                    sdp_mid: sdp_mid.map(Into::into),
                     sdp_m_line_index,
-                    username_fragment,
+                    username_fragment: username_fragment.map(Into::into),
                 })
             },
         );
     let end = (opt_text(), opt_index(), opt_text()).prop_map(
         |(sdp_mid, sdp_m_line_index, username_fragment)| {
             Message::EndOfCandidates(EndOfCandidates {
-                sdp_mid,
+                sdp_mid: sdp_mid.map(Into::into),
                 sdp_m_line_index,
-                username_fragment,
+                username_fragment: username_fragment.map(Into::into),
             })
         },
     );
