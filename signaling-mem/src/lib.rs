@@ -11,8 +11,8 @@
 //!   It drives sans-IO nodes (such as [`signaling_core::negotiation::Negotiation`], wrapped in
 //!   [`sim::SimPeer`]) with no real time passing, so thousands of cases run in seconds.
 //!
-//! With the `proptest` feature, [`strategy`] exports strategies for link faults and signaling
-//! scenarios, so that a user can property-test a flow in a few lines (see its docs).
+//! With the `proptest` feature, the `strategy` module exports strategies for link faults and
+//! signaling scenarios, so that a user can property-test a flow in a few lines (see its docs).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
