@@ -177,18 +177,35 @@ fn drain<L: Link>(n: &mut Negotiation, out: &mut Vec<L::Frame>, applied: &mut us
 }
 
 /// One full negotiation between two sessions, frames passed over `L`.
-fn negotiate<L: Link>(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
+/// The offerer: a session that has set its offer, its candidates and their end.
+fn offerer(now: Instant, cands: &[String]) -> Negotiation {
     let mut a = Negotiation::new(Config::new(false));
-    let mut b = Negotiation::new(Config::new(true));
-    let mut applied = 0;
     a.start_offer(now).expect("stable");
     a.set_local_description(now, SdpKind::Offer, OFFER.to_owned())
         .expect("offer");
-    for c in a_cands {
-        a.add_local_candidate(IceCandidate::new(c.as_str()))
+    local_candidates(&mut a, cands);
+    a
+}
+
+/// The answerer's part once the offer has been applied: its answer, candidates and their end.
+fn answer(b: &mut Negotiation, now: Instant, cands: &[String]) {
+    b.set_local_description(now, SdpKind::Answer, ANSWER.to_owned())
+        .expect("answer");
+    local_candidates(b, cands);
+}
+
+fn local_candidates(n: &mut Negotiation, cands: &[String]) {
+    for c in cands {
+        n.add_local_candidate(IceCandidate::new(c.as_str()))
             .expect("candidate");
     }
-    a.end_of_local_candidates().expect("end");
+    n.end_of_local_candidates().expect("end");
+}
+
+fn negotiate<L: Link>(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {
+    let mut a = offerer(now, a_cands);
+    let mut b = Negotiation::new(Config::new(true));
+    let mut applied = 0;
     let mut to_b = Vec::new();
     let mut to_a = Vec::new();
     drain::<L>(&mut a, &mut to_b, &mut applied);
@@ -198,13 +215,7 @@ fn negotiate<L: Link>(now: Instant, a_cands: &[String], b_cands: &[String]) -> u
     let mut answer_needed = false;
     while L::take(&mut b, &mut to_a, &mut applied, &mut answer_needed) {}
     if answer_needed {
-        b.set_local_description(now, SdpKind::Answer, ANSWER.to_owned())
-            .expect("answer");
-        for c in b_cands {
-            b.add_local_candidate(IceCandidate::new(c.as_str()))
-                .expect("candidate");
-        }
-        b.end_of_local_candidates().expect("end");
+        answer(&mut b, now, b_cands);
     }
     drain::<L>(&mut b, &mut to_a, &mut applied);
     for f in to_a.drain(..) {
@@ -216,15 +227,7 @@ fn negotiate<L: Link>(now: Instant, a_cands: &[String], b_cands: &[String]) -> u
 
 /// The frames the offerer of `negotiate` sends: its offer, candidates and end-of-candidates.
 fn offerer_frames(now: Instant, a_cands: &[String]) -> Vec<String> {
-    let mut a = Negotiation::new(Config::new(false));
-    a.start_offer(now).expect("stable");
-    a.set_local_description(now, SdpKind::Offer, OFFER.to_owned())
-        .expect("offer");
-    for c in a_cands {
-        a.add_local_candidate(IceCandidate::new(c.as_str()))
-            .expect("candidate");
-    }
-    a.end_of_local_candidates().expect("end");
+    let mut a = offerer(now, a_cands);
     let mut frames = Vec::new();
     let mut applied = 0;
     drain::<Json>(&mut a, &mut frames, &mut applied);
@@ -243,13 +246,7 @@ fn answer_side(now: Instant, from_a: &[String], b_cands: &[String]) -> usize {
     let mut answer_needed = false;
     while Json::take(&mut b, &mut to_a, &mut applied, &mut answer_needed) {}
     if answer_needed {
-        b.set_local_description(now, SdpKind::Answer, ANSWER.to_owned())
-            .expect("answer");
-        for c in b_cands {
-            b.add_local_candidate(IceCandidate::new(c.as_str()))
-                .expect("candidate");
-        }
-        b.end_of_local_candidates().expect("end");
+        answer(&mut b, now, b_cands);
     }
     drain::<Json>(&mut b, &mut to_a, &mut applied);
     applied + to_a.len()

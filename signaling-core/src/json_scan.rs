@@ -33,22 +33,11 @@ pub(crate) fn envelope(frame: &str) -> Option<Envelope<'_>> {
 /// `{"type":"<plain>","value":"<string>"}`, no whitespace, no other key. Read with fixed
 /// prefixes and one string scan; anything else is left to [`general`].
 fn canonical(frame: &str) -> Option<Envelope<'_>> {
-    const HEAD: &[u8] = br#"{"type":""#;
-    const VALUE: &[u8] = br#"","value":"#;
     let b = frame.as_bytes();
     let mut s = Scanner { b, i: 0 };
-    s.literal(HEAD)?;
-    let kind_start = s.i;
-    // A type is short and plain: a byte at a time.
-    loop {
-        match s.peek()? {
-            b'"' => break,
-            b'\\' | 0..=0x1f => return None,
-            _ => s.i += 1,
-        }
-    }
-    let kind = frame.get(kind_start..s.i)?;
-    s.literal(VALUE)?;
+    s.literal(br#"{"type":"#)?;
+    let kind = s.plain_str(frame)?;
+    s.literal(br#","value":"#)?;
     let value_start = s.i;
     if s.peek()? != b'"' {
         return None;
