@@ -54,6 +54,9 @@ pub struct WsSection {
     /// Bytes of the read buffer per connection. Default: 2048 (what idle connections cost is
     /// mostly this buffer; larger frames grow it as needed).
     pub read_buffer_size: usize,
+    /// Bytes of the blocks received frames are copied into (frames arriving together share
+    /// one; 0: each frame in a buffer of its own). Default: 4096.
+    pub recv_block_size: usize,
 }
 
 impl Default for WsSection {
@@ -66,6 +69,7 @@ impl Default for WsSection {
             ping_interval: 20.0,
             pong_timeout: 10.0,
             read_buffer_size: 2048,
+            recv_block_size: 4096,
         }
     }
 }
@@ -104,7 +108,8 @@ impl Server {
             .with_pong_timeout(Duration::from_secs_f64(
                 config.websocket.pong_timeout.max(0.1),
             ))
-            .with_read_buffer_size(config.websocket.read_buffer_size);
+            .with_read_buffer_size(config.websocket.read_buffer_size)
+            .with_recv_block_size(config.websocket.recv_block_size);
         let mut driver = DriverConfig::default();
         driver.send_queue = config.websocket.send_queue;
         driver.burst = config.websocket.burst;

@@ -172,8 +172,8 @@ pub struct WsConnection {
     /// timer's registrations stay with the receiving task instead of being swapped out and
     /// back for every frame of a burst.
     waker: Option<Waker>,
-    /// The block the frames arriving together are copied into (see [`RECV_BLOCK`]); empty
-    /// between bursts.
+    /// The block the frames arriving together are copied into (see
+    /// [`WsConfig::recv_block_size`]); empty between bursts.
     block: FrameBlock,
     keepalive: Keepalive,
     limits: Limits,
@@ -250,6 +250,7 @@ struct Limits {
     idle_timeout: Option<Duration>,
     close_timeout: Duration,
     write_timeout: Duration,
+    recv_block: usize,
 }
 
 impl fmt::Debug for WsConnection {
@@ -277,6 +278,7 @@ impl WsConnection {
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,
             write_timeout: config.write_timeout,
+            recv_block: config.recv_block_size,
         };
         let now = Instant::now();
         let mut keepalive = Keepalive {
@@ -317,14 +319,15 @@ impl WsConnection {
     }
 
     /// The frame of a received text message, copied into the current block (see
-    /// [`RECV_BLOCK`]).
+    /// [`WsConfig::recv_block_size`]).
     fn take_frame(&mut self, text: &Utf8Bytes) -> Frame {
         let len = text.len();
-        if len > RECV_BLOCK / 4 {
+        let block = self.limits.recv_block;
+        if len > block / 4 {
             return Frame::from(text.as_str());
         }
         if self.block.spare() < len {
-            self.block = FrameBlock::with_capacity(RECV_BLOCK);
+            self.block = FrameBlock::with_capacity(block);
         }
         self.block.push(text.as_str())
     }
@@ -609,16 +612,6 @@ fn text_message(frame: Frame) -> Message {
         true,
     ))
 }
-
-/// Frames that arrive together are copied out of tungstenite's read buffer into shared blocks
-/// of this many bytes, one allocation for many frames; a frame over a quarter of it gets a
-/// buffer of its own. A frame keeps its block alive until it is dropped, so at most this much
-/// memory stands behind a frame in a queue. Between bursts a connection holds no block.
-///
-/// (Frames are not kept in tungstenite's buffer itself: while one is held there, tungstenite
-/// allocates a new buffer for the next read and reads less. Measured with the relay load test,
-/// that forwarded 20 to 25 % fewer frames per second than copying.)
-pub const RECV_BLOCK: usize = 4 * 1024;
 
 /// Spawns a best-effort closing step if there is a runtime; otherwise drops it (and with it
 /// the socket, which closes TCP).

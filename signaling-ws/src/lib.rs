@@ -56,7 +56,7 @@ mod server;
 
 pub use client::WsClient;
 pub use config::WsConfig;
-pub use connection::{WsConnection, MAX_CLOSE_REASON_BYTES, RECV_BLOCK};
+pub use connection::{WsConnection, MAX_CLOSE_REASON_BYTES};
 pub use error::{AcceptError, ConnectError};
 pub use server::{accept_stream, AcceptAll, HandshakeHook, HandshakeRequest, Rejection, WsServer};
 

@@ -90,6 +90,36 @@ where
     .expect("no close frame")
 }
 
+/// Frames sent together are copied into shared receive blocks on both ends (the echo server's
+/// and the client's): every size around a block's edges, and the frames over a quarter of it,
+/// arrive whole and in order, with small blocks, the default, and none at all.
+#[tokio::test]
+async fn frames_received_together_share_blocks_and_arrive_whole() {
+    for block in [64, 4 * 1024, 0] {
+        let config = WsConfig::default().with_recv_block_size(block);
+        let addr = echo_server(config.clone()).await;
+        let mut client = WsClient::connect(&format!("ws://{addr}/api/ws"), config)
+            .await
+            .unwrap();
+        let frames: Vec<String> = (0..40)
+            .map(|n| "é".repeat(n / 2) + &"x".repeat(n % 2))
+            .collect();
+        for frame in &frames {
+            client.try_send(frame.as_str().into()).unwrap();
+        }
+        client.send("end".into()).await.unwrap();
+        for frame in &frames {
+            assert_eq!(
+                recv(&mut client).await.unwrap().as_ref(),
+                Some(frame),
+                "{block}"
+            );
+        }
+        assert_eq!(recv(&mut client).await.unwrap().as_deref(), Some("end"));
+        client.close(CloseReason::normal()).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn round_trip_of_text_frames() {
     let addr = echo_server(WsConfig::default()).await;
