@@ -848,19 +848,17 @@ impl<R: RoomRegistry> Relay<R> {
         to: Option<Option<PeerId>>,
         frame: Frame,
     ) -> Result<(), (&'static str, Frame)> {
-        if !self.peers.contains_key(from) {
-            return Ok(());
-        }
         if let Some(to) = to {
-            let room = self
-                .peers
-                .get(from)
-                .map(|p| p.room.clone())
-                .unwrap_or_default();
+            let Some(sender) = self.peers.get(from) else {
+                return Ok(());
+            };
             let Some(target) = to else {
                 return Err(("unknown peer", frame));
             };
-            let same_room = self.peers.get(&target).is_some_and(|p| p.room == room);
+            let same_room = self
+                .peers
+                .get(&target)
+                .is_some_and(|p| p.room == sender.room);
             if !same_room || target == *from {
                 return Err(("unknown peer", frame));
             }
@@ -868,7 +866,8 @@ impl<R: RoomRegistry> Relay<R> {
             return Ok(());
         }
         // The others in the room: looked up once for a run of frames from one peer, while no
-        // one joins or leaves (as far as the registry can tell).
+        // one joins or leaves (as far as the registry can tell). A sender that is no peer (any
+        // more) has no room, and its frame goes nowhere.
         let key = self.rooms.membership_version().map(|v| (*from, v));
         if key.is_none() || self.recipients.key != key {
             let Some(peer) = self.peers.get(from) else {
