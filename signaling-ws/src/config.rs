@@ -49,7 +49,8 @@ pub struct WsConfig {
     /// [`FrameBlock`](signaling_core::transport::FrameBlock)); a frame larger than a quarter of
     /// it gets a buffer of its own. A frame keeps its block alive until it is dropped, so up to
     /// this much memory stands behind a queued frame; between bursts a connection holds no
-    /// block. Default 4 KiB; 0: every frame in a buffer of its own.
+    /// block. Default 4 KiB; 0: every frame in a buffer of its own; values over 1 MiB are
+    /// treated as 1 MiB.
     ///
     /// (Frames are not left in the read buffer itself: while one is held there, tungstenite
     /// allocates a new read buffer for the next read and reads less. Measured with the relay
@@ -157,7 +158,7 @@ impl WsConfig {
         self
     }
 
-    /// Sets [`recv_block_size`](Self::recv_block_size).
+    /// Sets [`recv_block_size`](Self::recv_block_size) (at most 1 MiB takes effect).
     pub fn with_recv_block_size(mut self, bytes: usize) -> Self {
         self.recv_block_size = bytes;
         self

@@ -278,7 +278,7 @@ impl WsConnection {
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,
             write_timeout: config.write_timeout,
-            recv_block: config.recv_block_size,
+            recv_block: config.recv_block_size.min(MAX_RECV_BLOCK),
         };
         let now = Instant::now();
         let mut keepalive = Keepalive {
@@ -603,6 +603,9 @@ fn poll_drain(
     }
     socket.poll_flush_unpin(cx)
 }
+
+/// The largest receive block used, whatever [`WsConfig::recv_block_size`] says.
+const MAX_RECV_BLOCK: usize = 1 << 20;
 
 /// A text message of `frame`'s buffer, not copied and not checked again: a `Frame` is UTF-8.
 fn text_message(frame: Frame) -> Message {

@@ -92,10 +92,11 @@ where
 
 /// Frames sent together are copied into shared receive blocks on both ends (the echo server's
 /// and the client's): every size around a block's edges, and the frames over a quarter of it,
-/// arrive whole and in order, with small blocks, the default, and none at all.
+/// arrive whole and in order, with small blocks, the default, none at all, and a size too large
+/// to allocate (it is capped).
 #[tokio::test]
 async fn frames_received_together_share_blocks_and_arrive_whole() {
-    for block in [64, 4 * 1024, 0] {
+    for block in [64, 4 * 1024, 0, usize::MAX] {
         let config = WsConfig::default().with_recv_block_size(block);
         let addr = echo_server(config.clone()).await;
         let mut client = WsClient::connect(&format!("ws://{addr}/api/ws"), config)

@@ -144,6 +144,9 @@ pub struct FrameBlock(StrMut);
 
 impl FrameBlock {
     /// An empty block with room for `bytes` bytes of frames.
+    ///
+    /// # Panics
+    /// As `Vec::with_capacity`: if `bytes` exceeds `isize::MAX` (or the allocation fails).
     pub fn with_capacity(bytes: usize) -> Self {
         Self(StrMut::from_inner(BytesMut::with_capacity(bytes)).unwrap_or_default())
     }
