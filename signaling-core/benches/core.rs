@@ -100,7 +100,7 @@ impl Link for Json {
         true
     }
     fn deliver(n: &mut Negotiation, now: Instant, frame: String) {
-        n.handle_frame(now, &frame);
+        Json::deliver_ref(n, now, &frame);
     }
 }
 
