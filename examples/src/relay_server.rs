@@ -47,9 +47,9 @@ pub struct WsSection {
     /// Seconds to wait for a pong before the peer counts as dead. Default: 10.
     pub pong_timeout: f64,
     /// Frames of one connection handled together before its task yields to the writers.
-    /// Default: 64.
+    /// Default: 128 (keep it well below `send_queue`).
     pub burst: usize,
-    /// Frames written to one connection with one flush, at most. Default: 64.
+    /// Frames written to one connection with one flush, at most. Default: 256.
     pub write_batch: usize,
     /// Bytes of the read buffer per connection. Default: 2048 (what idle connections cost is
     /// mostly this buffer; larger frames grow it as needed).
@@ -63,8 +63,8 @@ impl Default for WsSection {
     fn default() -> Self {
         Self {
             send_queue: 256,
-            burst: 64,
-            write_batch: 64,
+            burst: 128,
+            write_batch: 256,
             max_connections: 20_000,
             ping_interval: 20.0,
             pong_timeout: 10.0,

@@ -16,15 +16,18 @@
 //!
 //! The two servers:
 //! - `relay`: the `relay` binary's WebSocket path: TCP accept, `signaling_ws::accept_stream` with
-//!   the binary's default `WsConfig` (64 KiB frames, 4 KiB read buffer, pings every 20 s), then
+//!   the binary's default `WsConfig` (64 KiB frames, 2 KiB read buffer, 4 KiB receive
+//!   blocks, pings every 20 s), then
 //!   `join_request_from_peer` and `RelayHandle::serve` with the binary's default `DriverConfig`
-//!   (send queue 256). The relay configuration is the default but for the rate limit, raised for
+//!   (send queue 256, bursts of 128, write batches of 256). The relay configuration is the default but for the rate limit, raised for
 //!   the load: `rate_per_sec = 10000000`, `rate_burst = 10000000` (see [`RELAY_TOML`]). It runs
 //!   the binary's own server code (`examples::relay_server::Server`) on a current-thread
 //!   runtime pinned to one core.
 //! - `baseline`: a raw tokio-tungstenite forwarder with the same tungstenite settings: it pairs
 //!   the two connections of a room, then one task per direction reads frames and `feed`s them to
-//!   the other connection while more are immediately available (at most 64), then `flush`es.
+//!   the other connection while more are immediately available (at most `--baseline-batch`,
+//!   default 256: with the default window of 128 that is everything available), then
+//!   `flush`es.
 //!
 //! Throughput: `pairs` rooms of two clients; client A sends a stream of frames of exactly
 //! `size` bytes (`{"type":"load/data","value":"xxx..."}`), the server forwards them to B, B
@@ -58,9 +61,6 @@ use tokio_tungstenite::WebSocketStream;
 /// The relay configuration used for the load: the defaults, with the rate limit raised.
 const RELAY_TOML: &str = "[relay]\nrate_per_sec = 10000000\nrate_burst = 10000000\n";
 
-/// The most frames the baseline writes before one flush (as `signaling_ws` does).
-const MAX_BATCH: usize = 64;
-
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser, Debug)]
@@ -82,6 +82,9 @@ enum Cmd {
         /// Core to pin the server's thread to (none: no pinning).
         #[arg(long)]
         core: Option<usize>,
+        /// The most frames the baseline writes before one flush.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
     },
 }
 
@@ -138,6 +141,10 @@ struct RunArgs {
     /// Core for this (client) process.
     #[arg(long, default_value_t = 1)]
     client_core: usize,
+    /// The most frames the baseline writes before one flush (the relay's is its
+    /// `write_batch`, default 256).
+    #[arg(long, default_value_t = 256)]
+    baseline_batch: usize,
     /// Only one of the two measurements.
     #[arg(long, value_enum)]
     only: Option<Only>,
@@ -147,7 +154,7 @@ fn main() -> Result<(), Error> {
     let args = Args::parse();
     raise_nofile();
     match args.command {
-        Cmd::Serve { kind, core } => serve_main(kind, core),
+        Cmd::Serve { kind, core, batch } => serve_main(kind, core, batch),
         Cmd::Run(run) => run_main(&run),
     }
 }
@@ -195,7 +202,7 @@ fn tungstenite_config() -> WebSocketConfig {
 // ---------------------------------------------------------------------------------------------
 // Server side
 
-fn serve_main(kind: Kind, core: Option<usize>) -> Result<(), Error> {
+fn serve_main(kind: Kind, core: Option<usize>, batch: usize) -> Result<(), Error> {
     if let Some(core) = core {
         pin(core)?;
     }
@@ -216,7 +223,7 @@ fn serve_main(kind: Kind, core: Option<usize>) -> Result<(), Error> {
         }
         match kind {
             Kind::Relay => relay_server(listener).await,
-            Kind::Baseline => baseline_server(listener).await,
+            Kind::Baseline => baseline_server(listener, batch.max(1)).await,
         }
     })
 }
@@ -233,7 +240,7 @@ async fn relay_server(listener: TcpListener) -> Result<(), Error> {
 type Waiting = Arc<Mutex<std::collections::HashMap<String, WebSocketStream<TcpStream>>>>;
 
 /// A raw forwarder: pairs the two connections of a room and pumps frames both ways.
-async fn baseline_server(listener: TcpListener) -> Result<(), Error> {
+async fn baseline_server(listener: TcpListener, batch: usize) -> Result<(), Error> {
     let waiting: Waiting = Arc::default();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -279,8 +286,8 @@ async fn baseline_server(listener: TcpListener) -> Result<(), Error> {
             };
             let (a_tx, a_rx) = ws.split();
             let (b_tx, b_rx) = other.split();
-            tokio::spawn(pump(a_rx, b_tx));
-            pump(b_rx, a_tx).await;
+            tokio::spawn(pump(a_rx, b_tx, batch));
+            pump(b_rx, a_tx, batch).await;
         });
     }
 }
@@ -288,6 +295,7 @@ async fn baseline_server(listener: TcpListener) -> Result<(), Error> {
 async fn pump(
     mut rx: futures::stream::SplitStream<WebSocketStream<TcpStream>>,
     mut tx: futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+    batch: usize,
 ) {
     while let Some(Ok(msg)) = rx.next().await {
         if msg.is_close() {
@@ -299,7 +307,7 @@ async fn pump(
         if tx.feed(msg).await.is_err() {
             return;
         }
-        for _ in 1..MAX_BATCH {
+        for _ in 1..batch {
             match rx.next().now_or_never() {
                 Some(Some(Ok(msg))) if msg.is_text() => {
                     if tx.feed(msg).await.is_err() {
@@ -330,9 +338,10 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    fn start(kind: Kind, core: usize) -> Result<Self, Error> {
+    fn start(kind: Kind, core: usize, batch: usize) -> Result<Self, Error> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--kind", kind.name(), "--core", &core.to_string()])
+            .args(["--batch", &batch.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -584,10 +593,11 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
     writeln!(
         out,
         "# relay_load: server pinned to core {}, clients to core {}, current-thread runtimes; \
-         RLIMIT_NOFILE={nofile}; relay config: {}",
+         RLIMIT_NOFILE={nofile}; relay config: {}; baseline flushes every {} frames at most",
         args.server_core,
         args.client_core,
-        RELAY_TOML.trim().replace('\n', ", ")
+        RELAY_TOML.trim().replace('\n', ", "),
+        args.baseline_batch
     )?;
     let mut summary = Vec::new();
     if args.only != Some(Only::Rss) {
@@ -598,7 +608,8 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                 for rep in 1..=args.repeat {
                     let (mut rates, mut effs) = ([0.0; 2], [0.0; 2]);
                     for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
-                        let server = ServerProc::start(kind, args.server_core)?;
+                        let server =
+                            ServerProc::start(kind, args.server_core, args.baseline_batch)?;
                         let pid = server.pid().to_string();
                         let rt = current_thread()?;
                         let t = rt.block_on(throughput(server.addr, &pid, args, size, pairs))?;
@@ -644,7 +655,7 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
         let mut per = [Vec::new(), Vec::new()];
         for rep in 1..=args.repeat {
             for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
-                let server = ServerProc::start(kind, args.server_core)?;
+                let server = ServerProc::start(kind, args.server_core, args.baseline_batch)?;
                 let pid = server.pid().to_string();
                 let rt = current_thread()?;
                 let m = rt.block_on(idle_rss(kind, server.addr, &pid, args))?;

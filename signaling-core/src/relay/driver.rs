@@ -37,9 +37,14 @@ pub struct DriverConfig {
     /// Frames of one connection that arrived together and are handled together (under one
     /// lock of the relay), at most, before its task yields to the receivers' writers. Larger
     /// bursts mean fewer, larger writes; a burst much larger than a client's window of frames
-    /// in flight stops reading and writing from overlapping. Default: 64.
+    /// in flight stops reading and writing from overlapping. Keep it well below
+    /// [`send_queue`](Self::send_queue): a receiver whose queue cannot take a whole burst is a
+    /// slow consumer. Default: 128.
     pub burst: usize,
-    /// Frames written to one connection with one flush, at most. Default: 64.
+    /// Frames written to one connection with one flush, at most. The transport still writes
+    /// to the socket whenever its own buffer fills (see its configuration); what this bounds
+    /// is how long the flush of a queue that keeps filling can wait. Default: 256 (a whole
+    /// default queue: the writer drains it and flushes once).
     pub write_batch: usize,
 }
 
@@ -47,8 +52,8 @@ impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             send_queue: 256,
-            burst: 64,
-            write_batch: 64,
+            burst: 128,
+            write_batch: 256,
         }
     }
 }
