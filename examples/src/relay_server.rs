@@ -47,7 +47,7 @@ pub struct WsSection {
     /// Seconds to wait for a pong before the peer counts as dead. Default: 10.
     pub pong_timeout: f64,
     /// Frames of one connection handled together before its task yields to the writers.
-    /// Default: 128 (keep it well below `send_queue`).
+    /// Default: 64 (keep it well below `send_queue`).
     pub burst: usize,
     /// Frames written to one connection with one flush, at most. Default: 256.
     pub write_batch: usize,
@@ -63,7 +63,7 @@ impl Default for WsSection {
     fn default() -> Self {
         Self {
             send_queue: 256,
-            burst: 128,
+            burst: 64,
             write_batch: 256,
             max_connections: 20_000,
             ping_interval: 20.0,

@@ -17,12 +17,12 @@
 //! The two servers:
 //! - `relay`: the `relay` binary's WebSocket path: TCP accept, `signaling_ws::accept_stream` with
 //!   the binary's default `WsConfig` (64 KiB frames, 2 KiB read buffer, 4 KiB receive
-//!   blocks, pings every 20 s), then
-//!   `join_request_from_peer` and `RelayHandle::serve` with the binary's default `DriverConfig`
-//!   (send queue 256, bursts of 128, write batches of 256). The relay configuration is the default but for the rate limit, raised for
-//!   the load: `rate_per_sec = 10000000`, `rate_burst = 10000000` (see [`RELAY_TOML`]). It runs
-//!   the binary's own server code (`examples::relay_server::Server`) on a current-thread
-//!   runtime pinned to one core.
+//!   blocks, pings every 20 s), then `join_request_from_peer` and `RelayHandle::serve` with the
+//!   binary's default `DriverConfig` (send queue 256, bursts of 64, write batches of 256). The
+//!   relay configuration is the default but for the rate limit, raised for the load:
+//!   `rate_per_sec = 10000000`, `rate_burst = 10000000` (see [`RELAY_TOML`]). It runs the
+//!   binary's own server code (`examples::relay_server::Server`) on a current-thread runtime
+//!   pinned to one core.
 //! - `baseline`: a raw tokio-tungstenite forwarder with the same tungstenite settings: it pairs
 //!   the two connections of a room, then one task per direction reads frames and `feed`s them to
 //!   the other connection while more are immediately available (at most `--baseline-batch`,
