@@ -256,13 +256,42 @@ enum Queued {
 }
 
 /// A remote candidate ready for the application's WebRTC stack (`addIceCandidate`).
+///
+/// Its text was checked exactly as [`Candidate::parse`] checks it, but no parsed [`Candidate`]
+/// is built: most applications hand [`RemoteCandidate::init`] to their stack as it is, and the
+/// negotiation itself needs only the candidate's `ufrag`. [`RemoteCandidate::parse`] builds the
+/// parsed form when it is wanted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteCandidate {
     /// The candidate as the peer sent it, with `sdp_mid`, `sdp_m_line_index` and
     /// `username_fragment` filled in from the remote description when the peer left them out.
     pub init: IceCandidate,
-    /// The parsed candidate attribute.
-    pub candidate: Candidate,
+}
+
+impl RemoteCandidate {
+    /// The parsed candidate attribute (parses [`IceCandidate::candidate`] of
+    /// [`RemoteCandidate::init`]). It was checked on arrival, so this fails only if `init` was
+    /// changed since.
+    ///
+    /// # Errors
+    ///
+    /// The [`CandidateError`] [`Candidate::parse`] gives for the text.
+    pub fn parse(&self) -> Result<Candidate, CandidateError> {
+        Candidate::parse(&self.init.candidate)
+    }
+
+    /// The value of the candidate's own `ufrag` extension, if it has one (what
+    /// [`Candidate::ufrag`] of [`RemoteCandidate::parse`] gives). Not the filled-in
+    /// `init.username_fragment`, which may come from the remote description. Looked up anew at
+    /// each call.
+    #[must_use]
+    pub fn ufrag(&self) -> Option<&str> {
+        let text = &self.init.candidate;
+        crate::candidate::check(text)
+            .ok()
+            .flatten()
+            .and_then(|range| text.get(range))
+    }
 }
 
 /// Events for the application.
@@ -277,7 +306,7 @@ pub enum Event {
     /// Renegotiate later, from `stable`, if the abandoned offer is still needed.
     Rollback,
     /// Add this remote candidate to the WebRTC stack (`addIceCandidate`).
-    AddRemoteCandidate(Box<RemoteCandidate>),
+    AddRemoteCandidate(RemoteCandidate),
     /// The peer has no more candidates for the current ICE generation.
     RemoteEndOfCandidates(EndOfCandidates),
     /// The peer restarted ICE: a new remote generation with this username fragment.
@@ -422,13 +451,11 @@ pub struct Stats {
 }
 
 /// A remote candidate or end-of-candidates, applied at once or waiting for its description
-/// (a queue bounded by [`Config::max_pending_candidates`]). A candidate is boxed once, on
-/// arrival, in the box its [`Event::AddRemoteCandidate`] carries: it is filled in there, never
-/// moved or allocated for again.
+/// (a queue bounded by [`Config::max_pending_candidates`]).
 #[derive(Debug)]
 enum PendingRemote {
-    /// A candidate and its parsed form.
-    Candidate(Box<RemoteCandidate>),
+    /// A checked candidate and where the value of its `ufrag` extension lies in its text.
+    Candidate(IceCandidate, Option<Range<usize>>),
     End(EndOfCandidates),
 }
 
@@ -437,14 +464,17 @@ impl PendingRemote {
     /// `ufrag` extension.
     fn ufrag(&self) -> Option<&str> {
         match self {
-            PendingRemote::Candidate(rc) => rc
-                .init
-                .username_fragment
-                .as_deref()
-                .or_else(|| rc.candidate.ufrag()),
+            PendingRemote::Candidate(c, ufrag_at) => candidate_ufrag(c, ufrag_at),
             PendingRemote::End(e) => e.username_fragment.as_deref(),
         }
     }
+}
+
+/// A candidate's `usernameFragment`, else its `ufrag` extension (at `ufrag_at` in its text).
+fn candidate_ufrag<'a>(c: &'a IceCandidate, ufrag_at: &Option<Range<usize>>) -> Option<&'a str> {
+    c.username_fragment
+        .as_deref()
+        .or_else(|| ufrag_at.clone().and_then(|r| c.candidate.get(r)))
 }
 
 /// One remote or local ICE generation.
@@ -911,17 +941,11 @@ impl Negotiation {
     }
 
     fn handle_candidate(&mut self, c: IceCandidate) {
-        let parsed = match Candidate::parse(&c.candidate) {
-            Ok(p) => p,
-            Err(e) => {
-                self.peer_error(TYPE_CANDIDATE, PeerError::InvalidCandidate(e));
-                return;
-            }
-        };
-        self.route_remote(PendingRemote::Candidate(Box::new(RemoteCandidate {
-            init: c,
-            candidate: parsed,
-        })));
+        // Checked as `Candidate::parse` would, without building the parsed form.
+        match crate::candidate::check(&c.candidate) {
+            Ok(ufrag_at) => self.route_remote(PendingRemote::Candidate(c, ufrag_at)),
+            Err(e) => self.peer_error(TYPE_CANDIDATE, PeerError::InvalidCandidate(e)),
+        }
     }
 
     fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
@@ -975,16 +999,12 @@ impl Negotiation {
 
     fn apply_remote(&mut self, entry: PendingRemote) {
         match entry {
-            PendingRemote::Candidate(mut rc) => {
-                let RemoteCandidate { init, candidate } = &mut *rc;
+            PendingRemote::Candidate(mut init, ufrag_at) => {
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
                     return;
                 }
-                let ufrag = init
-                    .username_fragment
-                    .as_deref()
-                    .or_else(|| candidate.ufrag());
+                let ufrag = candidate_ufrag(&init, &ufrag_at);
                 let key = hash_of(&(&init.candidate, ufrag));
                 // A duplicate is suppressed before any bound or section check. Below the bound,
                 // one insertion both checks and records it (undone if the candidate is refused).
@@ -1021,7 +1041,7 @@ impl Negotiation {
                     init.username_fragment = self.remote_gen.ufrag.clone();
                 }
                 self.stats.remote_candidates_applied += 1;
-                self.push_event(Event::AddRemoteCandidate(rc));
+                self.push_event(Event::AddRemoteCandidate(RemoteCandidate { init }));
             }
             PendingRemote::End(mut e) => {
                 if self.remote_gen.ended {

@@ -106,6 +106,43 @@ fn seed_client_early_candidates_are_held_then_released_in_order() {
     assert!(drain(&mut server).0.is_empty());
 }
 
+/// The event carries the candidate as sent (checked, not parsed); its parsed form and its own
+/// `ufrag` extension are there on request, distinct from the filled-in `usernameFragment`.
+#[test]
+fn remote_candidate_parses_on_request() {
+    use signaling_core::candidate::Candidate;
+    let now = Instant::now();
+    let mut server = Negotiation::new(Config::default());
+    server.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("SeEd", 1, 3, "actpass")),
+    );
+    let with = common::candidate(1, Some("SeEd"));
+    let without = format!("a={}", common::candidate(2, None));
+    server.handle_frame(now, &frame("webrtc/candidate", &with));
+    server.handle_frame(now, &frame("webrtc/candidate", &without));
+    let (_, events, _) = drain(&mut server);
+    let added: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AddRemoteCandidate(rc) => Some(rc),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added.len(), 2);
+    assert_eq!(added[0].init.candidate, with);
+    assert_eq!(added[0].ufrag(), Some("SeEd"));
+    assert_eq!(added[0].parse(), Candidate::parse(&with));
+    assert_eq!(
+        added[1].init.candidate, without,
+        "kept as sent, `a=` included"
+    );
+    assert_eq!(added[1].ufrag(), None, "no ufrag extension");
+    assert_eq!(added[1].init.username_fragment.as_deref(), Some("SeEd"));
+    let parsed = added[1].parse().expect("checked on arrival");
+    assert_eq!(parsed.to_string(), common::candidate(2, None));
+}
+
 #[test]
 fn local_candidates_wait_for_their_description() {
     let now = Instant::now();
