@@ -74,7 +74,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
 
-use crate::candidate::{Candidate, CandidateError};
+use crate::candidate::{Candidate, CandidateError, Checked};
 use crate::sdp::{SdpError, SdpFacts, DEFAULT_MAX_SDP_LEN};
 use crate::wire::{
     self, CandidateForm, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage,
@@ -252,6 +252,9 @@ impl TypedOutput {
 #[derive(Debug)]
 enum Queued {
     Transmit(Message),
+    /// A candidate in the bare-string form whose text needs no JSON escaping (it was checked):
+    /// its frame is written without looking for escapes.
+    PlainCandidate(String),
     Event(Event),
 }
 
@@ -560,8 +563,8 @@ pub struct Negotiation {
     local_gen: Generation,
     old_local_ufrags: VecDeque<Arc<str>>,
     /// Local candidates waiting for a local description, each with where its `ufrag`
-    /// extension's value lies in its text.
-    pending_local: VecDeque<(IceCandidate, Option<Range<usize>>)>,
+    /// extension's value lies in its text and whether the text needs no JSON escaping.
+    pending_local: VecDeque<(IceCandidate, Checked)>,
     deadline: Option<Instant>,
     out: VecDeque<Queued>,
     stats: Stats,
@@ -639,7 +642,12 @@ impl Negotiation {
     /// The next output. Call after every input and command until it returns
     /// [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
-        self.poll_typed_output().into_output(self.config.dialect)
+        match self.out.pop_front() {
+            Some(Queued::Transmit(m)) => Output::Transmit(wire::encode(&m, self.config.dialect)),
+            Some(Queued::PlainCandidate(c)) => Output::Transmit(wire::plain_candidate_frame(&c)),
+            Some(Queued::Event(e)) => Output::Event(e),
+            None => Output::Timeout(self.deadline),
+        }
     }
 
     /// The next output with frames as typed messages, not encoded: see [`TypedOutput`]. Drain it
@@ -647,6 +655,9 @@ impl Negotiation {
     pub fn poll_typed_output(&mut self) -> TypedOutput {
         match self.out.pop_front() {
             Some(Queued::Transmit(m)) => TypedOutput::Transmit(m),
+            Some(Queued::PlainCandidate(c)) => {
+                TypedOutput::Transmit(Message::Candidate(IceCandidate::new(c)))
+            }
             Some(Queued::Event(e)) => TypedOutput::Event(e),
             None => TypedOutput::Timeout(self.deadline),
         }
@@ -755,18 +766,18 @@ impl Negotiation {
     pub fn add_local_candidate(&mut self, candidate: IceCandidate) -> Result<(), ApiError> {
         self.check_open()?;
         // Checked as `Candidate::parse` would, without keeping a parsed copy.
-        let ufrag =
-            crate::candidate::check(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
+        let checked = crate::candidate::check_for_json(&candidate.candidate)
+            .map_err(ApiError::InvalidCandidate)?;
         if self.local.is_none() {
             if self.pending_local.len() >= self.config.max_pending_candidates {
                 return Err(ApiError::PendingFull {
                     limit: self.config.max_pending_candidates,
                 });
             }
-            self.pending_local.push_back((candidate, ufrag));
+            self.pending_local.push_back((candidate, checked));
             return Ok(());
         }
-        self.send_local_candidate(candidate, ufrag)
+        self.send_local_candidate(candidate, checked)
     }
 
     /// The application's stack finished gathering for the current local ICE generation: sends
@@ -821,6 +832,18 @@ impl Negotiation {
     pub fn handle_frame(&mut self, now: Instant, frame: &str) {
         if self.state == SignalingState::Closed {
             return;
+        }
+        // A canonical candidate frame: its text is checked in place, and when the check finds
+        // nothing to unescape in it, that text is the candidate `decode` would give. Anything
+        // else goes through `decode`.
+        if frame.len() <= self.config.max_frame_len {
+            if let Some(text) = wire::candidate_frame_text(frame) {
+                if let Ok(Checked { ufrag, plain: true }) = crate::candidate::check_for_json(text) {
+                    let c = IceCandidate::new(text);
+                    self.route_remote(PendingRemote::Candidate(c, ufrag));
+                    return;
+                }
+            }
         }
         match wire::decode_with_limit(frame, self.config.max_frame_len) {
             Ok(message) => self.handle_message(now, message),
@@ -1135,11 +1158,15 @@ impl Negotiation {
     // -----------------------------------------------------------------------------------------
     // Local candidates
 
-    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text.
+    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text; `plain`:
+    /// whether the text is known to need no JSON escaping.
     fn send_local_candidate(
         &mut self,
         mut c: IceCandidate,
-        ufrag_at: Option<Range<usize>>,
+        Checked {
+            ufrag: ufrag_at,
+            plain,
+        }: Checked,
     ) -> Result<(), ApiError> {
         let ufrag = c
             .username_fragment
@@ -1163,7 +1190,11 @@ impl Negotiation {
         self.stats.local_candidates_sent += 1;
         if self.config.dialect.candidates == CandidateForm::String {
             // The bare string carries the text only (see `TypedOutput`).
-            self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
+            if plain {
+                self.out.push_back(Queued::PlainCandidate(c.candidate));
+            } else {
+                self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
+            }
             return Ok(());
         }
         if c.sdp_mid.is_none() && c.sdp_m_line_index.is_none() {

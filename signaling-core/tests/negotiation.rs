@@ -557,3 +557,77 @@ fn typed_output_is_poll_output_before_encoding() {
         assert_eq!(run(true), plain);
     }
 }
+
+proptest::proptest! {
+    /// A candidate frame is handled exactly as its decoded message (the canonical frames take a
+    /// shorter path), and a local candidate's frame is the encoding of its typed message,
+    /// whatever the text: valid or not, with characters JSON must escape or not.
+    #[test]
+    fn candidate_frames_agree_with_typed_messages(
+        n in 0u32..300,
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        ch in proptest::prelude::any::<char>(),
+        extra in proptest::option::of("[ -~]{1,6}"),
+        described: bool,
+    ) {
+        let now = Instant::now();
+        let mut text = common::candidate(n, Some("SeEd"));
+        if let Some(v) = extra {
+            text.push_str(" x ");
+            text.push_str(&v);
+        }
+        let i = at.index(text.len() + 1);
+        if text.is_char_boundary(i) {
+            text.insert(i, ch);
+        }
+        let frame = wire::encode(
+            &Message::Candidate(IceCandidate::new(text.as_str())),
+            Dialect::GO2RTC,
+        );
+        let mut by_frame = Negotiation::new(Config::default());
+        let mut by_message = Negotiation::new(Config::default());
+        if described {
+            let offer = frame_of("webrtc/offer", &common::sdp("SeEd", 1, 2, "actpass"));
+            by_frame.handle_frame(now, &offer);
+            by_message.handle_frame(now, &offer);
+        }
+        by_frame.handle_frame(now, &frame);
+        match wire::decode(&frame) {
+            Ok(m) => by_message.handle_message(now, m),
+            Err(_) => by_message.handle_frame(now, &frame),
+        }
+        proptest::prop_assert_eq!(drain(&mut by_frame), drain(&mut by_message));
+
+        let answer = common::sdp("SeRv", 1, 2, "active");
+        if described {
+            for s in [&mut by_frame, &mut by_message] {
+                s.set_local_description(now, SdpKind::Answer, answer.clone())
+                    .expect("answer");
+                drain(s);
+            }
+            let sent = by_frame.add_local_candidate(IceCandidate::new(text.as_str()));
+            proptest::prop_assert_eq!(
+                &sent,
+                &by_message.add_local_candidate(IceCandidate::new(text.as_str()))
+            );
+            let typed: Vec<_> = std::iter::from_fn(|| {
+                match by_message.poll_typed_output() {
+                    signaling_core::negotiation::TypedOutput::Timeout(_) => None,
+                    out => Some(out.into_output(Dialect::GO2RTC)),
+                }
+            })
+            .collect();
+            let encoded: Vec<_> = std::iter::from_fn(|| match by_frame.poll_output() {
+                signaling_core::negotiation::Output::Timeout(_) => None,
+                out => Some(out),
+            })
+            .collect();
+            proptest::prop_assert_eq!(&encoded, &typed);
+            proptest::prop_assert_eq!(encoded.len(), usize::from(sent.is_ok()));
+        }
+    }
+}
+
+fn frame_of(kind: &str, value: &str) -> String {
+    frame(kind, value)
+}
