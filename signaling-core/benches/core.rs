@@ -14,7 +14,9 @@
 //!   `wire::decode`, the 44 frames one `negotiation/full` run sends (its offer and answer, 2 x 20
 //!   candidates, 2 end-of-candidates; recorded once, outside the measurement, as typed
 //!   messages): the JSON of the frames alone, without the state machines and without any SDP or
-//!   candidate parsing, so a lower bound on `negotiation/full` for this codec.
+//!   candidate parsing, so a lower bound on `negotiation/full` for this codec. (A negotiation
+//!   reads and writes the usual candidate frames without the general codec, using what its
+//!   candidate check found: its own JSON share is somewhat below this figure.)
 //!   `codec/negotiation_frames_serde` does the same with plain `#[derive(Serialize,
 //!   Deserialize)]` structs through `serde_json` (a `{"type": String, "value": String}`
 //!   envelope, no validation, no typed messages): the floor a generic serde codec would set;
