@@ -9,7 +9,17 @@
 //!   candidates and end-of-candidates received as JSON frames; its answer, 20 candidates and
 //!   end-of-candidates set and sent as JSON frames), and
 //!   `codec/sdp_frames` encodes and decodes its offer and answer frames once (the codec's share
-//!   for the two descriptions), `codec/candidate_frame` one of its 84 candidate frames;
+//!   for the two descriptions), `codec/candidate_frame` one of its 42 candidate frames;
+//! - `codec/negotiation_frames` encodes and decodes, with `wire::encode` (`Dialect::GO2RTC`) and
+//!   `wire::decode`, the 44 frames one `negotiation/full` run sends (its offer and answer, 2 x 20
+//!   candidates, 2 end-of-candidates; recorded once, outside the measurement, as typed
+//!   messages): the JSON of the frames alone, without the state machines and without any SDP or
+//!   candidate parsing, so a lower bound on `negotiation/full` for this codec. (A negotiation
+//!   reads and writes the usual candidate frames without the general codec, using what its
+//!   candidate check found: its own JSON share is somewhat below this figure.)
+//!   `codec/negotiation_frames_serde` does the same with plain `#[derive(Serialize,
+//!   Deserialize)]` structs through `serde_json` (a `{"type": String, "value": String}`
+//!   envelope, no validation, no typed messages): the floor a generic serde codec would set;
 //! - `relay/forward_300B`: the sans-IO relay's share of forwarding one 300-byte frame in a room
 //!   of two (envelope read, limits, routing; the frame is shared, not copied);
 //!   `relay/broadcast_300B_room8` a frame stamped with `from` and sent to the seven others of
@@ -296,7 +306,96 @@ fn negotiation(c: &mut Criterion) {
     });
 }
 
-/// The codec's share of `negotiation/full` for one of its 84 candidate frames: encoding and
+/// Every message one `negotiate` run sends, in order (both directions), recorded through
+/// `Checked` (so each one is also what its frame decodes to).
+struct Recording;
+
+thread_local! {
+    static RECORDED: std::cell::RefCell<Vec<Message>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Link for Recording {
+    type Frame = Message;
+    fn take(
+        n: &mut Negotiation,
+        out: &mut Vec<Message>,
+        applied: &mut usize,
+        answer: &mut bool,
+    ) -> bool {
+        let before = out.len();
+        let more = Checked::take(n, out, applied, answer);
+        if let Some(m) = out.get(before) {
+            RECORDED.with(|r| r.borrow_mut().push(m.clone()));
+        }
+        more
+    }
+    fn deliver(n: &mut Negotiation, now: Instant, m: Message) {
+        Checked::deliver(n, now, m);
+    }
+}
+
+/// The frames of one `negotiation/full` run as typed messages.
+fn negotiation_messages(now: Instant, a_cands: &[String], b_cands: &[String]) -> Vec<Message> {
+    RECORDED.with(|r| r.borrow_mut().clear());
+    assert_eq!(negotiate::<Recording>(now, a_cands, b_cands), 40);
+    RECORDED.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
+/// The envelope as plain serde structs: no validation, no typed values.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PlainEnvelope {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+}
+
+/// The JSON floor of `negotiation/full`: its frames encoded and decoded by the crate's codec, and
+/// by plain serde structs.
+fn negotiation_frames(c: &mut Criterion) {
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let messages = negotiation_messages(now, &candidates("Kx3v", 0), &candidates("fT9q", 100));
+    assert_eq!(
+        messages.len(),
+        44,
+        "offer, answer, 2 x 20 candidates, 2 ends"
+    );
+    let plain: Vec<PlainEnvelope> = messages
+        .iter()
+        .map(|m| {
+            let frame = wire::encode(m, Dialect::GO2RTC);
+            let e: PlainEnvelope = serde_json::from_str(&frame).expect("a string value");
+            assert_eq!(serde_json::to_string(&e).expect("encoded"), frame);
+            e
+        })
+        .collect();
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("negotiation_frames", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for m in black_box(&messages) {
+                let frame = wire::encode(m, Dialect::GO2RTC);
+                n += wire::decode(black_box(&frame)).map_or(0, |_| frame.len());
+            }
+            n
+        })
+    });
+    g.bench_function("negotiation_frames_serde", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for e in black_box(&plain) {
+                let frame = serde_json::to_string(e).unwrap_or_default();
+                n += serde_json::from_str::<PlainEnvelope>(black_box(&frame))
+                    .map_or(0, |_| frame.len());
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+/// The codec's share of `negotiation/full` for one of its 42 candidate frames: encoding and
 /// decoding one 100-byte candidate frame.
 fn candidate_frame(c: &mut Criterion) {
     let text = &candidates("Kx3v", 0)[13];
@@ -362,5 +461,12 @@ fn relay(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decode, negotiation, candidate_frame, relay);
+criterion_group!(
+    benches,
+    decode,
+    negotiation,
+    candidate_frame,
+    negotiation_frames,
+    relay
+);
 criterion_main!(benches);

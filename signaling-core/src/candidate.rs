@@ -20,11 +20,13 @@
 //! so it is a sound `HashMap`/`HashSet` key.
 //!
 //! The usual browser shape (lowercase `udp`/`tcp`, `typ` and standard type, `raddr`/`rport` in
-//! order, then extension pairs) is read in one pass that finds each token's end while checking
-//! its bytes. Anything else, errors included, goes to the general scan: its tokenizer only looks
-//! for spaces (a word at a time), and each token's bytes are then checked once, by the class
-//! table or by the parser of its field (numbers, addresses). Where the first pass gives a result
-//! it is the one the general scan gives; differential property tests check that.
+//! order, then extension pairs whose values hold no `"` or `\`) is read in one pass that finds
+//! each token's end while checking its bytes; a candidate it takes is also known to need no
+//! escaping in a JSON string, which lets a negotiation read and write candidate frames without
+//! looking for escapes. Anything else, errors included, goes to the general scan: its tokenizer
+//! only looks for spaces (a word at a time), and each token's bytes are then checked once, by
+//! the class table or by the parser of its field (numbers, addresses). Where the first pass
+//! gives a result it is the one the general scan gives; differential property tests check that.
 //!
 //! On success every byte belongs to a validated token or is a separating space, and no token
 //! check admits a control byte; so the CR/LF/NUL scan runs only when parsing fails, and then its
@@ -522,6 +524,7 @@ impl<'de> serde::Deserialize<'de> for Candidate {
 const ICE: u8 = 1; // ice-char: ALPHA / DIGIT / "+" / "/"
 const TOKEN: u8 = 2; // RFC 8866 token-char
 const VALUE: u8 = 4; // visible ASCII or a non-ASCII byte (extension values)
+const PLAIN: u8 = 8; // VALUE except '"' and '\' (written as they are in a JSON string)
 
 const fn build_classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -539,6 +542,9 @@ const fn build_classes() -> [u8; 256] {
         }
         if b > 0x20 && b != 0x7F {
             c |= VALUE;
+            if b != b'"' && b != b'\\' {
+                c |= PLAIN;
+            }
         }
         t[i] = c;
         i += 1;
@@ -782,7 +788,7 @@ impl Candidate {
     /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
     /// checked before anything else.
     pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
-        let (scan, text) = checked_scan(s)?;
+        let (scan, text, _) = checked_scan(s)?;
         Ok(scan.into_candidate(text.to_owned()))
     }
 
@@ -1061,10 +1067,11 @@ impl Candidate {
     }
 }
 
-/// [`Candidate::parse`] without the allocation: the scan and the `candidate:...` text it is of
-/// (the input without `a=`).
+/// [`Candidate::parse`] without the allocation: the scan, the `candidate:...` text it is of (the
+/// input without `a=`), and whether the fast scan took it (then `s` holds no `"`, `\` or control
+/// byte).
 #[inline(always)]
-fn checked_scan(s: &str) -> Result<(Scan, &str), CandidateError> {
+fn checked_scan(s: &str) -> Result<(Scan, &str, bool), CandidateError> {
     let forbidden = || {
         s.bytes()
             .position(|b| matches!(b, b'\r' | b'\n' | 0))
@@ -1087,8 +1094,11 @@ fn checked_scan(s: &str) -> Result<(Scan, &str), CandidateError> {
     let base = s.len() - text.len();
     // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
     // when parsing fails gives the same answer as scanning first.
-    scan(text)
-        .map(|scan| (scan, text))
+    if let Some(scan) = scan_fast(text) {
+        return Ok((scan, text, true));
+    }
+    scan_general(text)
+        .map(|scan| (scan, text, false))
         .map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
 }
 
@@ -1096,11 +1106,28 @@ fn checked_scan(s: &str) -> Result<(Scan, &str), CandidateError> {
 /// the byte range in `s` of the value of its first `ufrag` extension, if it has one (what
 /// [`Candidate::ufrag`] of the parsed candidate would give).
 pub(crate) fn check(s: &str) -> Result<Option<std::ops::Range<usize>>, CandidateError> {
-    let (scan, text) = checked_scan(s)?;
+    check_for_json(s).map(|c| c.ufrag)
+}
+
+/// What [`check_for_json`] found out about a valid candidate text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// The byte range of the value of its first `ufrag` extension, if it has one.
+    pub(crate) ufrag: Option<std::ops::Range<usize>>,
+    /// Whether the text is known to be the content of a JSON string as it is (no `"`, `\` or
+    /// control byte: nothing to escape). `true` for the usual browser shape, whose one-pass scan
+    /// checks that on the way; `false` says only "not known".
+    pub(crate) plain: bool,
+}
+
+/// [`check`], and whether the text needs no JSON escaping (see [`Checked`]).
+pub(crate) fn check_for_json(s: &str) -> Result<Checked, CandidateError> {
+    let (scan, text, plain) = checked_scan(s)?;
     let base = s.len() - text.len();
-    Ok(scan
+    let ufrag = scan
         .ufrag
-        .map(|span| base + usize::from(span.start)..base + usize::from(span.end)))
+        .map(|span| base + usize::from(span.start)..base + usize::from(span.end));
+    Ok(Checked { ufrag, plain })
 }
 
 fn check_fqdn_is_name(address: &Address, field: &'static str) -> Result<(), CandidateError> {
@@ -1330,8 +1357,9 @@ fn known_name(rest: &[u8]) -> Option<usize> {
 }
 
 /// The end of the extension value at `at` (the next space, or the end of input) when it is not
-/// empty and every byte is visible ASCII or non-ASCII: `fast_token(b, at, VALUE)`, eight bytes at
-/// a time.
+/// empty and every byte is visible ASCII or non-ASCII other than `"` and `\`:
+/// `fast_token(b, at, PLAIN)`, eight bytes at a time. (A value with `"` or `\`, valid as it is,
+/// is left to the general scan, so that every candidate the fast scan takes is plain JSON text.)
 #[inline(always)]
 fn fast_value(b: &[u8], at: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
@@ -1345,14 +1373,18 @@ fn fast_value(b: &[u8], at: usize) -> Option<usize> {
         let low = x.wrapping_sub(LO * 0x21) & !x & HI;
         let del = x ^ (LO * 0x7F);
         let del = del.wrapping_sub(LO) & !del & HI;
-        let stop = low | del;
+        let quote = x ^ (LO * u64::from(b'"'));
+        let quote = quote.wrapping_sub(LO) & !quote & HI;
+        let backslash = x ^ (LO * u64::from(b'\\'));
+        let backslash = backslash.wrapping_sub(LO) & !backslash & HI;
+        let stop = low | del | quote | backslash;
         if stop != 0 {
             let j = i + (stop.trailing_zeros() / 8) as usize;
             return (b.get(j) == Some(&b' ') && j > at).then_some(j);
         }
         i += 8;
     }
-    fast_token(b, i, VALUE)
+    fast_token(b, i, PLAIN)
         .or_else(|| (i > at && matches!(b.get(i), None | Some(&b' '))).then_some(i))
 }
 
@@ -1885,6 +1917,12 @@ mod tests {
                 let parsed = Candidate::parse(&s);
                 let checked = check(&s);
                 prop_assert_eq!(checked.as_ref().err(), parsed.as_ref().err());
+                if check_for_json(&s).is_ok_and(|c| c.plain) {
+                    prop_assert!(
+                        s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'),
+                        "plain JSON text: {:?}", s
+                    );
+                }
                 if let (Ok(range), Ok(p)) = (checked, parsed) {
                     prop_assert_eq!(range.and_then(|r| s.get(r)), p.ufrag());
                 }
@@ -2003,13 +2041,21 @@ mod tests {
         #[test]
         fn fast_value_is_fast_token_of_values(
             bytes in proptest::collection::vec(
-                prop_oneof![4 => 0x21u8..0x7F, 1 => Just(b' '), 1 => Just(0x7Fu8), 1 => 0u8..0x21, 1 => 0x80u8..],
+                prop_oneof![
+                    4 => 0x21u8..0x7F,
+                    1 => Just(b' '),
+                    1 => Just(0x7Fu8),
+                    1 => Just(b'"'),
+                    1 => Just(b'\\'),
+                    1 => 0u8..0x21,
+                    1 => 0x80u8..
+                ],
                 0..40,
             ),
             at in any::<proptest::sample::Index>(),
         ) {
             let at = at.index(bytes.len() + 1);
-            prop_assert_eq!(fast_value(&bytes, at), fast_token(&bytes, at, VALUE));
+            prop_assert_eq!(fast_value(&bytes, at), fast_token(&bytes, at, PLAIN));
         }
     }
 

@@ -74,7 +74,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
 
-use crate::candidate::{Candidate, CandidateError};
+use crate::candidate::{Candidate, CandidateError, Checked};
 use crate::sdp::{SdpError, SdpFacts, DEFAULT_MAX_SDP_LEN};
 use crate::wire::{
     self, CandidateForm, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage,
@@ -252,17 +252,49 @@ impl TypedOutput {
 #[derive(Debug)]
 enum Queued {
     Transmit(Message),
+    /// A candidate in the bare-string form whose text needs no JSON escaping (it was checked):
+    /// its frame is written without looking for escapes.
+    PlainCandidate(String),
     Event(Event),
 }
 
 /// A remote candidate ready for the application's WebRTC stack (`addIceCandidate`).
+///
+/// Its text was checked exactly as [`Candidate::parse`] checks it, but no parsed [`Candidate`]
+/// is built: most applications hand [`RemoteCandidate::init`] to their stack as it is, and the
+/// negotiation itself needs only the candidate's `ufrag`. [`RemoteCandidate::parse`] builds the
+/// parsed form when it is wanted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteCandidate {
     /// The candidate as the peer sent it, with `sdp_mid`, `sdp_m_line_index` and
     /// `username_fragment` filled in from the remote description when the peer left them out.
     pub init: IceCandidate,
-    /// The parsed candidate attribute.
-    pub candidate: Candidate,
+}
+
+impl RemoteCandidate {
+    /// The parsed candidate attribute (parses [`IceCandidate::candidate`] of
+    /// [`RemoteCandidate::init`]). It was checked on arrival, so this fails only if `init` was
+    /// changed since.
+    ///
+    /// # Errors
+    ///
+    /// The [`CandidateError`] [`Candidate::parse`] gives for the text.
+    pub fn parse(&self) -> Result<Candidate, CandidateError> {
+        Candidate::parse(&self.init.candidate)
+    }
+
+    /// The value of the candidate's own `ufrag` extension, if it has one (what
+    /// [`Candidate::ufrag`] of [`RemoteCandidate::parse`] gives). Not the filled-in
+    /// `init.username_fragment`, which may come from the remote description. Looked up anew at
+    /// each call.
+    #[must_use]
+    pub fn ufrag(&self) -> Option<&str> {
+        let text = &self.init.candidate;
+        crate::candidate::check(text)
+            .ok()
+            .flatten()
+            .and_then(|range| text.get(range))
+    }
 }
 
 /// Events for the application.
@@ -277,7 +309,7 @@ pub enum Event {
     /// Renegotiate later, from `stable`, if the abandoned offer is still needed.
     Rollback,
     /// Add this remote candidate to the WebRTC stack (`addIceCandidate`).
-    AddRemoteCandidate(Box<RemoteCandidate>),
+    AddRemoteCandidate(RemoteCandidate),
     /// The peer has no more candidates for the current ICE generation.
     RemoteEndOfCandidates(EndOfCandidates),
     /// The peer restarted ICE: a new remote generation with this username fragment.
@@ -422,13 +454,11 @@ pub struct Stats {
 }
 
 /// A remote candidate or end-of-candidates, applied at once or waiting for its description
-/// (a queue bounded by [`Config::max_pending_candidates`]). A candidate is boxed once, on
-/// arrival, in the box its [`Event::AddRemoteCandidate`] carries: it is filled in there, never
-/// moved or allocated for again.
+/// (a queue bounded by [`Config::max_pending_candidates`]).
 #[derive(Debug)]
 enum PendingRemote {
-    /// A candidate and its parsed form.
-    Candidate(Box<RemoteCandidate>),
+    /// A checked candidate and where the value of its `ufrag` extension lies in its text.
+    Candidate(IceCandidate, Option<Range<usize>>),
     End(EndOfCandidates),
 }
 
@@ -437,14 +467,17 @@ impl PendingRemote {
     /// `ufrag` extension.
     fn ufrag(&self) -> Option<&str> {
         match self {
-            PendingRemote::Candidate(rc) => rc
-                .init
-                .username_fragment
-                .as_deref()
-                .or_else(|| rc.candidate.ufrag()),
+            PendingRemote::Candidate(c, ufrag_at) => candidate_ufrag(c, ufrag_at),
             PendingRemote::End(e) => e.username_fragment.as_deref(),
         }
     }
+}
+
+/// A candidate's `usernameFragment`, else its `ufrag` extension (at `ufrag_at` in its text).
+fn candidate_ufrag<'a>(c: &'a IceCandidate, ufrag_at: &Option<Range<usize>>) -> Option<&'a str> {
+    c.username_fragment
+        .as_deref()
+        .or_else(|| ufrag_at.clone().and_then(|r| c.candidate.get(r)))
 }
 
 /// One remote or local ICE generation.
@@ -530,8 +563,8 @@ pub struct Negotiation {
     local_gen: Generation,
     old_local_ufrags: VecDeque<Arc<str>>,
     /// Local candidates waiting for a local description, each with where its `ufrag`
-    /// extension's value lies in its text.
-    pending_local: VecDeque<(IceCandidate, Option<Range<usize>>)>,
+    /// extension's value lies in its text and whether the text needs no JSON escaping.
+    pending_local: VecDeque<(IceCandidate, Checked)>,
     deadline: Option<Instant>,
     out: VecDeque<Queued>,
     stats: Stats,
@@ -609,7 +642,12 @@ impl Negotiation {
     /// The next output. Call after every input and command until it returns
     /// [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
-        self.poll_typed_output().into_output(self.config.dialect)
+        match self.out.pop_front() {
+            Some(Queued::Transmit(m)) => Output::Transmit(wire::encode(&m, self.config.dialect)),
+            Some(Queued::PlainCandidate(c)) => Output::Transmit(wire::plain_candidate_frame(&c)),
+            Some(Queued::Event(e)) => Output::Event(e),
+            None => Output::Timeout(self.deadline),
+        }
     }
 
     /// The next output with frames as typed messages, not encoded: see [`TypedOutput`]. Drain it
@@ -617,6 +655,9 @@ impl Negotiation {
     pub fn poll_typed_output(&mut self) -> TypedOutput {
         match self.out.pop_front() {
             Some(Queued::Transmit(m)) => TypedOutput::Transmit(m),
+            Some(Queued::PlainCandidate(c)) => {
+                TypedOutput::Transmit(Message::Candidate(IceCandidate::new(c)))
+            }
             Some(Queued::Event(e)) => TypedOutput::Event(e),
             None => TypedOutput::Timeout(self.deadline),
         }
@@ -725,18 +766,18 @@ impl Negotiation {
     pub fn add_local_candidate(&mut self, candidate: IceCandidate) -> Result<(), ApiError> {
         self.check_open()?;
         // Checked as `Candidate::parse` would, without keeping a parsed copy.
-        let ufrag =
-            crate::candidate::check(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
+        let checked = crate::candidate::check_for_json(&candidate.candidate)
+            .map_err(ApiError::InvalidCandidate)?;
         if self.local.is_none() {
             if self.pending_local.len() >= self.config.max_pending_candidates {
                 return Err(ApiError::PendingFull {
                     limit: self.config.max_pending_candidates,
                 });
             }
-            self.pending_local.push_back((candidate, ufrag));
+            self.pending_local.push_back((candidate, checked));
             return Ok(());
         }
-        self.send_local_candidate(candidate, ufrag)
+        self.send_local_candidate(candidate, checked)
     }
 
     /// The application's stack finished gathering for the current local ICE generation: sends
@@ -791,6 +832,18 @@ impl Negotiation {
     pub fn handle_frame(&mut self, now: Instant, frame: &str) {
         if self.state == SignalingState::Closed {
             return;
+        }
+        // A canonical candidate frame: its text is checked in place, and when the check finds
+        // nothing to unescape in it, that text is the candidate `decode` would give. Anything
+        // else goes through `decode`.
+        if frame.len() <= self.config.max_frame_len {
+            if let Some(text) = wire::candidate_frame_text(frame) {
+                if let Ok(Checked { ufrag, plain: true }) = crate::candidate::check_for_json(text) {
+                    let c = IceCandidate::new(text);
+                    self.route_remote(PendingRemote::Candidate(c, ufrag));
+                    return;
+                }
+            }
         }
         match wire::decode_with_limit(frame, self.config.max_frame_len) {
             Ok(message) => self.handle_message(now, message),
@@ -911,17 +964,11 @@ impl Negotiation {
     }
 
     fn handle_candidate(&mut self, c: IceCandidate) {
-        let parsed = match Candidate::parse(&c.candidate) {
-            Ok(p) => p,
-            Err(e) => {
-                self.peer_error(TYPE_CANDIDATE, PeerError::InvalidCandidate(e));
-                return;
-            }
-        };
-        self.route_remote(PendingRemote::Candidate(Box::new(RemoteCandidate {
-            init: c,
-            candidate: parsed,
-        })));
+        // Checked as `Candidate::parse` would, without building the parsed form.
+        match crate::candidate::check(&c.candidate) {
+            Ok(ufrag_at) => self.route_remote(PendingRemote::Candidate(c, ufrag_at)),
+            Err(e) => self.peer_error(TYPE_CANDIDATE, PeerError::InvalidCandidate(e)),
+        }
     }
 
     fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
@@ -975,16 +1022,12 @@ impl Negotiation {
 
     fn apply_remote(&mut self, entry: PendingRemote) {
         match entry {
-            PendingRemote::Candidate(mut rc) => {
-                let RemoteCandidate { init, candidate } = &mut *rc;
+            PendingRemote::Candidate(mut init, ufrag_at) => {
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
                     return;
                 }
-                let ufrag = init
-                    .username_fragment
-                    .as_deref()
-                    .or_else(|| candidate.ufrag());
+                let ufrag = candidate_ufrag(&init, &ufrag_at);
                 let key = hash_of(&(&init.candidate, ufrag));
                 // A duplicate is suppressed before any bound or section check. Below the bound,
                 // one insertion both checks and records it (undone if the candidate is refused).
@@ -1021,7 +1064,7 @@ impl Negotiation {
                     init.username_fragment = self.remote_gen.ufrag.clone();
                 }
                 self.stats.remote_candidates_applied += 1;
-                self.push_event(Event::AddRemoteCandidate(rc));
+                self.push_event(Event::AddRemoteCandidate(RemoteCandidate { init }));
             }
             PendingRemote::End(mut e) => {
                 if self.remote_gen.ended {
@@ -1115,11 +1158,15 @@ impl Negotiation {
     // -----------------------------------------------------------------------------------------
     // Local candidates
 
-    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text.
+    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text; `plain`:
+    /// whether the text is known to need no JSON escaping.
     fn send_local_candidate(
         &mut self,
         mut c: IceCandidate,
-        ufrag_at: Option<Range<usize>>,
+        Checked {
+            ufrag: ufrag_at,
+            plain,
+        }: Checked,
     ) -> Result<(), ApiError> {
         let ufrag = c
             .username_fragment
@@ -1143,7 +1190,11 @@ impl Negotiation {
         self.stats.local_candidates_sent += 1;
         if self.config.dialect.candidates == CandidateForm::String {
             // The bare string carries the text only (see `TypedOutput`).
-            self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
+            if plain {
+                self.out.push_back(Queued::PlainCandidate(c.candidate));
+            } else {
+                self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
+            }
             return Ok(());
         }
         if c.sdp_mid.is_none() && c.sdp_m_line_index.is_none() {

@@ -435,6 +435,31 @@ fn decode_canonical(frame: &str) -> Option<Message> {
     })
 }
 
+/// The start of a canonical candidate frame, up to the value's opening quote.
+const CANDIDATE_FRAME_START: &str = "{\"type\":\"webrtc/candidate\",\"value\":\"";
+/// The end of a canonical frame with a string value.
+const STRING_FRAME_END: &str = "\"}";
+
+/// The text between the opening quote of a canonical candidate frame's value and the frame's
+/// closing `"}`, without looking at it. It is the candidate [`decode`] gives when it holds no
+/// `"`, `\\` or control byte (what a caller checking the candidate may know already).
+pub(crate) fn candidate_frame_text(frame: &str) -> Option<&str> {
+    frame
+        .strip_prefix(CANDIDATE_FRAME_START)?
+        .strip_suffix(STRING_FRAME_END)
+}
+
+/// The canonical frame of a candidate whose text holds no `"`, `\\` or control byte: what
+/// [`encode`] writes for it in the bare-string form, without looking for escapes.
+pub(crate) fn plain_candidate_frame(text: &str) -> String {
+    let mut out =
+        String::with_capacity(CANDIDATE_FRAME_START.len() + text.len() + STRING_FRAME_END.len());
+    out.push_str(CANDIDATE_FRAME_START);
+    out.push_str(text);
+    out.push_str(STRING_FRAME_END);
+    out
+}
+
 /// Reads the rest of a JSON string literal whose opening quote is already consumed: its value
 /// and the text after the closing quote. `None` for a `\u` escape (left to serde, which knows
 /// surrogates), an invalid escape, a raw control character or a missing closing quote.

@@ -106,6 +106,43 @@ fn seed_client_early_candidates_are_held_then_released_in_order() {
     assert!(drain(&mut server).0.is_empty());
 }
 
+/// The event carries the candidate as sent (checked, not parsed); its parsed form and its own
+/// `ufrag` extension are there on request, distinct from the filled-in `usernameFragment`.
+#[test]
+fn remote_candidate_parses_on_request() {
+    use signaling_core::candidate::Candidate;
+    let now = Instant::now();
+    let mut server = Negotiation::new(Config::default());
+    server.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("SeEd", 1, 3, "actpass")),
+    );
+    let with = common::candidate(1, Some("SeEd"));
+    let without = format!("a={}", common::candidate(2, None));
+    server.handle_frame(now, &frame("webrtc/candidate", &with));
+    server.handle_frame(now, &frame("webrtc/candidate", &without));
+    let (_, events, _) = drain(&mut server);
+    let added: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AddRemoteCandidate(rc) => Some(rc),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added.len(), 2);
+    assert_eq!(added[0].init.candidate, with);
+    assert_eq!(added[0].ufrag(), Some("SeEd"));
+    assert_eq!(added[0].parse(), Candidate::parse(&with));
+    assert_eq!(
+        added[1].init.candidate, without,
+        "kept as sent, `a=` included"
+    );
+    assert_eq!(added[1].ufrag(), None, "no ufrag extension");
+    assert_eq!(added[1].init.username_fragment.as_deref(), Some("SeEd"));
+    let parsed = added[1].parse().expect("checked on arrival");
+    assert_eq!(parsed.to_string(), common::candidate(2, None));
+}
+
 #[test]
 fn local_candidates_wait_for_their_description() {
     let now = Instant::now();
@@ -519,4 +556,78 @@ fn typed_output_is_poll_output_before_encoding() {
         );
         assert_eq!(run(true), plain);
     }
+}
+
+proptest::proptest! {
+    /// A candidate frame is handled exactly as its decoded message (the canonical frames take a
+    /// shorter path), and a local candidate's frame is the encoding of its typed message,
+    /// whatever the text: valid or not, with characters JSON must escape or not.
+    #[test]
+    fn candidate_frames_agree_with_typed_messages(
+        n in 0u32..300,
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        ch in proptest::prelude::any::<char>(),
+        extra in proptest::option::of("[ -~]{1,6}"),
+        described: bool,
+    ) {
+        let now = Instant::now();
+        let mut text = common::candidate(n, Some("SeEd"));
+        if let Some(v) = extra {
+            text.push_str(" x ");
+            text.push_str(&v);
+        }
+        let i = at.index(text.len() + 1);
+        if text.is_char_boundary(i) {
+            text.insert(i, ch);
+        }
+        let frame = wire::encode(
+            &Message::Candidate(IceCandidate::new(text.as_str())),
+            Dialect::GO2RTC,
+        );
+        let mut by_frame = Negotiation::new(Config::default());
+        let mut by_message = Negotiation::new(Config::default());
+        if described {
+            let offer = frame_of("webrtc/offer", &common::sdp("SeEd", 1, 2, "actpass"));
+            by_frame.handle_frame(now, &offer);
+            by_message.handle_frame(now, &offer);
+        }
+        by_frame.handle_frame(now, &frame);
+        match wire::decode(&frame) {
+            Ok(m) => by_message.handle_message(now, m),
+            Err(_) => by_message.handle_frame(now, &frame),
+        }
+        proptest::prop_assert_eq!(drain(&mut by_frame), drain(&mut by_message));
+
+        let answer = common::sdp("SeRv", 1, 2, "active");
+        if described {
+            for s in [&mut by_frame, &mut by_message] {
+                s.set_local_description(now, SdpKind::Answer, answer.clone())
+                    .expect("answer");
+                drain(s);
+            }
+            let sent = by_frame.add_local_candidate(IceCandidate::new(text.as_str()));
+            proptest::prop_assert_eq!(
+                &sent,
+                &by_message.add_local_candidate(IceCandidate::new(text.as_str()))
+            );
+            let typed: Vec<_> = std::iter::from_fn(|| {
+                match by_message.poll_typed_output() {
+                    signaling_core::negotiation::TypedOutput::Timeout(_) => None,
+                    out => Some(out.into_output(Dialect::GO2RTC)),
+                }
+            })
+            .collect();
+            let encoded: Vec<_> = std::iter::from_fn(|| match by_frame.poll_output() {
+                signaling_core::negotiation::Output::Timeout(_) => None,
+                out => Some(out),
+            })
+            .collect();
+            proptest::prop_assert_eq!(&encoded, &typed);
+            proptest::prop_assert_eq!(encoded.len(), usize::from(sent.is_ok()));
+        }
+    }
+}
+
+fn frame_of(kind: &str, value: &str) -> String {
+    frame(kind, value)
 }

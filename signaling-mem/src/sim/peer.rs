@@ -336,7 +336,7 @@ impl SimPeer {
                         self.name, rc.init.username_fragment
                     ));
                 }
-                if let Some(u) = rc.candidate.ufrag() {
+                if let Some(u) = rc.ufrag() {
                     if u != remote {
                         self.violations.push(format!(
                             "{}: candidate of generation {u} applied under {remote}",
