@@ -145,8 +145,14 @@ impl Link for Typed {
 }
 
 /// `Typed`, checking once (outside the measurements) that each message is what decoding the
-/// encoded frame gives.
+/// encoded frame gives, and recording each one in `RECORDED`.
 struct Checked;
+
+thread_local! {
+    /// The messages of the `negotiate::<Checked>` runs on this thread, in order (both
+    /// directions).
+    static RECORDED: std::cell::RefCell<Vec<Message>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Link for Checked {
     type Frame = Message;
@@ -165,6 +171,7 @@ impl Link for Checked {
                 Ok(m),
                 "typed path = wire path"
             );
+            RECORDED.with(|r| r.borrow_mut().push(m.clone()));
         }
         more
     }
@@ -306,38 +313,10 @@ fn negotiation(c: &mut Criterion) {
     });
 }
 
-/// Every message one `negotiate` run sends, in order (both directions), recorded through
-/// `Checked` (so each one is also what its frame decodes to).
-struct Recording;
-
-thread_local! {
-    static RECORDED: std::cell::RefCell<Vec<Message>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl Link for Recording {
-    type Frame = Message;
-    fn take(
-        n: &mut Negotiation,
-        out: &mut Vec<Message>,
-        applied: &mut usize,
-        answer: &mut bool,
-    ) -> bool {
-        let before = out.len();
-        let more = Checked::take(n, out, applied, answer);
-        if let Some(m) = out.get(before) {
-            RECORDED.with(|r| r.borrow_mut().push(m.clone()));
-        }
-        more
-    }
-    fn deliver(n: &mut Negotiation, now: Instant, m: Message) {
-        Checked::deliver(n, now, m);
-    }
-}
-
 /// The frames of one `negotiation/full` run as typed messages.
 fn negotiation_messages(now: Instant, a_cands: &[String], b_cands: &[String]) -> Vec<Message> {
     RECORDED.with(|r| r.borrow_mut().clear());
-    assert_eq!(negotiate::<Recording>(now, a_cands, b_cands), 40);
+    assert_eq!(negotiate::<Checked>(now, a_cands, b_cands), 40);
     RECORDED.with(|r| std::mem::take(&mut *r.borrow_mut()))
 }
 
