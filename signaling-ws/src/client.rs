@@ -145,7 +145,7 @@ impl WsClient {
                 )
             })
             .collect();
-        Ok(WsConnection::new(ws, peer, &self.config))
+        Ok(WsConnection::new(Box::new(ws), peer, &self.config))
     }
 }
 

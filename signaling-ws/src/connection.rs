@@ -36,7 +36,7 @@ pub const MAX_CLOSE_REASON_BYTES: usize = 123;
 const MAX_DRAIN_BYTES: usize = 1 << 20;
 
 /// An upgraded WebSocket over any stream, with the stream type erased.
-trait Socket:
+pub(crate) trait Socket:
     Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin
 {
     /// Shuts the write side and discards what the peer still sends, for at most `limit`, so
@@ -49,22 +49,32 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     fn linger(self: Box<Self>, limit: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let mut stream = self.into_inner();
-        Box::pin(async move {
-            let drain = async {
-                let _ = stream.shutdown().await;
-                let mut buf = [0u8; 1024];
-                let mut total = 0usize;
-                while total < MAX_DRAIN_BYTES {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => total += n,
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(limit, drain).await;
-        })
+        linger_stream(self.into_inner(), limit)
     }
+}
+
+/// [`Socket::linger`] on the stream under a WebSocket.
+pub(crate) fn linger_stream<S>(
+    mut stream: S,
+    limit: Duration,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        let drain = async {
+            let _ = stream.shutdown().await;
+            let mut buf = [0u8; 1024];
+            let mut total = 0usize;
+            while total < MAX_DRAIN_BYTES {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, drain).await;
+    })
 }
 
 /// One WebSocket connection (client or server side), implementing [`Transport`].
@@ -266,10 +276,7 @@ impl fmt::Debug for WsConnection {
 
 impl WsConnection {
     /// Wraps an upgraded stream.
-    pub(crate) fn new<S>(ws: WebSocketStream<S>, peer: PeerInfo, config: &WsConfig) -> Self
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    pub(crate) fn new(socket: Box<dyn Socket>, peer: PeerInfo, config: &WsConfig) -> Self {
         let limits = Limits {
             send_queue: config.send_queue.max(1),
             recv_queue: config.recv_queue.max(1),
@@ -297,7 +304,7 @@ impl WsConnection {
             keepalive.arm(now + idle);
         }
         Self {
-            socket: Some(Box::new(ws)),
+            socket: Some(socket),
             peer,
             state: State::Open,
             closed: None,

@@ -6,6 +6,13 @@
 //! Frames are UTF-8 text; binary frames are refused (close 1003). Sizes, queues, keepalive and
 //! timeouts are set in [`WsConfig`]; every queue is bounded.
 //!
+//! The WebSocket protocol is tungstenite's. On the server side, a plain
+//! [`TcpStream`](tokio::net::TcpStream) (what [`WsServer`] accepts, and what [`accept_stream`]
+//! is usually given) is driven by its readiness directly: tungstenite reads and writes with
+//! `try_read`/`try_write`, and the task registers for readiness only when the socket would
+//! block, where tokio-tungstenite's general adapter registers it before every frame. Any other
+//! stream (TLS, an in-process pipe) goes through that adapter; the behaviour is the same.
+//!
 //! A connection has no task of its own: it does its IO inside its methods, so keep a
 //! [`recv`](signaling_core::transport::Transport::recv) pending on every connection (as the
 //! example below and the session and relay drivers do); keepalive pings and timeouts run inside
@@ -53,6 +60,7 @@ mod config;
 mod connection;
 mod error;
 mod server;
+mod tcp;
 
 pub use client::WsClient;
 pub use config::WsConfig;

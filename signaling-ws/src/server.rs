@@ -1,19 +1,22 @@
 //! The server side: [`WsServer`], [`accept_stream`] and the handshake hook.
+use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use signaling_core::transport::PeerInfo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{header, HeaderName, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::Error as WsError;
 
 use crate::config::WsConfig;
-use crate::connection::WsConnection;
+use crate::connection::{Socket, WsConnection};
 use crate::error::AcceptError;
 
 /// The upgrade request as the [`HandshakeHook`] sees it, before anything is upgraded.
@@ -235,9 +238,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut outcome: Option<Result<PeerInfo, u16>> = None;
+    let requested = AtomicBool::new(false);
     // The callback's signature is tungstenite's.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
+        requested.store(true, Ordering::Relaxed);
         let request = HandshakeRequest {
             peer: peer_info(request, remote_addr),
         };
@@ -252,12 +257,32 @@ where
             }
         }
     };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        callback,
-        Some(config.tungstenite()),
-    );
-    let result = tokio::time::timeout(config.handshake_timeout, handshake).await;
+    // A plain TCP stream is driven by its readiness directly (see `tcp`); any other stream
+    // through `tokio_tungstenite`'s adapter.
+    let mut stream = Some(stream);
+    let tcp = (&mut stream as &mut dyn Any)
+        .downcast_mut::<Option<TcpStream>>()
+        .and_then(Option::take);
+    let result = match (tcp, stream) {
+        (Some(tcp), _) => {
+            let handshake = crate::tcp::accept(tcp, callback, &requested, config.tungstenite());
+            tokio::time::timeout(config.handshake_timeout, handshake)
+                .await
+                .map(|r| r.map(|ws| Box::new(ws) as Box<dyn Socket>))
+        }
+        (None, Some(stream)) => {
+            let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+                stream,
+                callback,
+                Some(config.tungstenite()),
+            );
+            tokio::time::timeout(config.handshake_timeout, handshake)
+                .await
+                .map(|r| r.map(|ws| Box::new(ws) as Box<dyn Socket>))
+        }
+        // Taken only as a `TcpStream`, in the first arm: not a case that happens.
+        (None, None) => Ok(Err(WsError::AlreadyClosed)),
+    };
     match (result, outcome) {
         (Err(_), _) => Err(AcceptError::TimedOut),
         (Ok(Ok(ws)), Some(Ok(peer))) => Ok(WsConnection::new(ws, peer, config)),

@@ -287,6 +287,58 @@ async fn accept_stream_embeds_in_an_existing_server() {
     assert_eq!(recv(&mut client).await.unwrap().as_deref(), Some("answer"));
 }
 
+/// A stream that is not a `TcpStream` (here an in-process pipe) goes through the general
+/// adapter: frames both ways, then a close with its code, and a refused request.
+#[tokio::test]
+async fn accept_stream_works_on_any_stream() {
+    let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        accept_stream(
+            server_end,
+            None,
+            &WsConfig::default(),
+            &signaling_ws::AcceptAll,
+        )
+        .await
+    });
+    let (mut client, _) = tokio_tungstenite::client_async("ws://pipe/ws?room=a", client_end)
+        .await
+        .unwrap();
+    let mut conn = server.await.unwrap().unwrap();
+    assert_eq!(conn.peer().query_param("room"), Some("a"));
+    client.send(Message::text(OFFER)).await.unwrap();
+    assert_eq!(recv(&mut conn).await.unwrap().as_deref(), Some(OFFER));
+    conn.send("answer".into()).await.unwrap();
+    let answer = timeout(LIMIT, client.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, Message::text("answer"));
+    let (closed, code) = tokio::join!(
+        conn.close(CloseReason::new(CloseCode(4000), "done")),
+        async {
+            let code = raw_close_code(&mut client).await;
+            // Reading on sends the close reply, which the server's close waits for.
+            while timeout(LIMIT, client.next()).await.unwrap().is_some() {}
+            code
+        }
+    );
+    closed.unwrap();
+    assert_eq!(code, Some(4000));
+
+    let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        accept_stream(server_end, None, &WsConfig::default(), &auth_hook).await
+    });
+    let refused = tokio_tungstenite::client_async("ws://pipe/api/ws", client_end).await;
+    assert!(refused.is_err());
+    assert!(matches!(
+        server.await.unwrap(),
+        Err(signaling_ws::AcceptError::Rejected { status: 401 })
+    ));
+}
+
 #[tokio::test]
 async fn keepalive_detects_a_silent_peer() {
     let config = WsConfig::default()
