@@ -2,7 +2,6 @@
 use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,11 +237,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut outcome: Option<Result<PeerInfo, u16>> = None;
-    let requested = AtomicBool::new(false);
     // The callback's signature is tungstenite's.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
-        requested.store(true, Ordering::Relaxed);
         let request = HandshakeRequest {
             peer: peer_info(request, remote_addr),
         };
@@ -265,7 +262,7 @@ where
         .and_then(Option::take);
     let result = match (tcp, stream) {
         (Some(tcp), _) => {
-            let handshake = crate::tcp::accept(tcp, callback, &requested, config.tungstenite());
+            let handshake = crate::tcp::accept(tcp, callback, config.tungstenite());
             tokio::time::timeout(config.handshake_timeout, handshake)
                 .await
                 .map(|r| r.map(|ws| Box::new(ws) as Box<dyn Socket>))

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::{Sink, Stream};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::handshake::server::Callback;
+use tokio_tungstenite::tungstenite::handshake::server::{Callback, Request, Response};
 use tokio_tungstenite::tungstenite::handshake::HandshakeError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Error as WsError, Message, WebSocket};
@@ -49,15 +49,22 @@ fn would_block(error: &WsError) -> bool {
     matches!(error, WsError::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// The server side of the WebSocket handshake on `tcp`. `requested` is set by `callback` when
-/// it is called: the request has been read, and what remains is writing the response (so a
-/// step that would block waits for the socket to be writable, not readable).
+/// The server side of the WebSocket handshake on `tcp`, with tungstenite's handshake and
+/// `callback` (see [`tungstenite::accept_hdr_with_config`]).
 pub(crate) async fn accept<C: Callback>(
     tcp: TcpStream,
     callback: C,
-    requested: &AtomicBool,
     config: WebSocketConfig,
 ) -> Result<TcpSocket, WsError> {
+    // The callback runs once the request has been read: from then on the handshake only writes
+    // (the response), so a step that would block waits for writability, not readability.
+    let requested = AtomicBool::new(false);
+    // The callback's signature is tungstenite's.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, response: Response| {
+        requested.store(true, Ordering::Relaxed);
+        callback.on_request(request, response)
+    };
     let mut attempt = tungstenite::accept_hdr_with_config(TryIo(tcp), callback, Some(config));
     loop {
         match attempt {
