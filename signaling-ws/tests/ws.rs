@@ -339,6 +339,100 @@ async fn accept_stream_works_on_any_stream() {
     ));
 }
 
+/// A masked client text frame (7-bit or 16-bit length), as a client must send it.
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81];
+    match u16::try_from(payload.len()) {
+        Ok(len) if len < 126 => frame.push(0x80 | len as u8),
+        Ok(len) => {
+            frame.push(0x80 | 126);
+            frame.extend(len.to_be_bytes());
+        }
+        Err(_) => panic!("test frames are shorter than 64 KiB"),
+    }
+    frame.extend(mask);
+    frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    frame
+}
+
+/// Frames that reach the server in pieces (a byte at a time, headers split from payloads) and
+/// frames that arrive together are read whole and in order: the server waits for readiness
+/// in the middle of a frame and picks up where it stopped (no keepalive timer here that could
+/// wake it instead).
+#[tokio::test]
+async fn frames_arriving_in_pieces_are_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut server, addr) = bind(WsConfig::default().with_ping_interval(None)).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        timeout(LIMIT, tcp.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+
+    let small = br#"{"type":"a","value":"one byte at a time"}"#.to_vec();
+    let large = format!(r#"{{"type":"b","value":"{}"}}"#, "x".repeat(1000)).into_bytes();
+    // The client writes while the server waits in `recv`.
+    let writer = {
+        let (small, large) = (small.clone(), large.clone());
+        tokio::spawn(async move {
+            // A byte at a time, each its own segment.
+            for byte in masked_text_frame(&small) {
+                tcp.write_all(&[byte]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // The 16-bit length split inside the header, then the payload in two pieces.
+            let frame = masked_text_frame(&large);
+            for piece in [&frame[..3], &frame[3..500], &frame[500..]] {
+                tcp.write_all(piece).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // Several frames in one write.
+            let mut together = Vec::new();
+            for i in 0..20 {
+                together.extend(masked_text_frame(format!("frame {i}").as_bytes()));
+            }
+            tcp.write_all(&together).await.unwrap();
+            tcp
+        })
+    };
+    // Far more than reading takes, and less than the connection's own timers: a read that
+    // does not wait for the socket's readiness fails here, instead of being woken by a timer
+    // (the bound is checked first: a `timeout` would poll the read once more when it ends).
+    const BOUND: Duration = Duration::from_secs(8);
+    async fn bounded(conn: &mut WsConnection) -> Option<String> {
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep(BOUND) => panic!("not read within the bound"),
+            frame = conn.recv() => frame.unwrap().map(String::from),
+        }
+    }
+    for expected in [&small, &large] {
+        let frame = bounded(&mut conn).await;
+        assert_eq!(frame.as_deref(), std::str::from_utf8(expected).ok());
+    }
+    for i in 0..20 {
+        let frame = bounded(&mut conn).await;
+        assert_eq!(frame.as_deref(), Some(&*format!("frame {i}")));
+    }
+    drop(writer.await.unwrap());
+}
+
 #[tokio::test]
 async fn keepalive_detects_a_silent_peer() {
     let config = WsConfig::default()
