@@ -433,6 +433,36 @@ async fn frames_arriving_in_pieces_are_read_whole() {
     drop(writer.await.unwrap());
 }
 
+/// A peer that stops reading makes the server's writes wait (24 MB is far more than the
+/// socket buffers hold); once it reads again, the writes resume and everything arrives, in
+/// order.
+#[tokio::test]
+async fn writes_resume_when_a_stalled_reader_reads_again() {
+    const N: usize = 400;
+    let (mut server, addr) = bind(WsConfig::default().with_ping_interval(None)).await;
+    let mut client = raw_client(addr).await;
+    let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+    let sender = tokio::spawn(async move {
+        let filler = "y".repeat(60 * 1024);
+        for i in 0..N {
+            conn.send(format!("{i}:{filler}").into()).await.unwrap();
+        }
+        conn
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..N {
+        // Far more than a read takes, and checked first (see `frames_arriving_in_pieces_are_read_whole`).
+        let message = tokio::select! {
+            biased;
+            () = tokio::time::sleep(Duration::from_secs(8)) => panic!("frame {i} never came"),
+            message = client.next() => message.unwrap().unwrap(),
+        };
+        let text = message.into_text().unwrap();
+        assert!(text.starts_with(&format!("{i}:")), "frame {i} in order");
+    }
+    drop(timeout(LIMIT, sender).await.unwrap().unwrap());
+}
+
 #[tokio::test]
 async fn keepalive_detects_a_silent_peer() {
     let config = WsConfig::default()
