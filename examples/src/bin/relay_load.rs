@@ -22,7 +22,8 @@
 //!   relay configuration is the default but for the rate limit, raised for the load:
 //!   `rate_per_sec = 10000000`, `rate_burst = 10000000` (see [`RELAY_TOML`]). It runs the
 //!   binary's own server code (`examples::relay_server::Server`) on a current-thread runtime
-//!   pinned to one core.
+//!   pinned to one core. Its WebSockets are tungstenite's, driven by the TCP socket's readiness
+//!   (see `signaling_ws`), not through tokio-tungstenite's adapter as the baseline's are.
 //! - `baseline`: a raw tokio-tungstenite forwarder with the same tungstenite settings: it pairs
 //!   the two connections of a room, then one task per direction reads frames and `feed`s them to
 //!   the other connection while more are immediately available (at most `--baseline-batch`,
