@@ -442,14 +442,14 @@ const STRING_FRAME_END: &str = "\"}";
 
 /// The text between the opening quote of a canonical candidate frame's value and the frame's
 /// closing `"}`, without looking at it. It is the candidate [`decode`] gives when it holds no
-/// `"`, `\\` or control byte (what a caller checking the candidate may know already).
+/// `"`, `\` or control byte (what a caller checking the candidate may know already).
 pub(crate) fn candidate_frame_text(frame: &str) -> Option<&str> {
     frame
         .strip_prefix(CANDIDATE_FRAME_START)?
         .strip_suffix(STRING_FRAME_END)
 }
 
-/// The canonical frame of a candidate whose text holds no `"`, `\\` or control byte: what
+/// The canonical frame of a candidate whose text holds no `"`, `\` or control byte: what
 /// [`encode`] writes for it in the bare-string form, without looking for escapes.
 pub(crate) fn plain_candidate_frame(text: &str) -> String {
     let mut out =
