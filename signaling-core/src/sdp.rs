@@ -766,7 +766,8 @@ fn check_bytes(sdp: &str) -> Result<(), SdpError> {
 /// The positions of the `\n`s of a text, in order, found 64 bytes at a time: a block's line
 /// feeds become the bits of one word, which are then read off one per line. Looking for each
 /// line's end separately costs a mispredicted branch per line (lines have any length); this
-/// costs one loop exit per 64 bytes. [`find_lf`] is the plain reference (`line_ends_agree`).
+/// costs one loop exit per 64 bytes. `find_lf` (a test helper) is the plain reference
+/// (`line_ends_agree`).
 struct LineEnds<'a> {
     bytes: &'a [u8],
     /// Offset of the block `mask` belongs to.
