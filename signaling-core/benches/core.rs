@@ -26,6 +26,7 @@
 //!   a room of eight.
 #![allow(missing_docs)]
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -151,7 +152,7 @@ struct Checked;
 thread_local! {
     /// The messages of the `negotiate::<Checked>` runs on this thread, in order (both
     /// directions).
-    static RECORDED: std::cell::RefCell<Vec<Message>> = const { std::cell::RefCell::new(Vec::new()) };
+    static RECORDED: RefCell<Vec<Message>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Link for Checked {

@@ -1,9 +1,9 @@
 //! The pluggable transport contract.
 //!
-//! A transport carries UTF-8 text frames ([`Frame`]s) between two endpoints. Everything above it (the session
-//! driver, the relay) is written against [`Transport`] only, so a user adds a transport (QUIC, HTTP
-//! long-poll, a message bus) by implementing this one trait, and sessions and relays run unchanged
-//! over any mix of transports.
+//! A transport carries UTF-8 text frames ([`Frame`]s) between two endpoints. Everything above it
+//! (the session driver, the relay) is written against [`Transport`] only, so a user adds a
+//! transport (QUIC, HTTP long-poll, a message bus) by implementing this one trait, and sessions and
+//! relays run unchanged over any mix of transports.
 //!
 //! # Contract
 //!

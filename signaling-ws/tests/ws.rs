@@ -451,7 +451,8 @@ async fn writes_resume_when_a_stalled_reader_reads_again() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..N {
-        // Far more than a read takes, and checked first (see `frames_arriving_in_pieces_are_read_whole`).
+        // Far more than a read takes, and checked first (see
+        // `frames_arriving_in_pieces_are_read_whole`).
         let message = tokio::select! {
             biased;
             () = tokio::time::sleep(Duration::from_secs(8)) => panic!("frame {i} never came"),
