@@ -269,6 +269,25 @@ fn message(d: Dialect) -> BoxedStrategy<Message> {
     prop_oneof![description, candidate, end, error, unknown].boxed()
 }
 
+/// Every byte that must be escaped, at every offset of plain runs long enough to cross the
+/// codec's 16- and 64-byte scanning steps, is escaped as serde_json does and read back.
+#[test]
+fn escapes_are_found_at_every_offset() {
+    for len in 0..150 {
+        for at in 0..=len {
+            for special in ["\"", "\\", "\n", "\r\n", "\r", "\u{1}", "\u{1f}", "\t"] {
+                let mut text = "x".repeat(len);
+                text.insert_str(at, special);
+                let m = Message::Error(ErrorMessage { text: text.clone() });
+                let frame = wire::encode(&m, Dialect::GO2RTC);
+                let json = serde_json::to_string(&text).expect("a string");
+                assert_eq!(frame, format!(r#"{{"type":"error","value":{json}}}"#));
+                assert_eq!(wire::decode(&frame), Ok(m), "{frame:?}");
+            }
+        }
+    }
+}
+
 fn any_dialect() -> impl Strategy<Value = Dialect> {
     prop_oneof![
         Just(Dialect::GO2RTC),
