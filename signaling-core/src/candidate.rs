@@ -788,8 +788,7 @@ impl Candidate {
     /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
     /// checked before anything else.
     pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
-        let (scan, text, _) = checked_scan(s)?;
-        Ok(scan.into_candidate(text.to_owned()))
+        checked_scan(s, |scan, text, _| scan.into_candidate(text.to_owned()))
     }
 
     /// Creates a candidate with no related address, tcptype or extensions.
@@ -1067,11 +1066,16 @@ impl Candidate {
     }
 }
 
-/// [`Candidate::parse`] without the allocation: the scan, the `candidate:...` text it is of (the
-/// input without `a=`), and whether the fast scan took it (then `s` holds no `"`, `\` or control
-/// byte).
+/// [`Candidate::parse`] without the allocation: `done` gets the scan, the `candidate:...` text it
+/// is of (the input without `a=`), and whether the fast scan took it (then `s` holds no `"`, `\`
+/// or control byte).
+///
+/// `done` is called on the fast scan's result and on the general scan's result separately
+/// rather than on one merged value: inlined into each branch, it lets a caller that keeps only
+/// part of the scan (as [`check_for_json`] does) drop the rest of the fast scan's work, and no
+/// whole `Scan` is stored only to be read back at once (a store-to-load stall).
 #[inline(always)]
-fn checked_scan(s: &str) -> Result<(Scan, &str, bool), CandidateError> {
+fn checked_scan<T>(s: &str, done: impl FnOnce(Scan, &str, bool) -> T) -> Result<T, CandidateError> {
     let forbidden = || {
         s.bytes()
             .position(|b| matches!(b, b'\r' | b'\n' | 0))
@@ -1095,11 +1099,12 @@ fn checked_scan(s: &str) -> Result<(Scan, &str, bool), CandidateError> {
     // No valid token holds CR, LF or NUL (see the module docs), so scanning for them only
     // when parsing fails gives the same answer as scanning first.
     if let Some(scan) = scan_fast(text) {
-        return Ok((scan, text, true));
+        return Ok(done(scan, text, true));
     }
-    scan_general(text)
-        .map(|scan| (scan, text, false))
-        .map_err(|e| forbidden().unwrap_or_else(|| shift_offsets(e, base)))
+    match scan_general(text) {
+        Ok(scan) => Ok(done(scan, text, false)),
+        Err(e) => Err(forbidden().unwrap_or_else(|| shift_offsets(e, base))),
+    }
 }
 
 /// Checks `s` exactly as [`Candidate::parse`] does (same errors), without allocating. On success,
@@ -1122,12 +1127,13 @@ pub(crate) struct Checked {
 
 /// [`check`], and whether the text needs no JSON escaping (see [`Checked`]).
 pub(crate) fn check_for_json(s: &str) -> Result<Checked, CandidateError> {
-    let (scan, text, plain) = checked_scan(s)?;
-    let base = s.len() - text.len();
-    let ufrag = scan
-        .ufrag
-        .map(|span| base + usize::from(span.start)..base + usize::from(span.end));
-    Ok(Checked { ufrag, plain })
+    checked_scan(s, |scan, text, plain| {
+        let base = s.len() - text.len();
+        let ufrag = scan
+            .ufrag
+            .map(|span| base + usize::from(span.start)..base + usize::from(span.end));
+        Checked { ufrag, plain }
+    })
 }
 
 fn check_fqdn_is_name(address: &Address, field: &'static str) -> Result<(), CandidateError> {
@@ -1388,6 +1394,57 @@ fn fast_value(b: &[u8], at: usize) -> Option<usize> {
         .or_else(|| (i > at && matches!(b.get(i), None | Some(&b' '))).then_some(i))
 }
 
+/// The IPv4 address at `at` and its end, when the token there is a dotted quad that
+/// [`parse_ipv4`] accepts, followed by a space or the end of input; `None` otherwise (the caller
+/// then finds the token's end and classifies it in full). Reading the address while finding its
+/// end looks at each byte once, where finding the end first and then parsing reads it twice.
+#[inline(always)]
+fn fast_ipv4(b: &[u8], at: usize) -> Option<(Ipv4Addr, usize)> {
+    let digit = |i: usize| {
+        b.get(i)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|&d| d <= 9)
+            .map(u16::from)
+    };
+    let mut i = at;
+    let mut octets = [0u8; 4];
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let mut n = digit(i)?;
+        i += 1;
+        // 1 to 3 digits, no leading zero (as `Ipv4Addr::from_str`), at most 255.
+        if let Some(d) = digit(i) {
+            if n == 0 {
+                return None;
+            }
+            n = n * 10 + d;
+            i += 1;
+            if let Some(d) = digit(i) {
+                n = n * 10 + d;
+                i += 1;
+            }
+        }
+        *octet = u8::try_from(n).ok()?;
+    }
+    matches!(b.get(i), None | Some(&b' ')).then_some((Ipv4Addr::from(octets), i))
+}
+
+/// The address token at `at` as [`classify_address`] reads it, and its end: the usual IPv4
+/// address by [`fast_ipv4`], anything else by finding the token's end and classifying it.
+#[inline(always)]
+fn fast_address(b: &[u8], at: usize) -> Option<(Option<IpAddr>, usize)> {
+    if let Some((ip, end)) = fast_ipv4(b, at) {
+        return Some((Some(IpAddr::V4(ip)), end));
+    }
+    let end = find_space(b, at);
+    Some((classify_address(b.get(at..end)?)?, end))
+}
+
 /// Past the separating space at `at`.
 #[inline(always)]
 fn fast_space(b: &[u8], at: usize) -> Option<usize> {
@@ -1436,8 +1493,7 @@ fn scan_fast(text: &str) -> Option<Scan> {
     let priority = u32::try_from(priority).ok()?;
 
     let at = fast_space(b, end)?;
-    let end = find_space(b, at);
-    let address = classify_address(b.get(at..end)?)?;
+    let (address, end) = fast_address(b, at)?;
     let address_text = span(at, end - at);
 
     let at = fast_space(b, end)?;
@@ -1461,9 +1517,9 @@ fn scan_fast(text: &str) -> Option<Scan> {
     let mut related_address = None;
     if b.get(end..end + 7) == Some(b" raddr ") {
         let at = end + 7;
-        end = find_space(b, at);
-        let ip = classify_address(b.get(at..end)?)?;
-        related_address = Some((span(at, end - at), ip));
+        let (ip, e) = fast_address(b, at)?;
+        related_address = Some((span(at, e - at), ip));
+        end = e;
     }
     let mut related_port = None;
     if b.get(end..end + 7) == Some(b" rport ") {
@@ -2080,6 +2136,22 @@ mod tests {
         fn ipv4_fast_path_matches_std(s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}") {
             prop_assert_eq!(parse_ipv4(s.as_bytes()), Ipv4Addr::from_str(&s).ok());
         }
+
+        /// The fused reader accepts exactly the tokens `parse_ipv4` does, with the same value,
+        /// wherever the token starts and whatever follows it.
+        #[test]
+        fn fast_ipv4_matches_parse_ipv4(
+            before in "[0-9. ]{0,3}",
+            s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+            after in "|[ ][0-9a-z .]{0,3}|[0-9a-z.:][0-9a-z .]{0,3}",
+        ) {
+            let text = format!("{before}{s}{after}");
+            let b = text.as_bytes();
+            let at = before.len();
+            let end = find_space(b, at);
+            let expected = b.get(at..end).and_then(parse_ipv4).map(|ip| (ip, end));
+            prop_assert_eq!(fast_ipv4(b, at), expected, "{:?}", text);
+        }
     }
 
     #[test]
@@ -2095,6 +2167,11 @@ mod tests {
             "1..2.3",
         ] {
             assert_eq!(parse_ipv4(s.as_bytes()), Ipv4Addr::from_str(s).ok(), "{s}");
+            let end = s.len();
+            let expected = Ipv4Addr::from_str(s).ok().map(|ip| (ip, end));
+            assert_eq!(fast_ipv4(s.as_bytes(), 0), expected, "{s}");
+            let spaced = format!("{s} 1");
+            assert_eq!(fast_ipv4(spaced.as_bytes(), 0), expected, "{s}");
         }
     }
 
