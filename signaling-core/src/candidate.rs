@@ -525,6 +525,7 @@ const ICE: u8 = 1; // ice-char: ALPHA / DIGIT / "+" / "/"
 const TOKEN: u8 = 2; // RFC 8866 token-char
 const VALUE: u8 = 4; // visible ASCII or a non-ASCII byte (extension values)
 const PLAIN: u8 = 8; // VALUE except '"' and '\' (written as they are in a JSON string)
+const HOST: u8 = 16; // host name bytes: ALPHA / DIGIT / "-" / "_" / "."
 
 const fn build_classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -539,6 +540,9 @@ const fn build_classes() -> [u8; 256] {
         }
         if is_token_char(b) {
             c |= TOKEN;
+        }
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+            c |= HOST;
         }
         if b > 0x20 && b != 0x7F {
             c |= VALUE;
@@ -687,37 +691,25 @@ fn is_valid_foundation(t: &str) -> bool {
 }
 
 /// Host name check: labels of letters, digits, `-`, `_`; 1..=63 bytes, not starting or ending
-/// with `-`; at most 253 bytes; last label not all digits. One pass, no allocation.
+/// with `-`; at most 253 bytes; last label not all digits. No allocation.
 fn is_valid_hostname(bytes: &[u8]) -> bool {
-    if bytes.is_empty() || bytes.len() > 253 {
-        return false;
-    }
-    let mut label_len = 0usize;
-    let mut label_all_digits = true;
-    let mut prev = b'.';
-    for &c in bytes {
-        if c == b'.' {
-            if label_len == 0 || prev == b'-' {
-                return false;
-            }
-            label_len = 0;
-            label_all_digits = true;
-        } else {
-            if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
-                return false;
-            }
-            if c == b'-' && label_len == 0 {
-                return false;
-            }
-            label_len += 1;
-            if label_len > 63 {
-                return false;
-            }
-            label_all_digits &= c.is_ascii_digit();
-        }
-        prev = c;
-    }
-    label_len > 0 && prev != b'-' && !label_all_digits
+    (1..=253).contains(&bytes.len())
+        && bytes.iter().all(|&c| CLASSES[usize::from(c)] & HOST != 0)
+        && host_labels_ok(bytes)
+}
+
+/// The label rules of [`is_valid_hostname`] for text whose bytes are all of the `HOST` class:
+/// checked once per label rather than once per byte.
+#[inline(always)]
+fn host_labels_ok(bytes: &[u8]) -> bool {
+    bytes.split(|&c| c == b'.').all(|label| {
+        (1..=63).contains(&label.len())
+            && label.first() != Some(&b'-')
+            && label.last() != Some(&b'-')
+    }) && bytes
+        .rsplit(|&c| c == b'.')
+        .next()
+        .is_some_and(|last| !last.iter().all(u8::is_ascii_digit))
 }
 
 /// Dotted-quad IPv4, exactly as strict as `Ipv4Addr::from_str` (four decimal octets of 1..=3
@@ -765,15 +757,24 @@ fn parse_address(t: &str) -> Option<Address> {
 
 /// `Some(Some(ip))` for an IP address, `Some(None)` for a valid host name, `None` otherwise.
 fn classify_address(t: &[u8]) -> Option<Option<IpAddr>> {
-    // Text with a colon is never IPv4 nor a host name: it is IPv6 or nothing.
     if let Some(ip) = parse_ipv4(t) {
         return Some(Some(IpAddr::V4(ip)));
     }
-    if t.contains(&b':') {
-        let ip = std::str::from_utf8(t).ok().map(Ipv6Addr::from_str)?;
-        return ip.ok().map(|ip| Some(IpAddr::V6(ip)));
+    // A host name has no colon and IPv6 text always has one, so the order of these two does
+    // not matter; the name check comes first as it stops at the first colon.
+    if is_valid_hostname(t) {
+        return Some(None);
     }
-    is_valid_hostname(t).then_some(None)
+    classify_ipv6(t)
+}
+
+/// [`classify_address`] of text known to be neither IPv4 nor a host name: IPv6 or nothing.
+fn classify_ipv6(t: &[u8]) -> Option<Option<IpAddr>> {
+    if !t.contains(&b':') {
+        return None;
+    }
+    let ip = std::str::from_utf8(t).ok().map(Ipv6Addr::from_str)?;
+    ip.ok().map(|ip| Some(IpAddr::V6(ip)))
 }
 
 impl Candidate {
@@ -1435,14 +1436,21 @@ fn fast_ipv4(b: &[u8], at: usize) -> Option<(Ipv4Addr, usize)> {
 }
 
 /// The address token at `at` as [`classify_address`] reads it, and its end: the usual IPv4
-/// address by [`fast_ipv4`], anything else by finding the token's end and classifying it.
+/// address by [`fast_ipv4`]; a token of host name bytes (an mDNS name) by finding its end while
+/// checking its bytes, then its labels; anything else by finding the token's end and reading it
+/// as IPv6, the one kind left.
 #[inline(always)]
 fn fast_address(b: &[u8], at: usize) -> Option<(Option<IpAddr>, usize)> {
     if let Some((ip, end)) = fast_ipv4(b, at) {
         return Some((Some(IpAddr::V4(ip)), end));
     }
+    if let Some(end) = fast_token(b, at, HOST) {
+        // Not IPv4 (`fast_ipv4` takes every IPv4 text) and no colon: a host name or nothing.
+        let name = b.get(at..end)?;
+        return (name.len() <= 253 && host_labels_ok(name)).then_some((None, end));
+    }
     let end = find_space(b, at);
-    Some((classify_address(b.get(at..end)?)?, end))
+    Some((classify_ipv6(b.get(at..end)?)?, end))
 }
 
 /// Past the separating space at `at`.
@@ -2175,6 +2183,66 @@ mod tests {
         }
     }
 
+    /// The host name rules byte by byte, as a reference for [`is_valid_hostname`].
+    fn hostname_reference(bytes: &[u8]) -> bool {
+        if bytes.is_empty() || bytes.len() > 253 {
+            return false;
+        }
+        let mut label_len = 0usize;
+        let mut label_all_digits = true;
+        let mut prev = b'.';
+        for &c in bytes {
+            if c == b'.' {
+                if label_len == 0 || prev == b'-' {
+                    return false;
+                }
+                label_len = 0;
+                label_all_digits = true;
+            } else {
+                if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                    return false;
+                }
+                if c == b'-' && label_len == 0 {
+                    return false;
+                }
+                label_len += 1;
+                if label_len > 63 {
+                    return false;
+                }
+                label_all_digits &= c.is_ascii_digit();
+            }
+            prev = c;
+        }
+        label_len > 0 && prev != b'-' && !label_all_digits
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn hostname_check_matches_reference(
+            s in "[a-z0-9._-]{0,12}|[a1.-]{0,8}|[a-z0-9.:%_-]{0,12}|([a-z0-9-]{1,64}\\.){1,5}[a-z0-9-]{1,64}|.{0,8}",
+        ) {
+            prop_assert_eq!(is_valid_hostname(s.as_bytes()), hostname_reference(s.as_bytes()), "{:?}", s);
+        }
+
+        /// The fast scan's address reader agrees with finding the token's end and classifying
+        /// it, wherever the token starts and whatever follows it.
+        #[test]
+        fn fast_address_matches_classify(
+            before in "[0-9a. ]{0,3}",
+            s in "[a-z0-9._-]{0,12}|[0-9.]{0,16}|[0-9a-f:.]{0,16}|[a-z0-9-]{1,64}\\.[a-z]{1,5}|.{0,8}",
+            after in "|[ ][0-9a-z .]{0,3}|[0-9a-z.:%][0-9a-z .]{0,3}",
+        ) {
+            let text = format!("{before}{s}{after}");
+            let b = text.as_bytes();
+            let at = before.len();
+            let end = find_space(b, at);
+            let expected = b.get(at..end).and_then(classify_address).map(|ip| (ip, end));
+            prop_assert_eq!(fast_address(b, at), expected, "{:?}", text);
+        }
+    }
+
     #[test]
     fn hostnames() {
         for ok in [
@@ -2204,6 +2272,9 @@ mod tests {
             "a%b",
             long_label.as_str(),
             too_long.as_str(),
+            "a:b",
+            "a.b:",
+            "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.1",
         ] {
             assert!(!is_valid_hostname(bad.as_bytes()), "{bad}");
         }
