@@ -1386,8 +1386,11 @@ fn fast_value(b: &[u8], at: usize) -> Option<usize> {
         let backslash = backslash.wrapping_sub(LO) & !backslash & HI;
         let stop = low | del | quote | backslash;
         if stop != 0 {
-            let j = i + (stop.trailing_zeros() / 8) as usize;
-            return (b.get(j) == Some(&b' ') && j > at).then_some(j);
+            // The byte that stopped the value is read from the word already in hand.
+            let lane = stop.trailing_zeros() / 8;
+            let j = i + lane as usize;
+            let first = x.to_le_bytes().get(lane as usize).copied();
+            return (first == Some(b' ') && j > at).then_some(j);
         }
         i += 8;
     }
@@ -1512,14 +1515,21 @@ fn scan_fast(text: &str) -> Option<Scan> {
         return None;
     }
     let at = end + 5;
-    let mut end = find_space(b, at);
-    let kind = match b.get(at..end)? {
-        b"host" => ScannedType::Host,
-        b"srflx" => ScannedType::Srflx,
-        b"prflx" => ScannedType::Prflx,
-        b"relay" => ScannedType::Relay,
-        _ => return None,
+    // Fixed-size compares of the four types, then the byte after must end the token.
+    let (kind, mut end) = if b.get(at..at + 4) == Some(b"host") {
+        (ScannedType::Host, at + 4)
+    } else {
+        let kind = match b.get(at..at + 5)? {
+            b"srflx" => ScannedType::Srflx,
+            b"prflx" => ScannedType::Prflx,
+            b"relay" => ScannedType::Relay,
+            _ => return None,
+        };
+        (kind, at + 5)
     };
+    if !matches!(b.get(end), None | Some(&b' ')) {
+        return None;
+    }
     let kind_text = span(at, end - at);
 
     let mut related_address = None;
@@ -1553,7 +1563,9 @@ fn scan_fast(text: &str) -> Option<Scan> {
         if ext_count == 0 {
             ext_start = name_at;
         }
-        if name == b"ufrag" {
+        // A `ufrag` followed by a space is always a known name, so the other names need no
+        // compare.
+        if known.is_some() && name == b"ufrag" {
             ufrag = ufrag.or(Some(span(value_at, end - value_at)));
         }
         if known.is_none() && name.len() <= 7 {
