@@ -2092,7 +2092,7 @@ mod tests {
         fn fast_path_agrees_with_general_on_replaced_tokens(
             s in candidate_string(),
             at in any::<proptest::sample::Index>(),
-            with in "|typ|TYP|raddr|RADDR|rport|Rport|tcptype|TCPTYPE|ufrag|active|so|udp|UDP|tcp|host|Host|srflx|relay|prflx|0|1|256|257|65535|65536|4294967295|4294967296|0000000001|00000000001|1.2.3.4|01.2.3.4|::1|a.local|x y|generation",
+            with in "|typ|TYP|raddr|RADDR|rport|Rport|tcptype|TCPTYPE|ufrag|active|so|udp|UDP|tcp|host|Host|srflx|relay|prflx|0|1|256|257|65535|65536|4294967295|4294967296|0000000001|00000000001|1.2.3.4|01.2.3.4|::1|a.local|x y|generation|256.1.1.1|1.2.3.4.5|1.2.3|a-.local|-a.local|a_b.local|a..local|x.1|fe80::1|2001:db8::1:2:3:4:5:6|host1|srflxx|hos|relay1",
         ) {
             let mut toks: Vec<&str> = s.split(' ').collect();
             let i = at.index(toks.len());
