@@ -1363,41 +1363,6 @@ fn known_name(rest: &[u8]) -> Option<usize> {
     }
 }
 
-/// The end of the extension value at `at` (the next space, or the end of input) when it is not
-/// empty and every byte is visible ASCII or non-ASCII other than `"` and `\`:
-/// `fast_token(b, at, PLAIN)`, eight bytes at a time. (A value with `"` or `\`, valid as it is,
-/// is left to the general scan, so that every candidate the fast scan takes is plain JSON text.)
-#[inline(always)]
-fn fast_value(b: &[u8], at: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = at;
-    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
-        let x = u64::from_le_bytes(word);
-        // High bit of each byte below 0x21 (ASCII only), and of each 0x7F. Each mask may also
-        // flag bytes above its first true hit (borrows run upwards), so only the lowest flag is
-        // read: it is exact.
-        let low = x.wrapping_sub(LO * 0x21) & !x & HI;
-        let del = x ^ (LO * 0x7F);
-        let del = del.wrapping_sub(LO) & !del & HI;
-        let quote = x ^ (LO * u64::from(b'"'));
-        let quote = quote.wrapping_sub(LO) & !quote & HI;
-        let backslash = x ^ (LO * u64::from(b'\\'));
-        let backslash = backslash.wrapping_sub(LO) & !backslash & HI;
-        let stop = low | del | quote | backslash;
-        if stop != 0 {
-            // The byte that stopped the value is read from the word already in hand.
-            let lane = stop.trailing_zeros() / 8;
-            let j = i + lane as usize;
-            let first = x.to_le_bytes().get(lane as usize).copied();
-            return (first == Some(b' ') && j > at).then_some(j);
-        }
-        i += 8;
-    }
-    fast_token(b, i, PLAIN)
-        .or_else(|| (i > at && matches!(b.get(i), None | Some(&b' '))).then_some(i))
-}
-
 /// The IPv4 address at `at` and its end, when the token there is a dotted quad that
 /// [`parse_ipv4`] accepts, followed by a space or the end of input; `None` otherwise (the caller
 /// then finds the token's end and classifies it in full). Reading the address while finding its
@@ -1558,7 +1523,13 @@ fn scan_fast(text: &str) -> Option<Scan> {
             None => fast_token(b, name_at, TOKEN)?,
         };
         let value_at = fast_space(b, name_end)?;
-        end = fast_value(b, value_at)?;
+        // Visible ASCII or non-ASCII, but no `"` or `\`: a value with those, valid as it is, is
+        // left to the general scan, so that every candidate this scan takes is plain JSON text.
+        // Byte by byte: the values browsers send are a few bytes long, and a loop whose exit
+        // the branch predictor learns lets the scan run on to the next token at once, where
+        // working out the end from a whole word puts that arithmetic before every later token
+        // (measured: a word-at-a-time version made the whole check about a quarter slower).
+        end = fast_token(b, value_at, PLAIN)?;
         let name = b.get(name_at..name_end)?;
         if ext_count == 0 {
             ext_start = name_at;
@@ -2110,28 +2081,6 @@ mod tests {
             toks in proptest::collection::vec("[a-zA-Z0-9.:+/_-]{0,8}|typ|raddr|rport|tcptype|ufrag|udp|tcp|host|srflx|active|1|0|256", 0..18)
         ) {
             assert_fast_agrees(&format!("candidate:{}", toks.join(" ")))?;
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn fast_value_is_fast_token_of_values(
-            bytes in proptest::collection::vec(
-                prop_oneof![
-                    4 => 0x21u8..0x7F,
-                    1 => Just(b' '),
-                    1 => Just(0x7Fu8),
-                    1 => Just(b'"'),
-                    1 => Just(b'\\'),
-                    1 => 0u8..0x21,
-                    1 => 0x80u8..
-                ],
-                0..40,
-            ),
-            at in any::<proptest::sample::Index>(),
-        ) {
-            let at = at.index(bytes.len() + 1);
-            prop_assert_eq!(fast_value(&bytes, at), fast_token(&bytes, at, PLAIN));
         }
     }
 
