@@ -770,11 +770,140 @@ fn classify_address(t: &[u8]) -> Option<Option<IpAddr>> {
 
 /// [`classify_address`] of text known to be neither IPv4 nor a host name: IPv6 or nothing.
 fn classify_ipv6(t: &[u8]) -> Option<Option<IpAddr>> {
-    if !t.contains(&b':') {
-        return None;
+    parse_ipv6(t).map(|ip| Some(IpAddr::V6(ip)))
+}
+
+/// IPv6 text, exactly as strict as `Ipv6Addr::from_str` (the same grammar, read the same way:
+/// groups of 1 to 4 hex digits, at most one `::` standing for at least one zero group, an IPv4
+/// address only as the last two groups), without its general-purpose parser machinery.
+fn parse_ipv6(t: &[u8]) -> Option<Ipv6Addr> {
+    let mut p = V6Reader { b: t, i: 0 };
+    let mut head = [0u16; 8];
+    let (head_len, head_ipv4) = p.groups(&mut head);
+    let groups = if head_len == 8 {
+        head
+    } else {
+        // An IPv4 part may only end the address, and fewer than 8 groups need a `::`.
+        if head_ipv4 || !(p.eat(b':') && p.eat(b':')) {
+            return None;
+        }
+        // `::` stands for at least one group, so at most 7 - head_len follow it.
+        let mut tail = [0u16; 7];
+        let limit = 7 - head_len;
+        let (tail_len, _) = p.groups(tail.get_mut(..limit)?);
+        let mut groups = head;
+        groups
+            .get_mut(8 - tail_len..)?
+            .copy_from_slice(tail.get(..tail_len)?);
+        groups
+    };
+    // The whole text must be read.
+    (p.i == t.len()).then(|| Ipv6Addr::from(groups))
+}
+
+/// A cursor over IPv6 text for [`parse_ipv6`]; each read either succeeds and moves on or fails
+/// and leaves the position where it was.
+struct V6Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl V6Reader<'_> {
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.b.get(self.i) == Some(&c);
+        if hit {
+            self.i += 1;
+        }
+        hit
     }
-    let ip = std::str::from_utf8(t).ok().map(Ipv6Addr::from_str)?;
-    ip.ok().map(|ip| Some(IpAddr::V6(ip)))
+
+    /// Colon-separated groups into `out` (the first without a colon before it), stopping at the
+    /// first that does not read; an IPv4 address is tried first wherever two groups are left,
+    /// and ends the run. The count read, and whether an IPv4 address ended it.
+    fn groups(&mut self, out: &mut [u16]) -> (usize, bool) {
+        let limit = out.len();
+        for i in 0..limit {
+            let start = self.i;
+            if i + 1 < limit {
+                if i == 0 || self.eat(b':') {
+                    if let Some([a, b, c, d]) = self.ipv4().map(|ip| ip.octets()) {
+                        if let Some(pair) = out.get_mut(i..i + 2) {
+                            pair.copy_from_slice(&[
+                                u16::from_be_bytes([a, b]),
+                                u16::from_be_bytes([c, d]),
+                            ]);
+                        }
+                        return (i + 2, true);
+                    }
+                }
+                self.i = start;
+            }
+            match (i == 0 || self.eat(b':'))
+                .then(|| self.hex_group())
+                .flatten()
+            {
+                Some(g) => {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = g;
+                    }
+                }
+                None => {
+                    self.i = start;
+                    return (i, false);
+                }
+            }
+        }
+        (limit, false)
+    }
+
+    /// 1 to 4 hex digits (leading zeros allowed). More digits cannot be part of a valid address.
+    fn hex_group(&mut self) -> Option<u16> {
+        let start = self.i;
+        let mut n: u16 = 0;
+        while self.i - start < 4 {
+            let Some(d) = self.b.get(self.i).and_then(|&c| char::from(c).to_digit(16)) else {
+                break;
+            };
+            n = n * 16 + u16::try_from(d).ok()?;
+            self.i += 1;
+        }
+        if self.i == start {
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A dotted-quad IPv4 address as [`parse_ipv4`] reads one, up to the first byte that cannot
+    /// continue it.
+    fn ipv4(&mut self) -> Option<Ipv4Addr> {
+        let start = self.i;
+        let mut octets = [0u8; 4];
+        for (k, octet) in octets.iter_mut().enumerate() {
+            if k > 0 && !self.eat(b'.') {
+                self.i = start;
+                return None;
+            }
+            let at = self.i;
+            let mut n: u16 = 0;
+            while self.i - at < 3 {
+                let Some(d) = self.b.get(self.i).filter(|c| c.is_ascii_digit()) else {
+                    break;
+                };
+                n = n * 10 + u16::from(d - b'0');
+                self.i += 1;
+            }
+            let len = self.i - at;
+            let leading_zero = len > 1 && self.b.get(at) == Some(&b'0');
+            match u8::try_from(n) {
+                Ok(v) if len > 0 && !leading_zero => *octet = v,
+                _ => {
+                    self.i = start;
+                    return None;
+                }
+            }
+        }
+        Some(Ipv4Addr::from(octets))
+    }
 }
 
 impl Candidate {
@@ -2120,6 +2249,91 @@ mod tests {
             let end = find_space(b, at);
             let expected = b.get(at..end).and_then(parse_ipv4).map(|ip| (ip, end));
             prop_assert_eq!(fast_ipv4(b, at), expected, "{:?}", text);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The IPv6 reader accepts exactly what `Ipv6Addr::from_str` accepts, with the same value.
+        #[test]
+        fn ipv6_matches_std(
+            s in "[0-9a-fA-F:.]{0,24}|[0-9:.]{0,20}|[0-9a:.]{0,48}|([0-9a-fA-F]{0,5}:){0,9}[0-9a-fA-F]{0,5}|([0-9a-f]{0,4}:{1,2}){0,8}([0-9]{1,4}\\.){0,4}[0-9]{0,4}|.{0,6}",
+        ) {
+            prop_assert_eq!(parse_ipv6(s.as_bytes()), Ipv6Addr::from_str(&s).ok(), "{:?}", s);
+        }
+    }
+
+    /// Every text of up to `MAX_LEN` bytes over a few bytes that play every part in the
+    /// grammar (digits, a hex letter, both separators), against `Ipv6Addr::from_str`.
+    #[test]
+    fn ipv6_matches_std_exhaustively() {
+        const MAX_LEN: usize = 7;
+        const BYTES: [u8; 5] = [b'0', b'1', b'f', b':', b'.'];
+        let mut text = Vec::with_capacity(MAX_LEN);
+        let mut todo = vec![0usize];
+        // Depth-first over all texts: `todo` holds the next byte index at each length.
+        while let Some(next) = todo.pop() {
+            let s = std::str::from_utf8(&text).unwrap_or_default();
+            if next == 0 {
+                assert_eq!(parse_ipv6(&text), Ipv6Addr::from_str(s).ok(), "{s}");
+            }
+            match BYTES.get(next) {
+                Some(&c) if text.len() < MAX_LEN => {
+                    todo.push(next + 1);
+                    text.push(c);
+                    todo.push(0);
+                }
+                _ => {
+                    text.pop();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_edges() {
+        for s in [
+            "::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4::5:6:7:8",
+            "1:2:3:4:5:6:7:8:9",
+            "1::2::3",
+            ":::",
+            ":1::",
+            "1:",
+            ":1",
+            "12345::",
+            "0000:0000::00000",
+            "::1.2.3.4",
+            "::ffff:1.2.3.4",
+            "1:2:3:4:5:6:1.2.3.4",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "1:2:3:4:5:1.2.3.4",
+            "1.2.3.4::",
+            "1.2.3.4",
+            "::1.2.3",
+            "::1.2.3.4.5",
+            "::01.2.3.4",
+            "::1.2.3.256",
+            "::256.1.1.1",
+            "::1234.5.6.7",
+            "::123.4.5.6",
+            "2001:db8::1",
+            "2001:DB8:85a3::8A2E:370:7334",
+            "fe80::1%eth0",
+            "[::1]",
+            "",
+            "::g",
+            "1:2:3:4:5:6::1.2.3.4",
+            "1:2:3:4:5::1.2.3.4",
+            "::0:1.2.3.4",
+        ] {
+            assert_eq!(parse_ipv6(s.as_bytes()), Ipv6Addr::from_str(s).ok(), "{s}");
         }
     }
 
