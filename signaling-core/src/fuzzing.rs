@@ -43,6 +43,17 @@ pub fn candidate(data: &[u8]) {
     }
 }
 
+/// The allocation-free candidate check a negotiation runs on every candidate frame: whether it
+/// accepts `s`, and whether it found the text plain JSON. Not a fuzz target: the `check` group
+/// of the `candidate` benchmark times it through here (built with `--cfg fuzzing`), since the
+/// check itself is not public.
+pub fn check_candidate(s: &str) -> (bool, bool) {
+    match crate::candidate::check_for_json(s) {
+        Ok(c) => (true, c.plain),
+        Err(_) => (false, false),
+    }
+}
+
 /// Extracts SDP facts.
 pub fn sdp(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
