@@ -29,9 +29,10 @@
 //!
 //! Parsing allocates a handful of buffers for the whole description (one holding the extracted
 //! tokens, shared by the sections, the section list, and the BUNDLE groups), never one
-//! per line. A NUL / bare `\r` check runs as one vectorizable pass before the line scan, and the
-//! line scan finds line ends 64 bytes at a time (one word of line-feed bits per block), so a
-//! line costs no search of its own.
+//! per line. The line scan finds line ends 64 bytes at a time (one word of line-feed bits per
+//! block), so a line costs no search of its own; the same pass over a block counts its bytes
+//! that are `\r` or NUL, which is enough to tell a clean text from one with a NUL or bare `\r`
+//! (only then is the text searched again, to name the line).
 
 use std::fmt;
 use std::sync::Arc;
@@ -493,8 +494,15 @@ impl SdpFacts {
         if sdp.is_empty() {
             return Err(SdpError::Empty);
         }
-        check_bytes(sdp)?;
-        Scanner::new(sdp).run(sdp)
+        match Scanner::new(sdp).run(sdp) {
+            Ok(facts) => Ok(facts),
+            // A NUL or bare `\r` anywhere is reported before any other problem, and the scan may
+            // have stopped at a line before reaching one.
+            Err(e) => {
+                check_bytes(sdp)?;
+                Err(e)
+            }
+        }
     }
 
     /// The m-sections, in m-line order.
@@ -733,10 +741,11 @@ impl fmt::Debug for BundleGroup<'_> {
     }
 }
 
-/// Refuses a NUL byte anywhere and a `\r` not followed by `\n`.
+/// Refuses a NUL byte anywhere and a `\r` not followed by `\n`, naming the line of the first.
 ///
-/// The common case is one branch-free pass the compiler vectorizes; the offending position is
-/// only looked for when there is one.
+/// The scan calls it only when it refuses a line, or when its own count shows that there is a
+/// bad byte to name (see [`Scanner::run`]). The common case is one branch-free pass the compiler
+/// vectorizes; the offending position is only looked for when there is one.
 fn check_bytes(sdp: &str) -> Result<(), SdpError> {
     let bytes = sdp.as_bytes();
     let next = bytes.get(1..).unwrap_or_default();
@@ -768,6 +777,11 @@ fn check_bytes(sdp: &str) -> Result<(), SdpError> {
 /// line's end separately costs a mispredicted branch per line (lines have any length); this
 /// costs one loop exit per 64 bytes. `find_lf` (a test helper) is the plain reference
 /// (`line_ends_agree`).
+///
+/// The same pass counts the bytes that are `\r` or NUL, so that the scan can tell, once it has
+/// read the whole text, whether [`check_bytes`] would refuse it, without a separate pass over
+/// the text (see [`Scanner::run`]; `cr_nul_count` is the plain reference, in
+/// `block_scan_agrees`).
 struct LineEnds<'a> {
     bytes: &'a [u8],
     /// Offset of the block `mask` belongs to.
@@ -776,6 +790,8 @@ struct LineEnds<'a> {
     next_block: usize,
     /// Bit `i`: byte `base + i` is a `\n` not yet returned.
     mask: u64,
+    /// Number of bytes that are `\r` or NUL in the blocks read so far.
+    cr_or_nul: usize,
 }
 
 impl<'a> LineEnds<'a> {
@@ -785,6 +801,7 @@ impl<'a> LineEnds<'a> {
             base: 0,
             next_block: 0,
             mask: 0,
+            cr_or_nul: 0,
         }
     }
 
@@ -803,38 +820,64 @@ impl<'a> LineEnds<'a> {
                 .filter(|b| !b.is_empty())?;
             self.base = self.next_block;
             self.next_block += 64;
-            self.mask = match block.first_chunk::<64>() {
-                Some(block) => lf_mask(block),
+            let scan = match block.first_chunk::<64>() {
+                Some(block) => scan_block(block),
                 None => {
-                    // The last, partial block, padded with zeros (not line feeds).
-                    let mut padded = [0u8; 64];
+                    // The last, partial block, padded with spaces (neither line feeds, carriage
+                    // returns nor NULs).
+                    let mut padded = [b' '; 64];
                     if let Some(head) = padded.get_mut(..block.len()) {
                         head.copy_from_slice(block);
                     }
-                    lf_mask(&padded)
+                    scan_block(&padded)
                 }
             };
+            self.mask = scan.lf;
+            self.cr_or_nul += scan.cr_or_nul;
         }
     }
 }
 
-/// Bit `i` set exactly when `block[i]` is `\n`. The byte compares vectorize; each group of
-/// eight 0/1 bytes is then packed into eight bits by one multiplication (byte `k` lands on bit
-/// `56 + k`; no two partial products overlap, so nothing carries).
+/// What [`scan_block`] finds in a block of 64 bytes.
+struct BlockScan {
+    /// Bit `i` set exactly when byte `i` is `\n`.
+    lf: u64,
+    /// Number of bytes that are `\r` or NUL.
+    cr_or_nul: usize,
+}
+
+/// The line feeds of a block, and how many of its bytes are `\r` or NUL, in one pass whose byte
+/// compares vectorize. Each group of eight 0/1 line-feed bytes is packed into eight bits by one
+/// multiplication (byte `k` lands on bit `56 + k`; no two partial products overlap, so nothing
+/// carries). The 0/1 bytes for `\r` or NUL are added eight at a time as words (each byte of the
+/// sum stays at most 8), then the bytes of the sum by one multiplication (at most 64, so again
+/// nothing carries into the top byte). Counting the two together costs less than keeping them
+/// apart, and is all the scan needs (see [`Scanner::run`]).
 #[inline(always)]
-fn lf_mask(block: &[u8; 64]) -> u64 {
-    let mut flags = [0u8; 64];
-    for (f, &b) in flags.iter_mut().zip(block) {
-        *f = u8::from(b == b'\n');
+fn scan_block(block: &[u8; 64]) -> BlockScan {
+    let mut lfs = [0u8; 64];
+    let mut others = [0u8; 64];
+    for ((lf, other), &b) in lfs.iter_mut().zip(others.iter_mut()).zip(block) {
+        *lf = u8::from(b == b'\n');
+        *other = u8::from(b == b'\r') | u8::from(b == 0);
     }
     let mut mask = 0u64;
-    for (k, group) in flags.chunks_exact(8).enumerate() {
+    for (k, group) in lfs.chunks_exact(8).enumerate() {
         let mut word = [0u8; 8];
         word.copy_from_slice(group);
         let bits = u64::from_le_bytes(word).wrapping_mul(0x0102_0408_1020_4080) >> 56;
         mask |= bits << (8 * k);
     }
-    mask
+    let mut sum = 0u64;
+    for group in others.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(group);
+        sum += u64::from_le_bytes(word);
+    }
+    BlockScan {
+        lf: mask,
+        cr_or_nul: (sum.wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize,
+    }
 }
 
 /// Position of the first `\n`, eight bytes at a time (the classic has-zero-byte word trick).
@@ -891,6 +934,22 @@ impl<'a> Iterator for SpaceSplit<'a> {
     }
 }
 
+/// Whether `s` is not empty, does not start or end with a space and has no two spaces in a row:
+/// whether `s.split(' ')` yields no empty piece. Every byte pair is looked at, without early exit,
+/// so that the compiler can check many at once.
+fn separated_by_single_spaces(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let next = bytes.get(1..).unwrap_or_default();
+    let doubled = bytes
+        .iter()
+        .zip(next)
+        .fold(false, |found, (&a, &b)| found | ((a == b' ') & (b == b' ')));
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => first != b' ' && last != b' ' && !doubled,
+        _ => false,
+    }
+}
+
 /// 1-based line number of byte offset `pos`.
 fn line_of(sdp: &str, pos: usize) -> usize {
     1 + sdp
@@ -901,9 +960,13 @@ fn line_of(sdp: &str, pos: usize) -> usize {
         .count()
 }
 
+/// Whether every byte is an ice-char. Every byte is looked at, without stopping at the first
+/// bad one: credentials are almost always valid, and a loop without early exits lets the
+/// compiler check many bytes at once.
 fn is_ice_chars(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    s.bytes().fold(true, |ok, b| {
+        ok & (b.is_ascii_alphanumeric() | (b == b'+') | (b == b'/'))
+    })
 }
 
 /// The buffer holding every extracted token.
@@ -1014,13 +1077,21 @@ impl Scanner {
         }
     }
 
+    /// Scans the lines, then checks the bytes. Each line ending in `\r\n` accounts for one `\r`;
+    /// any other `\r` is bare. So the text holds a NUL or a bare `\r` exactly when it has more
+    /// bytes that are `\r` or NUL than lines ending in `\r\n`, which the count kept by
+    /// [`LineEnds`] tells without a separate pass of [`check_bytes`] over a clean text. When the
+    /// text is not clean, or a line is refused (the caller then runs [`check_bytes`]), the lines
+    /// seen may have held a NUL or a bare `\r`; that changes nothing, as the error reported is
+    /// then [`check_bytes`]' own.
     fn run(mut self, sdp: &str) -> Result<SdpFacts, SdpError> {
         let mut ends = LineEnds::new(sdp.as_bytes());
         let mut start = 0;
         let mut line_no = 0usize;
+        // Lines ending in `\r\n`.
+        let mut crlfs = 0usize;
         while start < sdp.len() {
             line_no += 1;
-            // `check_bytes` has ruled out any `\r` other than the one ending a line.
             let line = match ends.next_lf() {
                 Some(lf) => {
                     // '\n' is ASCII, so `lf` and `lf + 1` are char boundaries.
@@ -1028,7 +1099,10 @@ impl Scanner {
                     start = lf + 1;
                     match raw.as_bytes().last() {
                         // '\r' is ASCII: cutting it leaves a char boundary.
-                        Some(b'\r') => raw.get(..raw.len() - 1).unwrap_or_default(),
+                        Some(b'\r') => {
+                            crlfs += 1;
+                            raw.get(..raw.len() - 1).unwrap_or_default()
+                        }
                         _ => raw,
                     }
                 }
@@ -1056,6 +1130,10 @@ impl Scanner {
                 b'a' => self.attribute(value, line_no)?,
                 _ => {}
             }
+        }
+        // The loop ends once the last line is taken, after `ends` has read every block.
+        if ends.cr_or_nul != crlfs {
+            check_bytes(sdp)?;
         }
         self.finish()
     }
@@ -1093,15 +1171,13 @@ impl Scanner {
         if protocol.is_empty() {
             return Err(err(MediaLineError::EmptyField));
         }
-        let mut formats = 0usize;
-        for fmt in fields {
-            if fmt.is_empty() {
-                return Err(err(MediaLineError::EmptyField));
-            }
-            formats += 1;
-        }
-        if formats == 0 {
-            return Err(err(MediaLineError::MissingFormat));
+        // The formats are what follows the space after the protocol. Split at spaces, they hold
+        // an empty one exactly when they are empty, start or end with a space, or hold two
+        // spaces in a row; they are only checked, so a pass over the bytes does instead of a
+        // split (a video m-line lists dozens of formats).
+        let formats = fields.rest.ok_or(err(MediaLineError::MissingFormat))?;
+        if !separated_by_single_spaces(formats) {
+            return Err(err(MediaLineError::EmptyField));
         }
         let media = self.tokens.push(media);
         let protocol = self.tokens.push(protocol);
@@ -1368,12 +1444,158 @@ mod tests {
         }
     }
 
+    /// Number of bytes that are `\r` or NUL, one byte at a time.
+    fn cr_nul_count(bytes: &[u8]) -> usize {
+        bytes.iter().filter(|&&b| b == b'\r' || b == 0).count()
+    }
+
+    /// The old byte check, one byte at a time: the first NUL or `\r` not followed by `\n`.
+    fn check_bytes_plain(sdp: &str) -> Result<(), SdpError> {
+        let bytes = sdp.as_bytes();
+        for (pos, &b) in bytes.iter().enumerate() {
+            let line = 1 + bytes[..pos].iter().filter(|&&b| b == b'\n').count();
+            if b == 0 {
+                return Err(SdpError::NulByte { line });
+            }
+            if b == b'\r' && bytes.get(pos + 1) != Some(&b'\n') {
+                return Err(SdpError::BareCarriageReturn { line });
+            }
+        }
+        Ok(())
+    }
+
+    /// Texts of about one, two and three blocks, of line feeds, `\r`, NULs and non-ASCII bytes.
+    fn block_texts() -> Vec<Vec<u8>> {
+        let mut texts: Vec<Vec<u8>> = vec![Vec::new(), b"\r".to_vec(), b"\0".to_vec()];
+        for len in [
+            1usize, 8, 62, 63, 64, 65, 66, 127, 128, 129, 191, 192, 193, 200,
+        ] {
+            for fill in [b'a', 0xC3] {
+                let base = vec![fill; len];
+                for pos in 0..len {
+                    for byte in [b'\r', 0, b'\n'] {
+                        let mut v = base.clone();
+                        v[pos] = byte;
+                        texts.push(v.clone());
+                        // And a `\r\n` or `\n\r` pair across the position, and a run of them.
+                        if let Some(next) = v.get_mut(pos + 1) {
+                            *next = if byte == b'\n' { b'\r' } else { b'\n' };
+                            texts.push(v.clone());
+                        }
+                        for (i, b) in v.iter_mut().enumerate().skip(pos) {
+                            if (i - pos) % 3 == 0 {
+                                *b = byte;
+                            }
+                        }
+                        texts.push(v);
+                    }
+                }
+            }
+        }
+        texts
+    }
+
+    /// Once `LineEnds` has given every line feed, it has counted every byte that is `\r` or NUL,
+    /// in whole and partial blocks alike.
+    #[test]
+    fn block_scan_agrees() {
+        for text in block_texts() {
+            let mut ends = LineEnds::new(&text);
+            let mut lfs = Vec::new();
+            while let Some(lf) = ends.next_lf() {
+                lfs.push(lf);
+            }
+            let expected: Vec<usize> = (0..text.len()).filter(|&i| text[i] == b'\n').collect();
+            assert_eq!(lfs, expected, "{text:?}");
+            assert_eq!(ends.cr_or_nul, cr_nul_count(&text), "{text:?}");
+        }
+    }
+
+    /// Valid descriptions of exactly `len` bytes (at least 62), with `\r\n` or bare `\n` line
+    /// endings, a non-ASCII value, and a final line ending or none.
+    fn sdps_of_len(len: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for eol in ["\r\n", "\n"] {
+            for tail in [eol, ""] {
+                let mut s = format!("v=0{eol}s=é{eol}m=audio 9 RTP/AVP 0{eol}a=mid:0{eol}");
+                while s.len() + 2 * (2 + 16 + eol.len()) < len {
+                    s.push_str(&format!("a={}{eol}", "x".repeat(16)));
+                }
+                let room = len - s.len() - 2 - tail.len();
+                s.push_str(&format!("a={}{tail}", "x".repeat(room)));
+                assert_eq!(s.len(), len);
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// A NUL, a `\r` or a line feed written over, or a `\r` inserted before, every byte of
+    /// descriptions around one, two and three blocks long: `parse` gives what the byte check
+    /// before the line scan gave (the first NUL or bare `\r` of the whole text wins over any
+    /// line error), and otherwise what the line scan gives.
+    #[test]
+    fn byte_errors_agree_with_a_plain_check() {
+        let mut cases = 0;
+        for len in [
+            62usize, 63, 64, 65, 66, 126, 127, 128, 129, 130, 191, 192, 193,
+        ] {
+            for sdp in sdps_of_len(len) {
+                let bytes = sdp.as_bytes();
+                let mut variants = vec![bytes.to_vec(), [bytes, b"\r"].concat()];
+                for pos in 0..bytes.len() {
+                    for byte in [0u8, b'\r', b'\n'] {
+                        let mut v = bytes.to_vec();
+                        v[pos] = byte;
+                        variants.push(v);
+                    }
+                    let mut v = bytes.to_vec();
+                    v.insert(pos, b'\r');
+                    variants.push(v);
+                }
+                for v in variants {
+                    // Writing over a byte of `é` leaves no text: skip those.
+                    let Ok(text) = std::str::from_utf8(&v) else {
+                        continue;
+                    };
+                    let expected =
+                        check_bytes_plain(text).and_then(|()| Scanner::new(text).run(text));
+                    assert_eq!(SdpFacts::parse(text), expected, "{text:?}");
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases > 10_000, "{cases}");
+    }
+
     #[test]
     fn space_split_is_str_split() {
         for s in ["", " ", "a", "a b", " a  b ", "ab cd ef", "é ü"] {
             assert_eq!(
                 SpaceSplit::new(s).collect::<Vec<_>>(),
                 s.split(' ').collect::<Vec<_>>(),
+                "{s:?}"
+            );
+        }
+    }
+
+    /// Every string of up to 8 characters from `a`, ` ` and `é`.
+    #[test]
+    fn single_spaces_is_split_without_empty_pieces() {
+        let mut strings = vec![String::new()];
+        for _ in 0..8 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.chars().count() == strings.last().map_or(0, |l| l.chars().count()))
+                .flat_map(|s| ["a", " ", "é"].map(|c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert!(strings.len() > 9000);
+        for s in strings {
+            assert_eq!(
+                separated_by_single_spaces(&s),
+                !s.split(' ').any(str::is_empty),
                 "{s:?}"
             );
         }
