@@ -2229,6 +2229,14 @@ mod tests {
         }
     }
 
+    /// `s` between `before` and `after`: the text, where `s` starts, and where the token
+    /// starting there ends (the next space, or the end).
+    fn embedded(before: &str, s: &str, after: &str) -> (String, usize, usize) {
+        let text = format!("{before}{s}{after}");
+        let end = find_space(text.as_bytes(), before.len());
+        (text, before.len(), end)
+    }
+
     proptest! {
         #[test]
         fn ipv4_fast_path_matches_std(s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}") {
@@ -2243,10 +2251,8 @@ mod tests {
             s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
             after in "|[ ][0-9a-z .]{0,3}|[0-9a-z.:][0-9a-z .]{0,3}",
         ) {
-            let text = format!("{before}{s}{after}");
+            let (text, at, end) = embedded(&before, &s, &after);
             let b = text.as_bytes();
-            let at = before.len();
-            let end = find_space(b, at);
             let expected = b.get(at..end).and_then(parse_ipv4).map(|ip| (ip, end));
             prop_assert_eq!(fast_ipv4(b, at), expected, "{:?}", text);
         }
@@ -2409,10 +2415,8 @@ mod tests {
             s in "[a-z0-9._-]{0,12}|[0-9.]{0,16}|[0-9a-f:.]{0,16}|[a-z0-9-]{1,64}\\.[a-z]{1,5}|.{0,8}",
             after in "|[ ][0-9a-z .]{0,3}|[0-9a-z.:%][0-9a-z .]{0,3}",
         ) {
-            let text = format!("{before}{s}{after}");
+            let (text, at, end) = embedded(&before, &s, &after);
             let b = text.as_bytes();
-            let at = before.len();
-            let end = find_space(b, at);
             let expected = b.get(at..end).and_then(classify_address).map(|ip| (ip, end));
             prop_assert_eq!(fast_address(b, at), expected, "{:?}", text);
         }
