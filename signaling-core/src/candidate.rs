@@ -715,37 +715,48 @@ fn host_labels_ok(bytes: &[u8]) -> bool {
 /// Dotted-quad IPv4, exactly as strict as `Ipv4Addr::from_str` (four decimal octets of 1..=3
 /// digits, no leading zeros, at most 255), without its general-purpose parser machinery.
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    read_ipv4(s, 0)
+        .filter(|&(_, end)| end == s.len())
+        .map(|(ip, _)| ip)
+}
+
+/// The dotted quad that starts at `at`, read as far as it goes (four octets of 1 to 3 digits, no
+/// leading zero, at most 255), and where it ends; `None` if there is none. Callers say what may
+/// follow it: [`parse_ipv4`] nothing, [`fast_ipv4`] a space, the IPv6 reader anything.
+#[inline(always)]
+fn read_ipv4(b: &[u8], at: usize) -> Option<(Ipv4Addr, usize)> {
+    let digit = |i: usize| {
+        b.get(i)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|&d| d <= 9)
+            .map(u16::from)
+    };
+    let mut i = at;
     let mut octets = [0u8; 4];
-    let mut bytes = s.iter();
-    let last = octets.len() - 1;
-    for (i, octet) in octets.iter_mut().enumerate() {
-        // Up to 3 digits, then a dot (the last octet: the end).
-        let mut n: u16 = 0;
-        let mut digits = 0;
-        let mut first = 0;
-        loop {
-            match bytes.next() {
-                Some(&b) if b.is_ascii_digit() => {
-                    if digits == 0 {
-                        first = b;
-                    }
-                    digits += 1;
-                    if digits > 3 {
-                        return None;
-                    }
-                    n = n * 10 + u16::from(b - b'0');
-                }
-                Some(b'.') if i < last => break,
-                None if i == last => break,
-                _ => return None,
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
             }
+            i += 1;
         }
-        if digits == 0 || (digits > 1 && first == b'0') {
-            return None;
+        let mut n = digit(i)?;
+        i += 1;
+        // 1 to 3 digits, no leading zero (as `Ipv4Addr::from_str`), at most 255.
+        if let Some(d) = digit(i) {
+            if n == 0 {
+                return None;
+            }
+            n = n * 10 + d;
+            i += 1;
+            if let Some(d) = digit(i) {
+                n = n * 10 + d;
+                i += 1;
+            }
         }
         *octet = u8::try_from(n).ok()?;
     }
-    Some(Ipv4Addr::from(octets))
+    Some((Ipv4Addr::from(octets), i))
 }
 
 fn parse_address(t: &str) -> Option<Address> {
@@ -876,33 +887,9 @@ impl V6Reader<'_> {
     /// A dotted-quad IPv4 address as [`parse_ipv4`] reads one, up to the first byte that cannot
     /// continue it.
     fn ipv4(&mut self) -> Option<Ipv4Addr> {
-        let start = self.i;
-        let mut octets = [0u8; 4];
-        for (k, octet) in octets.iter_mut().enumerate() {
-            if k > 0 && !self.eat(b'.') {
-                self.i = start;
-                return None;
-            }
-            let at = self.i;
-            let mut n: u16 = 0;
-            while self.i - at < 3 {
-                let Some(d) = self.b.get(self.i).filter(|c| c.is_ascii_digit()) else {
-                    break;
-                };
-                n = n * 10 + u16::from(d - b'0');
-                self.i += 1;
-            }
-            let len = self.i - at;
-            let leading_zero = len > 1 && self.b.get(at) == Some(&b'0');
-            match u8::try_from(n) {
-                Ok(v) if len > 0 && !leading_zero => *octet = v,
-                _ => {
-                    self.i = start;
-                    return None;
-                }
-            }
-        }
-        Some(Ipv4Addr::from(octets))
+        let (ip, end) = read_ipv4(self.b, self.i)?;
+        self.i = end;
+        Some(ip)
     }
 }
 
@@ -1498,38 +1485,7 @@ fn known_name(rest: &[u8]) -> Option<usize> {
 /// end looks at each byte once, where finding the end first and then parsing reads it twice.
 #[inline(always)]
 fn fast_ipv4(b: &[u8], at: usize) -> Option<(Ipv4Addr, usize)> {
-    let digit = |i: usize| {
-        b.get(i)
-            .map(|c| c.wrapping_sub(b'0'))
-            .filter(|&d| d <= 9)
-            .map(u16::from)
-    };
-    let mut i = at;
-    let mut octets = [0u8; 4];
-    for (k, octet) in octets.iter_mut().enumerate() {
-        if k > 0 {
-            if b.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let mut n = digit(i)?;
-        i += 1;
-        // 1 to 3 digits, no leading zero (as `Ipv4Addr::from_str`), at most 255.
-        if let Some(d) = digit(i) {
-            if n == 0 {
-                return None;
-            }
-            n = n * 10 + d;
-            i += 1;
-            if let Some(d) = digit(i) {
-                n = n * 10 + d;
-                i += 1;
-            }
-        }
-        *octet = u8::try_from(n).ok()?;
-    }
-    matches!(b.get(i), None | Some(&b' ')).then_some((Ipv4Addr::from(octets), i))
+    read_ipv4(b, at).filter(|&(_, end)| matches!(b.get(end), None | Some(&b' ')))
 }
 
 /// The address token at `at` as [`classify_address`] reads it, and its end: the usual IPv4
