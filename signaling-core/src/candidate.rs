@@ -690,16 +690,9 @@ fn is_valid_foundation(t: &str) -> bool {
     (1..=32).contains(&t.len()) && t.bytes().all(is_ice_char)
 }
 
-/// Host name check: labels of letters, digits, `-`, `_`; 1..=63 bytes, not starting or ending
-/// with `-`; at most 253 bytes; last label not all digits. No allocation.
-fn is_valid_hostname(bytes: &[u8]) -> bool {
-    (1..=253).contains(&bytes.len())
-        && bytes.iter().all(|&c| CLASSES[usize::from(c)] & HOST != 0)
-        && host_labels_ok(bytes)
-}
-
-/// The label rules of [`is_valid_hostname`] for text whose bytes are all of the `HOST` class:
-/// checked once per label rather than once per byte.
+/// The label rules of a host name, for text whose bytes are all of the `HOST` class (letters,
+/// digits, `-`, `_`, `.`): labels of 1..=63 bytes, not starting or ending with `-`; the last
+/// label not all digits. Checked once per label rather than once per byte.
 #[inline(always)]
 fn host_labels_ok(bytes: &[u8]) -> bool {
     bytes.split(|&c| c == b'.').all(|label| {
@@ -712,17 +705,11 @@ fn host_labels_ok(bytes: &[u8]) -> bool {
         .is_some_and(|last| !last.iter().all(u8::is_ascii_digit))
 }
 
-/// Dotted-quad IPv4, exactly as strict as `Ipv4Addr::from_str` (four decimal octets of 1..=3
-/// digits, no leading zeros, at most 255), without its general-purpose parser machinery.
-fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    read_ipv4(s, 0)
-        .filter(|&(_, end)| end == s.len())
-        .map(|(ip, _)| ip)
-}
-
 /// The dotted quad that starts at `at`, read as far as it goes (four octets of 1 to 3 digits, no
 /// leading zero, at most 255), and where it ends; `None` if there is none. Callers say what may
-/// follow it: [`parse_ipv4`] nothing, [`fast_ipv4`] a space, the IPv6 reader anything.
+/// follow it: [`fast_ipv4`] a space or the end, the IPv6 reader anything. Read to the end of a
+/// text, it is exactly as strict as `Ipv4Addr::from_str`, without its general-purpose parser
+/// machinery.
 #[inline(always)]
 fn read_ipv4(b: &[u8], at: usize) -> Option<(Ipv4Addr, usize)> {
     let digit = |i: usize| {
@@ -766,22 +753,12 @@ fn parse_address(t: &str) -> Option<Address> {
     })
 }
 
-/// `Some(Some(ip))` for an IP address, `Some(None)` for a valid host name, `None` otherwise.
+/// `Some(Some(ip))` for an IP address, `Some(None)` for a valid host name (at most 253 bytes),
+/// `None` otherwise: [`fast_address`] over the whole text.
 fn classify_address(t: &[u8]) -> Option<Option<IpAddr>> {
-    if let Some(ip) = parse_ipv4(t) {
-        return Some(Some(IpAddr::V4(ip)));
-    }
-    // A host name has no colon and IPv6 text always has one, so the order of these two does
-    // not matter; the name check comes first as it stops at the first colon.
-    if is_valid_hostname(t) {
-        return Some(None);
-    }
-    classify_ipv6(t)
-}
-
-/// [`classify_address`] of text known to be neither IPv4 nor a host name: IPv6 or nothing.
-fn classify_ipv6(t: &[u8]) -> Option<Option<IpAddr>> {
-    parse_ipv6(t).map(|ip| Some(IpAddr::V6(ip)))
+    fast_address(t, 0)
+        .filter(|&(_, end)| end == t.len())
+        .map(|(ip, _)| ip)
 }
 
 /// IPv6 text, exactly as strict as `Ipv6Addr::from_str` (the same grammar, read the same way:
@@ -884,7 +861,7 @@ impl V6Reader<'_> {
         Some(n)
     }
 
-    /// A dotted-quad IPv4 address as [`parse_ipv4`] reads one, up to the first byte that cannot
+    /// A dotted-quad IPv4 address as [`read_ipv4`] reads one, up to the first byte that cannot
     /// continue it.
     fn ipv4(&mut self) -> Option<Ipv4Addr> {
         let (ip, end) = read_ipv4(self.b, self.i)?;
@@ -1480,7 +1457,7 @@ fn known_name(rest: &[u8]) -> Option<usize> {
 }
 
 /// The IPv4 address at `at` and its end, when the token there is a dotted quad that
-/// [`parse_ipv4`] accepts, followed by a space or the end of input; `None` otherwise (the caller
+/// `Ipv4Addr::from_str` accepts, followed by a space or the end of input; `None` otherwise (the caller
 /// then finds the token's end and classifies it in full). Reading the address while finding its
 /// end looks at each byte once, where finding the end first and then parsing reads it twice.
 #[inline(always)]
@@ -1488,10 +1465,10 @@ fn fast_ipv4(b: &[u8], at: usize) -> Option<(Ipv4Addr, usize)> {
     read_ipv4(b, at).filter(|&(_, end)| matches!(b.get(end), None | Some(&b' ')))
 }
 
-/// The address token at `at` as [`classify_address`] reads it, and its end: the usual IPv4
-/// address by [`fast_ipv4`]; a token of host name bytes (an mDNS name) by finding its end while
-/// checking its bytes, then its labels; anything else by finding the token's end and reading it
-/// as IPv6, the one kind left.
+/// The address token at `at` (up to the next space or the end) and its end: `Some(ip)` for an IP
+/// address, `None` for a valid host name. The usual IPv4 address by [`fast_ipv4`]; a token of
+/// host name bytes (an mDNS name) by finding its end while checking its bytes, then its labels;
+/// anything else by finding the token's end and reading it as IPv6, the one kind left.
 #[inline(always)]
 fn fast_address(b: &[u8], at: usize) -> Option<(Option<IpAddr>, usize)> {
     if let Some((ip, end)) = fast_ipv4(b, at) {
@@ -1503,7 +1480,7 @@ fn fast_address(b: &[u8], at: usize) -> Option<(Option<IpAddr>, usize)> {
         return (name.len() <= 253 && host_labels_ok(name)).then_some((None, end));
     }
     let end = find_space(b, at);
-    Some((classify_ipv6(b.get(at..end)?)?, end))
+    Some((Some(IpAddr::V6(parse_ipv6(b.get(at..end)?)?)), end))
 }
 
 /// Past the separating space at `at`.
@@ -2193,23 +2170,31 @@ mod tests {
         (text, before.len(), end)
     }
 
+    /// [`read_ipv4`] over a whole text.
+    fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+        read_ipv4(s, 0)
+            .filter(|&(_, end)| end == s.len())
+            .map(|(ip, _)| ip)
+    }
+
     proptest! {
         #[test]
         fn ipv4_fast_path_matches_std(s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}") {
             prop_assert_eq!(parse_ipv4(s.as_bytes()), Ipv4Addr::from_str(&s).ok());
         }
 
-        /// The fused reader accepts exactly the tokens `parse_ipv4` does, with the same value,
-        /// wherever the token starts and whatever follows it.
+        /// The fused reader accepts exactly the tokens `Ipv4Addr::from_str` does, with the same
+        /// value, wherever the token starts and whatever follows it.
         #[test]
-        fn fast_ipv4_matches_parse_ipv4(
+        fn fast_ipv4_matches_std(
             before in "[0-9. ]{0,3}",
             s in "[0-9.]{0,18}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
             after in "|[ ][0-9a-z .]{0,3}|[0-9a-z.:][0-9a-z .]{0,3}",
         ) {
             let (text, at, end) = embedded(&before, &s, &after);
             let b = text.as_bytes();
-            let expected = b.get(at..end).and_then(parse_ipv4).map(|ip| (ip, end));
+            let std = |t: &[u8]| Ipv4Addr::from_str(std::str::from_utf8(t).ok()?).ok();
+            let expected = b.get(at..end).and_then(std).map(|ip| (ip, end));
             prop_assert_eq!(fast_ipv4(b, at), expected, "{:?}", text);
         }
     }
@@ -2320,7 +2305,22 @@ mod tests {
         }
     }
 
-    /// The host name rules byte by byte, as a reference for [`is_valid_hostname`].
+    /// Whether [`classify_address`] takes `t` for a host name.
+    fn is_hostname(t: &[u8]) -> bool {
+        classify_address(t) == Some(None)
+    }
+
+    /// What [`classify_address`] should say, from std's IP parsers and the reference host name
+    /// rules.
+    fn classify_reference(t: &[u8]) -> Option<Option<IpAddr>> {
+        let text = std::str::from_utf8(t).ok()?;
+        if let Ok(ip) = IpAddr::from_str(text) {
+            return Some(Some(ip));
+        }
+        hostname_reference(t).then_some(None)
+    }
+
+    /// The host name rules byte by byte, as a reference for [`classify_address`].
     fn hostname_reference(bytes: &[u8]) -> bool {
         if bytes.is_empty() || bytes.len() > 253 {
             return false;
@@ -2360,11 +2360,12 @@ mod tests {
         fn hostname_check_matches_reference(
             s in "[a-z0-9._-]{0,12}|[a1.-]{0,8}|[a-z0-9.:%_-]{0,12}|([a-z0-9-]{1,64}\\.){1,5}[a-z0-9-]{1,64}|.{0,8}",
         ) {
-            prop_assert_eq!(is_valid_hostname(s.as_bytes()), hostname_reference(s.as_bytes()), "{:?}", s);
+            prop_assert_eq!(is_hostname(s.as_bytes()), hostname_reference(s.as_bytes()), "{:?}", s);
         }
 
         /// The fast scan's address reader agrees with finding the token's end and classifying
-        /// it, wherever the token starts and whatever follows it.
+        /// it with std's IP parsers and the reference host name rules, wherever the token starts
+        /// and whatever follows it.
         #[test]
         fn fast_address_matches_classify(
             before in "[0-9a. ]{0,3}",
@@ -2373,7 +2374,7 @@ mod tests {
         ) {
             let (text, at, end) = embedded(&before, &s, &after);
             let b = text.as_bytes();
-            let expected = b.get(at..end).and_then(classify_address).map(|ip| (ip, end));
+            let expected = b.get(at..end).and_then(classify_reference).map(|ip| (ip, end));
             prop_assert_eq!(fast_address(b, at), expected, "{:?}", text);
         }
     }
@@ -2387,7 +2388,7 @@ mod tests {
             "4c1b4e9f-3d1e-4f57-9d3c-2f5d0a6f1c2b.local",
             "1a.2b",
         ] {
-            assert!(is_valid_hostname(ok.as_bytes()), "{ok}");
+            assert!(is_hostname(ok.as_bytes()), "{ok}");
         }
         let long_label = "a".repeat(64);
         let too_long = ["a"; 128].join("."); // 255 bytes
@@ -2411,7 +2412,7 @@ mod tests {
             "a.b:",
             "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.1",
         ] {
-            assert!(!is_valid_hostname(bad.as_bytes()), "{bad}");
+            assert!(!is_hostname(bad.as_bytes()), "{bad}");
         }
     }
 
