@@ -16,115 +16,25 @@
 // Prints one PASS/FAIL line per scenario; exits non-zero if any failed.
 // E2E_SCREENSHOT (default /tmp/relay-demo.png) is where scenario a's screenshot goes.
 
-import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
-import { networkInterfaces } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  RUN,
+  baseUrl,
+  finish,
+  hardStop,
+  launchChromium,
+  note,
+  openPage,
+  refuseNetwork,
+  runScenarios,
+  serveSeed,
+  sleep,
+  waitForFrames,
+  waitForHttp,
+} from './harness.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const BASE = (process.argv[2] || process.env.RELAY_URL || '').replace(/\/+$/, '');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SCENARIO_TIMEOUT_MS = Number(process.env.SCENARIO_TIMEOUT_MS || 30_000);
+const BASE = baseUrl('RELAY_URL', 'node e2e.mjs http://127.0.0.1:PORT   (or RELAY_URL=...)');
 const SCREENSHOT = process.env.E2E_SCREENSHOT || '/tmp/relay-demo.png';
-const RUN = Math.random().toString(36).slice(2, 8);
-
-if (!/^https?:\/\//.test(BASE)) {
-  console.error('usage: node e2e.mjs http://127.0.0.1:PORT   (or RELAY_URL=...)');
-  process.exit(2);
-}
-
-// Refuse to let the browser near a real network: every interface must be loopback.
-const outside = Object.entries(networkInterfaces())
-  .filter(([, addrs]) => addrs.some((a) => !a.internal))
-  .map(([name]) => name);
-if (outside.length && process.env.E2E_ALLOW_NETWORK !== '1') {
-  console.error(
-    `refusing to run: network interfaces other than loopback are up (${outside.join(', ')}); ` +
-      "run inside a loopback-only namespace (unshare --net sh -c 'ip link set lo up && ...') " +
-      'or set E2E_ALLOW_NETWORK=1',
-  );
-  process.exit(2);
-}
-
-const t0 = Date.now();
-const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-const note = (...args) => console.log(`  [${elapsed()}]`, ...args);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Last resort: whatever happens, never hang.
-const hardStop = setTimeout(() => {
-  console.error(`FAIL: overall time limit reached after ${elapsed()}`);
-  process.exit(1);
-}, 4 * SCENARIO_TIMEOUT_MS + 30_000);
-hardStop.unref();
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** A new page in a new context, with its console and errors kept for the failure report. */
-async function openPage(browser, name, logs) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
-  const page = await context.newPage();
-  page.on('console', (m) => logs.push(`${name} console.${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`${name} page error: ${e.message}`));
-  return page;
-}
-
-/**
- * Waits until the <video> matching `selector` plays decoded frames: a non-zero size, and at least
- * `min` new frames (requestVideoFrameCallback) with currentTime advancing. Returns what it saw.
- */
-async function waitForFrames(page, selector, timeout, min = 5) {
-  return page.evaluate(
-    ({ selector, timeout, min }) =>
-      new Promise((resolve, reject) => {
-        const video = document.querySelector(selector);
-        if (!video) return reject(new Error(`no element ${selector}`));
-        const deadline = performance.now() + timeout;
-        let frames = 0;
-        let startTime = null;
-        const done = () => {
-          if (frames >= min && video.videoWidth > 0 && video.currentTime > startTime) {
-            resolve({
-              width: video.videoWidth,
-              height: video.videoHeight,
-              frames,
-              currentTime: Number(video.currentTime.toFixed(2)),
-            });
-            return true;
-          }
-          return false;
-        };
-        const onFrame = () => {
-          if (startTime === null) startTime = video.currentTime;
-          frames += 1;
-          if (!done()) video.requestVideoFrameCallback(onFrame);
-        };
-        video.requestVideoFrameCallback(onFrame);
-        const check = setInterval(() => {
-          if (performance.now() > deadline) {
-            clearInterval(check);
-            reject(
-              new Error(
-                `${selector}: ${frames} frames, ${video.videoWidth}x${video.videoHeight}, ` +
-                  `readyState ${video.readyState}, srcObject ${video.srcObject ? 'set' : 'null'}`,
-              ),
-            );
-          } else if (frames >= min && done()) {
-            clearInterval(check);
-          }
-        }, 100);
-      }),
-    { selector, timeout, min },
-  );
-}
+refuseNetwork();
 
 const demoURL = (room) => `${BASE}/?room=${encodeURIComponent(room)}`;
 const demoStatus = (page) => page.evaluate(() => window.demoStatus);
@@ -240,99 +150,18 @@ async function scenarioSeed(browser, logs, left, seedBase) {
   for (const p of [seed, demo]) await p.context().close();
 }
 
-async function serveSeed() {
-  const html = await readFile(join(HERE, 'seed.html'));
-  const server = createServer((req, res) => {
-    if (req.url.split('?')[0] === '/seed.html') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-      res.end(html);
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return server;
-}
-
-/** Waits (10 s at most) until the relay serves its demo page: it may still be starting. */
-async function waitForRelay() {
-  const until = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const res = await fetch(`${BASE}/`, { signal: AbortSignal.timeout(2000) });
-      if (res.ok) return;
-      throw new Error(`GET / answered ${res.status}`);
-    } catch (e) {
-      if (Date.now() > until) throw new Error(`the relay at ${BASE} does not answer: ${e.message}`);
-      await sleep(100);
-    }
-  }
-}
-
 async function main() {
-  console.log(`browser end-to-end tests against ${BASE} (chromium: ${CHROMIUM})`);
-  await waitForRelay();
-  const browser = await withTimeout(
-    chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      // playwright-core gives the browser a fresh temporary profile (--user-data-dir).
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream',
-        '--disable-background-networking',
-        '--allow-loopback-in-peer-connection',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    }),
-    SCENARIO_TIMEOUT_MS,
-    'launching chromium',
-  );
-  note(`chromium ${browser.version()} started`);
-  const seedServer = await serveSeed();
-  const seedBase = `http://127.0.0.1:${seedServer.address().port}`;
-
-  const scenarios = [
+  console.log(`browser end-to-end tests against ${BASE}`);
+  hardStop(2);
+  await waitForHttp(`${BASE}/`);
+  const browser = await launchChromium();
+  const seed = await serveSeed();
+  const failed = await runScenarios(browser, [
     ['a: two demo tabs in one room get a video call; a third tab is refused', scenarioCall],
-    ['b: the seed client, unchanged, calls a demo tab through the relay', (br, logs, left) => scenarioSeed(br, logs, left, seedBase)],
-  ];
-  let failed = 0;
-  for (const [name, run] of scenarios) {
-    const logs = [];
-    const start = Date.now();
-    // Waits inside a scenario get what is left of its time, less a margin, so that a failure
-    // names the step that did not happen rather than the scenario's time limit.
-    const left = () => Math.max(1000, SCENARIO_TIMEOUT_MS - 2000 - (Date.now() - start));
-    console.log(`scenario ${name}`);
-    try {
-      await withTimeout(run(browser, logs, left), SCENARIO_TIMEOUT_MS, name);
-      console.log(`PASS ${name} (${((Date.now() - start) / 1000).toFixed(1)}s)`);
-    } catch (e) {
-      failed += 1;
-      console.log(`FAIL ${name} (${((Date.now() - start) / 1000).toFixed(1)}s): ${e.message}`);
-      for (const line of logs) console.log(`    ${line}`);
-      for (const context of browser.contexts()) {
-        for (const page of context.pages()) {
-          const text = await page
-            .evaluate(() => `${document.title} | status: ${window.demoStatus ?? '-'} | log: ${document.getElementById('log')?.textContent ?? '-'}`)
-            .catch(() => '(page gone)');
-          console.log(`    page ${page.url()}: ${text}`);
-        }
-        await context.close().catch(() => {});
-      }
-    }
-  }
-  seedServer.close();
-  await withTimeout(browser.close(), 10_000, 'closing chromium').catch((e) => console.error(e.message));
-  console.log(failed ? `${failed} scenario(s) FAILED (${elapsed()})` : `all scenarios passed (${elapsed()})`);
-  process.exit(failed ? 1 : 0);
+    ['b: the seed client, unchanged, calls a demo tab through the relay', (br, logs, left) => scenarioSeed(br, logs, left, seed.base)],
+  ]);
+  seed.server.close();
+  await finish(browser, failed);
 }
 
 main().catch((e) => {
