@@ -32,29 +32,5 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// The allocation-free check alone (what a negotiation runs on each candidate frame), on the
-/// shapes browsers send. It is not public: this group exists only in a build with
-/// `RUSTFLAGS="--cfg fuzzing"`, which exposes it through `signaling_core::fuzzing`.
-#[cfg(fuzzing)]
-fn bench_check(c: &mut Criterion) {
-    use signaling_core::fuzzing::check_candidate;
-    const NEGOTIATION_HOST: &str = "candidate:13 1 udp 2122260210 192.0.2.14 50013 typ host generation 0 ufrag Kx3v network-id 1";
-    const IPV6: &str = "candidate:3171877379 1 udp 2122262783 2001:db8:85a3::8a2e:370:7334 61020 typ host generation 0 ufrag EsAw network-id 2";
-    const TCP: &str = "candidate:1936595596 1 tcp 1518280447 192.0.2.13 9 typ host tcptype active generation 0 ufrag EsAw network-id 1";
-    for (name, s) in [
-        ("check/host", NEGOTIATION_HOST),
-        ("check/srflx", CHROME_SRFLX),
-        ("check/mdns", CHROME_MDNS),
-        ("check/ipv6", IPV6),
-        ("check/tcp", TCP),
-    ] {
-        assert_eq!(check_candidate(s), (true, true), "{s}");
-        c.bench_function(name, |b| b.iter(|| check_candidate(black_box(s))));
-    }
-}
-
-#[cfg(not(fuzzing))]
-fn bench_check(_: &mut Criterion) {}
-
-criterion_group!(benches, bench, bench_check);
+criterion_group!(benches, bench);
 criterion_main!(benches);

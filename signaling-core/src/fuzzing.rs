@@ -24,7 +24,6 @@ pub fn wire(data: &[u8]) {
             );
         }
     }
-    crate::json_scan::check_against_serde(s);
     if let Ok(raw) = RawFrame::parse(s, wire::DEFAULT_MAX_FRAME_LEN) {
         let _ = raw.decode();
         let _ = raw.write_with_from("peer");
@@ -40,17 +39,6 @@ pub fn candidate(data: &[u8]) {
         let text = c.to_string();
         assert_eq!(text, s.strip_prefix("a=").unwrap_or(s));
         assert_eq!(Candidate::parse(&text).as_ref(), Ok(&c));
-    }
-}
-
-/// The allocation-free candidate check a negotiation runs on every candidate frame: whether it
-/// accepts `s`, and whether it found the text plain JSON. Not a fuzz target: the `check` group
-/// of the `candidate` benchmark times it through here (built with `--cfg fuzzing`), since the
-/// check itself is not public.
-pub fn check_candidate(s: &str) -> (bool, bool) {
-    match crate::candidate::check_for_json(s) {
-        Ok(c) => (true, c.plain),
-        Err(_) => (false, false),
     }
 }
 

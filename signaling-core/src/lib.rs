@@ -34,7 +34,6 @@ pub mod candidate;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ice;
-mod json_scan;
 pub mod negotiation;
 pub mod relay;
 pub mod sdp;

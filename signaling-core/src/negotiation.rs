@@ -74,7 +74,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
 
-use crate::candidate::{Candidate, CandidateError, Checked};
+use crate::candidate::{Candidate, CandidateError};
 use crate::sdp::{SdpError, SdpFacts, DEFAULT_MAX_SDP_LEN};
 use crate::wire::{
     self, CandidateForm, DecodeError, Description, DescriptionForm, Dialect, EndOfCandidates,
@@ -266,9 +266,6 @@ impl TypedOutput {
 #[derive(Debug)]
 enum Queued {
     Transmit(Message),
-    /// A candidate in the bare-string form whose text needs no JSON escaping (it was checked):
-    /// its frame is written without looking for escapes.
-    PlainCandidate(String),
     Event(Event),
 }
 
@@ -587,7 +584,7 @@ pub struct Negotiation {
     old_local_ufrags: VecDeque<Arc<str>>,
     /// Local candidates waiting for a local description, each with where its `ufrag`
     /// extension's value lies in its text and whether the text needs no JSON escaping.
-    pending_local: VecDeque<(IceCandidate, Checked)>,
+    pending_local: VecDeque<(IceCandidate, Option<Range<usize>>)>,
     deadline: Option<Instant>,
     out: VecDeque<Queued>,
     stats: Stats,
@@ -681,7 +678,6 @@ impl Negotiation {
     pub fn poll_output(&mut self) -> Output {
         match self.out.pop_front() {
             Some(Queued::Transmit(m)) => Output::Transmit(wire::encode(&m, self.dialect)),
-            Some(Queued::PlainCandidate(c)) => Output::Transmit(wire::plain_candidate_frame(&c)),
             Some(Queued::Event(e)) => Output::Event(e),
             None => Output::Timeout(self.deadline),
         }
@@ -692,9 +688,6 @@ impl Negotiation {
     pub fn poll_typed_output(&mut self) -> TypedOutput {
         match self.out.pop_front() {
             Some(Queued::Transmit(m)) => TypedOutput::Transmit(m),
-            Some(Queued::PlainCandidate(c)) => {
-                TypedOutput::Transmit(Message::Candidate(IceCandidate::new(c)))
-            }
             Some(Queued::Event(e)) => TypedOutput::Event(e),
             None => TypedOutput::Timeout(self.deadline),
         }
@@ -844,9 +837,8 @@ impl Negotiation {
     ) -> Result<(), ApiError> {
         let _ = now;
         self.check_open()?;
-        // Checked as `Candidate::parse` would, without keeping a parsed copy.
-        let checked = crate::candidate::check_for_json(&candidate.candidate)
-            .map_err(ApiError::InvalidCandidate)?;
+        let checked =
+            crate::candidate::check(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
         if self.local.is_none() {
             if self.pending_local.len() >= self.config.max_pending_candidates {
                 return Err(ApiError::PendingFull {
@@ -912,21 +904,6 @@ impl Negotiation {
     pub fn handle_frame(&mut self, now: Instant, frame: &str) {
         if self.state == SignalingState::Closed {
             return;
-        }
-        // A canonical candidate frame: its text is checked in place, and when the check finds
-        // nothing to unescape in it, that text is the candidate `decode` would give. Anything
-        // else goes through `decode`.
-        if frame.len() <= self.config.max_frame_len {
-            if let Some(text) = wire::candidate_frame_text(frame) {
-                if let Ok(Checked { ufrag, plain: true }) = crate::candidate::check_for_json(text) {
-                    if self.config.mirror_dialect {
-                        self.dialect.candidates = CandidateForm::String;
-                    }
-                    let c = IceCandidate::new(text);
-                    self.route_remote(PendingRemote::Candidate(c, ufrag));
-                    return;
-                }
-            }
         }
         match wire::decode_with_limit(frame, self.config.max_frame_len) {
             Ok(message) => {
@@ -1256,15 +1233,11 @@ impl Negotiation {
     // -----------------------------------------------------------------------------------------
     // Local candidates
 
-    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text; `plain`:
-    /// whether the text is known to need no JSON escaping.
+    /// `ufrag_at`: where the candidate's `ufrag` extension value lies in its text.
     fn send_local_candidate(
         &mut self,
         mut c: IceCandidate,
-        Checked {
-            ufrag: ufrag_at,
-            plain,
-        }: Checked,
+        ufrag_at: Option<Range<usize>>,
     ) -> Result<(), ApiError> {
         let ufrag = c
             .username_fragment
@@ -1288,11 +1261,7 @@ impl Negotiation {
         self.stats.local_candidates_sent += 1;
         if self.dialect.candidates == CandidateForm::String {
             // The bare string carries the text only (see `TypedOutput`).
-            if plain {
-                self.out.push_back(Queued::PlainCandidate(c.candidate));
-            } else {
-                self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
-            }
+            self.transmit(Message::Candidate(IceCandidate::new(c.candidate)));
             return Ok(());
         }
         if c.sdp_mid.is_none() && c.sdp_m_line_index.is_none() {
