@@ -1120,14 +1120,7 @@ pub struct Extensions<'a> {
 /// Splits `s` at its first space: the text before it and the text after it (`""` when there is
 /// no space).
 fn split_space(s: &str) -> (&str, &str) {
-    match s.bytes().position(|b| b == b' ') {
-        // A space is ASCII: `at` and `at + 1` are char boundaries.
-        Some(at) => (
-            s.get(..at).unwrap_or_default(),
-            s.get(at + 1..).unwrap_or_default(),
-        ),
-        None => (s, ""),
-    }
+    s.split_once(' ').unwrap_or((s, ""))
 }
 
 impl<'a> Iterator for Extensions<'a> {
