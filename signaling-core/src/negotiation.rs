@@ -84,8 +84,6 @@ use crate::wire::{
 
 /// How many previous remote ICE generations are remembered to recognise stale candidates.
 const REMEMBERED_GENERATIONS: usize = 8;
-/// How many remote descriptions are remembered to suppress duplicates.
-const REMEMBERED_DESCRIPTIONS: usize = 16;
 /// Room reserved for candidate hashes when a generation sees its first candidate.
 const SEEN_CAPACITY: usize = 32;
 
@@ -354,6 +352,31 @@ pub enum Event {
     Message(UnknownMessage),
 }
 
+/// What [`Negotiation::handle_frame`] (or [`Negotiation::handle_message`]) did with one frame.
+/// The events it produced say the details; this says which rule applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Handled {
+    /// Applied: a description (apply it to the stack), a candidate or end-of-candidates.
+    Applied,
+    /// A candidate or end-of-candidates held until the description it belongs to arrives.
+    Held,
+    /// An offer that collided with ours, ignored (this side is impolite).
+    Collision,
+    /// The same frame again (a description still in force, a candidate already applied):
+    /// dropped.
+    Duplicate,
+    /// A candidate that can no longer apply (an older ICE generation, after
+    /// end-of-candidates): dropped.
+    Dropped,
+    /// Invalid or out of turn: refused, and an `error` frame went back to the peer.
+    Refused,
+    /// Handed to the application as an event ([`Event::RemoteError`], [`Event::Message`]).
+    Delivered,
+    /// The session is closed: nothing was done.
+    Closed,
+}
+
 /// Why a negotiation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -573,8 +596,13 @@ pub struct Negotiation {
     /// The remote offer being answered is the first remote description (nothing to go back to
     /// if it is rejected).
     remote_offer_is_first: bool,
-    /// Hashes of remote descriptions already applied, newest last.
-    seen_descriptions: VecDeque<u64>,
+    /// Hash of the last remote description applied, while it is the step in force (nothing
+    /// happened locally since): the same description again is then a duplicate delivery, not a
+    /// new round.
+    last_remote: Option<u64>,
+    /// Hash of the last remote answer applied: the same answer again while `stable` is a
+    /// duplicate too (no answer can start a round).
+    last_remote_answer: Option<u64>,
     pending_remote: VecDeque<PendingRemote>,
     /// Facts of the current local description (the last one sent).
     local: Option<SdpFacts>,
@@ -603,7 +631,8 @@ impl Negotiation {
             remote_gen: Generation::default(),
             remote_offer_is_first: false,
             old_remote_ufrags: VecDeque::new(),
-            seen_descriptions: VecDeque::new(),
+            last_remote: None,
+            last_remote_answer: None,
             pending_remote: VecDeque::new(),
             local: None,
             local_mids: MidCache::default(),
@@ -697,19 +726,35 @@ impl Negotiation {
     // Commands from the application
 
     /// Perfect negotiation's `makingOffer = true`: the application is about to create an offer
-    /// (on `negotiationneeded`). Allowed only in `stable`. Follow with
-    /// [`Negotiation::set_local_description`] (offer) once the stack produced it; if an
+    /// (on `negotiationneeded`). Allowed where a local offer is: in `stable` and
+    /// `have-local-offer`. Follow with [`Negotiation::set_local_description`] (offer) once the
+    /// stack produced it, or [`Negotiation::cancel_offer`] if it could not; if an
     /// [`Event::Rollback`] comes first, the offer is abandoned.
     pub fn start_offer(&mut self, now: Instant) -> Result<(), ApiError> {
         let _ = now;
         self.check_open()?;
-        if self.state != SignalingState::Stable {
+        if !matches!(
+            self.state,
+            SignalingState::Stable | SignalingState::HaveLocalOffer
+        ) {
             return Err(ApiError::InvalidState {
                 operation: "start offer",
                 state: self.state,
             });
         }
         self.making_offer = true;
+        Ok(())
+    }
+
+    /// The application could not make the offer it announced with
+    /// [`Negotiation::start_offer`] (the stack failed to create or apply it): clears
+    /// `making_offer`, as the W3C pattern does in its `finally`, so that the peer's next offer is
+    /// not taken for a collision. Nothing is sent; the state does not change. A no-op when no
+    /// offer is being made.
+    pub fn cancel_offer(&mut self, now: Instant) -> Result<(), ApiError> {
+        let _ = now;
+        self.check_open()?;
+        self.making_offer = false;
         Ok(())
     }
 
@@ -748,6 +793,8 @@ impl Negotiation {
         if kind == SdpKind::Offer {
             self.making_offer = false;
         }
+        // A new local step: the same remote description again would be a new round.
+        self.last_remote = None;
         let ufrag = facts.ice_credentials().map(|(u, _)| u);
         if ufrag != self.local_gen.ufrag.as_deref() || self.local.is_none() {
             if let Some(old) = self.local_gen.ufrag.take() {
@@ -781,6 +828,7 @@ impl Negotiation {
         match self.state {
             SignalingState::HaveLocalOffer | SignalingState::HaveRemoteOffer => {
                 self.making_offer = false;
+                self.last_remote = None;
                 self.set_state(now, SignalingState::Stable);
                 Ok(())
             }
@@ -813,9 +861,9 @@ impl Negotiation {
             DescriptionForm::V2 => wire::TYPE_WEBRTC,
         };
         self.pending_remote.clear();
-        // The peer may offer the same SDP again once it has fixed what it can: it must not be
-        // taken for a duplicate.
-        self.seen_descriptions.pop_back();
+        // The peer may offer the same SDP again once it has fixed what it can: that is a new
+        // round.
+        self.last_remote = None;
         if self.remote_offer_is_first {
             // Nothing was negotiated: later candidates wait for the next offer again.
             self.remote = None;
@@ -901,9 +949,9 @@ impl Negotiation {
 
     /// A frame arrived from the peer. Decodes and handles it; a malformed frame is answered with
     /// an `error` frame and an [`Event::PeerError`].
-    pub fn handle_frame(&mut self, now: Instant, frame: &str) {
+    pub fn handle_frame(&mut self, now: Instant, frame: &str) -> Handled {
         if self.state == SignalingState::Closed {
-            return;
+            return Handled::Closed;
         }
         match wire::decode_with_limit(frame, self.config.max_frame_len) {
             Ok(message) => {
@@ -916,28 +964,33 @@ impl Negotiation {
                         None => {}
                     }
                 }
-                self.handle_message(now, message);
+                self.handle_message(now, message)
             }
             Err(e) => {
                 let kind = e.request_type();
                 self.peer_error(kind, PeerError::Decode(e));
+                Handled::Refused
             }
         }
     }
 
     /// A decoded message arrived from the peer.
-    pub fn handle_message(&mut self, now: Instant, message: Message) {
+    pub fn handle_message(&mut self, now: Instant, message: Message) -> Handled {
         if self.state == SignalingState::Closed {
-            return;
+            return Handled::Closed;
         }
         match message {
             Message::Description(d) => self.handle_description(now, d),
             Message::Candidate(c) => self.handle_candidate(c),
-            Message::EndOfCandidates(e) => self.handle_end_of_candidates(e),
-            Message::Error(e) => self.push_event(Event::RemoteError(e)),
+            Message::EndOfCandidates(e) => self.route_remote(PendingRemote::End(e)),
+            Message::Error(e) => {
+                self.push_event(Event::RemoteError(e));
+                Handled::Delivered
+            }
             Message::Unknown(u) => {
                 self.stats.unknown_frames += 1;
                 self.push_event(Event::Message(u));
+                Handled::Delivered
             }
         }
     }
@@ -954,20 +1007,25 @@ impl Negotiation {
         }
     }
 
-    fn handle_description(&mut self, now: Instant, d: Description) {
+    fn handle_description(&mut self, now: Instant, d: Description) -> Handled {
         use SignalingState as S;
         let request_type = d.type_name();
         let hash = hash_of(&(d.kind, &d.sdp));
-        if self.seen_descriptions.contains(&hash) {
+        let repeated_answer = d.kind == SdpKind::Answer
+            && self.state == S::Stable
+            && self.last_remote_answer == Some(hash);
+        if self.last_remote == Some(hash) || repeated_answer {
+            // The description in force, delivered again (a transport duplicate). Once anything
+            // happened locally, the same SDP is a new round (RFC 3264 allows an unchanged offer).
             self.stats.duplicates_suppressed += 1;
-            return;
+            return Handled::Duplicate;
         }
         if d.kind == SdpKind::Offer {
             // Perfect negotiation: the impolite side ignores an offer that collides with its own.
             let collision = self.making_offer || self.state != S::Stable;
             if collision && !self.config.polite {
                 self.push_event(Event::OfferIgnored);
-                return;
+                return Handled::Collision;
             }
         }
         // The W3C table for remote descriptions (the polite side's implicit rollback makes an
@@ -983,17 +1041,20 @@ impl Negotiation {
                     request_type,
                     PeerError::UnexpectedDescription { kind, state },
                 );
-                return;
+                return Handled::Refused;
             }
         };
         let facts = match SdpFacts::parse_with_limit(&d.sdp, self.config.max_sdp_len) {
             Ok(f) => f,
             Err(e) => {
                 self.peer_error(request_type, PeerError::InvalidSdp(e));
-                return;
+                return Handled::Refused;
             }
         };
-        push_bounded(&mut self.seen_descriptions, hash, REMEMBERED_DESCRIPTIONS);
+        self.last_remote = Some(hash);
+        if d.kind == SdpKind::Answer {
+            self.last_remote_answer = Some(hash);
+        }
         // Perfect negotiation, polite side: our own offer (applied or being made) gives way.
         if d.kind == SdpKind::Offer && (self.making_offer || self.state == S::HaveLocalOffer) {
             self.making_offer = false;
@@ -1036,31 +1097,35 @@ impl Negotiation {
             self.push_event(Event::Negotiated);
         }
         self.release_pending_remote();
+        Handled::Applied
     }
 
-    fn handle_candidate(&mut self, c: IceCandidate) {
-        // Checked as `Candidate::parse` would, without building the parsed form.
+    fn handle_candidate(&mut self, c: IceCandidate) -> Handled {
         match crate::candidate::check(&c.candidate) {
             Ok(ufrag_at) => self.route_remote(PendingRemote::Candidate(c, ufrag_at)),
-            Err(e) => self.peer_error(TYPE_CANDIDATE, PeerError::InvalidCandidate(e)),
+            Err(e) => {
+                self.peer_error(TYPE_CANDIDATE, PeerError::InvalidCandidate(e));
+                Handled::Refused
+            }
         }
     }
 
-    fn handle_end_of_candidates(&mut self, e: EndOfCandidates) {
-        self.route_remote(PendingRemote::End(e));
-    }
-
     /// Applies, holds or drops one remote candidate / end-of-candidates.
-    fn route_remote(&mut self, entry: PendingRemote) {
+    fn route_remote(&mut self, entry: PendingRemote) -> Handled {
         match self.classify_generation(entry.ufrag()) {
             Gen::Current => self.apply_remote(entry),
-            Gen::Stale => self.drop_remote(DropReason::StaleGeneration, 1),
+            Gen::Stale => {
+                self.drop_remote(DropReason::StaleGeneration, 1);
+                Handled::Dropped
+            }
             Gen::Unknown => {
                 if self.pending_remote.len() >= self.config.max_pending_candidates {
                     let limit = self.config.max_pending_candidates;
                     self.peer_error(TYPE_CANDIDATE, PeerError::PendingFull { limit });
+                    Handled::Refused
                 } else {
                     self.pending_remote.push_back(entry);
+                    Handled::Held
                 }
             }
         }
@@ -1085,7 +1150,9 @@ impl Negotiation {
         let mut stale = 0;
         for entry in pending {
             match self.classify_generation(entry.ufrag()) {
-                Gen::Current => self.apply_remote(entry),
+                Gen::Current => {
+                    self.apply_remote(entry);
+                }
                 // Held for a description that has now been superseded: it can never apply.
                 Gen::Stale | Gen::Unknown => stale += 1,
             }
@@ -1095,12 +1162,12 @@ impl Negotiation {
         }
     }
 
-    fn apply_remote(&mut self, entry: PendingRemote) {
+    fn apply_remote(&mut self, entry: PendingRemote) -> Handled {
         match entry {
             PendingRemote::Candidate(mut init, ufrag_at) => {
                 if self.remote_gen.ended {
                     self.drop_remote(DropReason::AfterEndOfCandidates, 1);
-                    return;
+                    return Handled::Dropped;
                 }
                 let ufrag = candidate_ufrag(&init, &ufrag_at);
                 let key = hash_of(&(&init.candidate, ufrag));
@@ -1110,11 +1177,11 @@ impl Negotiation {
                 if seen.len() >= self.config.max_candidates {
                     if seen.contains(&key) {
                         self.stats.duplicates_suppressed += 1;
-                    } else {
-                        let limit = self.config.max_candidates;
-                        self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
+                        return Handled::Duplicate;
                     }
-                    return;
+                    let limit = self.config.max_candidates;
+                    self.peer_error(TYPE_CANDIDATE, PeerError::TooManyCandidates { limit });
+                    return Handled::Refused;
                 }
                 if seen.capacity() == 0 {
                     // Browsers send a handful to a few dozen candidates per generation: one
@@ -1123,7 +1190,7 @@ impl Negotiation {
                 }
                 if !seen.insert(key) {
                     self.stats.duplicates_suppressed += 1;
-                    return;
+                    return Handled::Duplicate;
                 }
                 match self.resolve_section(init.sdp_mid.as_deref(), init.sdp_m_line_index, ufrag) {
                     Ok(section) => {
@@ -1132,7 +1199,7 @@ impl Negotiation {
                     Err(e) => {
                         self.remote_gen.seen.remove(&key);
                         self.peer_error(TYPE_CANDIDATE, e);
-                        return;
+                        return Handled::Refused;
                     }
                 }
                 if init.username_fragment.is_none() {
@@ -1140,10 +1207,11 @@ impl Negotiation {
                 }
                 self.stats.remote_candidates_applied += 1;
                 self.push_event(Event::AddRemoteCandidate(RemoteCandidate { init }));
+                Handled::Applied
             }
             PendingRemote::End(mut e) => {
                 if self.remote_gen.ended {
-                    return;
+                    return Handled::Duplicate;
                 }
                 match self.resolve_section(
                     e.sdp_mid.as_deref(),
@@ -1164,6 +1232,7 @@ impl Negotiation {
                 }
                 self.remote_gen.ended = true;
                 self.push_event(Event::RemoteEndOfCandidates(e));
+                Handled::Applied
             }
         }
     }

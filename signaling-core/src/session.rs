@@ -160,6 +160,7 @@ pub enum SessionError {
 
 enum Command {
     StartOffer(oneshot::Sender<Result<(), ApiError>>),
+    CancelOffer(oneshot::Sender<Result<(), ApiError>>),
     SetLocal(SdpKind, String, oneshot::Sender<Result<(), ApiError>>),
     Rollback(oneshot::Sender<Result<(), ApiError>>),
     Reject(String, oneshot::Sender<Result<(), ApiError>>),
@@ -187,6 +188,7 @@ impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Command::StartOffer(_) => "StartOffer",
+            Command::CancelOffer(_) => "CancelOffer",
             Command::SetLocal(..) => "SetLocal",
             Command::Rollback(_) => "Rollback",
             Command::Reject(..) => "Reject",
@@ -248,6 +250,11 @@ impl Session {
     /// Perfect negotiation's `makingOffer`: see [`Negotiation::start_offer`].
     pub async fn start_offer(&self) -> Result<(), SessionError> {
         Ok(self.call(Command::StartOffer).await??)
+    }
+
+    /// The stack could not make the announced offer: see [`Negotiation::cancel_offer`].
+    pub async fn cancel_offer(&self) -> Result<(), SessionError> {
+        Ok(self.call(Command::CancelOffer).await??)
     }
 
     /// The stack applied a local description: see [`Negotiation::set_local_description`].
@@ -434,6 +441,7 @@ impl Driver {
         let n = &mut self.negotiation;
         match cmd {
             Command::StartOffer(tx) => drop(tx.send(n.start_offer(now))),
+            Command::CancelOffer(tx) => drop(tx.send(n.cancel_offer(now))),
             Command::SetLocal(kind, sdp, tx) => {
                 drop(tx.send(n.set_local_description(now, kind, sdp)));
             }

@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use signaling_core::negotiation::{
-    ApiError, Config, DropReason, Event, Negotiation, NegotiationFailure, PeerError, SignalingState,
+    ApiError, Config, DropReason, Event, Handled, Negotiation, NegotiationFailure, PeerError,
+    SignalingState,
 };
 use signaling_core::wire::{self, Dialect, IceCandidate, Message, SdpKind};
 
@@ -598,11 +599,12 @@ proptest::proptest! {
             by_frame.handle_frame(now, &offer);
             by_message.handle_frame(now, &offer);
         }
-        by_frame.handle_frame(now, &frame);
-        match wire::decode(&frame) {
+        let handled = by_frame.handle_frame(now, &frame);
+        let handled_too = match wire::decode(&frame) {
             Ok(m) => by_message.handle_message(now, m),
             Err(_) => by_message.handle_frame(now, &frame),
-        }
+        };
+        proptest::prop_assert_eq!(handled, handled_too);
         proptest::prop_assert_eq!(drain(&mut by_frame), drain(&mut by_message));
 
         let answer = common::sdp("SeRv", 1, 2, "active");
@@ -783,4 +785,111 @@ fn the_role_can_be_set_after_the_start() {
             assert_eq!(n.signaling_state(), SignalingState::HaveLocalOffer);
         }
     }
+}
+
+/// The same description delivered twice while it is in force is dropped; once this side has
+/// acted on it, the same SDP is a new round (RFC 3264 allows an unchanged offer, and a browser
+/// applies it). The same answer again in `stable` can start nothing: dropped too.
+#[test]
+fn only_true_duplicates_are_suppressed() {
+    let now = Instant::now();
+    let offer = frame("webrtc/offer", &common::sdp("ThEm", 1, 1, "actpass"));
+    let mut n = Negotiation::new(Config::default());
+    assert_eq!(n.handle_frame(now, &offer), Handled::Applied);
+    drain(&mut n);
+    // Delivered again while being answered: a duplicate, nothing happens.
+    assert_eq!(n.handle_frame(now, &offer), Handled::Duplicate);
+    assert_eq!(
+        drain(&mut n),
+        (vec![], vec![], Some(now + Duration::from_secs(30)))
+    );
+    n.set_local_description(now, SdpKind::Answer, common::sdp("OuRs", 1, 1, "active"))
+        .expect("answer");
+    drain(&mut n);
+    // The peer offers the same SDP again: a new round, as in a browser.
+    assert_eq!(n.handle_frame(now, &offer), Handled::Applied);
+    let (_, events, _) = drain(&mut n);
+    assert!(matches!(&events[0], Event::ApplyRemoteDescription(d) if d.kind == SdpKind::Offer));
+    assert_eq!(n.signaling_state(), SignalingState::HaveRemoteOffer);
+
+    // The offering side: the same answer twice in stable is dropped; after a new offer the
+    // same answer SDP (an unchanged answerer) is applied.
+    let answer = frame("webrtc/answer", &common::sdp("ThEm", 1, 1, "active"));
+    let mut n = Negotiation::new(Config::new(false));
+    n.start_offer(now).expect("stable");
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 1, 1, "actpass"))
+        .expect("offer");
+    assert_eq!(n.handle_frame(now, &answer), Handled::Applied);
+    drain(&mut n);
+    assert_eq!(n.handle_frame(now, &answer), Handled::Duplicate);
+    assert_eq!(drain(&mut n).0, Vec::<String>::new(), "no error frame");
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 2, 1, "actpass"))
+        .expect("offer again");
+    assert_eq!(n.handle_frame(now, &answer), Handled::Applied);
+    assert_eq!(n.signaling_state(), SignalingState::Stable);
+}
+
+/// W3C perfect negotiation clears `makingOffer` in a `finally`: when the stack fails to make
+/// the offer, the impolite side must not ignore the peer's next offer forever.
+#[test]
+fn a_failed_offer_does_not_block_the_peers_offers() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::new(false));
+    n.start_offer(now).expect("stable");
+    assert!(n.making_offer());
+    // The stack failed to create the offer.
+    n.cancel_offer(now).expect("cancel");
+    assert!(!n.making_offer());
+    let offer = frame("webrtc/offer", &common::sdp("ThEm", 1, 1, "actpass"));
+    assert_eq!(n.handle_frame(now, &offer), Handled::Applied);
+    assert_eq!(n.signaling_state(), SignalingState::HaveRemoteOffer);
+
+    // A new local offer is legal in have-local-offer (W3C table), so is announcing one.
+    let mut n = Negotiation::new(Config::new(false));
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 1, 1, "actpass"))
+        .expect("offer");
+    assert_eq!(n.start_offer(now), Ok(()));
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 2, 1, "actpass"))
+        .expect("a new offer");
+    assert_eq!(n.signaling_state(), SignalingState::HaveLocalOffer);
+}
+
+/// `handle_frame` says which rule applied to each frame.
+#[test]
+fn each_frame_says_what_was_done_with_it() {
+    let now = Instant::now();
+    let mut n = Negotiation::new(Config::default());
+    let c1 = frame("webrtc/candidate", &common::candidate(1, None));
+    assert_eq!(n.handle_frame(now, &c1), Handled::Held);
+    assert_eq!(
+        n.handle_frame(
+            now,
+            &frame("webrtc/offer", &common::sdp("ThEm", 1, 1, "actpass"))
+        ),
+        Handled::Applied
+    );
+    assert_eq!(n.handle_frame(now, &c1), Handled::Duplicate);
+    assert_eq!(
+        n.handle_frame(now, &frame("webrtc/candidate", &common::candidate(2, None))),
+        Handled::Applied
+    );
+    assert_eq!(
+        n.handle_frame(now, &frame("webrtc/candidate", "")),
+        Handled::Applied
+    );
+    assert_eq!(
+        n.handle_frame(now, &frame("webrtc/candidate", &common::candidate(3, None))),
+        Handled::Dropped
+    );
+    assert_eq!(n.handle_frame(now, "nonsense"), Handled::Refused);
+    assert_eq!(
+        n.handle_frame(now, &frame("error", "x: y")),
+        Handled::Delivered
+    );
+    assert_eq!(
+        n.handle_frame(now, r#"{"type":"relay/joined","value":{"id":"2"}}"#),
+        Handled::Delivered
+    );
+    n.close();
+    assert_eq!(n.handle_frame(now, &c1), Handled::Closed);
 }

@@ -1,7 +1,7 @@
 //! A deterministic simulated network for sans-IO signaling nodes.
 //!
 //! [`SimNet`] connects [`Node`]s with links that delay, jitter, reorder (on links declared
-//! unordered), duplicate and lose frames, and that can be partitioned and healed. Time is
+//! unordered), duplicate candidates and lose frames, and that can be partitioned and healed. Time is
 //! simulated: [`SimNet::step`] jumps straight to the next delivery or timer, so a 30-second
 //! negotiation timeout costs nothing to wait for. All randomness comes from one seeded
 //! generator (ChaCha8, reproducible across platforms and versions): the same seed, nodes and
@@ -18,7 +18,8 @@
 //! let b = net.add_node(SimPeer::new("b", Config::new(true), PeerScript::default()));
 //! net.node_mut(a).set_remote(b);
 //! net.node_mut(b).set_remote(a);
-//! // An ordered link (like a WebSocket) with 40-70 ms of one-way delay and 10 % duplicates.
+//! // An ordered link (like a WebSocket) with 40-70 ms of one-way delay and 10 % of the
+//! // candidates delivered twice.
 //! let link = LinkConfig::default()
 //!     .with_delay(Duration::from_millis(40))
 //!     .with_jitter(Duration::from_millis(30))
@@ -77,7 +78,12 @@ pub struct LinkConfig {
     pub jitter: Duration,
     /// Probability that a frame is lost. Default: 0.
     pub loss: f64,
-    /// Probability that a frame is delivered twice. Default: 0.
+    /// Probability that a candidate frame (`webrtc/candidate`) is delivered twice. Default: 0.
+    ///
+    /// Only candidates are repeated: a negotiation applies each candidate once however often
+    /// it arrives, while a description repeated after the peer reacted to it cannot be told
+    /// from the peer sending it again, which RFC 3264 makes a new round (as a browser does).
+    /// The transports this crate runs on deliver every frame once.
     pub duplicate: f64,
     /// Whether the link keeps frames in order (a WebSocket does; a datagram bus may not). On an
     /// ordered link jitter only delays; on an unordered one it reorders. Default: `true`.
@@ -115,7 +121,7 @@ impl LinkConfig {
         self
     }
 
-    /// Sets the duplication probability (clamped to `0..=1`).
+    /// Sets the probability that a candidate frame is delivered twice (clamped to `0..=1`).
     pub fn with_duplicate(mut self, p: f64) -> Self {
         self.duplicate = p.clamp(0.0, 1.0);
         self
@@ -355,7 +361,11 @@ impl<N: Node> SimNet<N> {
             self.stats.lost += 1;
             return;
         }
-        let copies = if chance(&mut self.rng, config.duplicate) {
+        let candidate = matches!(
+            signaling_core::wire::frame_form(&frame),
+            Some(signaling_core::wire::Form::Candidate(_))
+        );
+        let copies = if candidate && chance(&mut self.rng, config.duplicate) {
             self.stats.duplicated += 1;
             2
         } else {

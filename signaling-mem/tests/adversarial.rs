@@ -1,5 +1,6 @@
 //! Two negotiations joined by an adversarial network: every interleaving of deliveries and
-//! gathering that proptest can find, with duplicates, and reordering on links that allow it.
+//! gathering that proptest can find, with duplicated candidates, and reordering on links that
+//! allow it.
 //! They always converge: both `stable`, every candidate applied exactly once, none before its
 //! description or under the wrong ICE generation; glare resolves whichever side is polite.
 // Tests take one base instant from the clock; nothing else reads it.
@@ -73,8 +74,13 @@ impl World {
         }
     }
 
+    /// Delivers a frame; with `keep`, a copy stays in flight to be delivered again later, for
+    /// candidates only. A description delivered twice is a duplicate only while it is in force
+    /// (see the negotiation tests); a copy arriving after the peer reacted to it cannot be told
+    /// from the peer sending it again, which RFC 3264 makes a new round, as a browser does.
     fn deliver(&mut self, dir: usize, index: usize, keep: bool) {
-        let frame = if keep {
+        let candidate = self.links[dir][index].starts_with(r#"{"type":"webrtc/candidate""#);
+        let frame = if keep && candidate {
             self.links[dir][index].clone()
         } else {
             self.links[dir].remove(index)

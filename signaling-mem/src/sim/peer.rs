@@ -72,6 +72,9 @@ pub struct SimPeer {
     failures: Vec<NegotiationFailure>,
     negotiated: u32,
     outbox: VecDeque<String>,
+    /// The last offer answered, this peer's ufrag then, and the answer: an unchanged offer gets
+    /// the same answer, as RFC 3264 §8 has a stack keep an unchanged description's version.
+    answered: Option<(String, String, String)>,
 }
 
 impl fmt::Debug for SimPeer {
@@ -108,6 +111,7 @@ impl SimPeer {
             failures: Vec::new(),
             negotiated: 0,
             outbox: VecDeque::new(),
+            answered: None,
         }
     }
 
@@ -210,6 +214,17 @@ impl SimPeer {
         s
     }
 
+    /// Answers `offer`: with the same answer as last time when neither the offer nor this
+    /// peer's credentials changed.
+    fn answer(&mut self, now: Instant, offer: &str) {
+        let sdp = match &self.answered {
+            Some((o, u, a)) if o == offer && *u == self.ufrag => a.clone(),
+            _ => self.sdp("active"),
+        };
+        self.answered = Some((offer.to_owned(), self.ufrag.clone(), sdp.clone()));
+        self.set_local_sdp(now, SdpKind::Answer, sdp);
+    }
+
     fn set_local(&mut self, now: Instant, kind: SdpKind) {
         let setup = if kind == SdpKind::Offer {
             "actpass"
@@ -217,6 +232,10 @@ impl SimPeer {
             "active"
         };
         let sdp = self.sdp(setup);
+        self.set_local_sdp(now, kind, sdp);
+    }
+
+    fn set_local_sdp(&mut self, now: Instant, kind: SdpKind, sdp: String) {
         let fresh = !self.sent.iter().any(|c| c.ufrag == self.ufrag)
             && self.to_gather.is_empty()
             && !self.end_pending;
@@ -317,7 +336,7 @@ impl SimPeer {
                 }
                 self.remote_ufrag = ufrag;
                 if d.kind == SdpKind::Offer {
-                    self.set_local(now, SdpKind::Answer);
+                    self.answer(now, &d.sdp);
                 }
             }
             Event::Rollback => self.wants_offer = true,
