@@ -541,12 +541,21 @@ fn is_host_name(t: &str) -> bool {
             .is_some_and(|last| !last.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// An IP address (by `std::net`'s parsers), else a valid host name; `None` otherwise.
-fn parse_address(t: &str) -> Option<Address> {
+/// `Some(Some(ip))` for an IP address (by `std::net`'s parsers), `Some(None)` for a valid host
+/// name, `None` otherwise.
+fn scan_address(t: &str) -> Option<Option<IpAddr>> {
     match t.parse::<IpAddr>() {
-        Ok(ip) => Some(Address::Ip(ip)),
-        Err(_) => is_host_name(t).then(|| Address::Fqdn(t.to_owned())),
+        Ok(ip) => Some(Some(ip)),
+        Err(_) => is_host_name(t).then_some(None),
     }
+}
+
+/// An IP address, else a valid host name; `None` otherwise.
+fn parse_address(t: &str) -> Option<Address> {
+    scan_address(t).map(|ip| match ip {
+        Some(ip) => Address::Ip(ip),
+        None => Address::Fqdn(t.to_owned()),
+    })
 }
 
 /// ASCII digits only, 1..=`max_digits` of them.
@@ -586,7 +595,10 @@ impl<'a> Tokens<'a> {
         let Some(rest) = self.text.get(self.pos..) else {
             return Ok(None);
         };
-        let token = rest.split(' ').next().unwrap_or_default();
+        // Tokens are a few bytes long: a plain loop beats a vectorized search's setup.
+        let end = rest.bytes().position(|b| b == b' ').unwrap_or(rest.len());
+        // A space is ASCII: `end` is a char boundary.
+        let token = rest.get(..end).unwrap_or_default();
         if token.is_empty() {
             return Err(CandidateError::ExtraWhitespace { offset: self.pos });
         }
@@ -615,20 +627,7 @@ impl Candidate {
     /// A [`CandidateError`] naming the first problem found. CR/LF/NUL and the length bound are
     /// checked before anything else.
     pub fn parse(s: &str) -> Result<Candidate, CandidateError> {
-        if let Some(offset) = memchr::memchr3(b'\r', b'\n', 0, s.as_bytes()) {
-            let byte = s.as_bytes().get(offset).copied().unwrap_or_default();
-            return Err(CandidateError::ForbiddenCharacter { byte, offset });
-        }
-        if s.len() > MAX_CANDIDATE_LEN {
-            return Err(CandidateError::TooLong {
-                len: s.len(),
-                max: MAX_CANDIDATE_LEN,
-            });
-        }
-        if s.is_empty() {
-            return Err(CandidateError::Empty);
-        }
-        let text = s.strip_prefix(SDP_PREFIX).unwrap_or(s);
+        let text = precheck(s)?;
         // Offsets in errors refer to the caller's input.
         let base = s.len() - text.len();
         parse_text(text).map_err(|e| shift_offsets(e, base))
@@ -911,10 +910,31 @@ impl Candidate {
 /// `s` of the value of its first `ufrag` extension, if it has one (what [`Candidate::ufrag`] of
 /// the parsed candidate gives).
 pub(crate) fn check(s: &str) -> Result<Option<std::ops::Range<usize>>, CandidateError> {
-    let c = Candidate::parse(s)?;
-    let base = s.len() - c.raw.len();
-    Ok(c.ufrag
+    let text = precheck(s)?;
+    let base = s.len() - text.len();
+    let scan = scan(text).map_err(|e| shift_offsets(e, base))?;
+    Ok(scan
+        .ufrag
         .map(|span| base + usize::from(span.start)..base + usize::from(span.end)))
+}
+
+/// The checks made before the tokens are looked at: CR/LF/NUL, the length bound, emptiness.
+/// Returns the text without an `a=` prefix.
+fn precheck(s: &str) -> Result<&str, CandidateError> {
+    if let Some(offset) = memchr::memchr3(b'\r', b'\n', 0, s.as_bytes()) {
+        let byte = s.as_bytes().get(offset).copied().unwrap_or_default();
+        return Err(CandidateError::ForbiddenCharacter { byte, offset });
+    }
+    if s.len() > MAX_CANDIDATE_LEN {
+        return Err(CandidateError::TooLong {
+            len: s.len(),
+            max: MAX_CANDIDATE_LEN,
+        });
+    }
+    if s.is_empty() {
+        return Err(CandidateError::Empty);
+    }
+    Ok(s.strip_prefix(SDP_PREFIX).unwrap_or(s))
 }
 
 fn check_fqdn_is_name(address: &Address, field: &'static str) -> Result<(), CandidateError> {
@@ -957,6 +977,80 @@ fn shift_offsets(e: CandidateError, base: usize) -> CandidateError {
 
 /// Parses `candidate:...` (no `a=`, no CR/LF/NUL; callers check the length).
 fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
+    scan(text).map(|scan| scan.into_candidate(text.to_owned()))
+}
+
+/// What [`scan`] reads off a candidate's text: values, and spans into the text for the rest.
+/// [`Scan::into_candidate`] adds the owned copies, so that a check allocates nothing.
+struct Scan {
+    foundation: Span,
+    component: u16,
+    transport: Span,
+    priority: u32,
+    address: Span,
+    /// `None`: a host name.
+    address_ip: Option<IpAddr>,
+    port: u16,
+    kind: Span,
+    /// The `raddr` text and its IP (`None`: a host name).
+    related_address: Option<(Span, Option<IpAddr>)>,
+    related_port: Option<u16>,
+    tcp_type: Option<TcpType>,
+    ext_start: usize,
+    ext_count: u16,
+    ufrag: Option<Span>,
+}
+
+impl Scan {
+    /// The candidate, owning `raw` (the text that was scanned).
+    fn into_candidate(self, raw: String) -> Candidate {
+        let text = |span: Span| span.get(&raw).to_owned();
+        let address_of = |span: Span, ip: Option<IpAddr>| match ip {
+            Some(ip) => Address::Ip(ip),
+            None => Address::Fqdn(text(span)),
+        };
+        let t = self.transport.get(&raw);
+        let transport = if t.eq_ignore_ascii_case("udp") {
+            TransportProtocol::Udp
+        } else if t.eq_ignore_ascii_case("tcp") {
+            TransportProtocol::Tcp
+        } else {
+            TransportProtocol::Other(t.to_owned())
+        };
+        let k = self.kind.get(&raw);
+        let kind = [
+            CandidateType::Host,
+            CandidateType::Srflx,
+            CandidateType::Prflx,
+            CandidateType::Relay,
+        ]
+        .into_iter()
+        .find(|known| k.eq_ignore_ascii_case(known.as_str()))
+        .unwrap_or_else(|| CandidateType::Other(k.to_owned()));
+        Candidate {
+            foundation: self.foundation,
+            component: self.component,
+            transport_text: self.transport,
+            transport,
+            priority: self.priority,
+            address_text: self.address,
+            address: address_of(self.address, self.address_ip),
+            port: self.port,
+            kind,
+            kind_end: self.kind.end,
+            related_address: self.related_address.map(|(span, ip)| address_of(span, ip)),
+            related_port: self.related_port,
+            tcp_type: self.tcp_type,
+            ext_start: u16::try_from(self.ext_start).unwrap_or(u16::MAX),
+            ext_count: self.ext_count,
+            ufrag: self.ufrag,
+            raw,
+        }
+    }
+}
+
+/// Checks `candidate:...` (no `a=`, no CR/LF/NUL; callers check the length) token by token.
+fn scan(text: &str) -> Result<Scan, CandidateError> {
     if !text.starts_with(PREFIX) {
         return Err(CandidateError::MissingPrefix);
     }
@@ -988,24 +1082,17 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
     if !is_token(t) {
         return Err(CandidateError::InvalidTransport);
     }
-    let transport_text = span(at, t.len());
-    let transport = if t.eq_ignore_ascii_case("udp") {
-        TransportProtocol::Udp
-    } else if t.eq_ignore_ascii_case("tcp") {
-        TransportProtocol::Tcp
-    } else {
-        TransportProtocol::Other(t.to_owned())
-    };
+    let transport = span(at, t.len());
 
     let (_, t) = tok.field("priority")?;
     let priority = u32::try_from(parse_digits(t, 10, "priority")?)
         .map_err(|_| CandidateError::OutOfRange { field: "priority" })?;
 
     let (at, t) = tok.field("connection-address")?;
-    let address = parse_address(t).ok_or(CandidateError::InvalidAddress {
+    let address_ip = scan_address(t).ok_or(CandidateError::InvalidAddress {
         field: "connection-address",
     })?;
-    let address_text = span(at, t.len());
+    let address = span(at, t.len());
 
     let (_, t) = tok.field("port")?;
     let port = parse_port(t, "port")?;
@@ -1018,14 +1105,7 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
     if !is_token(t) {
         return Err(CandidateError::InvalidCandidateType);
     }
-    let kind = match t.to_ascii_lowercase().as_str() {
-        "host" => CandidateType::Host,
-        "srflx" => CandidateType::Srflx,
-        "prflx" => CandidateType::Prflx,
-        "relay" => CandidateType::Relay,
-        _ => CandidateType::Other(t.to_owned()),
-    };
-    let kind_end = at + t.len();
+    let kind = span(at, t.len());
 
     let mut related_address = None;
     let mut related_port = None;
@@ -1046,10 +1126,9 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
                 if seen_raddr || related_port.is_some() {
                     return Err(CandidateError::MisplacedAttribute { name: "raddr" });
                 }
-                related_address = Some(
-                    parse_address(value)
-                        .ok_or(CandidateError::InvalidAddress { field: "raddr" })?,
-                );
+                let ip =
+                    scan_address(value).ok_or(CandidateError::InvalidAddress { field: "raddr" })?;
+                related_address = Some((span(value_at, value.len()), ip));
                 seen_raddr = true;
                 continue;
             }
@@ -1087,22 +1166,19 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
         ext_count = ext_count.saturating_add(1);
     }
 
-    Ok(Candidate {
-        raw: text.to_owned(),
+    Ok(Scan {
         foundation,
         component,
-        transport_text,
         transport,
         priority,
-        address_text,
         address,
+        address_ip,
         port,
         kind,
-        kind_end: u16::try_from(kind_end).unwrap_or(u16::MAX),
         related_address,
         related_port,
         tcp_type,
-        ext_start: u16::try_from(ext_start).unwrap_or(u16::MAX),
+        ext_start,
         ext_count,
         ufrag,
     })

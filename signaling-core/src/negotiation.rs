@@ -953,12 +953,10 @@ impl Negotiation {
         if self.state == SignalingState::Closed {
             return Handled::Closed;
         }
-        match wire::decode_with_limit(frame, self.config.max_frame_len) {
-            Ok(message) => {
-                if self.config.mirror_dialect
-                    && !matches!(message, Message::Unknown(_) | Message::Error(_))
-                {
-                    match wire::frame_form(frame) {
+        match wire::decode_with_form(frame, self.config.max_frame_len) {
+            Ok((message, form)) => {
+                if self.config.mirror_dialect {
+                    match form {
                         Some(Form::Description(form)) => self.dialect.descriptions = form,
                         Some(Form::Candidate(form)) => self.dialect.candidates = form,
                         None => {}

@@ -748,6 +748,23 @@ fn check_bytes(sdp: &str) -> Result<(), SdpError> {
     }
 }
 
+/// The lines of `sdp` without their `\n` or `\r\n` ending (the last ending is optional), as
+/// `str::lines` gives them, with the line feeds found by `memchr` (an SDP has a hundred short
+/// lines; a char search costs more per line).
+fn lines(sdp: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', sdp.as_bytes()).chain(
+        // The last line, when the text does not end with a line feed.
+        (!sdp.ends_with('\n')).then_some(sdp.len()),
+    );
+    ends.map(move |end| {
+        // `\n` is ASCII: `start` and `end` are char boundaries.
+        let line = sdp.get(start..end).unwrap_or_default();
+        start = end + 1;
+        line.strip_suffix('\r').unwrap_or(line)
+    })
+}
+
 /// 1-based line number of byte offset `pos`.
 fn line_of(sdp: &str, pos: usize) -> usize {
     1 + sdp
@@ -874,11 +891,8 @@ impl Scanner {
 
     /// Scans the lines (the caller has checked the bytes).
     fn run(mut self, sdp: &str) -> Result<SdpFacts, SdpError> {
-        // The final line ending is optional: a text ending in `\n` has no line after it.
-        let text = sdp.strip_suffix('\n').unwrap_or(sdp);
-        for (i, line) in text.split('\n').enumerate() {
+        for (i, line) in lines(sdp).enumerate() {
             let line_no = i + 1;
-            let line = line.strip_suffix('\r').unwrap_or(line);
             if line_no == 1 {
                 if line != "v=0" {
                     return Err(SdpError::MissingVersion);

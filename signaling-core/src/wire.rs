@@ -320,68 +320,11 @@ pub enum Form {
     Candidate(CandidateForm),
 }
 
-/// The form of a description or candidate frame: `webrtc/offer` / `webrtc/answer` (v1) or
-/// `webrtc` (v2); a `webrtc/candidate` value that is a string or an object. `None` for other
-/// types, a candidate frame without a value, and anything that is not a JSON envelope.
+/// The form of a valid description or candidate frame: `webrtc/offer` / `webrtc/answer` (v1)
+/// or `webrtc` (v2); a `webrtc/candidate` value that is a string or an object. `None` for
+/// other types, a candidate frame without a value, and anything that does not decode.
 pub fn frame_form(frame: &str) -> Option<Form> {
-    /// The shape of a `value`, read without keeping it.
-    enum Shape {
-        Text,
-        Object,
-        Other,
-    }
-    impl<'de> Deserialize<'de> for Shape {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct ShapeVisitor;
-            impl<'de> Visitor<'de> for ShapeVisitor {
-                type Value = Shape;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("any JSON value")
-                }
-                fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
-                    Ok(Shape::Text)
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                    Ok(Shape::Object)
-                }
-                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-                    while seq.next_element::<IgnoredAny>()?.is_some() {}
-                    Ok(Shape::Other)
-                }
-                fn visit_bool<E: de::Error>(self, _: bool) -> Result<Shape, E> {
-                    Ok(Shape::Other)
-                }
-                fn visit_i64<E: de::Error>(self, _: i64) -> Result<Shape, E> {
-                    Ok(Shape::Other)
-                }
-                fn visit_u64<E: de::Error>(self, _: u64) -> Result<Shape, E> {
-                    Ok(Shape::Other)
-                }
-                fn visit_f64<E: de::Error>(self, _: f64) -> Result<Shape, E> {
-                    Ok(Shape::Other)
-                }
-                fn visit_unit<E: de::Error>(self) -> Result<Shape, E> {
-                    Ok(Shape::Other)
-                }
-            }
-            d.deserialize_any(ShapeVisitor)
-        }
-    }
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        value: Option<Shape>,
-    }
-    let envelope: Envelope<'_> = serde_json::from_str(frame).ok()?;
-    match (envelope.kind.as_ref(), envelope.value) {
-        (TYPE_OFFER | TYPE_ANSWER, _) => Some(Form::Description(DescriptionForm::V1)),
-        (TYPE_WEBRTC, _) => Some(Form::Description(DescriptionForm::V2)),
-        (TYPE_CANDIDATE, Some(Shape::Text)) => Some(Form::Candidate(CandidateForm::String)),
-        (TYPE_CANDIDATE, Some(Shape::Object)) => Some(Form::Candidate(CandidateForm::Object)),
-        _ => None,
-    }
+    decode_general(frame).ok().and_then(|(_, form)| form)
 }
 
 /// Where and why JSON could not be read (a cloneable summary of a `serde_json` error).
@@ -459,6 +402,14 @@ pub fn decode(frame: &str) -> Result<Message, DecodeError> {
 
 /// Decodes one frame, refusing frames longer than `max_len` bytes.
 pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeError> {
+    decode_with_form(frame, max_len).map(|(message, _)| message)
+}
+
+/// [`decode_with_limit`], and the form the frame was written in (see [`frame_form`]).
+pub(crate) fn decode_with_form(
+    frame: &str,
+    max_len: usize,
+) -> Result<(Message, Option<Form>), DecodeError> {
     if frame.len() > max_len {
         return Err(DecodeError::TooLarge {
             len: frame.len(),
@@ -469,7 +420,7 @@ pub fn decode_with_limit(frame: &str, max_len: usize) -> Result<Message, DecodeE
 }
 
 /// The general decoder: serde over any JSON object, any key order, whitespace and escapes.
-fn decode_general(frame: &str) -> Result<Message, DecodeError> {
+fn decode_general(frame: &str) -> Result<(Message, Option<Form>), DecodeError> {
     let mut de = serde_json::Deserializer::from_str(frame);
     let in_value = Cell::new(None);
     let parsed = EnvelopeSeed {
@@ -485,13 +436,23 @@ fn decode_general(frame: &str) -> Result<Message, DecodeError> {
         Parsed::Done(known, value) => (known, value),
         Parsed::Deferred(known, raw) => (known, decode_value(known, raw.map(RawValue::get))?),
         Parsed::Unknown(kind) => {
-            return Ok(Message::Unknown(UnknownMessage {
+            let message = Message::Unknown(UnknownMessage {
                 kind,
                 frame: frame.to_owned(),
-            }))
+            });
+            return Ok((message, None));
         }
     };
-    finish(kind, value)
+    let form = match (kind, &value) {
+        (Known::Offer | Known::Answer, _) => Some(Form::Description(DescriptionForm::V1)),
+        (Known::Webrtc, _) => Some(Form::Description(DescriptionForm::V2)),
+        (Known::Candidate, TypedValue::Text(_)) => Some(Form::Candidate(CandidateForm::String)),
+        (Known::Candidate, TypedValue::Candidate(_)) => {
+            Some(Form::Candidate(CandidateForm::Object))
+        }
+        _ => None,
+    };
+    finish(kind, value).map(|message| (message, form))
 }
 
 /// Decodes a `value` kept raw (it came before `type`, or the envelope was read on its own).
