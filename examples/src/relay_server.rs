@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use signaling::relay::{join_request_from_peer, DriverConfig, RelayHandle};
+use signaling::transport::{CloseReason, Transport};
 use signaling_core::admission::{Admission, AdmissionConfig, AdmissionConfigError};
 use signaling_core::relay::close_code;
-use signaling_core::relay::driver::{join_request_from_peer, DriverConfig, RelayHandle};
 use signaling_core::relay::RelayConfig;
-use signaling_core::transport::{CloseReason, Transport};
 use signaling_ws::{accept_stream, HandshakeRequest, Rejection, WsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use examples::relay_server::{FileConfig, Server};
 use serde_json::Value;
+use signaling::relay::fresh_token;
+use signaling::transport::{CloseCode, CloseReason, Transport, TransportError};
 use signaling_core::ice::TurnRestCredentials;
-use signaling_core::relay::driver::fresh_token;
 use signaling_core::relay::{close_code, JoinRequest};
-use signaling_core::transport::{CloseCode, CloseReason, Transport, TransportError};
 use signaling_ws::{ConnectError, WsClient, WsConfig, WsConnection};
 use tokio::net::TcpListener;
 

@@ -2,9 +2,9 @@
 //! on 127.0.0.1: a Rust server is the answering peer of a seed-style browser client.
 use std::time::Duration;
 
+use signaling::session::{self, SessionConfig, SessionEnd, SessionEvent};
+use signaling::transport::{CloseReason, Frame, Transport};
 use signaling_core::negotiation::{Config, Event, NegotiationFailure, SignalingState};
-use signaling_core::session::{self, SessionConfig, SessionEnd, SessionEvent};
-use signaling_core::transport::{CloseReason, Frame, Transport};
 use signaling_core::wire::{self, IceCandidate, Message, SdpKind};
 use signaling_ws::{WsClient, WsConfig, WsServer};
 
@@ -166,8 +166,8 @@ async fn a_slow_application_slows_the_peer_instead_of_growing_memory() {
     let config = signaling_mem::MemConfig::default().with_queue(4);
     let (server, mut client) = signaling_mem::pair_with(
         &config,
-        signaling_core::transport::PeerInfo::new("mem"),
-        signaling_core::transport::PeerInfo::new("mem"),
+        signaling::transport::PeerInfo::new("mem"),
+        signaling::transport::PeerInfo::new("mem"),
     );
     let mut s = SessionConfig::default();
     s.event_queue = 2;
@@ -189,7 +189,7 @@ async fn a_slow_application_slows_the_peer_instead_of_growing_memory() {
         tokio::task::yield_now().await;
     };
     assert!(
-        matches!(full, signaling_core::transport::TrySendError::Full(_)),
+        matches!(full, signaling::transport::TrySendError::Full(_)),
         "{full}"
     );
     // Commands are still served while events wait.

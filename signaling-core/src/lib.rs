@@ -14,17 +14,15 @@
 //!   ICE ordering) driven by `handle_*` inputs and drained with `poll_output`.
 //! - [`relay`]: the relay's routing logic (rooms, addressing, mailbox, ordering guard, limits,
 //!   resume, candidate privacy), sans-IO.
-//! - [`transport`]: the small trait a transport implements (WebSocket, in-memory, or your own).
+//! - [`transport`]: what a connection carries and how it ends (frames, close codes, peer info);
+//!   the `Transport` trait itself is in the `signaling` crate.
 //! - [`admission`]: who may connect: token (query or cookie) and Origin checks over a
 //!   connection's [`PeerInfo`](transport::PeerInfo), and combinators for your own.
 //! - [`ice`]: short-lived TURN REST credentials for `iceServers`, and a configurable candidate
 //!   privacy policy (drop host/mDNS/private-range candidates, relay only).
 //!
-//! - [`session`] (feature `tokio`): the async driver that runs a negotiation over any
-//!   transport.
-//!
-//! Without the `tokio` feature nothing here performs IO or reads the clock: time is an
-//! argument.
+//! Nothing here performs IO or reads the clock: time is an argument. The `signaling` crate runs
+//! these state machines on tokio (the session and relay drivers, the `Transport` trait).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -37,7 +35,5 @@ pub mod ice;
 pub mod negotiation;
 pub mod relay;
 pub mod sdp;
-#[cfg(feature = "tokio")]
-pub mod session;
 pub mod transport;
 pub mod wire;

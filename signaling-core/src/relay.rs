@@ -55,9 +55,6 @@ use crate::ice::{CandidatePolicy, IceServersConfig};
 use crate::transport::{CloseCode, CloseReason, Frame};
 use crate::wire::{self, ErrorMessage, Message, RawFrame};
 
-#[cfg(feature = "tokio")]
-pub mod driver;
-
 /// Close codes the relay uses (application range, RFC 6455 §7.4.2), besides
 /// [`CloseCode::MESSAGE_TOO_BIG`] for oversized frames.
 pub mod close_code {

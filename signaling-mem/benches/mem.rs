@@ -2,7 +2,7 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use signaling_core::transport::Transport;
+use signaling::transport::Transport;
 use tokio::sync::mpsc;
 
 const FRAME: &str = r#"{"type":"webrtc/candidate","value":"candidate:842163049 1 udp 1677729535 203.0.113.7 54400 typ srflx raddr 192.168.1.2 rport 54400 generation 0 ufrag EsAw network-id 1 network-cost 10"}"#;

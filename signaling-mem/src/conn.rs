@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use async_trait::async_trait;
-use signaling_core::transport::{
+use signaling::transport::{
     CloseCode, CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
 };
 use tokio::sync::mpsc;

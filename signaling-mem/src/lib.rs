@@ -3,7 +3,7 @@
 //! Two halves, for two kinds of test:
 //!
 //! - [`pair`] and [`Hub`]: in-memory duplex connections implementing
-//!   [`signaling_core::transport::Transport`], with bounded queues (backpressure, never unbounded
+//!   [`signaling::transport::Transport`], with bounded queues (backpressure, never unbounded
 //!   growth). Use them from tokio tests, or to put an in-process peer in a relay room beside
 //!   WebSocket peers.
 //! - [`sim`]: a deterministic simulated network. Seeded randomness, simulated time, per-link

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::{SinkExt, StreamExt};
-use signaling_core::transport::Transport;
+use signaling::transport::Transport;
 use signaling_ws::tungstenite::protocol::WebSocketConfig;
 use signaling_ws::tungstenite::Message;
 use signaling_ws::{WsClient, WsConfig, WsConnection, WsServer};

@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use signaling_core::transport::Transport;
+use signaling::transport::Transport;
 use signaling_ws::{WsClient, WsConfig, WsServer};
 
 fn rss_kib() -> u64 {

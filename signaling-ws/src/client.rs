@@ -1,6 +1,6 @@
 //! The client side: [`WsClient`].
 
-use signaling_core::transport::PeerInfo;
+use signaling::transport::PeerInfo;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::UrlError;

@@ -19,9 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 ///
 /// Every queue a connection owns is bounded by a field here: at most `send_queue` outgoing frames
 /// wait in the send queue, received frames are read from the socket only by
-/// [`recv`](signaling_core::transport::Transport::recv) (so TCP flow control pushes back on a
+/// [`recv`](signaling::transport::Transport::recv) (so TCP flow control pushes back on a
 /// peer that sends faster than the application reads), at most `recv_queue` frames are kept
-/// while [`close`](signaling_core::transport::Transport::close) waits for the peer, and a
+/// while [`close`](signaling::transport::Transport::close) waits for the peer, and a
 /// server holds at most `max_handshakes_in_flight` handshakes plus `accept_queue` finished
 /// connections that [`WsServer::accept`](crate::WsServer::accept) has not taken yet.
 #[derive(Clone, Debug)]
@@ -46,7 +46,7 @@ pub struct WsConfig {
     /// Size of the blocks received frames are copied into, in bytes. The frames a connection
     /// receives together are copied out of the read buffer one after another into one block
     /// (one allocation for many frames, shared by them: see
-    /// [`FrameBlock`](signaling_core::transport::FrameBlock)); a frame larger than a quarter of
+    /// [`FrameBlock`](signaling::transport::FrameBlock)); a frame larger than a quarter of
     /// it gets a buffer of its own. A frame keeps its block alive until it is dropped, so up to
     /// this much memory stands behind a queued frame; between bursts a connection holds no
     /// block. Default 4 KiB; 0: every frame in a buffer of its own; values over 1 MiB are
@@ -57,22 +57,22 @@ pub struct WsConfig {
     /// load test, that forwarded 20 to 25 % fewer frames per second than copying them out.)
     pub recv_block_size: usize,
     /// Outgoing bytes gathered before a write to the socket (frames are also written out at
-    /// every flush, which [`send`](signaling_core::transport::Transport::send) does before it
+    /// every flush, which [`send`](signaling::transport::Transport::send) does before it
     /// returns). Default 8 KiB.
     pub write_buffer_size: usize,
     /// Bound of the send queue, in frames: frames accepted by [`try_send`] that the socket has
     /// not taken yet (they are written by the next `send`, `recv` or `close`). [`try_send`]
-    /// hands the frame back in [`TrySendError::Full`](signaling_core::transport::TrySendError::Full)
+    /// hands the frame back in [`TrySendError::Full`](signaling::transport::TrySendError::Full)
     /// while it is full; [`send`] writes the queue out first. Frames handed to tungstenite are
     /// not counted: it holds at most about `write_buffer_size` plus one frame beyond what the
     /// socket took. Default 64. A value of 0 is treated as 1.
     ///
-    /// [`send`]: signaling_core::transport::Transport::send
-    /// [`try_send`]: signaling_core::transport::Transport::try_send
+    /// [`send`]: signaling::transport::Transport::send
+    /// [`try_send`]: signaling::transport::Transport::try_send
     pub send_queue: usize,
     /// The most text frames kept when they arrive while
-    /// [`close`](signaling_core::transport::Transport::close) waits for the peer's close frame;
-    /// [`recv`](signaling_core::transport::Transport::recv) returns them before it reports the
+    /// [`close`](signaling::transport::Transport::close) waits for the peer's close frame;
+    /// [`recv`](signaling::transport::Transport::recv) returns them before it reports the
     /// end, and later ones are dropped. (Otherwise frames are not queued: `recv` reads them from
     /// the socket one at a time.) Default 64. A value of 0 is treated as 1.
     pub recv_queue: usize,
@@ -80,7 +80,7 @@ pub struct WsConfig {
     pub ping_interval: Option<Duration>,
     /// How long after a ping the peer has to send anything (a pong or any other frame) before
     /// it is declared dead: the connection closes and `recv` returns
-    /// [`TransportError::TimedOut`](signaling_core::transport::TransportError::TimedOut).
+    /// [`TransportError::TimedOut`](signaling::transport::TransportError::TimedOut).
     /// Pings are sent and the deadline checked only while a `recv` is pending; when `recv` is
     /// called again, what the peer sent meanwhile is read before the deadline is checked.
     /// Default 10 s.
@@ -98,7 +98,7 @@ pub struct WsConfig {
     /// Default 10 s.
     pub handshake_timeout: Duration,
     /// Bounds the closing steps: writing the close frame, waiting for the peer's close frame
-    /// after [`close`](signaling_core::transport::Transport::close), and draining the socket
+    /// after [`close`](signaling::transport::Transport::close), and draining the socket
     /// after an error close. Default 5 s.
     pub close_timeout: Duration,
     /// Bounds writing frames to the socket: a `send` that cannot write its frame for this long,

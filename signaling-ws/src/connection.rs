@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::task::noop_waker_ref;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use signaling_core::transport::{
+use signaling::transport::{
     CloseCode, CloseReason, Frame, FrameBlock, PeerInfo, Transport, TransportError, TrySendError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

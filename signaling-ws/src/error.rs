@@ -1,5 +1,5 @@
 //! Errors of making a connection. Errors of an established connection are
-//! [`TransportError`](signaling_core::transport::TransportError)s.
+//! [`TransportError`](signaling::transport::TransportError)s.
 use std::io;
 
 use tokio_tungstenite::tungstenite;

@@ -1,7 +1,7 @@
 //! WebSocket transport for [`signaling_core`], over tokio-tungstenite: a server ([`WsServer`],
 //! or [`accept_stream`] inside a server you already run) with a [`HandshakeHook`] that can refuse
 //! requests before the upgrade, and a client ([`WsClient`]). Both sides yield a [`WsConnection`],
-//! which implements [`Transport`](signaling_core::transport::Transport).
+//! which implements [`Transport`](signaling::transport::Transport).
 //!
 //! Frames are UTF-8 text; binary frames are refused (close 1003). Sizes, queues, keepalive and
 //! timeouts are set in [`WsConfig`]; every queue is bounded.
@@ -14,12 +14,12 @@
 //! stream (TLS, an in-process pipe) goes through that adapter; the behaviour is the same.
 //!
 //! A connection has no task of its own: it does its IO inside its methods, so keep a
-//! [`recv`](signaling_core::transport::Transport::recv) pending on every connection (as the
+//! [`recv`](signaling::transport::Transport::recv) pending on every connection (as the
 //! example below and the session and relay drivers do); keepalive pings and timeouts run inside
 //! it. See [`WsConnection`] for the details.
 //!
 //! ```no_run
-//! use signaling_core::transport::{CloseReason, Transport};
+//! use signaling::transport::{CloseReason, Transport};
 //! use signaling_ws::{HandshakeRequest, Rejection, WsClient, WsConfig, WsServer};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

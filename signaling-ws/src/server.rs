@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use signaling_core::transport::PeerInfo;
+use signaling::transport::PeerInfo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, Semaphore};
@@ -26,7 +26,7 @@ pub struct HandshakeRequest {
 
 impl HandshakeRequest {
     /// Everything known of the request; this becomes the connection's
-    /// [`peer`](signaling_core::transport::Transport::peer) if the hook accepts it.
+    /// [`peer`](signaling::transport::Transport::peer) if the hook accepts it.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use signaling_core::transport::{
+use signaling::transport::{
     CloseCode, CloseReason, Frame, Transport, TransportError, TrySendError,
 };
 use signaling_ws::tungstenite::protocol::frame::coding::{Data, OpCode};

@@ -1,4 +1,4 @@
-//! The async session driver (feature `tokio`): one [`Negotiation`] run over any [`Transport`].
+//! The session driver: one [`Negotiation`] run over any [`Transport`].
 //!
 //! [`spawn`] starts a task that owns the transport and the state machine. It handles the
 //! connection's frames strictly in order, one at a time, arms the negotiation's timer, and sends
@@ -8,9 +8,9 @@
 //! This is how a Rust server *is* the answering peer of a browser client:
 //!
 //! ```no_run
-//! # async fn demo(conn: impl signaling_core::transport::Transport + 'static) {
+//! # async fn demo(conn: impl signaling::transport::Transport + 'static) {
 //! use signaling_core::negotiation::{Config, Event};
-//! use signaling_core::session::{self, SessionEvent};
+//! use signaling::session::{self, SessionEvent};
 //! use signaling_core::wire::SdpKind;
 //!
 //! let mut session = session::spawn(conn, Config::default(), session::SessionConfig::default());
@@ -56,9 +56,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 
-use crate::negotiation::{ApiError, Config, Event, Negotiation, Output, SignalingState, Stats};
+use signaling_core::negotiation::{
+    ApiError, Config, Event, Negotiation, Output, SignalingState, Stats,
+};
+use signaling_core::wire::{IceCandidate, SdpKind};
+
 use crate::transport::{CloseReason, Frame, Transport, TransportError};
-use crate::wire::{IceCandidate, SdpKind};
 
 /// Settings of the driver (the negotiation itself is set by [`Config`]).
 #[derive(Clone, Debug)]

@@ -1,4 +1,6 @@
-//! The relay driver (feature `tokio`): runs a [`Relay`] over connections of any transport.
+//! The relay driver: runs the sans-IO [`Relay`] of `signaling-core` over connections of any
+//! transport. The relay's own types (configuration, join requests, close codes, the wire
+//! protocol's documentation) are re-exported here from `signaling_core::relay`.
 //!
 //! [`RelayHandle`] is cheap to clone. For each accepted connection, of whatever transport, call
 //! [`RelayHandle::serve`] (usually in its own task): it joins the room the connection asks for,
@@ -12,7 +14,7 @@
 //!
 //! Each connection has a bounded outgoing queue ([`DriverConfig::send_queue`]). A connection
 //! whose queue is full when the relay has something for it is a slow consumer: it is closed
-//! with [`close_code::SLOW_CONSUMER`](super::close_code::SLOW_CONSUMER), so that the relay's
+//! with [`close_code::SLOW_CONSUMER`], so that the relay's
 //! memory stays bounded whatever the peers do.
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -23,7 +25,8 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant as TokioInstant;
 
-use super::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
+pub use signaling_core::relay::*;
+
 use crate::session::{now, sleep_until};
 use crate::transport::{CloseReason, Frame, PeerInfo, Transport, TrySendError};
 
@@ -106,7 +109,7 @@ struct Shared {
 #[non_exhaustive]
 pub struct RelayStatus {
     /// The relay's counters.
-    pub stats: super::RelayStats,
+    pub stats: RelayStats,
     /// Peers, connected or waiting to resume.
     pub peers: usize,
     /// Rooms.
