@@ -292,7 +292,7 @@ const PROBE = async ({ url, bad, v2, prefix, timeout }) => {
       if (text) await pc.addIceCandidate({ candidate: text, sdpMid: '0' });
     }
   })();
-  return { errors, answer: answer.type + (v2 ? `/${answer.value.type}` : '') };
+  return { errors, answer: v2 ? `{"type":"webrtc","value":{"type":"${answer.value.type}",..}}` : answer.type };
 };
 
 const NO_FINGERPRINT =

@@ -17,7 +17,10 @@ use tokio::net::TcpListener;
 
 /// Command line. Every bound of the server is a flag; the defaults are documented on each.
 #[derive(Parser, Debug)]
-#[command(version, about = "go2rtc-compatible WebRTC media server (str0m) with a demo page")]
+#[command(
+    version,
+    about = "go2rtc-compatible WebRTC media server (str0m) with a demo page"
+)]
 struct Args {
     /// Address to listen on (HTTP and WebSocket).
     #[arg(long, default_value = "127.0.0.1:8081")]
@@ -54,14 +57,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.rtc_ip.is_unspecified() {
         return Err("--rtc-ip must be a concrete address, not the unspecified one".into());
     }
-    let config = MediaConfig::default()
-        .with_rtc_ip(args.rtc_ip)
-        .with_limits(
-            args.max_connections,
-            args.max_streams,
-            args.max_viewers,
-            args.media_queue,
-        );
+    let config = MediaConfig::default().with_rtc_ip(args.rtc_ip).with_limits(
+        args.max_connections,
+        args.max_streams,
+        args.max_viewers,
+        args.media_queue,
+    );
     let server = Arc::new(MediaServer::new(config));
     let listener = TcpListener::bind(args.listen).await?;
     tracing::info!(

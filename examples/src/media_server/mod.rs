@@ -190,7 +190,8 @@ impl MediaServer {
     /// calls keep the first).
     pub fn new(config: MediaConfig) -> Self {
         install_crypto();
-        let ping = (config.ping_interval > 0.0).then(|| Duration::from_secs_f64(config.ping_interval));
+        let ping =
+            (config.ping_interval > 0.0).then(|| Duration::from_secs_f64(config.ping_interval));
         let ws = WsConfig::default()
             .with_max_message_size(config.max_frame_len)
             .with_ping_interval(ping);
@@ -262,15 +263,14 @@ impl MediaServer {
         let (head, head_len) = Box::pin(peek_head(&stream)).await?;
         let request = RequestHead::parse(&head);
         if request.path == "/api/ws" && request.upgrade {
-            let mut conn = match Box::pin(accept_stream(stream, Some(addr), &self.ws, &AcceptAll))
-                .await
-            {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "handshake refused or failed");
-                    return Ok(());
-                }
-            };
+            let mut conn =
+                match Box::pin(accept_stream(stream, Some(addr), &self.ws, &AcceptAll)).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "handshake refused or failed");
+                        return Ok(());
+                    }
+                };
             let roles = match roles(conn.peer()) {
                 Ok(roles) => roles,
                 Err(message) => {
@@ -330,7 +330,9 @@ fn roles(peer: &signaling_core::transport::PeerInfo) -> Result<Roles, String> {
     let name = |key: &str| -> Result<Option<String>, String> {
         match peer.query_param(key) {
             None => Ok(None),
-            Some(n) if n.is_empty() || n.len() > MAX_NAME_LEN || n.chars().any(char::is_control) => {
+            Some(n)
+                if n.is_empty() || n.len() > MAX_NAME_LEN || n.chars().any(char::is_control) =>
+            {
                 Err(format!(
                     "{key}: a stream name is 1 to {MAX_NAME_LEN} bytes without control characters"
                 ))

@@ -89,7 +89,12 @@ pub(crate) async fn serve<T: Transport + 'static>(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%conn, error = %e, "cannot bind a UDP socket");
-            refuse(transport, CloseCode::INTERNAL_ERROR, "no UDP port for media").await;
+            refuse(
+                transport,
+                CloseCode::INTERNAL_ERROR,
+                "no UDP port for media",
+            )
+            .await;
             return;
         }
     };
@@ -97,7 +102,12 @@ pub(crate) async fn serve<T: Transport + 'static>(
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(%conn, error = %e, "UDP socket without an address");
-            refuse(transport, CloseCode::INTERNAL_ERROR, "no UDP port for media").await;
+            refuse(
+                transport,
+                CloseCode::INTERNAL_ERROR,
+                "no UDP port for media",
+            )
+            .await;
             return;
         }
     };
@@ -210,7 +220,11 @@ struct Peer {
 }
 
 impl Peer {
-    async fn run(mut self, mut media: mpsc::Receiver<Arc<Frame>>, mut keyframes: mpsc::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut media: mpsc::Receiver<Arc<Frame>>,
+        mut keyframes: mpsc::Receiver<()>,
+    ) {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
         let reason = loop {
             let deadline = tokio::time::Instant::from_std(self.rtc_deadline);
@@ -234,11 +248,8 @@ impl Peer {
                 },
                 Some(frame) = media.recv() => self.write_media(&frame),
                 Some(()) = keyframes.recv() => self.request_keyframe(),
-                () = tokio::time::sleep_until(deadline) => {
-                    if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
-                        tracing::debug!(conn = %self.conn, error = %e, "str0m timeout");
-                    }
-                }
+                // The time is handed to str0m by `drain_rtc`.
+                () = tokio::time::sleep_until(deadline) => {}
             }
             if let Some(reason) = self.drain_rtc() {
                 break reason;
@@ -338,16 +349,14 @@ impl Peer {
         Ok(())
     }
 
-    /// The stack could not use the offer: the client hears of it and may send another.
+    /// The stack could not use the offer: the negotiation rolls back and sends
+    /// `{"type":"error","value":"<offer type>: <reason>"}`; the client may send another.
     async fn reject_offer(&mut self, reason: String) -> Result<(), CloseReason> {
-        match self.session.rollback().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                tracing::debug!(conn = %self.conn, error = %e, "rollback");
-                Ok(())
-            }
+        if let Err(e) = self.session.reject_remote_description(reason).await {
+            // Only if the session ended meanwhile: its end arrives as the next event.
+            tracing::debug!(conn = %self.conn, error = %e, "reject");
         }
-        .map(|()| drop(reason))
+        Ok(())
     }
 
     fn on_remote_candidate(&mut self, c: &RemoteCandidate) {
@@ -393,7 +402,16 @@ impl Peer {
     }
 
     /// Drains str0m's output until its next timeout; `Some` when the connection must end.
+    ///
+    /// str0m learns the time only from its inputs, and its ICE agent schedules nothing until it
+    /// has seen one: after a change made through its API (an offer accepted, a candidate added)
+    /// the time is handed to it first, or the checks of a new pair could wait forever.
     fn drain_rtc(&mut self) -> Option<CloseReason> {
+        if self.rtc.is_alive() {
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                tracing::debug!(conn = %self.conn, error = %e, "str0m timeout");
+            }
+        }
         loop {
             if !self.rtc.is_alive() {
                 return Some(CloseReason::new(
@@ -437,10 +455,10 @@ impl Peer {
             }
             Event::MediaAdded(added) => self.on_media_added(&added),
             Event::MediaData(data) => self.on_media_data(data),
-            Event::KeyframeRequest(req) => {
-                if [self.out_video, self.out_audio].contains(&Some(req.mid)) {
-                    self.membership.viewer_wants_keyframe();
-                }
+            Event::KeyframeRequest(req)
+                if [self.out_video, self.out_audio].contains(&Some(req.mid)) =>
+            {
+                self.membership.viewer_wants_keyframe();
             }
             _ => {}
         }

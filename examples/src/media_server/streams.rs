@@ -90,7 +90,9 @@ pub enum JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::PublisherExists(name) => write!(f, "stream {name:?} already has a publisher"),
+            JoinError::PublisherExists(name) => {
+                write!(f, "stream {name:?} already has a publisher")
+            }
             JoinError::TooManyStreams(limit) => write!(f, "too many streams (limit {limit})"),
             JoinError::TooManyViewers { name, limit } => {
                 write!(f, "stream {name:?} has too many viewers (limit {limit})")
@@ -415,7 +417,9 @@ mod tests {
         let (e1, ..) = endpoints(4);
         let (e2, ..) = endpoints(4);
         let first = t.join(ConnId(1), None, Some("cam"), e1).unwrap();
-        let err = t.join(ConnId(2), None, Some("cam"), e2.clone()).unwrap_err();
+        let err = t
+            .join(ConnId(2), None, Some("cam"), e2.clone())
+            .unwrap_err();
         assert_eq!(err, JoinError::PublisherExists("cam".into()));
         drop(first);
         assert!(t.is_empty());
@@ -465,7 +469,10 @@ mod tests {
         assert_eq!(media.try_recv().unwrap().kind, MediaKind::Audio);
         assert!(media.try_recv().unwrap().keyframe);
         let f = publisher.publish(&frame(MediaKind::Video, false));
-        assert_eq!(f.queued, 0, "after a drop, delta frames wait for the next keyframe");
+        assert_eq!(
+            f.queued, 0,
+            "after a drop, delta frames wait for the next keyframe"
+        );
         // The publisher leaves; the viewer stays for the next one.
         drop(publisher);
         assert_eq!(t.len(), 1);
