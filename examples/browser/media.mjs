@@ -15,7 +15,8 @@
 //      /api/ws?src=me-RUN&dst=me-RUN gets its own camera back, audio and video in one stream;
 //   2. a demo-page publisher and 3 seed clients (receive only, src=NAME) watching it;
 //   3. a seed viewer connects first; then a seed publisher (camera mode, dst=NAME) arrives: the
-//      viewer plays without renegotiating;
+//      viewer plays without renegotiating; the publisher leaves, the viewer stays connected, and
+//      a second publisher of the same name (the demo page) plays in it;
 //   4. page JS on one socket: garbage SDP and an SDP the stack refuses each get an `error` frame
 //      with go2rtc's "webrtc/offer: " prefix, then a real offer on the same socket gets video;
 //      and a v2-dialect client ({"type":"webrtc","value":{"type":"offer",..}}) gets a v2 answer
@@ -212,10 +213,25 @@ async function scenarioViewerFirst(browser, logs, left, seedBase, run) {
   const frames = await waitForFrames(viewer, '#video', left());
   record('3 viewer first, then publisher', (await firstFrameAt(viewer, 'video')) - (await openedAt(publisher)));
   note(`the early viewer plays the late publisher: ${JSON.stringify(frames)}`);
-  const signaling = await viewer.evaluate(() => window.__media.received.filter((t) => t.includes('answer')).length);
-  if (signaling !== 1) throw new Error(`the viewer saw ${signaling} answers: it was renegotiated`);
   note(await answerCameFirst(viewer, 'viewer'));
-  for (const p of [viewer, publisher]) await p.context().close();
+  // The publisher leaves: the viewer stays connected, and the next publisher of the name feeds it.
+  await publisher.context().close();
+  await viewer.waitForTimeout(500);
+  const after = await viewer.evaluate(() => ({
+    connection: window.seed.pc.connectionState,
+    socket: window.seed.ws.readyState,
+  }));
+  if (after.connection !== 'connected' || after.socket !== 1) {
+    throw new Error(`the viewer lost its connection with the publisher: ${JSON.stringify(after)}`);
+  }
+  const next = await instrumentedPage(browser, 'next publisher', logs);
+  await next.goto(`${BASE}/?name=${name}`);
+  await next.click('#publish');
+  const again = await waitForFrames(viewer, '#video', left());
+  note(`publisher left (viewer ${after.connection}); a demo-page publisher of the same name plays: ${JSON.stringify(again)}`);
+  const answers = await viewer.evaluate(() => window.__media.received.filter((t) => t.includes('answer')).length);
+  if (answers !== 1) throw new Error(`the viewer saw ${answers} answers: it was renegotiated`);
+  for (const p of [viewer, next]) await p.context().close();
 }
 
 /**
