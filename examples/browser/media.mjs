@@ -20,7 +20,9 @@
 //   4. page JS on one socket: garbage SDP and an SDP the stack refuses each get an `error` frame
 //      with go2rtc's "webrtc/offer: " prefix, then a real offer on the same socket gets video;
 //      and a v2-dialect client ({"type":"webrtc","value":{"type":"offer",..}}) gets a v2 answer
-//      and video.
+//      and video;
+//   5. a simulcast publisher (demo page, three layers): the viewer gets the first layer listed,
+//      and the next one when that layer stops.
 // Each scenario prints the time from WebSocket open to the first decoded frame (scenario 3: from
 // the publisher's socket opening). E2E_REPEAT=N runs the list N times and prints each figure's
 // median; E2E_ONLY=1,3 runs only those scenarios. In every page the server's first frame must be
@@ -235,6 +237,45 @@ async function scenarioViewerFirst(browser, logs, left, seedBase, run) {
 }
 
 /**
+ * 5: a simulcast publisher (the demo page, three layers of a 1280x720 camera): a viewer gets the
+ * first layer listed (`high`, full size); when that layer stops, the next one (`medium`, half
+ * size) without renegotiation.
+ */
+async function scenarioSimulcast(browser, logs, left, seedBase, run) {
+  const name = `sim-${RUN}-${run}`;
+  const publisher = await instrumentedPage(browser, 'simulcast publisher', logs);
+  await publisher.goto(`${BASE}/?name=${name}&simulcast=1`);
+  await publisher.click('#publish');
+  await publisher.waitForFunction(() => window.demo && window.demo.connected, null, { timeout: left(), polling: 50 });
+  const viewer = await instrumentedPage(browser, 'simulcast viewer', logs);
+  await viewer.goto(seedPage(seedBase, `${WS}?src=${name}`));
+  const full = await waitForFrames(viewer, '#video', left());
+  record('5 simulcast viewer', (await firstFrameAt(viewer, 'video')) - (await openedAt(viewer)));
+  const layers = await publisher.evaluate(async () => {
+    const stats = await window.demo.pc.getStats();
+    return [...stats.values()]
+      .filter((s) => s.type === 'outbound-rtp' && s.kind === 'video')
+      .map((s) => `${s.rid}:${s.frameWidth}x${s.frameHeight}`);
+  });
+  note(`the publisher sends ${layers.join(', ')}; the viewer plays ${full.width}x${full.height}`);
+  if (full.width !== 1280) throw new Error(`the viewer does not get the high layer: ${full.width}x${full.height}`);
+  // The high layer stops: the server moves to the medium one.
+  await publisher.evaluate(async () => {
+    const sender = window.demo.sender;
+    const p = sender.getParameters();
+    p.encodings[0].active = false;
+    await sender.setParameters(p);
+  });
+  await viewer.waitForFunction(() => document.getElementById('video').videoWidth === 640, null, {
+    timeout: left(),
+    polling: 100,
+  });
+  const half = await waitForFrames(viewer, '#video', left());
+  note(`high layer stopped: the viewer plays ${half.width}x${half.height}`);
+  for (const p of [viewer, publisher]) await p.context().close();
+}
+
+/**
  * Page JS for scenario 4: one socket; the offers in `bad` (each must get an `error` frame
  * starting with `prefix`), then a real offer (camera sent, video and audio received back) in
  * dialect v1 or v2. Resolves with what it saw once the answer is applied; the received stream
@@ -349,7 +390,7 @@ function median(values) {
 
 async function main() {
   console.log(`media server browser tests against ${BASE}${REPEAT > 1 ? ` (${REPEAT} runs)` : ''}`);
-  hardStop(4 * REPEAT);
+  hardStop(5 * REPEAT);
   await waitForHttp(`${BASE}/`);
   const browser = await launchChromium();
   const seed = await serveSeed();
@@ -361,6 +402,7 @@ async function main() {
       [`2: a demo publisher and 3 seed viewers${tag}`, (b, l, left) => scenarioFanOut(b, l, left, seed.base, run)],
       [`3: a viewer first, then the publisher${tag}`, (b, l, left) => scenarioViewerFirst(b, l, left, seed.base, run)],
       [`4: bad offers then a good one, and a v2 client${tag}`, (b, l, left) => scenarioErrorsAndDialects(b, l, left, run)],
+      [`5: a simulcast publisher: the first layer, then the next when it stops${tag}`, (b, l, left) => scenarioSimulcast(b, l, left, seed.base, run)],
     );
   }
   // E2E_ONLY=1,3 runs only those scenarios (by number).

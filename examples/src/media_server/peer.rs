@@ -27,6 +27,10 @@ use super::streams::{ConnId, Endpoints, Frame, Membership, Streams};
 /// dropped (a viewer still waiting asks again with the next frame it cannot use).
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
+/// A simulcast layer that delivered no frame for this long counts as stopped: the next one the
+/// publisher listed is forwarded instead.
+const LAYER_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The largest datagram read from the UDP socket (WebRTC keeps below the path MTU).
 const DATAGRAM_BUFFER: usize = 2048;
 
@@ -130,6 +134,8 @@ pub(crate) async fn serve<T: Transport + 'static>(
         out_audio: None,
         in_video: None,
         in_audio: None,
+        layers: Vec::new(),
+        forwarded_layer: None,
         rebase_video: Rebase::default(),
         rebase_audio: Rebase::default(),
         last_keyframe_request: None,
@@ -173,7 +179,7 @@ struct PeerStats {
 /// publisher changes (each publisher starts at a random timestamp).
 #[derive(Debug, Default)]
 struct Rebase {
-    source: Option<ConnId>,
+    source: Option<(ConnId, Option<Rid>)>,
     offset: i128,
     last_out: u64,
 }
@@ -181,13 +187,14 @@ struct Rebase {
 impl Rebase {
     fn map(&mut self, frame: &Frame) -> MediaTime {
         let t = i128::from(frame.time.numer());
-        if self.source != Some(frame.source) {
+        let source = (frame.source, frame.layer);
+        if self.source != Some(source) {
             if self.source.is_some() {
                 // Continue 20 ms after the last frame of the previous publisher.
                 let step = i128::from(frame.time.denom() / 50);
                 self.offset = i128::from(self.last_out) + step - t;
             }
-            self.source = Some(frame.source);
+            self.source = Some(source);
         }
         self.last_out = u64::try_from(t + self.offset).unwrap_or(0);
         MediaTime::new(self.last_out, frame.time.frequency())
@@ -209,9 +216,14 @@ struct Peer {
     /// The m-sections this connection receives the stream on (viewer).
     out_video: Option<Mid>,
     out_audio: Option<Mid>,
-    /// The m-sections this connection publishes on (and the simulcast layer forwarded).
-    in_video: Option<(Mid, Option<Rid>)>,
+    /// The m-sections this connection publishes on.
+    in_video: Option<Mid>,
     in_audio: Option<Mid>,
+    /// The publisher's simulcast layers in the order it listed them, with when each last
+    /// delivered a frame (empty without simulcast).
+    layers: Vec<(Rid, Option<Instant>)>,
+    /// The layer forwarded: the first listed that delivered a frame within [`LAYER_TIMEOUT`].
+    forwarded_layer: Option<Rid>,
     rebase_video: Rebase,
     rebase_audio: Rebase,
     last_keyframe_request: Option<Instant>,
@@ -477,15 +489,17 @@ impl Peer {
         }
         if added.direction.is_receiving() && self.membership.dst.is_some() {
             if video {
-                // Simulcast: the first layer the client lists is forwarded (the seed client
-                // lists `high` first), the others are ignored.
-                let rid = added.simulcast.as_ref().and_then(|s| {
-                    s.recv
-                        .first()
-                        .or_else(|| s.send.first())
-                        .map(|layer| layer.rid)
-                });
-                self.in_video.get_or_insert((added.mid, rid));
+                if self.in_video.is_none() {
+                    self.in_video = Some(added.mid);
+                    // Simulcast: the layers in the order the client lists them (the first is
+                    // forwarded while it arrives; the seed client lists `high` first).
+                    self.layers = added
+                        .simulcast
+                        .iter()
+                        .flat_map(|s| if s.recv.is_empty() { &s.send } else { &s.recv })
+                        .map(|layer| (layer.rid, None))
+                        .collect();
+                }
             } else {
                 self.in_audio.get_or_insert(added.mid);
             }
@@ -493,21 +507,26 @@ impl Peer {
     }
 
     fn on_media_data(&mut self, data: MediaData) {
-        let kind = match self.in_video {
-            Some((mid, rid)) if mid == data.mid => {
-                if rid.is_some() && data.rid != rid {
-                    return;
-                }
-                MediaKind::Video
+        let kind = if self.in_video == Some(data.mid) {
+            if !self.forward_layer(data.rid, data.network_time) {
+                return;
             }
-            _ if self.in_audio == Some(data.mid) => MediaKind::Audio,
-            _ => return,
+            MediaKind::Video
+        } else if self.in_audio == Some(data.mid) {
+            MediaKind::Audio
+        } else {
+            return;
         };
         if kind == MediaKind::Video && !data.contiguous {
             self.request_keyframe();
         }
         let frame = Arc::new(Frame {
             source: self.conn,
+            layer: if kind == MediaKind::Video {
+                data.rid
+            } else {
+                None
+            },
             kind,
             params: data.params,
             time: data.time,
@@ -523,12 +542,45 @@ impl Peer {
         }
     }
 
+    /// Whether a video frame of simulcast layer `rid` that arrived at `at` is forwarded: the
+    /// first layer the publisher listed that delivered a frame within [`LAYER_TIMEOUT`] is. A
+    /// change of layer makes the viewers wait for its next keyframe, which is asked for.
+    fn forward_layer(&mut self, rid: Option<Rid>, at: Instant) -> bool {
+        if self.layers.is_empty() {
+            return true;
+        }
+        let Some(rid) = rid else {
+            // Simulcast was negotiated but this stream has no rid: nothing to choose from.
+            return true;
+        };
+        if let Some(layer) = self.layers.iter_mut().find(|(r, _)| *r == rid) {
+            layer.1 = Some(at);
+        }
+        let active = self
+            .layers
+            .iter()
+            .find(|(_, seen)| seen.is_some_and(|t| at.saturating_duration_since(t) < LAYER_TIMEOUT))
+            .map(|(r, _)| *r);
+        if active != Some(rid) {
+            return false;
+        }
+        if self.forwarded_layer != Some(rid) {
+            tracing::info!(conn = %self.conn, layer = %rid, "simulcast layer forwarded");
+            self.forwarded_layer = Some(rid);
+            self.membership.restart_video();
+            self.last_keyframe_request = None;
+            self.request_keyframe();
+        }
+        true
+    }
+
     /// Asks this connection's client (as a publisher) for a keyframe, at most once per
     /// [`KEYFRAME_REQUEST_INTERVAL`].
     fn request_keyframe(&mut self) {
-        let Some((mid, rid)) = self.in_video else {
+        let Some(mid) = self.in_video else {
             return;
         };
+        let rid = self.forwarded_layer;
         let now = Instant::now();
         if self
             .last_keyframe_request

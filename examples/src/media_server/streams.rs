@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use signaling_core::transport::CloseCode;
 use str0m::format::{CodecExtra, PayloadParams};
-use str0m::media::{MediaKind, MediaTime};
+use str0m::media::{MediaKind, MediaTime, Rid};
 use tokio::sync::mpsc;
 
 /// A connection, numbered by the server. Unique for the server's lifetime.
@@ -30,8 +30,11 @@ impl fmt::Display for ConnId {
 /// packetize it again with their own payload type, SSRC and sequence numbers: no transcoding).
 #[derive(Debug)]
 pub struct Frame {
-    /// The connection that published it (viewers rebase timestamps when this changes).
+    /// The connection that published it (viewers rebase timestamps when this or `layer`
+    /// changes).
     pub source: ConnId,
+    /// The simulcast layer it belongs to, if the publisher sends simulcast.
+    pub layer: Option<Rid>,
     /// Audio or video.
     pub kind: MediaKind,
     /// The codec and its parameters, matched against each viewer's negotiated payload types.
@@ -349,6 +352,20 @@ impl Membership {
         self.streams.request_keyframe(name);
     }
 
+    /// This connection's published video changes (another simulcast layer): every viewer's video
+    /// waits for the next keyframe.
+    pub fn restart_video(&self) {
+        let Some(name) = self.dst.as_deref() else {
+            return;
+        };
+        let mut table = self.streams.lock();
+        if let Some(stream) = table.get_mut(name) {
+            for v in &mut stream.viewers {
+                v.needs_keyframe = true;
+            }
+        }
+    }
+
     /// The viewer asked for a keyframe (its browser sent PLI or FIR): passed to the publisher.
     pub fn viewer_wants_keyframe(&self) {
         if let Some(name) = self.src.as_deref() {
@@ -386,6 +403,7 @@ mod tests {
     fn frame(kind: MediaKind, keyframe: bool) -> Arc<Frame> {
         Arc::new(Frame {
             source: ConnId(1),
+            layer: None,
             kind,
             params: PayloadParams::new(
                 str0m::media::Pt::from(96),
