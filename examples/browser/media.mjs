@@ -249,8 +249,14 @@ async function scenarioSimulcast(browser, logs, left, seedBase, run) {
   await publisher.waitForFunction(() => window.demo && window.demo.connected, null, { timeout: left(), polling: 50 });
   const viewer = await instrumentedPage(browser, 'simulcast viewer', logs);
   await viewer.goto(seedPage(seedBase, `${WS}?src=${name}`));
-  const full = await waitForFrames(viewer, '#video', left());
+  await waitForFrames(viewer, '#video', left());
   record('5 simulcast viewer', (await firstFrameAt(viewer, 'video')) - (await openedAt(viewer)));
+  // Until the high layer's first frames arrive, a lower one that arrived first is forwarded.
+  await viewer.waitForFunction(() => document.getElementById('video').videoWidth === 1280, null, {
+    timeout: left(),
+    polling: 100,
+  });
+  const full = await waitForFrames(viewer, '#video', left());
   const layers = await publisher.evaluate(async () => {
     const stats = await window.demo.pc.getStats();
     return [...stats.values()]
@@ -258,7 +264,6 @@ async function scenarioSimulcast(browser, logs, left, seedBase, run) {
       .map((s) => `${s.rid}:${s.frameWidth}x${s.frameHeight}`);
   });
   note(`the publisher sends ${layers.join(', ')}; the viewer plays ${full.width}x${full.height}`);
-  if (full.width !== 1280) throw new Error(`the viewer does not get the high layer: ${full.width}x${full.height}`);
   // The high layer stops: the server moves to the medium one.
   await publisher.evaluate(async () => {
     const sender = window.demo.sender;
