@@ -294,6 +294,43 @@ async fn refusals_have_an_error_frame_and_a_close_code() {
     assert!(again.is_some(), "the name was not freed");
 }
 
+/// Over `max_connections`, a WebSocket gets an `api/ws` error frame and close code 1013; a slot
+/// freed is taken again.
+#[tokio::test]
+async fn connections_over_the_limit_are_told_to_come_back() {
+    let url = start(MediaConfig::default().with_limits(1, 4, 4, 8)).await;
+    let mut first = registered(&format!("{url}?src=a")).await;
+    let mut over = connect(&format!("{url}?src=b")).await;
+    let error = next(&mut over).await;
+    assert_eq!(error["type"], "error");
+    assert!(error["value"]
+        .as_str()
+        .unwrap()
+        .starts_with("api/ws: too many connections"));
+    assert_eq!(closed(&mut over).await, 1013);
+    first
+        .close(signaling_core::transport::CloseReason::normal())
+        .await
+        .unwrap();
+    let mut taken = false;
+    for _ in 0..50 {
+        let mut c = connect(&format!("{url}?src=b")).await;
+        c.send("not JSON".into()).await.unwrap();
+        if next(&mut c).await["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("api/ws:")
+        {
+            // Still refused: the first connection's slot is not free yet.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        taken = true;
+        break;
+    }
+    assert!(taken, "the slot was not freed");
+}
+
 /// The browser scenarios against the binary, in a loopback-only namespace.
 const LIMIT: Duration = Duration::from_secs(180);
 
