@@ -89,23 +89,15 @@ pub(crate) async fn serve<T: Transport + 'static>(
             return;
         }
     };
-    let socket = match UdpSocket::bind((settings.rtc_ip, 0)).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(%conn, error = %e, "cannot bind a UDP socket");
-            refuse(
-                transport,
-                CloseCode::INTERNAL_ERROR,
-                "no UDP port for media",
-            )
-            .await;
-            return;
-        }
+    let bound = async {
+        let socket = UdpSocket::bind((settings.rtc_ip, 0)).await?;
+        let local = socket.local_addr()?;
+        Ok::<_, std::io::Error>((socket, local))
     };
-    let local = match socket.local_addr() {
-        Ok(a) => a,
+    let (socket, local) = match bound.await {
+        Ok(bound) => bound,
         Err(e) => {
-            tracing::warn!(%conn, error = %e, "UDP socket without an address");
+            tracing::warn!(%conn, error = %e, "cannot bind a UDP socket for media");
             refuse(
                 transport,
                 CloseCode::INTERNAL_ERROR,
