@@ -1,0 +1,6 @@
+//! Two Rust peers on two independent WebRTC stacks (webrtc-rs 0.21 and str0m 0.25) calling
+//! each other through the relay, each driven by the library's session driver over a WebSocket.
+pub mod link;
+pub mod stack;
+pub mod str0m_stack;
+pub mod webrtc_stack;
