@@ -204,3 +204,107 @@ async fn a_slow_application_slows_the_peer_instead_of_growing_memory() {
         }
     }
 }
+
+/// The next event, within 10 s.
+async fn next(session: &mut session::Session) -> SessionEvent {
+    tokio::time::timeout(Duration::from_secs(10), session.next_event())
+        .await
+        .expect("an event in time")
+        .expect("the session is running")
+}
+
+/// The next frame the peer receives, decoded, within 10 s.
+async fn received(conn: &mut impl Transport) -> Message {
+    let frame = tokio::time::timeout(Duration::from_secs(10), conn.recv())
+        .await
+        .expect("a frame in time")
+        .expect("no transport error")
+        .expect("a frame, not the end");
+    wire::decode(&frame).expect("a valid frame")
+}
+
+/// A client whose WebSocket dies mid-negotiation keeps its session: the connection is lost
+/// (abruptly, no close frame), what it sends meanwhile waits, and a new WebSocket picks up
+/// where the old one stopped; the answer arriving on it completes the negotiation.
+#[tokio::test]
+async fn a_session_survives_its_connection_with_reattach() {
+    let mut server = WsServer::bind("127.0.0.1:0", WsConfig::default())
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/ws", server.local_addr());
+    let first = WsClient::connect(&url, WsConfig::default())
+        .await
+        .expect("connect");
+    let mut peer = server.accept().await.expect("accepted");
+    let config = SessionConfig::default().with_reattach(true);
+    let mut session = session::spawn(first, Config::new(false), config);
+
+    session.start_offer().await.expect("stable");
+    session
+        .set_local_description(SdpKind::Offer, sdp("OfFr", 1))
+        .await
+        .expect("offer");
+    assert!(
+        matches!(received(&mut peer).await, Message::Description(d) if d.kind == SdpKind::Offer)
+    );
+
+    // The server side vanishes without a close frame.
+    drop(peer);
+    let lost = loop {
+        match next(&mut session).await {
+            SessionEvent::TransportLost(end) => break end,
+            SessionEvent::Negotiation(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(!matches!(lost, SessionEnd::LocalClose), "{lost}");
+    // Sent while detached: it waits.
+    session
+        .add_local_candidate(IceCandidate::new(candidate(1)))
+        .await
+        .expect("candidate");
+
+    let second = WsClient::connect(&url, WsConfig::default())
+        .await
+        .expect("connect again");
+    let mut peer = server.accept().await.expect("accepted again");
+    session.attach(second).await.expect("attached");
+    assert!(
+        matches!(received(&mut peer).await, Message::Candidate(c) if c.candidate == candidate(1)),
+        "what waited goes out first"
+    );
+    let third = signaling_mem::pair().0;
+    assert_eq!(
+        session.attach(third).await,
+        Err(session::SessionError::Attached)
+    );
+    peer.send(frame("webrtc/answer", &sdp("AnSw", 1)))
+        .await
+        .expect("answer");
+    loop {
+        if let SessionEvent::Negotiation(Event::ApplyRemoteDescription(d)) =
+            next(&mut session).await
+        {
+            assert_eq!(d.kind, SdpKind::Answer);
+            break;
+        }
+    }
+    let (state, _) = session.state().await.expect("running");
+    assert_eq!(state, SignalingState::Stable);
+}
+
+/// Without reattach, a lost connection ends the session.
+#[tokio::test]
+async fn without_reattach_a_lost_connection_ends_the_session() {
+    let (peer, mine) = signaling_mem::pair();
+    let mut session = session::spawn(mine, Config::default(), SessionConfig::default());
+    drop(peer);
+    loop {
+        match next(&mut session).await {
+            SessionEvent::Closed(_) => break,
+            SessionEvent::TransportLost(_) => panic!("reattach is off"),
+            SessionEvent::Negotiation(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

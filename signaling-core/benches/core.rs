@@ -201,7 +201,7 @@ fn offerer(now: Instant, cands: &[String]) -> Negotiation {
     a.start_offer(now).expect("stable");
     a.set_local_description(now, SdpKind::Offer, OFFER.to_owned())
         .expect("offer");
-    local_candidates(&mut a, cands);
+    local_candidates(&mut a, now, cands);
     a
 }
 
@@ -209,15 +209,15 @@ fn offerer(now: Instant, cands: &[String]) -> Negotiation {
 fn answer(b: &mut Negotiation, now: Instant, cands: &[String]) {
     b.set_local_description(now, SdpKind::Answer, ANSWER.to_owned())
         .expect("answer");
-    local_candidates(b, cands);
+    local_candidates(b, now, cands);
 }
 
-fn local_candidates(n: &mut Negotiation, cands: &[String]) {
+fn local_candidates(n: &mut Negotiation, now: Instant, cands: &[String]) {
     for c in cands {
-        n.add_local_candidate(IceCandidate::new(c.as_str()))
+        n.add_local_candidate(now, IceCandidate::new(c.as_str()))
             .expect("candidate");
     }
-    n.end_of_local_candidates().expect("end");
+    n.end_of_local_candidates(now).expect("end");
 }
 
 fn negotiate<L: Link>(now: Instant, a_cands: &[String], b_cands: &[String]) -> usize {

@@ -110,10 +110,10 @@ pub fn negotiation(data: &[u8]) {
                 let _ = n.rollback(now);
             }
             5 => {
-                let _ = n.add_local_candidate(candidate_init(arg, ufrag));
+                let _ = n.add_local_candidate(now, candidate_init(arg, ufrag));
             }
             6 => {
-                let _ = n.end_of_local_candidates();
+                let _ = n.end_of_local_candidates(now);
             }
             7 => {
                 // Raw bytes from the input as a frame.

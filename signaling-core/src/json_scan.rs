@@ -398,13 +398,13 @@ mod tests {
             for from in 0..3.min(len + 1) {
                 let plain = vec![b'x'; len];
                 let end = skip_plain_blocks(&plain, from);
-                assert!(end <= len && len - end < 16 && (end - from) % 16 == 0);
+                assert!(end <= len && len - end < 16 && (end - from).is_multiple_of(16));
                 for at in from..len {
                     for special in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
                         let mut bytes = plain.clone();
                         bytes[at] = special;
                         let end = skip_plain_blocks(&bytes, from);
-                        assert!(end <= at && (end - from) % 16 == 0, "{len} {from} {at}");
+                        assert!(end <= at && (end - from).is_multiple_of(16), "{len} {from} {at}");
                         assert!(at < end + 16, "{len} {from} {at}: passed the byte");
                     }
                 }

@@ -77,8 +77,9 @@ use std::time::{Duration, Instant};
 use crate::candidate::{Candidate, CandidateError, Checked};
 use crate::sdp::{SdpError, SdpFacts, DEFAULT_MAX_SDP_LEN};
 use crate::wire::{
-    self, CandidateForm, DecodeError, Description, Dialect, EndOfCandidates, ErrorMessage,
-    IceCandidate, Message, SdpKind, DEFAULT_MAX_FRAME_LEN, TYPE_CANDIDATE,
+    self, CandidateForm, DecodeError, Description, DescriptionForm, Dialect, EndOfCandidates,
+    ErrorMessage, Form, IceCandidate, Message, SdpKind, UnknownMessage, DEFAULT_MAX_FRAME_LEN,
+    TYPE_CANDIDATE,
 };
 
 /// How many previous remote ICE generations are remembered to recognise stale candidates.
@@ -135,6 +136,12 @@ pub struct Config {
     pub polite: bool,
     /// The wire form the peer speaks. Default: [`Dialect::GO2RTC`] (the seed client).
     pub dialect: Dialect,
+    /// Write descriptions in the form (v1 or v2) of the peer's last description, and candidates
+    /// in the form (string or object) of its last candidate frame; `dialect` decides until the
+    /// peer has sent one. A server answering clients of both go2rtc dialects answers each in its
+    /// own. Only frames given to [`Negotiation::handle_frame`] count (typed messages carry no
+    /// form). Default: `true`.
+    pub mirror_dialect: bool,
     /// How long an offer/answer exchange may stay unfinished (not `stable`) before
     /// [`Event::NegotiationFailed`]. Default: 30 s.
     pub negotiation_timeout: Duration,
@@ -154,6 +161,7 @@ impl Default for Config {
         Self {
             polite: true,
             dialect: Dialect::GO2RTC,
+            mirror_dialect: true,
             negotiation_timeout: Duration::from_secs(30),
             max_pending_candidates: 64,
             max_candidates: 256,
@@ -175,6 +183,12 @@ impl Config {
     /// Sets the dialect.
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = dialect;
+        self
+    }
+
+    /// Sets whether the peer's dialect is mirrored (see [`Config::mirror_dialect`]).
+    pub fn with_mirror_dialect(mut self, mirror: bool) -> Self {
+        self.mirror_dialect = mirror;
         self
     }
 
@@ -337,6 +351,10 @@ pub enum Event {
     PeerError(PeerError),
     /// The peer reported an error (`{"type":"error",...}`).
     RemoteError(ErrorMessage),
+    /// A frame of a type the negotiation does not handle (a relay's `relay/welcome`, an
+    /// application's own messages), in its place in the stream. [`crate::relay::Notice::parse`]
+    /// reads the relay's.
+    Message(UnknownMessage),
 }
 
 /// Why a negotiation failed.
@@ -544,6 +562,8 @@ impl MidCache {
 #[derive(Debug)]
 pub struct Negotiation {
     config: Config,
+    /// The dialect frames are written in: `config.dialect`, then the peer's when mirrored.
+    dialect: Dialect,
     state: SignalingState,
     making_offer: bool,
     /// Facts of the current remote description (the last one applied).
@@ -553,6 +573,9 @@ pub struct Negotiation {
     remote_gen: Generation,
     /// ufrags of older remote generations, newest last.
     old_remote_ufrags: VecDeque<Arc<str>>,
+    /// The remote offer being answered is the first remote description (nothing to go back to
+    /// if it is rejected).
+    remote_offer_is_first: bool,
     /// Hashes of remote descriptions already applied, newest last.
     seen_descriptions: VecDeque<u64>,
     pending_remote: VecDeque<PendingRemote>,
@@ -574,12 +597,14 @@ impl Negotiation {
     /// A new session in state `stable`.
     pub fn new(config: Config) -> Self {
         Self {
+            dialect: config.dialect,
             config,
             state: SignalingState::Stable,
             making_offer: false,
             remote: None,
             remote_mids: MidCache::default(),
             remote_gen: Generation::default(),
+            remote_offer_is_first: false,
             old_remote_ufrags: VecDeque::new(),
             seen_descriptions: VecDeque::new(),
             pending_remote: VecDeque::new(),
@@ -605,6 +630,18 @@ impl Negotiation {
     /// Whether this side is polite.
     pub fn is_polite(&self) -> bool {
         self.config.polite
+    }
+
+    /// Sets the perfect-negotiation role, e.g. when a relay's `relay/welcome` says it (see
+    /// [`crate::relay::Notice`]). It decides how the next colliding offer is handled.
+    pub fn set_polite(&mut self, polite: bool) {
+        self.config.polite = polite;
+    }
+
+    /// The dialect this side's frames are written in now (the configured one, or the peer's
+    /// when [`Config::mirror_dialect`] is on and the peer has sent a description or candidate).
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Whether an offer is being made ([`Negotiation::start_offer`] was called and the offer has
@@ -643,7 +680,7 @@ impl Negotiation {
     /// [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
         match self.out.pop_front() {
-            Some(Queued::Transmit(m)) => Output::Transmit(wire::encode(&m, self.config.dialect)),
+            Some(Queued::Transmit(m)) => Output::Transmit(wire::encode(&m, self.dialect)),
             Some(Queued::PlainCandidate(c)) => Output::Transmit(wire::plain_candidate_frame(&c)),
             Some(Queued::Event(e)) => Output::Event(e),
             None => Output::Timeout(self.deadline),
@@ -761,9 +798,51 @@ impl Negotiation {
         }
     }
 
+    /// The application's stack could not apply the remote offer it was given
+    /// ([`Event::ApplyRemoteDescription`]): an unsupported codec, no usable m-section, a stack
+    /// error. Returns to `stable` (as a rollback of the remote offer), drops the candidates held
+    /// for it, and tells the peer with an `error` frame `"<the offer's type>: <reason>"`
+    /// (go2rtc's form). The peer may send another offer. Allowed only in `have-remote-offer`.
+    pub fn reject_remote_description(
+        &mut self,
+        now: Instant,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        self.check_open()?;
+        if self.state != SignalingState::HaveRemoteOffer {
+            return Err(ApiError::InvalidState {
+                operation: "reject remote description",
+                state: self.state,
+            });
+        }
+        let request_type = match self.dialect.descriptions {
+            DescriptionForm::V1 => wire::TYPE_OFFER,
+            DescriptionForm::V2 => wire::TYPE_WEBRTC,
+        };
+        self.pending_remote.clear();
+        // The peer may offer the same SDP again once it has fixed what it can: it must not be
+        // taken for a duplicate.
+        self.seen_descriptions.pop_back();
+        if self.remote_offer_is_first {
+            // Nothing was negotiated: later candidates wait for the next offer again.
+            self.remote = None;
+            self.remote_mids.clear();
+            self.remote_gen = Generation::default();
+        }
+        self.stats.peer_errors += 1;
+        self.transmit(Message::Error(ErrorMessage::new(request_type, reason)));
+        self.set_state(now, SignalingState::Stable);
+        Ok(())
+    }
+
     /// The application's stack gathered a local candidate: sends it, or holds it until the
     /// local description it belongs to has gone out.
-    pub fn add_local_candidate(&mut self, candidate: IceCandidate) -> Result<(), ApiError> {
+    pub fn add_local_candidate(
+        &mut self,
+        now: Instant,
+        candidate: IceCandidate,
+    ) -> Result<(), ApiError> {
+        let _ = now;
         self.check_open()?;
         // Checked as `Candidate::parse` would, without keeping a parsed copy.
         let checked = crate::candidate::check_for_json(&candidate.candidate)
@@ -782,7 +861,8 @@ impl Negotiation {
 
     /// The application's stack finished gathering for the current local ICE generation: sends
     /// end-of-candidates. Nothing more is sent for this generation.
-    pub fn end_of_local_candidates(&mut self) -> Result<(), ApiError> {
+    pub fn end_of_local_candidates(&mut self, now: Instant) -> Result<(), ApiError> {
+        let _ = now;
         self.check_open()?;
         if self.local.is_none() {
             return Err(ApiError::InvalidState {
@@ -794,7 +874,7 @@ impl Negotiation {
             return Ok(());
         }
         self.local_gen.ended = true;
-        let eoc = match self.config.dialect.candidates {
+        let eoc = match self.dialect.candidates {
             // The bare string form is `""` (see `TypedOutput`).
             CandidateForm::String => EndOfCandidates::default(),
             CandidateForm::Object => {
@@ -839,6 +919,9 @@ impl Negotiation {
         if frame.len() <= self.config.max_frame_len {
             if let Some(text) = wire::candidate_frame_text(frame) {
                 if let Ok(Checked { ufrag, plain: true }) = crate::candidate::check_for_json(text) {
+                    if self.config.mirror_dialect {
+                        self.dialect.candidates = CandidateForm::String;
+                    }
                     let c = IceCandidate::new(text);
                     self.route_remote(PendingRemote::Candidate(c, ufrag));
                     return;
@@ -846,7 +929,18 @@ impl Negotiation {
             }
         }
         match wire::decode_with_limit(frame, self.config.max_frame_len) {
-            Ok(message) => self.handle_message(now, message),
+            Ok(message) => {
+                if self.config.mirror_dialect
+                    && !matches!(message, Message::Unknown(_) | Message::Error(_))
+                {
+                    match wire::frame_form(frame) {
+                        Some(Form::Description(form)) => self.dialect.descriptions = form,
+                        Some(Form::Candidate(form)) => self.dialect.candidates = form,
+                        None => {}
+                    }
+                }
+                self.handle_message(now, message);
+            }
             Err(e) => {
                 let kind = e.request_type();
                 self.peer_error(kind, PeerError::Decode(e));
@@ -864,7 +958,10 @@ impl Negotiation {
             Message::Candidate(c) => self.handle_candidate(c),
             Message::EndOfCandidates(e) => self.handle_end_of_candidates(e),
             Message::Error(e) => self.push_event(Event::RemoteError(e)),
-            Message::Unknown(_) => self.stats.unknown_frames += 1,
+            Message::Unknown(u) => {
+                self.stats.unknown_frames += 1;
+                self.push_event(Event::Message(u));
+            }
         }
     }
 
@@ -937,6 +1034,7 @@ impl Negotiation {
             (Some(_), None) => false,
         };
         let is_first = self.remote.is_none();
+        self.remote_offer_is_first = is_first;
         if restart {
             if let Some(old) = self.remote_gen.ufrag.take() {
                 push_bounded(&mut self.old_remote_ufrags, old, REMEMBERED_GENERATIONS);
@@ -1188,7 +1286,7 @@ impl Negotiation {
             return Ok(());
         }
         self.stats.local_candidates_sent += 1;
-        if self.config.dialect.candidates == CandidateForm::String {
+        if self.dialect.candidates == CandidateForm::String {
             // The bare string carries the text only (see `TypedOutput`).
             if plain {
                 self.out.push_back(Queued::PlainCandidate(c.candidate));

@@ -21,7 +21,8 @@
 //! - **`relay/welcome`** (to a peer that joined or resumed):
 //!   `{"id": "<your id>", "room": "<room>", "peers": ["<id>", ...], "resume": "<token>",
 //!   "polite": <bool>, "iceServers": [...]}`. `polite` is a perfect-negotiation hint: the peer
-//!   that joins an occupied room is polite. `iceServers` is present when the relay hands out ICE
+//!   that joins an occupied room is polite, a peer left alone becomes impolite, and a resuming
+//!   peer keeps its role. [`Notice::parse`] reads these messages on the client side. `iceServers` is present when the relay hands out ICE
 //!   servers (with short-lived TURN credentials). The seed client ignores this message.
 //! - **`relay/joined`** `{"id"}` and **`relay/left`** `{"id"}` to the others of the room.
 //! - A client may send **`relay/leave`** to leave at once (no resume grace).
@@ -93,6 +94,76 @@ pub const TYPE_LEAVE: &str = "relay/leave";
 
 /// The longest room name accepted, in bytes.
 pub const MAX_ROOM_NAME_LEN: usize = 64;
+
+/// A message of the relay to a client (`relay/welcome`, `relay/joined`, `relay/left`), read on
+/// the client side: a Rust peer in a relay room gets these frames as
+/// [`Event::Message`](crate::negotiation::Event::Message) from its negotiation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// `relay/welcome`: this client joined (or resumed).
+    Welcome(Welcome),
+    /// `relay/joined`: another peer joined the room.
+    Joined {
+        /// Its id.
+        id: String,
+    },
+    /// `relay/left`: another peer left the room.
+    Left {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// What `relay/welcome` tells a client. See the [module docs](self#protocol).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Welcome {
+    /// The client's peer id.
+    pub id: String,
+    /// The room.
+    pub room: String,
+    /// The other peers in the room.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// The resume token: join with `resume=<token>` to take this place back after losing the
+    /// connection (a new one comes with every welcome).
+    #[serde(default)]
+    pub resume: String,
+    /// The perfect-negotiation role to take.
+    #[serde(default)]
+    pub polite: bool,
+    /// ICE servers to use, when the relay hands them out.
+    #[serde(default, rename = "iceServers")]
+    pub ice_servers: Vec<wire::IceServer>,
+}
+
+impl Notice {
+    /// Reads a relay message; `None` for any other type, or a relay message that is malformed.
+    pub fn parse(message: &wire::UnknownMessage) -> Option<Notice> {
+        #[derive(serde::Deserialize)]
+        struct Envelope<T> {
+            value: T,
+        }
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let frame = message.frame.as_str();
+        match message.kind.as_str() {
+            TYPE_WELCOME => serde_json::from_str::<Envelope<Welcome>>(frame)
+                .ok()
+                .map(|e| Notice::Welcome(e.value)),
+            TYPE_JOINED => serde_json::from_str::<Envelope<Id>>(frame)
+                .ok()
+                .map(|e| Notice::Joined { id: e.value.id }),
+            TYPE_LEFT => serde_json::from_str::<Envelope<Id>>(frame)
+                .ok()
+                .map(|e| Notice::Left { id: e.value.id }),
+            _ => None,
+        }
+    }
+}
 
 /// A connection, as numbered by the driver. Unique for the relay's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -408,6 +479,10 @@ struct Peer {
     away_since: Option<Instant>,
     /// Frames for the peer while it is away.
     outbox: Queue,
+    /// The perfect-negotiation role the welcome gave: polite when it joined an occupied room;
+    /// impolite again once it is alone. Kept on resume, so that a resuming peer does not
+    /// change sides in the middle of a call.
+    polite: bool,
     /// Whether the peer's own offer/answer has been forwarded (ordering guard).
     described: bool,
     /// Candidates held by the ordering guard ([detached](Frame::detached)).
@@ -559,7 +634,9 @@ impl<R: RoomRegistry> Relay<R> {
         }
         self.next_id += 1;
         let id = PeerId(self.next_id);
+        let others: Vec<PeerId> = self.rooms.members(&request.room).to_vec();
         let peer = Peer {
+            polite: !others.is_empty(),
             room: request.room.clone(),
             conn: Some(conn),
             token: request.fresh_token.clone(),
@@ -571,7 +648,6 @@ impl<R: RoomRegistry> Relay<R> {
             refilled: now,
             last_activity: now,
         };
-        let others: Vec<PeerId> = self.rooms.members(&request.room).to_vec();
         self.rooms.add(&request.room, id);
         self.tokens.insert(peer.token.clone(), id);
         self.peers.insert(id, peer);
@@ -967,17 +1043,17 @@ impl<R: RoomRegistry> Relay<R> {
             let user = request.user.clone().unwrap_or_else(|| id.to_string());
             c.for_user(&user, request.unix_time)
         });
-        let token = self
+        let (token, polite) = self
             .peers
             .get(id)
-            .map(|p| p.token.clone())
+            .map(|p| (p.token.clone(), p.polite))
             .unwrap_or_default();
         let mut value = serde_json::json!({
             "id": id.to_string(),
             "room": request.room,
             "peers": others.iter().map(PeerId::to_string).collect::<Vec<_>>(),
             "resume": token,
-            "polite": !others.is_empty(),
+            "polite": polite,
         });
         if let (Some(servers), Some(obj)) = (ice_servers, value.as_object_mut()) {
             obj.insert(
@@ -1034,6 +1110,12 @@ impl<R: RoomRegistry> Relay<R> {
         if others.is_empty() {
             // Whatever the last peer left in the mailbox is for nobody now.
             self.mailboxes.remove(&peer.room);
+        }
+        if let [alone] = others[..] {
+            // The one left waits for the next peer, who will be the polite one.
+            if let Some(p) = self.peers.get_mut(&alone) {
+                p.polite = false;
+            }
         }
         for other in &others {
             self.notify(other, TYPE_LEFT, id);

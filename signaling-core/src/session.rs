@@ -32,6 +32,16 @@
 //! # }
 //! ```
 //!
+//! # Resume
+//!
+//! With [`SessionConfig::reattach`] on, a lost connection does not end the session: the
+//! application gets [`SessionEvent::TransportLost`], the negotiation and its timers live on,
+//! frames it sends wait (bounded by [`SessionConfig::detached_queue`]), and
+//! [`Session::attach`] hands the session a new connection (say, a new WebSocket to a relay with
+//! the resume token its `relay/welcome` gave). Frames the peer sent while no connection was
+//! attached are the transport's or the relay's to keep (the relay queues them for a resuming
+//! peer).
+//!
 //! # Bounds and backpressure
 //!
 //! Commands wait for room in a bounded queue ([`SessionConfig::command_queue`]). Events wait in
@@ -59,6 +69,12 @@ pub struct SessionConfig {
     /// Events that may wait for the application before the driver stops reading the transport.
     /// Default: 256.
     pub event_queue: usize,
+    /// Keep the session when its connection is lost, for [`Session::attach`] to give it a new
+    /// one (see the [module docs](self#resume)). Default: off (a lost connection ends it).
+    pub reattach: bool,
+    /// Frames that may wait for a new connection while none is attached; one more ends the
+    /// session ([`SessionEnd::DetachedQueueFull`]). Default: 256.
+    pub detached_queue: usize,
 }
 
 impl Default for SessionConfig {
@@ -66,7 +82,23 @@ impl Default for SessionConfig {
         Self {
             command_queue: 32,
             event_queue: 256,
+            reattach: false,
+            detached_queue: 256,
         }
+    }
+}
+
+impl SessionConfig {
+    /// Sets whether a lost connection leaves the session waiting for [`Session::attach`].
+    pub fn with_reattach(mut self, reattach: bool) -> Self {
+        self.reattach = reattach;
+        self
+    }
+
+    /// Sets the bound on frames waiting while no connection is attached.
+    pub fn with_detached_queue(mut self, frames: usize) -> Self {
+        self.detached_queue = frames;
+        self
     }
 }
 
@@ -76,6 +108,9 @@ impl Default for SessionConfig {
 pub enum SessionEvent {
     /// An event of the negotiation (apply this description, add this candidate, ...).
     Negotiation(Event),
+    /// The connection was lost and the session waits for [`Session::attach`] (only with
+    /// [`SessionConfig::reattach`]). Why it was lost.
+    TransportLost(SessionEnd),
     /// The session ended; no more events follow.
     Closed(SessionEnd),
 }
@@ -91,6 +126,8 @@ pub enum SessionEnd {
     /// The transport failed (the peer vanished, closed with an error code, sent something the
     /// transport refuses, ...).
     Transport(TransportError),
+    /// No connection was attached and more frames waited than [`SessionConfig::detached_queue`].
+    DetachedQueueFull,
 }
 
 impl fmt::Display for SessionEnd {
@@ -99,6 +136,9 @@ impl fmt::Display for SessionEnd {
             SessionEnd::PeerClosed => f.write_str("the peer closed the connection"),
             SessionEnd::LocalClose => f.write_str("closed locally"),
             SessionEnd::Transport(e) => write!(f, "transport error: {e}"),
+            SessionEnd::DetachedQueueFull => {
+                f.write_str("too many frames waited for a new connection")
+            }
         }
     }
 }
@@ -113,12 +153,21 @@ pub enum SessionError {
     /// The session has ended.
     #[error("the session has ended")]
     Ended,
+    /// [`Session::attach`] while a connection is attached.
+    #[error("a connection is attached already")]
+    Attached,
 }
 
 enum Command {
     StartOffer(oneshot::Sender<Result<(), ApiError>>),
     SetLocal(SdpKind, String, oneshot::Sender<Result<(), ApiError>>),
     Rollback(oneshot::Sender<Result<(), ApiError>>),
+    Reject(String, oneshot::Sender<Result<(), ApiError>>),
+    SetPolite(bool, oneshot::Sender<()>),
+    Attach(
+        Box<dyn Transport>,
+        oneshot::Sender<Result<(), SessionError>>,
+    ),
     AddCandidate(IceCandidate, oneshot::Sender<Result<(), ApiError>>),
     EndOfCandidates(oneshot::Sender<Result<(), ApiError>>),
     State(oneshot::Sender<(SignalingState, Stats)>),
@@ -140,6 +189,9 @@ impl fmt::Debug for Command {
             Command::StartOffer(_) => "StartOffer",
             Command::SetLocal(..) => "SetLocal",
             Command::Rollback(_) => "Rollback",
+            Command::Reject(..) => "Reject",
+            Command::SetPolite(..) => "SetPolite",
+            Command::Attach(..) => "Attach",
             Command::AddCandidate(..) => "AddCandidate",
             Command::EndOfCandidates(_) => "EndOfCandidates",
             Command::State(_) => "State",
@@ -157,12 +209,15 @@ pub fn spawn<T: Transport + 'static>(
     let (cmd_tx, cmd_rx) = mpsc::channel(session.command_queue.max(1));
     let (ev_tx, ev_rx) = mpsc::channel(session.event_queue.max(1));
     let driver = Driver {
-        transport,
+        transport: Some(Box::new(transport)),
         negotiation: Negotiation::new(config),
         commands: cmd_rx,
         events: ev_tx,
         pending: VecDeque::new(),
         max_pending: session.event_queue.max(1),
+        reattach: session.reattach,
+        detached: VecDeque::new(),
+        max_detached: session.detached_queue,
     };
     let task = tokio::spawn(driver.run());
     Session {
@@ -209,6 +264,30 @@ impl Session {
         Ok(self.call(Command::Rollback).await??)
     }
 
+    /// The stack could not apply the remote offer: see
+    /// [`Negotiation::reject_remote_description`] (back to `stable`, an `error` frame to the
+    /// peer).
+    pub async fn reject_remote_description(
+        &self,
+        reason: impl Into<String>,
+    ) -> Result<(), SessionError> {
+        let reason = reason.into();
+        Ok(self.call(|tx| Command::Reject(reason, tx)).await??)
+    }
+
+    /// Sets the perfect-negotiation role: see [`Negotiation::set_polite`].
+    pub async fn set_polite(&self, polite: bool) -> Result<(), SessionError> {
+        self.call(|tx| Command::SetPolite(polite, tx)).await
+    }
+
+    /// Gives the session a new connection after [`SessionEvent::TransportLost`]. Frames that
+    /// waited go out on it first, in order. Fails with [`SessionError::Attached`] while a
+    /// connection is attached (the new one is dropped).
+    pub async fn attach<T: Transport + 'static>(&self, transport: T) -> Result<(), SessionError> {
+        self.call(|tx| Command::Attach(Box::new(transport), tx))
+            .await?
+    }
+
     /// The stack gathered a candidate: see [`Negotiation::add_local_candidate`].
     pub async fn add_local_candidate(&self, candidate: IceCandidate) -> Result<(), SessionError> {
         Ok(self
@@ -235,21 +314,27 @@ impl Session {
     }
 }
 
-struct Driver<T> {
-    transport: T,
+struct Driver {
+    /// The connection; `None` while detached (waiting for [`Session::attach`]).
+    transport: Option<Box<dyn Transport>>,
     negotiation: Negotiation,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<SessionEvent>,
     /// Events produced but not yet taken by the application.
     pending: VecDeque<SessionEvent>,
     max_pending: usize,
+    /// Keep the session when the connection is lost.
+    reattach: bool,
+    /// Frames waiting for a connection while detached.
+    detached: VecDeque<Frame>,
+    max_detached: usize,
 }
 
-impl<T: Transport> Driver<T> {
+impl Driver {
     async fn run(mut self) {
         let end = loop {
             let deadline = self.negotiation.next_timeout().map(TokioInstant::from_std);
-            let reading = self.pending.len() < self.max_pending;
+            let reading = self.transport.is_some() && self.pending.len() < self.max_pending;
             let step = tokio::select! {
                 // Deliver events first: the application is waiting for them.
                 biased;
@@ -264,34 +349,72 @@ impl<T: Transport> Driver<T> {
                     Err(_) => Step::End(SessionEnd::LocalClose),
                 },
                 cmd = self.commands.recv() => Step::Command(cmd),
-                frame = self.transport.recv(), if reading => Step::Frame(frame),
+                frame = recv(&mut self.transport), if reading => Step::Frame(frame),
                 () = sleep_until(deadline) => Step::Timeout,
             };
-            match step {
-                Step::Continue => {}
+            let lost = match step {
+                Step::Continue => None,
                 Step::End(end) => break end,
                 Step::Command(Some(Command::Close(reason))) => {
-                    let _ = self.transport.close(reason).await;
+                    if let Some(t) = self.transport.as_mut() {
+                        let _ = t.close(reason).await;
+                    }
                     break SessionEnd::LocalClose;
                 }
-                Step::Command(Some(cmd)) => self.command(cmd),
+                Step::Command(Some(Command::Attach(mut transport, tx))) => {
+                    if self.transport.is_some() {
+                        let _ = tx.send(Err(SessionError::Attached));
+                        None
+                    } else {
+                        let _ = tx.send(Ok(()));
+                        let mut lost = None;
+                        while let Some(frame) = self.detached.pop_front() {
+                            if let Err(e) = transport.send(frame).await {
+                                lost = Some(SessionEnd::Transport(e));
+                                break;
+                            }
+                        }
+                        self.transport = Some(transport);
+                        lost
+                    }
+                }
+                Step::Command(Some(cmd)) => {
+                    self.command(cmd);
+                    None
+                }
                 Step::Command(None) => {
-                    let _ = self.transport.close(CloseReason::normal()).await;
+                    if let Some(t) = self.transport.as_mut() {
+                        let _ = t.close(CloseReason::normal()).await;
+                    }
                     break SessionEnd::LocalClose;
                 }
                 Step::Frame(Ok(Some(frame))) => {
                     let now = now();
                     self.negotiation.handle_frame(now, &frame);
+                    None
                 }
-                Step::Frame(Ok(None)) => break SessionEnd::PeerClosed,
-                Step::Frame(Err(e)) => break SessionEnd::Transport(e),
+                Step::Frame(Ok(None)) => Some(SessionEnd::PeerClosed),
+                Step::Frame(Err(e)) => Some(SessionEnd::Transport(e)),
                 Step::Timeout => {
                     let now = now();
                     self.negotiation.handle_timeout(now);
+                    None
                 }
+            };
+            let lost = match lost {
+                Some(lost) => Some(lost),
+                None => self.drain().await.err().map(SessionEnd::Transport),
+            };
+            if let Some(lost) = lost {
+                if !self.reattach {
+                    break lost;
+                }
+                tracing::debug!(%lost, "connection lost; waiting for a new one");
+                self.transport = None;
+                self.pending.push_back(SessionEvent::TransportLost(lost));
             }
-            if let Err(e) = self.drain().await {
-                break SessionEnd::Transport(e);
+            if self.detached.len() > self.max_detached {
+                break SessionEnd::DetachedQueueFull;
             }
         };
         tracing::debug!(%end, "session ended");
@@ -315,23 +438,66 @@ impl<T: Transport> Driver<T> {
                 drop(tx.send(n.set_local_description(now, kind, sdp)));
             }
             Command::Rollback(tx) => drop(tx.send(n.rollback(now))),
-            Command::AddCandidate(c, tx) => drop(tx.send(n.add_local_candidate(c))),
-            Command::EndOfCandidates(tx) => drop(tx.send(n.end_of_local_candidates())),
+            Command::Reject(reason, tx) => {
+                drop(tx.send(n.reject_remote_description(now, &reason)));
+            }
+            Command::SetPolite(polite, tx) => {
+                n.set_polite(polite);
+                let _ = tx.send(());
+            }
+            Command::AddCandidate(c, tx) => drop(tx.send(n.add_local_candidate(now, c))),
+            Command::EndOfCandidates(tx) => drop(tx.send(n.end_of_local_candidates(now))),
             Command::State(tx) => drop(tx.send((n.signaling_state(), n.stats()))),
             // Handled by the loop.
-            Command::Close(_) => {}
+            Command::Close(_) | Command::Attach(..) => {}
         }
     }
 
-    /// Sends what the negotiation transmits, in order, and queues its events.
+    /// Sends what the negotiation transmits, in order (or keeps it while detached), and queues
+    /// its events.
     async fn drain(&mut self) -> Result<(), TransportError> {
         loop {
             match self.negotiation.poll_output() {
-                Output::Transmit(frame) => self.transport.send(frame.into()).await?,
+                Output::Transmit(frame) => {
+                    let frame = Frame::from(frame);
+                    let Some(t) = self.transport.as_mut() else {
+                        self.detached.push_back(frame);
+                        continue;
+                    };
+                    // A frame that could not be sent waits for the next connection (a cheap
+                    // copy: frames share their text).
+                    let copy = self.reattach.then(|| frame.clone());
+                    if let Err(e) = t.send(frame).await {
+                        self.detached.extend(copy);
+                        self.keep_unsent();
+                        return Err(e);
+                    }
+                }
                 Output::Event(e) => self.pending.push_back(SessionEvent::Negotiation(e)),
                 Output::Timeout(_) => return Ok(()),
             }
         }
+    }
+
+    /// After a failed send: the rest of the negotiation's output is kept (frames for the next
+    /// connection, events for the application).
+    fn keep_unsent(&mut self) {
+        loop {
+            match self.negotiation.poll_output() {
+                Output::Transmit(frame) => self.detached.push_back(frame.into()),
+                Output::Event(e) => self.pending.push_back(SessionEvent::Negotiation(e)),
+                Output::Timeout(_) => return,
+            }
+        }
+    }
+}
+
+/// The next frame of the attached connection (never completes while detached: the branch is
+/// disabled then).
+async fn recv(transport: &mut Option<Box<dyn Transport>>) -> Result<Option<Frame>, TransportError> {
+    match transport {
+        Some(t) => t.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -311,6 +311,81 @@ impl Dialect {
     };
 }
 
+/// The form a peer wrote a description or a candidate in, read off one of its frames (see
+/// [`frame_form`]). A negotiation that mirrors its peer's dialect writes its own frames the same
+/// way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// A description, in this form.
+    Description(DescriptionForm),
+    /// A candidate or end-of-candidates, in this form.
+    Candidate(CandidateForm),
+}
+
+/// The form of a description or candidate frame: `webrtc/offer` / `webrtc/answer` (v1) or
+/// `webrtc` (v2); a `webrtc/candidate` value that is a string or an object. `None` for other
+/// types, a candidate frame without a value, and anything that is not a JSON envelope.
+pub fn frame_form(frame: &str) -> Option<Form> {
+    /// The shape of a `value`, read without keeping it.
+    enum Shape {
+        Text,
+        Object,
+        Other,
+    }
+    impl<'de> Deserialize<'de> for Shape {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct ShapeVisitor;
+            impl<'de> Visitor<'de> for ShapeVisitor {
+                type Value = Shape;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
+                    Ok(Shape::Text)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Shape::Object)
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Shape::Other)
+                }
+                fn visit_bool<E: de::Error>(self, _: bool) -> Result<Shape, E> {
+                    Ok(Shape::Other)
+                }
+                fn visit_i64<E: de::Error>(self, _: i64) -> Result<Shape, E> {
+                    Ok(Shape::Other)
+                }
+                fn visit_u64<E: de::Error>(self, _: u64) -> Result<Shape, E> {
+                    Ok(Shape::Other)
+                }
+                fn visit_f64<E: de::Error>(self, _: f64) -> Result<Shape, E> {
+                    Ok(Shape::Other)
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Shape, E> {
+                    Ok(Shape::Other)
+                }
+            }
+            d.deserialize_any(ShapeVisitor)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        value: Option<Shape>,
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(frame).ok()?;
+    match (envelope.kind.as_ref(), envelope.value) {
+        (TYPE_OFFER | TYPE_ANSWER, _) => Some(Form::Description(DescriptionForm::V1)),
+        (TYPE_WEBRTC, _) => Some(Form::Description(DescriptionForm::V2)),
+        (TYPE_CANDIDATE, Some(Shape::Text)) => Some(Form::Candidate(CandidateForm::String)),
+        (TYPE_CANDIDATE, Some(Shape::Object)) => Some(Form::Candidate(CandidateForm::Object)),
+        _ => None,
+    }
+}
+
 /// Where and why JSON could not be read (a cloneable summary of a `serde_json` error).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

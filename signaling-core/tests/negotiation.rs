@@ -83,9 +83,9 @@ fn seed_client_early_candidates_are_held_then_released_in_order() {
         .set_local_description(now, SdpKind::Answer, answer.clone())
         .expect("answer");
     server
-        .add_local_candidate(IceCandidate::new(early.clone()))
+        .add_local_candidate(now, IceCandidate::new(early.clone()))
         .expect("candidate");
-    server.end_of_local_candidates().expect("end");
+    server.end_of_local_candidates(now).expect("end");
     let (frames, events, timer) = drain(&mut server);
     assert_eq!(
         frames,
@@ -100,7 +100,7 @@ fn seed_client_early_candidates_are_held_then_released_in_order() {
     assert_eq!(server.signaling_state(), SignalingState::Stable);
     // Nothing is sent after end-of-candidates.
     assert_eq!(
-        server.add_local_candidate(IceCandidate::new(common::candidate(10, None))),
+        server.add_local_candidate(now, IceCandidate::new(common::candidate(10, None))),
         Err(ApiError::AfterEndOfCandidates)
     );
     assert!(drain(&mut server).0.is_empty());
@@ -148,7 +148,7 @@ fn local_candidates_wait_for_their_description() {
     let now = Instant::now();
     let mut n = Negotiation::new(Config::new(false).with_dialect(Dialect::BROWSER));
     let c = common::candidate(1, Some("LoCl"));
-    n.add_local_candidate(IceCandidate::new(c.clone()))
+    n.add_local_candidate(now, IceCandidate::new(c.clone()))
         .expect("held");
     assert!(drain(&mut n).0.is_empty());
     n.start_offer(now).expect("stable");
@@ -165,7 +165,7 @@ fn local_candidates_wait_for_their_description() {
         expected
     );
     // Exact duplicates are not sent twice.
-    n.add_local_candidate(IceCandidate::new(c))
+    n.add_local_candidate(now, IceCandidate::new(c))
         .expect("duplicate is fine");
     assert!(drain(&mut n).0.is_empty());
 }
@@ -227,7 +227,7 @@ fn ice_restart_drops_stale_generation_candidates() {
     assert_eq!(n.stats().stale_candidates_dropped, 1);
     // Our own late candidate of the old local generation is refused.
     assert_eq!(
-        n.add_local_candidate(IceCandidate::new(common::candidate(4, Some("LoCl")))),
+        n.add_local_candidate(now, IceCandidate::new(common::candidate(4, Some("LoCl")))),
         Err(ApiError::StaleCandidate)
     );
 }
@@ -297,9 +297,15 @@ fn peer_misbehaviour_becomes_an_error_frame_and_an_event() {
     let (frames, events, _) = drain(&mut n);
     assert!(frames.is_empty());
     assert!(matches!(events.as_slice(), [Event::RemoteError(_)]));
-    // Unknown types are ignored.
-    n.handle_frame(now, r#"{"type":"mse","value":"video"}"#);
-    assert_eq!(drain(&mut n), (vec![], vec![], None));
+    // Unknown types are not answered: they go to the application, as received.
+    let unknown = r#"{"type":"mse","value":"video"}"#;
+    n.handle_frame(now, unknown);
+    let (frames, events, _) = drain(&mut n);
+    assert!(frames.is_empty());
+    assert!(
+        matches!(events.as_slice(), [Event::Message(m)] if m.kind == "mse" && m.frame == unknown),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -495,9 +501,10 @@ fn invalid_local_input_is_an_api_error_and_changes_nothing() {
         Err(ApiError::InvalidSdp(_))
     ));
     assert!(matches!(
-        n.add_local_candidate(IceCandidate::new(
-            "candidate:1 1 udp 1 1.2.3.4 5 typ host\r\na=x"
-        )),
+        n.add_local_candidate(
+            now,
+            IceCandidate::new("candidate:1 1 udp 1 1.2.3.4 5 typ host\r\na=x")
+        ),
         Err(ApiError::InvalidCandidate(_))
     ));
     assert_eq!(n.signaling_state(), SignalingState::Stable);
@@ -513,14 +520,14 @@ fn typed_output_is_poll_output_before_encoding() {
     for dialect in [Dialect::GO2RTC, Dialect::GO2RTC_V2, Dialect::BROWSER] {
         let run = |typed: bool| {
             let mut n = Negotiation::new(Config::new(false).with_dialect(dialect));
-            n.add_local_candidate(IceCandidate::new(common::candidate(1, Some("LoCl"))))
+            n.add_local_candidate(now, IceCandidate::new(common::candidate(1, Some("LoCl"))))
                 .expect("held");
             n.start_offer(now).expect("stable");
             n.set_local_description(now, SdpKind::Offer, common::sdp("LoCl", 1, 2, "actpass"))
                 .expect("offer");
-            n.add_local_candidate(IceCandidate::new(common::candidate(2, None)))
+            n.add_local_candidate(now, IceCandidate::new(common::candidate(2, None)))
                 .expect("sent");
-            n.end_of_local_candidates().expect("end");
+            n.end_of_local_candidates(now).expect("end");
             n.handle_frame(now, "not json");
             let mut out = Vec::new();
             loop {
@@ -605,10 +612,10 @@ proptest::proptest! {
                     .expect("answer");
                 drain(s);
             }
-            let sent = by_frame.add_local_candidate(IceCandidate::new(text.as_str()));
+            let sent = by_frame.add_local_candidate(now, IceCandidate::new(text.as_str()));
             proptest::prop_assert_eq!(
                 &sent,
-                &by_message.add_local_candidate(IceCandidate::new(text.as_str()))
+                &by_message.add_local_candidate(now, IceCandidate::new(text.as_str()))
             );
             let typed: Vec<_> = std::iter::from_fn(|| {
                 match by_message.poll_typed_output() {
@@ -630,4 +637,150 @@ proptest::proptest! {
 
 fn frame_of(kind: &str, value: &str) -> String {
     frame(kind, value)
+}
+
+/// go2rtc answers each client in the form of its request: v2 `webrtc` objects for v2 offers,
+/// v1 strings for v1 offers; candidates as objects for clients that send objects.
+#[test]
+fn a_server_answers_in_the_dialect_of_each_client() {
+    let now = Instant::now();
+    let offer = common::sdp("ClNt", 1, 1, "actpass");
+    let answer = common::sdp("SeRv", 1, 1, "active");
+    let local = common::candidate(5, None);
+
+    // v2 offer, bare candidate: a v2 answer, a bare candidate.
+    let mut server = Negotiation::new(Config::default());
+    let v2_offer = serde_json::json!({"type": "webrtc", "value": {"type": "offer", "sdp": offer}});
+    server.handle_frame(now, &v2_offer.to_string());
+    server
+        .set_local_description(now, SdpKind::Answer, answer.clone())
+        .expect("answer");
+    server
+        .add_local_candidate(now, IceCandidate::new(local.clone()))
+        .expect("candidate");
+    let (frames, _, _) = drain(&mut server);
+    let sent: Vec<serde_json::Value> = frames
+        .iter()
+        .map(|f| serde_json::from_str(f).expect("json"))
+        .collect();
+    assert_eq!(
+        sent[0],
+        serde_json::json!({"type": "webrtc", "value": {"type": "answer", "sdp": answer}})
+    );
+    assert_eq!(
+        sent[1],
+        serde_json::json!({"type": "webrtc/candidate", "value": local})
+    );
+
+    // v1 offer, then a candidate object (a browser's toJSON()): a v1 answer, candidate objects.
+    let mut server = Negotiation::new(Config::default());
+    server.handle_frame(now, &frame("webrtc/offer", &offer));
+    let object = serde_json::json!({"type": "webrtc/candidate", "value": {
+        "candidate": common::candidate(1, None), "sdpMid": "0", "sdpMLineIndex": 0}});
+    server.handle_frame(now, &object.to_string());
+    server
+        .set_local_description(now, SdpKind::Answer, answer.clone())
+        .expect("answer");
+    server
+        .add_local_candidate(now, IceCandidate::new(local.clone()))
+        .expect("candidate");
+    let (frames, _, _) = drain(&mut server);
+    assert_eq!(frames[0], frame("webrtc/answer", &answer));
+    let candidate: serde_json::Value = serde_json::from_str(&frames[1]).expect("json");
+    assert_eq!(candidate["value"]["candidate"], local.as_str());
+    assert_eq!(candidate["value"]["sdpMid"], "0");
+
+    // With mirroring off, the configured dialect is kept.
+    let mut server = Negotiation::new(Config::default().with_mirror_dialect(false));
+    server.handle_frame(now, &v2_offer.to_string());
+    server
+        .set_local_description(now, SdpKind::Answer, answer.clone())
+        .expect("answer");
+    let (frames, _, _) = drain(&mut server);
+    assert_eq!(frames[0], frame("webrtc/answer", &answer));
+}
+
+/// The stack refuses an offer: the peer hears why in go2rtc's form, the session is back in
+/// stable, and the next offer (even the same SDP, sent again) is applied.
+#[test]
+fn a_rejected_offer_is_reported_and_the_next_one_works() {
+    let now = Instant::now();
+    let mut server = Negotiation::new(Config::default());
+    let offer = common::sdp("ClNt", 1, 1, "actpass");
+    server.handle_frame(now, &frame("webrtc/candidate", &common::candidate(1, None)));
+    server.handle_frame(now, &frame("webrtc/offer", &offer));
+    drain(&mut server);
+    assert_eq!(
+        server.reject_remote_description(now, "no codec in common"),
+        Ok(())
+    );
+    let (frames, events, timer) = drain(&mut server);
+    assert_eq!(
+        frames,
+        vec![frame("error", "webrtc/offer: no codec in common")]
+    );
+    assert_eq!(events, vec![Event::StateChanged(SignalingState::Stable)]);
+    assert_eq!(timer, None, "no negotiation is running");
+    assert_eq!(
+        server.reject_remote_description(now, "again"),
+        Err(ApiError::InvalidState {
+            operation: "reject remote description",
+            state: SignalingState::Stable
+        })
+    );
+    // A candidate now waits for the next offer; the same offer again is a new round.
+    let c2 = common::candidate(2, None);
+    server.handle_frame(now, &frame("webrtc/candidate", &c2));
+    assert_eq!(drain(&mut server).1, vec![], "held until the next offer");
+    server.handle_frame(now, &frame("webrtc/offer", &offer));
+    let (_, events, _) = drain(&mut server);
+    assert!(matches!(&events[0], Event::ApplyRemoteDescription(d) if d.sdp == offer));
+    assert_eq!(
+        added(&events).into_iter().map(|a| a.0).collect::<Vec<_>>(),
+        vec![c2],
+        "only the candidate sent after the rejection"
+    );
+    server
+        .set_local_description(now, SdpKind::Answer, common::sdp("SeRv", 1, 1, "active"))
+        .expect("answer");
+    assert_eq!(server.signaling_state(), SignalingState::Stable);
+
+    // A v2 client hears about its `webrtc` request.
+    let mut server = Negotiation::new(Config::default());
+    let v2 = serde_json::json!({"type": "webrtc", "value": {"type": "offer", "sdp": offer}});
+    server.handle_frame(now, &v2.to_string());
+    drain(&mut server);
+    server
+        .reject_remote_description(now, "unsupported")
+        .expect("reject");
+    assert_eq!(
+        drain(&mut server).0,
+        vec![frame("error", "webrtc: unsupported")]
+    );
+}
+
+/// A relay tells a client its role after the connection is up: the role decides the next
+/// collision.
+#[test]
+fn the_role_can_be_set_after_the_start() {
+    let now = Instant::now();
+    let theirs = common::sdp("ThEm", 1, 1, "actpass");
+    for polite in [false, true] {
+        let mut n = Negotiation::new(Config::new(!polite));
+        n.set_polite(polite);
+        assert_eq!(n.is_polite(), polite);
+        n.start_offer(now).expect("stable");
+        n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 1, 1, "actpass"))
+            .expect("offer");
+        drain(&mut n);
+        n.handle_frame(now, &frame("webrtc/offer", &theirs));
+        let (_, events, _) = drain(&mut n);
+        if polite {
+            assert_eq!(events[0], Event::Rollback);
+            assert_eq!(n.signaling_state(), SignalingState::HaveRemoteOffer);
+        } else {
+            assert_eq!(events, vec![Event::OfferIgnored]);
+            assert_eq!(n.signaling_state(), SignalingState::HaveLocalOffer);
+        }
+    }
 }

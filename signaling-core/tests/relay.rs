@@ -476,3 +476,94 @@ fn a_run_of_frames_from_one_peer_follows_joins_and_leaves() {
     check(Relay::new(config.clone()));
     check(Relay::with_registry(config, Uncounted::default()));
 }
+
+#[test]
+fn roles_follow_who_joined_first_and_survive_a_resume() {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    let a = join(&mut r, now, 1, "room");
+    let b = join(&mut r, now, 2, "room");
+    assert_eq!(
+        (a["polite"].clone(), b["polite"].clone()),
+        (false.into(), true.into())
+    );
+    // A (impolite) loses its socket and comes back while B is there: still impolite, or both
+    // sides would yield to each other's offers.
+    r.disconnected(now, ConnId(1));
+    let request =
+        JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
+    r.join(now, ConnId(3), request).expect("resumed");
+    let (sent, _) = drain(&mut r);
+    let welcome: Value = serde_json::from_str(&frames_to(&sent, ConnId(3))[0]).expect("json");
+    assert_eq!(welcome["value"]["polite"], false);
+    // B resumes too: still polite.
+    r.disconnected(now, ConnId(2));
+    let request =
+        JoinRequest::new("room", token(4)).with_resume(b["resume"].as_str().expect("token"));
+    r.join(now, ConnId(4), request).expect("resumed");
+    let (sent, _) = drain(&mut r);
+    let welcome: Value = serde_json::from_str(&frames_to(&sent, ConnId(4))[0]).expect("json");
+    assert_eq!(welcome["value"]["polite"], true);
+    // A leaves for good: B, alone, waits for the next peer as the impolite one, and the
+    // newcomer is polite.
+    r.handle_frame(now, ConnId(3), r#"{"type":"relay/leave"}"#);
+    drain(&mut r);
+    let c = join(&mut r, now, 5, "room");
+    assert_eq!(c["polite"], true);
+    r.disconnected(now, ConnId(4));
+    let token_b = welcome["value"]["resume"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    r.join(
+        now,
+        ConnId(6),
+        JoinRequest::new("room", token(6)).with_resume(token_b),
+    )
+    .expect("resumed");
+    let (sent, _) = drain(&mut r);
+    let welcome: Value = serde_json::from_str(&frames_to(&sent, ConnId(6))[0]).expect("json");
+    assert_eq!(welcome["value"]["polite"], false);
+}
+
+#[test]
+fn clients_read_the_relays_notices() {
+    use signaling_core::relay::Notice;
+    use signaling_core::wire::{self, Message};
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    r.join(now, ConnId(1), JoinRequest::new("lobby", token(1)))
+        .expect("joined");
+    r.join(now, ConnId(2), JoinRequest::new("lobby", token(2)))
+        .expect("joined");
+    r.handle_frame(now, ConnId(2), r#"{"type":"relay/leave"}"#);
+    let (sent, _) = drain(&mut r);
+    let notices: Vec<(ConnId, Notice)> = sent
+        .iter()
+        .map(
+            |(conn, frame)| match wire::decode(frame).expect("a frame") {
+                Message::Unknown(u) => (*conn, Notice::parse(&u).expect("a notice")),
+                other => panic!("not a relay message: {other:?}"),
+            },
+        )
+        .collect();
+    let [(ConnId(1), Notice::Welcome(w1)), (ConnId(2), Notice::Welcome(w2)), (ConnId(1), Notice::Joined { id: joined }), (ConnId(1), Notice::Left { id: left })] =
+        &notices[..]
+    else {
+        panic!("{notices:?}")
+    };
+    assert_eq!(
+        (w1.room.as_str(), w1.polite, w1.peers.len()),
+        ("lobby", false, 0)
+    );
+    assert_eq!((w2.polite, w2.peers.clone()), (true, vec![w1.id.clone()]));
+    assert_eq!((joined, left), (&w2.id, &w2.id));
+    assert_eq!(w1.resume.len(), 32);
+    assert!(w1.ice_servers.is_empty());
+    // Anything else is not a notice.
+    let other = wire::UnknownMessage {
+        kind: "relay/welcome".into(),
+        frame: r#"{"type":"relay/welcome","value":7}"#.into(),
+    };
+    assert_eq!(Notice::parse(&other), None);
+}

@@ -343,3 +343,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_form_of_a_frame_is_read_off_its_type_and_value() {
+    use signaling_core::wire::{frame_form, CandidateForm, DescriptionForm, Form};
+    let cases = [
+        (
+            r#"{"type":"webrtc/offer","value":"v=0"}"#,
+            Some(Form::Description(DescriptionForm::V1)),
+        ),
+        (
+            r#"{ "value": "v=0", "type": "webrtc/answer" }"#,
+            Some(Form::Description(DescriptionForm::V1)),
+        ),
+        (
+            r#"{"type":"webrtc","value":{"type":"offer","sdp":"v=0","ice_servers":[]}}"#,
+            Some(Form::Description(DescriptionForm::V2)),
+        ),
+        (
+            r#"{"type":"webrtc/candidate","value":"candidate:1 1 udp 1 192.0.2.1 1 typ host"}"#,
+            Some(Form::Candidate(CandidateForm::String)),
+        ),
+        (
+            r#"{"type":"webrtc/candidate","value":""}"#,
+            Some(Form::Candidate(CandidateForm::String)),
+        ),
+        (
+            r#"{"type":"webrtc/candidate","value":{"candidate":"","sdpMid":"0"}}"#,
+            Some(Form::Candidate(CandidateForm::Object)),
+        ),
+        (r#"{"type":"webrtc/candidate","value":null}"#, None),
+        (r#"{"type":"webrtc/candidate"}"#, None),
+        (r#"{"type":"error","value":"webrtc/offer: no"}"#, None),
+        (r#"{"type":"relay/welcome","value":{"id":"1"}}"#, None),
+        ("not json", None),
+    ];
+    for (frame, form) in cases {
+        assert_eq!(frame_form(frame), form, "{frame}");
+    }
+}

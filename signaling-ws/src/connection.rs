@@ -216,7 +216,7 @@ struct Keepalive {
 
 impl Keepalive {
     fn arm(&mut self, at: Instant) {
-        if self.timer_at.map_or(true, |current| at < current) {
+        if self.timer_at.is_none_or(|current| at < current) {
             self.timer_at = Some(at);
         }
     }

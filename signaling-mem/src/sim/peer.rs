@@ -252,7 +252,7 @@ impl SimPeer {
         if let Some(c) = self.to_gather.pop_front() {
             match self
                 .negotiation
-                .add_local_candidate(IceCandidate::new(c.clone()))
+                .add_local_candidate(now, IceCandidate::new(c.clone()))
             {
                 Ok(()) => self.sent.push(AppliedCandidate {
                     candidate: c,
@@ -264,7 +264,7 @@ impl SimPeer {
             }
         } else if self.end_pending {
             self.end_pending = false;
-            if let Err(e) = self.negotiation.end_of_local_candidates() {
+            if let Err(e) = self.negotiation.end_of_local_candidates(now) {
                 self.violations
                     .push(format!("{}: end of candidates: {e}", self.name));
             }
