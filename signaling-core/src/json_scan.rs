@@ -404,7 +404,10 @@ mod tests {
                         let mut bytes = plain.clone();
                         bytes[at] = special;
                         let end = skip_plain_blocks(&bytes, from);
-                        assert!(end <= at && (end - from).is_multiple_of(16), "{len} {from} {at}");
+                        assert!(
+                            end <= at && (end - from).is_multiple_of(16),
+                            "{len} {from} {at}"
+                        );
                         assert!(at < end + 16, "{len} {from} {at}: passed the byte");
                     }
                 }

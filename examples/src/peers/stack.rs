@@ -91,6 +91,8 @@ pub(crate) enum StackCommand {
     AddAudio(oneshot::Sender<Result<(), StackError>>),
     /// Send a message on an open data channel.
     Send(String, Vec<u8>, oneshot::Sender<Result<(), StackError>>),
+    /// Whether changes wait for an offer (after a rollback gave them back, say).
+    HasChanges(oneshot::Sender<Result<bool, StackError>>),
 }
 
 /// The handle on a stack's task.
@@ -174,6 +176,11 @@ impl StackHandle {
     /// Adds a media section that sends audio.
     pub async fn add_audio(&self) -> Result<(), StackError> {
         self.call(StackCommand::AddAudio).await
+    }
+
+    /// Whether changes wait for an offer.
+    pub async fn has_changes(&self) -> Result<bool, StackError> {
+        self.call(StackCommand::HasChanges).await
     }
 
     /// Sends a message on an open data channel.

@@ -46,6 +46,7 @@ pub async fn spawn() -> Result<StackHandle, StackError> {
         commands: cmd_rx,
         events: ev_tx,
         pending_offer: None,
+        offered: Changes::default(),
         changes: Changes::default(),
         channels: HashMap::new(),
         labels: HashMap::new(),
@@ -59,7 +60,7 @@ pub async fn spawn() -> Result<StackHandle, StackError> {
 }
 
 /// Changes waiting for the next offer.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Changes {
     channels: Vec<String>,
     audio: bool,
@@ -75,6 +76,8 @@ struct Str0mTask {
     commands: mpsc::Receiver<StackCommand>,
     events: mpsc::Sender<StackEvent>,
     pending_offer: Option<SdpPendingOffer>,
+    /// The changes the pending offer carries, given back if it is rolled back.
+    offered: Changes,
     changes: Changes,
     channels: HashMap<ChannelId, String>,
     labels: HashMap<String, ChannelId>,
@@ -85,6 +88,19 @@ struct Str0mTask {
     announced_ufrag: Option<String>,
     /// The call has an `m=application` section (an SCTP association for data channels).
     has_app: bool,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.channels.is_empty() && !self.audio && !self.restart
+    }
+
+    /// Adds `other`'s changes to these.
+    fn merge(&mut self, other: Changes) {
+        self.channels.extend(other.channels);
+        self.audio |= other.audio;
+        self.restart |= other.restart;
+    }
 }
 
 impl Str0mTask {
@@ -167,8 +183,7 @@ impl Str0mTask {
                     MediaKind::Audio => "audio",
                     MediaKind::Video => "video",
                 };
-                self.media
-                    .insert(m.mid.to_string(), (kind.to_owned(), 0));
+                self.media.insert(m.mid.to_string(), (kind.to_owned(), 0));
                 self.emit(StackEvent::Media {
                     mid: m.mid.to_string(),
                     kind: kind.to_owned(),
@@ -221,7 +236,13 @@ impl Str0mTask {
             return;
         }
         self.announced_ufrag = Some(ufrag);
-        let candidate = IceCandidate::new(self.candidate_text.clone());
+        // Index 0: with BUNDLE the first m-section carries the transport, in an offer of ours
+        // and in our answer to an offer alike. (Left without mid and index, the negotiation
+        // would name the mid of the description set when the candidate is sent, which may be
+        // an offer about to be rolled back; str0m keeps its ICE credentials across offer and
+        // answer, so the candidate is not sent again for the answer.)
+        let mut candidate = IceCandidate::new(self.candidate_text.clone());
+        candidate.sdp_m_line_index = Some(0);
         self.emit(StackEvent::LocalCandidate(candidate)).await;
         self.emit(StackEvent::EndOfCandidates).await;
     }
@@ -243,9 +264,11 @@ impl Str0mTask {
                 let _ = tx.send(result);
             }
             StackCommand::Rollback(tx) => {
-                // Dropping the pending offer is str0m's rollback; its changes are lost, so
-                // they are not kept for a later offer either (the peer renegotiates).
+                // Dropping the pending offer is str0m's rollback. Its changes are lost in
+                // str0m: they wait here for the next offer.
                 self.pending_offer = None;
+                let offered = std::mem::take(&mut self.offered);
+                self.changes.merge(offered);
                 let _ = tx.send(Ok(()));
             }
             StackCommand::AddRemoteCandidate(c, tx) => {
@@ -264,19 +287,16 @@ impl Str0mTask {
                 let _ = tx.send(Ok(()));
             }
             StackCommand::OpenChannel(label, tx) => {
-                if self.has_app {
-                    // The call has an SCTP association: the channel opens in-band (DCEP).
-                    let mut api = self.rtc.sdp_api();
-                    api.add_channel(label);
-                    let _ = api.apply();
-                } else {
-                    self.changes.channels.push(label);
-                }
+                self.changes.channels.push(label);
+                self.open_channels_in_band();
                 let _ = tx.send(Ok(()));
             }
             StackCommand::AddAudio(tx) => {
                 self.changes.audio = true;
                 let _ = tx.send(Ok(()));
+            }
+            StackCommand::HasChanges(tx) => {
+                let _ = tx.send(Ok(!self.changes.is_empty()));
             }
             StackCommand::Send(label, data, tx) => {
                 let result = match self.labels.get(&label) {
@@ -295,8 +315,21 @@ impl Str0mTask {
         }
     }
 
+    /// Once the call has an SCTP association, channels open in-band (DCEP), without an offer.
+    fn open_channels_in_band(&mut self) {
+        if !self.has_app || self.changes.channels.is_empty() {
+            return;
+        }
+        let mut api = self.rtc.sdp_api();
+        for label in self.changes.channels.drain(..) {
+            api.add_channel(label);
+        }
+        let _ = api.apply();
+    }
+
     fn create_offer(&mut self) -> Result<String, StackError> {
         let changes = std::mem::take(&mut self.changes);
+        self.offered = changes.clone();
         let mut api = self.rtc.sdp_api();
         for label in changes.channels {
             api.add_channel(label);
@@ -323,6 +356,7 @@ impl Str0mTask {
                 self.pending_offer = None;
                 let answer = self.rtc.sdp_api().accept_offer(offer).map_err(err)?;
                 self.has_app |= has_app;
+                self.open_channels_in_band();
                 Ok(Some(answer.to_sdp_string()))
             }
             SdpKind::Answer => {
@@ -335,7 +369,9 @@ impl Str0mTask {
                     .sdp_api()
                     .accept_answer(pending, answer)
                     .map_err(err)?;
+                self.offered = Changes::default();
                 self.has_app |= has_app;
+                self.open_channels_in_band();
                 Ok(None)
             }
             SdpKind::Pranswer => Err(err("provisional answers are not supported")),

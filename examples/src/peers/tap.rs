@@ -1,8 +1,12 @@
 //! A transport that passes everything through and can slip extra frames onto the wire right
 //! after a chosen one: how a test makes a frame arrive late (a candidate of an old ICE
-//! generation landing after the restart offer), exactly as a slow network would deliver it.
+//! generation landing after the restart offer), exactly as a slow network would deliver it,
+//! and hold back what arrives after the first frame until released (the peer's own offer goes
+//! out before the peer's waiting offer is read: two offers crossing on a slow wire).
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
+
+use tokio::sync::watch;
 
 use signaling_core::transport::{
     CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
@@ -16,17 +20,41 @@ const MAX_INJECTED: usize = 16;
 pub struct Tap<T> {
     inner: T,
     after_offer: Arc<Mutex<Vec<String>>>,
+    hold: watch::Receiver<bool>,
+    received: u64,
 }
 
 /// Arms a [`Tap`] from outside the task that owns it.
-#[derive(Clone, Debug, Default)]
-pub struct TapHandle(Arc<Mutex<Vec<String>>>);
+#[derive(Clone, Debug)]
+pub struct TapHandle {
+    after_offer: Arc<Mutex<Vec<String>>>,
+    hold: Arc<watch::Sender<bool>>,
+}
+
+impl Default for TapHandle {
+    fn default() -> Self {
+        Self {
+            after_offer: Arc::default(),
+            hold: Arc::new(watch::channel(false).0),
+        }
+    }
+}
 
 impl TapHandle {
+    /// Holds every frame after the first one received until [`TapHandle::release`].
+    pub fn hold_after_first(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Lets held frames through.
+    pub fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
     /// Sends `frame` right after the next offer this connection sends. Ignored beyond
     /// [`MAX_INJECTED`] waiting frames.
     pub fn after_next_offer(&self, frame: String) {
-        if let Ok(mut frames) = self.0.lock() {
+        if let Ok(mut frames) = self.after_offer.lock() {
             if frames.len() < MAX_INJECTED {
                 frames.push(frame);
             }
@@ -39,7 +67,9 @@ impl<T> Tap<T> {
     pub fn new(inner: T, handle: &TapHandle) -> Self {
         Self {
             inner,
-            after_offer: handle.0.clone(),
+            after_offer: handle.after_offer.clone(),
+            hold: handle.hold.subscribe(),
+            received: 0,
         }
     }
 
@@ -87,11 +117,27 @@ impl<T: Transport> Transport for Tap<T> {
     }
 
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        self.inner.recv().await
+        while self.received >= 1 && *self.hold.borrow_and_update() {
+            if self.hold.changed().await.is_err() {
+                break;
+            }
+        }
+        let received = self.inner.recv().await;
+        if matches!(received, Ok(Some(_))) {
+            self.received += 1;
+        }
+        received
     }
 
     fn try_recv(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
-        self.inner.try_recv()
+        if self.received >= 1 && *self.hold.borrow() {
+            return Poll::Pending;
+        }
+        let received = self.inner.try_recv();
+        if matches!(received, Poll::Ready(Ok(Some(_)))) {
+            self.received += 1;
+        }
+        received
     }
 
     async fn close(&mut self, reason: CloseReason) -> Result<(), TransportError> {

@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceGatheringState, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
@@ -128,9 +128,7 @@ impl PeerConnectionEventHandler for Handler {
                     if packets == 1 || packets.is_multiple_of(50) {
                         let mid = String::new();
                         let kind = kind.clone();
-                        let _ = events
-                            .send(StackEvent::Media { mid, kind, packets })
-                            .await;
+                        let _ = events.send(StackEvent::Media { mid, kind, packets }).await;
                     }
                 }
             }
@@ -227,6 +225,11 @@ impl WebrtcTask {
                     .add_transceiver_from_kind(RtpCodecKind::Audio, Some(init))
                     .await;
                 let _ = tx.send(result.map(|_| ()).map_err(err));
+            }
+            // Channels created before a rollback open with whichever offer brings the call its
+            // SCTP association, and media sections stay until negotiated: nothing is lost.
+            StackCommand::HasChanges(tx) => {
+                let _ = tx.send(Ok(false));
             }
             StackCommand::Send(label, data, tx) => {
                 let dc = self

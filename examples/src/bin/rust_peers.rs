@@ -1,0 +1,309 @@
+//! Rust peers on two real WebRTC stacks (webrtc-rs 0.21 and str0m 0.25) through the relay.
+//!
+//! `rust_peers call` runs the Rust↔Rust call (glare, 1,000 messages each way, ICE restart,
+//! resume after a reset socket; see `examples::peers::call`) against a relay given with
+//! `--relay`, or one it starts in-process, and prints what happens and how long each step
+//! took; with `--runs N` it repeats the call and prints medians.
+//!
+//! `rust_peers join` joins one room as one peer (str0m by default), offers when the room has
+//! another peer (at once on its welcome, or when one joins), answers whatever the other peer
+//! offers, and prints one line per event on stdout (`connected`, `channel-open`, `media`, ...)
+//! until stdin closes: the Rust side of the browser scenario.
+//!
+//! ```text
+//! cargo run --release -p examples --bin rust_peers -- call --runs 5
+//! cargo run --release -p examples --bin rust_peers -- call --relay 127.0.0.1:8080
+//! cargo run --release -p examples --bin rust_peers -- join --relay 127.0.0.1:8080 --room demo
+//! ```
+//!
+//! Every address is on 127.0.0.1: the relay, the WebSockets and both stacks' ICE candidates.
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use examples::peers::call::{self, ms, CallOptions, CallReport, StackKind};
+use examples::peers::peer::{self, PeerCommand, PeerConfig, PeerEvent};
+use examples::peers::stack::StackEvent;
+use examples::peers::{str0m_stack, webrtc_stack};
+use examples::relay_server::{FileConfig, Server};
+use signaling_ws::WsConfig;
+
+#[derive(Parser, Debug)]
+#[command(about = "Rust peers on webrtc-rs and str0m through the relay")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// The Rust↔Rust call: glare, messages, ICE restart, resume.
+    Call {
+        /// The relay (host:port on 127.0.0.1); without it, one is started in-process.
+        #[arg(long)]
+        relay: Option<SocketAddr>,
+        /// Calls to run (timings are printed as medians).
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
+        /// Messages each way.
+        #[arg(long, default_value_t = 1000)]
+        messages: u32,
+        /// The stack that joins first (impolite; it restarts ICE and loses its socket).
+        #[arg(long, value_enum, default_value_t = Stack::WebrtcRs)]
+        first: Stack,
+        /// Seconds any one step may take.
+        #[arg(long, default_value_t = 20.0)]
+        step_limit: f64,
+    },
+    /// One peer joining a room, for a call with another client (the demo page).
+    Join {
+        /// The relay (host:port on 127.0.0.1).
+        #[arg(long)]
+        relay: SocketAddr,
+        /// The room.
+        #[arg(long)]
+        room: String,
+        /// The stack.
+        #[arg(long, value_enum, default_value_t = Stack::Str0m)]
+        stack: Stack,
+        /// Offer at once on the welcome, and hold what follows it until the offer is out: the
+        /// call starts with two crossing offers (the other peer's, waiting in the room, and
+        /// ours).
+        #[arg(long)]
+        glare: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Stack {
+    /// webrtc-rs 0.21.
+    WebrtcRs,
+    /// str0m 0.25.
+    Str0m,
+}
+
+impl From<Stack> for StackKind {
+    fn from(s: Stack) -> Self {
+        match s {
+            Stack::WebrtcRs => StackKind::WebrtcRs,
+            Stack::Str0m => StackKind::Str0m,
+        }
+    }
+}
+
+/// A line on stdout (the report is this binary's output).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.mode {
+        Mode::Call {
+            relay,
+            runs,
+            messages,
+            first,
+            step_limit,
+        } => {
+            calls(
+                relay,
+                runs,
+                messages,
+                first.into(),
+                Duration::from_secs_f64(step_limit),
+            )
+            .await
+        }
+        Mode::Join {
+            relay,
+            room,
+            stack,
+            glare,
+        } => join(relay, room, stack.into(), glare).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("FAILED: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the relay on 127.0.0.1 in-process; its address.
+async fn local_relay() -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = Arc::new(Server::new(FileConfig::default())?);
+    tokio::spawn(server.run(listener));
+    Ok(addr)
+}
+
+async fn calls(
+    relay: Option<SocketAddr>,
+    runs: u32,
+    messages: u32,
+    first: StackKind,
+    step_limit: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let relay = match relay {
+        Some(addr) => addr,
+        None => {
+            let addr = local_relay().await?;
+            say(&format!("relay started in-process on {addr}"));
+            addr
+        }
+    };
+    if !relay.ip().is_loopback() {
+        return Err("the relay must be on a loopback address".into());
+    }
+    let mut reports = Vec::new();
+    for run in 1..=runs.max(1) {
+        say(&format!(
+            "run {run}: {} (first) and {}",
+            first.name(),
+            first.other().name()
+        ));
+        let options = CallOptions {
+            relay,
+            room: format!("rust-peers-{}-{run}", std::process::id()),
+            messages,
+            first,
+            step_limit,
+        };
+        let started = Instant::now();
+        let report = call::run(&options, |line| say(&format!("  {line}"))).await?;
+        say(&format!(
+            "  run {run} passed in {:.2} s",
+            started.elapsed().as_secs_f64()
+        ));
+        reports.push(report);
+    }
+    summary(&reports);
+    Ok(())
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+fn summary(reports: &[CallReport]) {
+    let pick = |f: &dyn Fn(&CallReport) -> Duration| median(reports.iter().map(f).collect());
+    say(&format!("medians of {} run(s):", reports.len()));
+    say(&format!(
+        "  WebSocket open -> own data channel open: first peer {:.1} ms, second peer {:.1} ms",
+        ms(pick(&|r| r.ws_to_channel.0)),
+        ms(pick(&|r| r.ws_to_channel.1))
+    ));
+    if let Some(r) = reports.first() {
+        say(&format!(
+            "  {} messages each way: {:.1} ms",
+            r.messages.0,
+            ms(pick(&|r| r.messages.1))
+        ));
+    }
+    say(&format!(
+        "  ICE restart -> data flowing again: {:.1} ms",
+        ms(pick(&|r| r.restart_recovery))
+    ));
+    say(&format!(
+        "  resume: reset -> welcome on the new connection {:.1} ms; reset -> first message on the new channel {:.1} ms",
+        ms(pick(&|r| r.resume.0)),
+        ms(pick(&|r| r.resume.1))
+    ));
+}
+
+/// The Rust side of the browser scenario: one peer in `room`, reporting on stdout.
+async fn join(
+    relay: SocketAddr,
+    room: String,
+    kind: StackKind,
+    glare: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !relay.ip().is_loopback() {
+        return Err("the relay must be on a loopback address".into());
+    }
+    let stack = match kind {
+        StackKind::WebrtcRs => webrtc_stack::spawn().await?,
+        StackKind::Str0m => str0m_stack::spawn().await?,
+    };
+    let config = PeerConfig {
+        name: kind.name().to_owned(),
+        url: format!("ws://{relay}/ws"),
+        room,
+        offer_on_join: true,
+        glare_on_welcome: glare,
+    };
+    let mut peer = peer::start(config, stack, WsConfig::default()).await?;
+    // A data channel rides with our offer (or, if the other peer's offer wins, with the offer
+    // made once its exchange is over).
+    peer.command(PeerCommand::OpenChannel("rust-peer".to_owned()))
+        .await;
+    // Runs until stdin closes (its owner is done), read on a thread of its own.
+    let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = closed_tx.send(());
+    });
+    let mut seen = 0;
+    let mut ws_open = None;
+    loop {
+        let waited = peer.wait("an event", Duration::from_secs(3600), |o| {
+            (o.mark() > seen).then(|| {
+                let from = seen.saturating_sub(o.dropped);
+                o.log[from.min(o.log.len())..].to_vec()
+            })
+        });
+        let events = tokio::select! {
+            events = waited => events?,
+            _ = &mut closed => return Ok(()),
+        };
+        seen += events.len();
+        for (at, event) in events {
+            let since_open = |at: Instant| {
+                ws_open.map_or(0.0, |open: Instant| ms(at.saturating_duration_since(open)))
+            };
+            let line = match &event {
+                PeerEvent::WebSocketOpen { resume } => {
+                    ws_open = Some(at);
+                    format!("ws-open resume={resume}")
+                }
+                PeerEvent::Welcome { polite, peers, .. } => {
+                    format!("welcome polite={polite} peers={}", peers.len())
+                }
+                PeerEvent::Stack(StackEvent::Connected) => {
+                    format!("connected {:.1} ms after ws-open", since_open(at))
+                }
+                PeerEvent::Stack(StackEvent::ChannelOpen(label)) => {
+                    format!(
+                        "channel-open {label} {:.1} ms after ws-open",
+                        since_open(at)
+                    )
+                }
+                PeerEvent::Stack(StackEvent::Media { mid, kind, packets }) => {
+                    format!("media mid={mid} kind={kind} packets={packets}")
+                }
+                PeerEvent::RolledBack => "collision rolled-back".to_owned(),
+                PeerEvent::OfferIgnored => "collision ignored".to_owned(),
+                PeerEvent::CandidateApplied(_) => continue,
+                other => format!("{other:?}"),
+            };
+            say(&line);
+        }
+    }
+}
