@@ -579,6 +579,18 @@ impl PeerTask {
     async fn stack_event(&mut self, event: StackEvent) -> Result<(), StepError> {
         match event {
             StackEvent::LocalCandidate(c) => {
+                // `candidate:<foundation> <component> <transport> <priority> <address> ...`
+                let address = c.candidate.split_whitespace().nth(4).unwrap_or_default();
+                if address
+                    .parse::<std::net::IpAddr>()
+                    .map_or(true, |ip| !ip.is_loopback())
+                {
+                    self.reporter.report(PeerEvent::Failed(format!(
+                        "a local candidate off loopback (not sent): {}",
+                        c.candidate
+                    )));
+                    return Ok(());
+                }
                 self.last_local_candidate = Some(c.candidate.clone());
                 self.session.add_local_candidate(c).await?;
             }

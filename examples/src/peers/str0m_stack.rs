@@ -258,7 +258,9 @@ impl Str0mTask {
             }
             StackCommand::ApplyRemote(kind, sdp, tx) => {
                 let result = self.apply_remote(kind, &sdp);
-                if matches!(result, Ok(Some(_))) {
+                // An answer of ours, or the peer's answer to our ICE restart, starts a local
+                // generation (str0m takes new credentials when the exchange completes).
+                if result.is_ok() {
                     self.announce_candidate().await;
                 }
                 let _ = tx.send(result);

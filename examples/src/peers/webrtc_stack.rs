@@ -8,7 +8,7 @@
 //! (no multicast socket, no `.local` names). webrtc-rs 0.21 has no interface or IP filter yet
 //! (`SettingEngineBuilder::with_interface_filter`/`with_ip_filter` are commented out in `rtc`),
 //! so the bound address is the filter.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
@@ -61,6 +61,7 @@ pub async fn spawn() -> Result<StackHandle, StackError> {
         .map_err(err)?;
     let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE);
     let task = WebrtcTask {
+        known_mids: HashSet::new(),
         pc: Arc::new(pc),
         commands: cmd_rx,
         events: ev_tx,
@@ -164,7 +165,26 @@ fn watch_channel(dc: Arc<dyn DataChannel>, events: mpsc::Sender<StackEvent>, cha
     });
 }
 
+/// The audio and video sections of an SDP: their mid and kind.
+fn media_sections(sdp: &str) -> Vec<(String, String)> {
+    let mut sections = Vec::new();
+    let mut kind: Option<&str> = None;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            kind = m
+                .split(' ')
+                .next()
+                .filter(|k| matches!(*k, "audio" | "video"));
+        } else if let (Some(k), Some(mid)) = (kind, line.strip_prefix("a=mid:")) {
+            sections.push((mid.trim().to_owned(), k.to_owned()));
+        }
+    }
+    sections
+}
+
 struct WebrtcTask {
+    /// Media sections already reported.
+    known_mids: HashSet<String>,
     pc: Arc<dyn PeerConnection>,
     commands: mpsc::Receiver<StackCommand>,
     events: mpsc::Sender<StackEvent>,
@@ -185,7 +205,22 @@ impl WebrtcTask {
                 let _ = tx.send(self.create_offer().await);
             }
             StackCommand::ApplyRemote(kind, sdp, tx) => {
-                let _ = tx.send(self.apply_remote(kind, sdp).await);
+                let sections = media_sections(&sdp);
+                let result = self.apply_remote(kind, sdp).await;
+                if result.is_ok() {
+                    // webrtc-rs tells of a new section only once media arrives on it
+                    // (`on_track`); the description says it at once.
+                    for (mid, kind) in sections {
+                        if self.known_mids.insert(mid.clone()) {
+                            let packets = 0;
+                            let _ = self
+                                .events
+                                .send(StackEvent::Media { mid, kind, packets })
+                                .await;
+                        }
+                    }
+                }
+                let _ = tx.send(result);
             }
             StackCommand::Rollback(tx) => {
                 let result = match RTCSessionDescription::rollback(None) {
