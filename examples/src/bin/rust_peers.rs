@@ -171,6 +171,7 @@ async fn calls(
     if !relay.ip().is_loopback() {
         return Err("the relay must be on a loopback address".into());
     }
+    wait_for(relay).await?;
     let mut reports = Vec::new();
     for run in 1..=runs.max(1) {
         say(&format!(
@@ -197,6 +198,24 @@ async fn calls(
     Ok(())
 }
 
+/// Waits until the relay accepts connections (it may be starting beside us), for at most
+/// [`RELAY_WAIT`].
+async fn wait_for(relay: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + RELAY_WAIT;
+    loop {
+        match tokio::net::TcpStream::connect(relay).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("no relay at {relay} after {RELAY_WAIT:?}: {e}").into())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// How long to wait for a relay that is starting.
+const RELAY_WAIT: Duration = Duration::from_secs(10);
+
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()
@@ -206,7 +225,7 @@ fn summary(reports: &[CallReport]) {
     let pick = |f: &dyn Fn(&CallReport) -> Duration| median(reports.iter().map(f).collect());
     say(&format!("medians of {} run(s):", reports.len()));
     say(&format!(
-        "  WebSocket open -> own data channel open: first peer {:.1} ms, second peer {:.1} ms",
+        "  second WebSocket open -> first data channel open {:.1} ms; -> both channels open at both ends {:.1} ms",
         ms(pick(&|r| r.ws_to_channel.0)),
         ms(pick(&|r| r.ws_to_channel.1))
     ));
@@ -238,6 +257,7 @@ async fn join(
     if !relay.ip().is_loopback() {
         return Err("the relay must be on a loopback address".into());
     }
+    wait_for(relay).await?;
     let stack = match kind {
         StackKind::WebrtcRs => webrtc_stack::spawn().await?,
         StackKind::Str0m => str0m_stack::spawn().await?,

@@ -83,7 +83,8 @@ impl StackKind {
 pub struct CallReport {
     /// The first (impolite) peer's stack.
     pub first: StackKind,
-    /// Step 1: from each peer's WebSocket open to its own data channel open (first, second).
+    /// Step 1: from the second peer's WebSocket open (when the call can begin) to the first
+    /// data channel open, and to both channels open at both ends.
     pub ws_to_channel: (Duration, Duration),
     /// Step 1: the collisions seen: the first peer ignored an offer, the second rolled back.
     pub collisions: (usize, usize),
@@ -218,23 +219,30 @@ pub async fn run(
         b.wait_event(&format!("channel {label} open"), 0, limit, opened(label))
             .await?;
     }
-    let ws_open = |p: &PeerHandle| {
-        p.observed(|o| {
+    // The call can start once the second peer is in the room: from its WebSocket opening to
+    // the first data channel open (either side), and to all four channel ends open.
+    let ws_open = b
+        .observed(|o| {
             o.find(0, |e| {
                 matches!(e, PeerEvent::WebSocketOpen { .. }).then_some(())
             })
         })
-        .map(|(at, ())| at)
-    };
-    let channel_at =
-        |p: &PeerHandle, label: &str| p.observed(|o| o.find(0, opened(label))).map(|(at, ())| at);
+        .map(|(at, ())| at);
+    let mut opened_at = Vec::new();
+    for p in [&a, &b] {
+        for label in [&a_label, &b_label] {
+            if let Some((at, ())) = p.observed(|o| o.find(0, opened(label))) {
+                opened_at.push(at);
+            }
+        }
+    }
     let since = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
         (Some(f), Some(t)) => t.saturating_duration_since(f),
         _ => Duration::ZERO,
     };
     let ws_to_channel = (
-        since(ws_open(&a), channel_at(&a, &a_label)),
-        since(ws_open(&b), channel_at(&b, &b_label)),
+        since(ws_open, opened_at.iter().min().copied()),
+        since(ws_open, opened_at.iter().max().copied()),
     );
     let count = |p: &PeerHandle, event: PeerEvent| {
         p.observed(|o| o.log.iter().filter(|(_, e)| *e == event).count())
@@ -253,8 +261,9 @@ pub async fn run(
         )
     })?;
     progress(&format!(
-        "1. glare: {} ignored the colliding offer, {} rolled back; channels open \
-         {:.1} ms / {:.1} ms after each WebSocket opened",
+        "1. glare: {} ignored the colliding offer, {} rolled back; from the second \
+         WebSocket open: first data channel open {:.1} ms, both channels open at both ends \
+         {:.1} ms",
         a.name(),
         b.name(),
         ms(ws_to_channel.0),
