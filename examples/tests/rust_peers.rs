@@ -87,6 +87,47 @@ fn webrtc_rs_and_str0m_call_through_the_relay() {
     assert_eq!(run.stdout.matches("passed in").count(), 2, "{}", run.stdout);
 }
 
+/// The browser scenario: the whole run (relay, Chromium, the Rust peer) may take this long;
+/// `rust_peer.mjs` bounds its scenario to 30 s itself.
+const BROWSER_LIMIT: Duration = Duration::from_secs(120);
+
+const BROWSER: &str = r#"
+"$RELAY" --listen 127.0.0.1:8080 2>"$RELAY_LOG" &
+relay=$!
+node "$SCRIPT" http://127.0.0.1:8080
+rc=$?
+kill "$relay" 2>/dev/null
+wait "$relay" 2>/dev/null
+exit $rc
+"#;
+
+#[test]
+fn a_demo_tab_and_a_str0m_peer_through_the_relay() {
+    if !support::browser_available("rust peer and browser test") {
+        return;
+    }
+    let tmp = support::temp_dir("rust-peer-browser");
+    let relay_log = tmp.join("relay.log");
+    let run = support::run_in_loopback_namespace(
+        &tmp,
+        BROWSER,
+        &[
+            ("RELAY", env!("CARGO_BIN_EXE_relay").into()),
+            ("RUST_PEERS", env!("CARGO_BIN_EXE_rust_peers").into()),
+            ("RELAY_LOG", relay_log.clone().into()),
+            (
+                "SCRIPT",
+                support::browser_dir().join("rust_peer.mjs").into(),
+            ),
+            ("CHROMIUM", support::chromium().into()),
+            ("RUST_LOG", "warn".into()),
+        ],
+        BROWSER_LIMIT,
+    );
+    support::report("rust peer and browser run", &run, BROWSER_LIMIT, &relay_log);
+    assert!(run.stdout.contains("PASS rust peer"), "{}", run.stdout);
+}
+
 /// The same calls, in this process, with the relay in-process too.
 fn in_process() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use examples::peers::call::{self, ms, CallOptions, CallReport, StackKind};
-use examples::peers::peer::{self, PeerCommand, PeerConfig, PeerEvent};
+use examples::peers::peer::{self, PeerConfig, PeerEvent};
 use examples::peers::stack::StackEvent;
 use examples::peers::{str0m_stack, webrtc_stack};
 use examples::relay_server::{FileConfig, Server};
@@ -262,6 +262,10 @@ async fn join(
         StackKind::WebrtcRs => webrtc_stack::spawn().await?,
         StackKind::Str0m => str0m_stack::spawn().await?,
     };
+    // A data channel rides with our offer (or, if the other peer's offer wins, with the offer
+    // made once its exchange is over). Queued before joining: the welcome may ask for an
+    // offer at once.
+    stack.open_channel("rust-peer").await?;
     let config = PeerConfig {
         name: kind.name().to_owned(),
         url: format!("ws://{relay}/ws"),
@@ -270,10 +274,6 @@ async fn join(
         glare_on_welcome: glare,
     };
     let mut peer = peer::start(config, stack, WsConfig::default()).await?;
-    // A data channel rides with our offer (or, if the other peer's offer wins, with the offer
-    // made once its exchange is over).
-    peer.command(PeerCommand::OpenChannel("rust-peer".to_owned()))
-        .await;
     // Runs until stdin closes (its owner is done), read on a thread of its own.
     let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {

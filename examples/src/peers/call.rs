@@ -440,6 +440,9 @@ pub async fn run(
                     .iter()
                     .filter_map(|(_, e)| match e {
                         PeerEvent::Failed(why) => Some(format!("{}: {why}", p.name())),
+                        PeerEvent::CandidateRefused(why) => {
+                            Some(format!("{}: a candidate refused: {why}", p.name()))
+                        }
                         _ => None,
                     })
                     .collect::<Vec<_>>()

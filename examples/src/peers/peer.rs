@@ -117,6 +117,8 @@ pub enum PeerEvent {
     IgnoredOfferCandidate,
     /// The peer reported an error (the text of its `error` frame).
     RemoteError(String),
+    /// The stack could not use a remote candidate (the candidate and why).
+    CandidateRefused(String),
     /// The library dropped remote candidates instead of handing them to the stack.
     CandidatesDropped(DropReason, usize),
     /// The connection to the relay was lost; the session waits for a new one.
@@ -511,8 +513,15 @@ impl PeerTask {
             }
             Event::AddRemoteCandidate(c) => {
                 let ufrag = c.init.username_fragment.as_deref().map(str::to_owned);
-                self.stack.add_remote_candidate(c.init).await?;
-                self.reporter.report(PeerEvent::CandidateApplied(ufrag));
+                let text = c.init.candidate.clone();
+                match self.stack.add_remote_candidate(c.init).await {
+                    Ok(()) => self.reporter.report(PeerEvent::CandidateApplied(ufrag)),
+                    // A candidate the stack cannot use (a browser's mDNS `.local` name, which
+                    // neither stack resolves here): the call goes on with the others.
+                    Err(e) => self
+                        .reporter
+                        .report(PeerEvent::CandidateRefused(format!("{text}: {e}"))),
+                }
             }
             Event::RemoteIceRestart { username_fragment } => {
                 self.reporter
