@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use examples::peers::call::{self, CallOptions, StackKind};
+use examples::peers::Bounds;
 use examples::relay_server::{FileConfig, Server};
 
 mod support;
@@ -143,6 +144,7 @@ fn in_process() {
                 messages: 1000,
                 first,
                 step_limit: Duration::from_secs(20),
+                bounds: Bounds::default(),
             };
             let report = call::run(&options, |line| support::show(&format!("  {line}\n")))
                 .await

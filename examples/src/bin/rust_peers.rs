@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use examples::peers::call::{self, ms, CallOptions, CallReport, StackKind};
 use examples::peers::peer::{self, PeerConfig, PeerEvent};
 use examples::peers::stack::StackEvent;
-use examples::peers::{str0m_stack, webrtc_stack};
+use examples::peers::Bounds;
 use examples::relay_server::{FileConfig, Server};
 use signaling_ws::WsConfig;
 
@@ -36,6 +36,42 @@ use signaling_ws::WsConfig;
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
+}
+
+/// The bounds (see `examples::peers::Bounds`).
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct BoundArgs {
+    /// Commands and events that may wait between a peer and its stack.
+    #[arg(long, default_value_t = Bounds::default().stack_queue)]
+    stack_queue: usize,
+    /// Commands that may wait for a peer.
+    #[arg(long, default_value_t = Bounds::default().command_queue)]
+    command_queue: usize,
+    /// Events a peer keeps (data channel messages are counted, not kept).
+    #[arg(long, default_value_t = Bounds::default().event_log)]
+    event_log: usize,
+    /// Messages waiting for str0m's send buffer; KiB buffered per webrtc-rs data channel.
+    #[arg(long, default_value_t = Bounds::default().send_buffer)]
+    send_buffer: usize,
+    /// Connections the link in front of the relay carries at once.
+    #[arg(long, default_value_t = Bounds::default().link_connections)]
+    link_connections: usize,
+    /// Frames held to slip in after the next offer.
+    #[arg(long, default_value_t = Bounds::default().injected_frames)]
+    injected_frames: usize,
+}
+
+impl From<BoundArgs> for Bounds {
+    fn from(a: BoundArgs) -> Self {
+        Bounds {
+            stack_queue: a.stack_queue,
+            command_queue: a.command_queue,
+            event_log: a.event_log,
+            send_buffer: a.send_buffer,
+            link_connections: a.link_connections,
+            injected_frames: a.injected_frames,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +93,8 @@ enum Mode {
         /// Seconds any one step may take.
         #[arg(long, default_value_t = 20.0)]
         step_limit: f64,
+        #[command(flatten)]
+        bounds: BoundArgs,
     },
     /// One peer joining a room, for a call with another client (the demo page).
     Join {
@@ -74,6 +112,8 @@ enum Mode {
         /// ours).
         #[arg(long)]
         glare: bool,
+        #[command(flatten)]
+        bounds: BoundArgs,
     },
 }
 
@@ -118,22 +158,25 @@ async fn main() -> ExitCode {
             messages,
             first,
             step_limit,
+            bounds,
         } => {
-            calls(
-                relay,
-                runs,
+            let options = CallOptions {
+                relay: relay.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+                room: String::new(),
                 messages,
-                first.into(),
-                Duration::from_secs_f64(step_limit),
-            )
-            .await
+                first: first.into(),
+                step_limit: Duration::from_secs_f64(step_limit),
+                bounds: bounds.into(),
+            };
+            calls(relay.is_some(), runs, options).await
         }
         Mode::Join {
             relay,
             room,
             stack,
             glare,
-        } => join(relay, room, stack.into(), glare).await,
+            bounds,
+        } => join(relay, room, stack.into(), glare, bounds.into()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,21 +196,21 @@ async fn local_relay() -> Result<SocketAddr, Box<dyn std::error::Error>> {
     Ok(addr)
 }
 
+/// Runs `runs` calls with `template` (its room is set per run; without `given_relay`, a relay
+/// is started in-process and its address used).
 async fn calls(
-    relay: Option<SocketAddr>,
+    given_relay: bool,
     runs: u32,
-    messages: u32,
-    first: StackKind,
-    step_limit: Duration,
+    template: CallOptions,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let relay = match relay {
-        Some(addr) => addr,
-        None => {
-            let addr = local_relay().await?;
-            say(&format!("relay started in-process on {addr}"));
-            addr
-        }
+    let relay = if given_relay {
+        template.relay
+    } else {
+        let addr = local_relay().await?;
+        say(&format!("relay started in-process on {addr}"));
+        addr
     };
+    let first = template.first;
     if !relay.ip().is_loopback() {
         return Err("the relay must be on a loopback address".into());
     }
@@ -182,9 +225,7 @@ async fn calls(
         let options = CallOptions {
             relay,
             room: format!("rust-peers-{}-{run}", std::process::id()),
-            messages,
-            first,
-            step_limit,
+            ..template.clone()
         };
         let started = Instant::now();
         let report = call::run(&options, |line| say(&format!("  {line}"))).await?;
@@ -253,15 +294,13 @@ async fn join(
     room: String,
     kind: StackKind,
     glare: bool,
+    bounds: Bounds,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if !relay.ip().is_loopback() {
         return Err("the relay must be on a loopback address".into());
     }
     wait_for(relay).await?;
-    let stack = match kind {
-        StackKind::WebrtcRs => webrtc_stack::spawn().await?,
-        StackKind::Str0m => str0m_stack::spawn().await?,
-    };
+    let stack = kind.spawn(bounds).await?;
     // A data channel rides with our offer (or, if the other peer's offer wins, with the offer
     // made once its exchange is over). Queued before joining: the welcome may ask for an
     // offer at once.
@@ -273,7 +312,7 @@ async fn join(
         offer_on_join: true,
         glare_on_welcome: glare,
     };
-    let mut peer = peer::start(config, stack, WsConfig::default()).await?;
+    let mut peer = peer::start(config, stack, WsConfig::default(), bounds).await?;
     // Runs until stdin closes (its owner is done), read on a thread of its own.
     let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {

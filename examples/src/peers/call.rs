@@ -26,7 +26,7 @@ use tokio::sync::Barrier;
 use super::link::Link;
 use super::peer::{self, PeerCommand, PeerConfig, PeerEvent, PeerHandle, WaitError};
 use super::stack::{StackEvent, StackHandle};
-use super::{str0m_stack, webrtc_stack};
+use super::{str0m_stack, webrtc_stack, Bounds};
 
 /// Settings of one call.
 #[derive(Clone, Debug)]
@@ -41,6 +41,8 @@ pub struct CallOptions {
     pub first: StackKind,
     /// How long any one wait may take.
     pub step_limit: Duration,
+    /// The bounds of the peers, their stacks and the link.
+    pub bounds: Bounds,
 }
 
 /// A WebRTC stack.
@@ -69,10 +71,11 @@ impl StackKind {
         }
     }
 
-    async fn spawn(self) -> Result<StackHandle, CallError> {
+    /// Starts this stack.
+    pub async fn spawn(self, bounds: Bounds) -> Result<StackHandle, CallError> {
         let stack = match self {
-            StackKind::WebrtcRs => webrtc_stack::spawn().await,
-            StackKind::Str0m => str0m_stack::spawn().await,
+            StackKind::WebrtcRs => webrtc_stack::spawn(bounds).await,
+            StackKind::Str0m => str0m_stack::spawn(bounds).await,
         };
         stack.map_err(|e| CallError::Setup(e.to_string()))
     }
@@ -154,7 +157,8 @@ pub async fn run(
     let limit = options.step_limit;
     let (first_kind, second_kind) = (options.first, options.first.other());
     // The first peer reaches the relay through a link that step 4 cuts.
-    let link = Link::start(options.relay)
+    let bounds = options.bounds;
+    let link = Link::start(options.relay, bounds.link_connections)
         .await
         .map_err(|e| CallError::Setup(format!("link: {e}")))?;
     let config = |name: &str, addr: SocketAddr| PeerConfig {
@@ -167,8 +171,9 @@ pub async fn run(
     let ws = WsConfig::default();
     let mut a = peer::start(
         config(first_kind.name(), link.addr()),
-        first_kind.spawn().await?,
+        first_kind.spawn(bounds).await?,
         ws.clone(),
+        bounds,
     )
     .await
     .map_err(|e| CallError::Setup(e.to_string()))?;
@@ -179,8 +184,9 @@ pub async fn run(
     let (_, a_polite) = a.wait_event("welcome", 0, limit, welcome).await?;
     let mut b = peer::start(
         config(second_kind.name(), options.relay),
-        second_kind.spawn().await?,
+        second_kind.spawn(bounds).await?,
         ws,
+        bounds,
     )
     .await
     .map_err(|e| CallError::Setup(e.to_string()))?;

@@ -22,12 +22,10 @@ struct Pipe {
     sockets: [Arc<TcpStream>; 2],
 }
 
-/// Connections carried at once, at most; more are refused (closed at once).
-const MAX_PIPES: usize = 16;
-
 impl Link {
-    /// Listens on `127.0.0.1:0` and forwards each connection to `target`.
-    pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
+    /// Listens on `127.0.0.1:0` and forwards each connection to `target`, carrying at most
+    /// `max_connections` at once (more are closed at once).
+    pub async fn start(target: SocketAddr, max_connections: usize) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let live: Arc<Mutex<Vec<Pipe>>> = Arc::default();
@@ -43,7 +41,7 @@ impl Link {
                 let task = tokio::spawn(pipe(client.clone(), server.clone()));
                 let Ok(mut pipes) = pipes.lock() else { return };
                 pipes.retain(|p| !p.task.is_finished());
-                if pipes.len() >= MAX_PIPES {
+                if pipes.len() >= max_connections {
                     task.abort();
                     continue;
                 }

@@ -20,13 +20,7 @@ use tokio::sync::{mpsc, watch, Barrier};
 
 use super::stack::{StackError, StackEvent, StackHandle};
 use super::tap::{Tap, TapHandle};
-
-/// Commands to a peer wait in a queue of this many (its owner waits for room).
-const COMMAND_QUEUE: usize = 64;
-
-/// Events the peer keeps for its owner to look at, at most; the oldest go first (a run's
-/// assertions look at recent ones; data channel messages are counted, not kept).
-const MAX_LOG: usize = 4096;
+use super::Bounds;
 
 /// How often, and how far apart, a peer tries to reconnect after losing its connection.
 const RECONNECT_ATTEMPTS: u32 = 50;
@@ -156,8 +150,10 @@ pub struct Inbox {
 /// What a peer reported so far.
 #[derive(Debug, Default)]
 pub struct Observed {
-    /// Events, oldest first (at most [`MAX_LOG`]; older ones are dropped).
+    /// Events, oldest first (at most [`Bounds::event_log`]; older ones are dropped).
     pub log: Vec<(Instant, PeerEvent)>,
+    /// The bound of `log`.
+    pub max_log: usize,
     /// Events dropped from the front of the log.
     pub dropped: usize,
     /// Data channel messages per channel.
@@ -186,7 +182,7 @@ impl Observed {
     }
 
     fn push(&mut self, event: PeerEvent) {
-        if self.log.len() >= MAX_LOG {
+        if self.log.len() >= self.max_log.max(1) {
             self.log.remove(0);
             self.dropped += 1;
         }
@@ -320,20 +316,25 @@ impl PeerHandle {
 }
 
 /// Starts a peer on `stack`: connects to the relay, joins the room, and runs until the handle
-/// is dropped.
+/// is dropped. Its commands wait in a queue of [`Bounds::command_queue`]; it keeps
+/// [`Bounds::event_log`] events.
 pub async fn start(
     config: PeerConfig,
     stack: StackHandle,
     ws: WsConfig,
+    bounds: Bounds,
 ) -> Result<PeerHandle, signaling_ws::ConnectError> {
-    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-    let observed: Arc<Mutex<Observed>> = Arc::default();
+    let (cmd_tx, cmd_rx) = mpsc::channel(bounds.command_queue.max(1));
+    let observed = Arc::new(Mutex::new(Observed {
+        max_log: bounds.event_log,
+        ..Observed::default()
+    }));
     let (changed_tx, changed_rx) = watch::channel(0u64);
     let reporter = Reporter {
         observed: observed.clone(),
         changed: changed_tx,
     };
-    let tap = TapHandle::default();
+    let tap = TapHandle::new(bounds.injected_frames);
     let conn = WsClient::new(config.url.clone())
         .query_param("room", config.room.clone())
         .config(ws.clone())

@@ -7,10 +7,6 @@ use std::fmt;
 use signaling_core::wire::{IceCandidate, SdpKind};
 use tokio::sync::{mpsc, oneshot};
 
-/// Commands and events wait in queues of this many entries (the stack's task and the peer
-/// keep up with each other; the bound only stops a runaway producer).
-pub(crate) const QUEUE: usize = 1024;
-
 /// A stack could not do what it was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackError {

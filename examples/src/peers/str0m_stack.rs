@@ -16,19 +16,19 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::stack::{StackCommand, StackError, StackEvent, StackHandle, QUEUE};
+use super::stack::{StackCommand, StackError, StackEvent, StackHandle};
+use super::Bounds;
 
 const NAME: &str = "str0m";
-
-/// Messages waiting for room in SCTP's send buffer, at most. A send beyond it fails.
-const MAX_OUTBOX: usize = 4096;
 
 fn err(e: impl std::fmt::Display) -> StackError {
     StackError::new(NAME, e)
 }
 
-/// Starts a str0m peer on a UDP socket bound to `127.0.0.1:0`.
-pub async fn spawn() -> Result<StackHandle, StackError> {
+/// Starts a str0m peer on a UDP socket bound to `127.0.0.1:0`. Its queues hold
+/// [`Bounds::stack_queue`] entries; [`Bounds::send_buffer`] messages may wait for room in SCTP's
+/// send buffer (a send beyond that fails).
+pub async fn spawn(bounds: Bounds) -> Result<StackHandle, StackError> {
     str0m::crypto::from_feature_flags().install_process_default();
     let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(err)?;
     let local = socket.local_addr().map_err(err)?;
@@ -36,8 +36,8 @@ pub async fn spawn() -> Result<StackHandle, StackError> {
     let candidate = Candidate::host(local, "udp").map_err(err)?;
     let candidate_text = candidate.to_sdp_string();
     rtc.add_local_candidate(candidate);
-    let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE);
-    let (ev_tx, ev_rx) = mpsc::channel(QUEUE);
+    let (cmd_tx, cmd_rx) = mpsc::channel(bounds.stack_queue.max(1));
+    let (ev_tx, ev_rx) = mpsc::channel(bounds.stack_queue.max(1));
     let task = Str0mTask {
         rtc,
         socket,
@@ -54,6 +54,7 @@ pub async fn spawn() -> Result<StackHandle, StackError> {
         media: HashMap::new(),
         announced_ufrag: None,
         has_app: false,
+        max_outbox: bounds.send_buffer,
     };
     tokio::spawn(task.run());
     Ok(StackHandle::new(NAME, cmd_tx, ev_rx))
@@ -88,6 +89,8 @@ struct Str0mTask {
     announced_ufrag: Option<String>,
     /// The call has an `m=application` section (an SCTP association for data channels).
     has_app: bool,
+    /// Messages that may wait in `outbox`.
+    max_outbox: usize,
 }
 
 impl Changes {
@@ -302,9 +305,10 @@ impl Str0mTask {
             }
             StackCommand::Send(label, data, tx) => {
                 let result = match self.labels.get(&label) {
-                    Some(_) if self.outbox.len() >= MAX_OUTBOX => {
-                        Err(err(format!("more than {MAX_OUTBOX} messages waiting")))
-                    }
+                    Some(_) if self.outbox.len() >= self.max_outbox => Err(err(format!(
+                        "more than {} messages waiting",
+                        self.max_outbox
+                    ))),
                     Some(id) => {
                         self.outbox.push_back((*id, data));
                         self.flush_outbox();

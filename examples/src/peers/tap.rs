@@ -12,9 +12,6 @@ use signaling_core::transport::{
     CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
 };
 
-/// Frames waiting to follow the next offer, at most.
-const MAX_INJECTED: usize = 16;
-
 /// The transport.
 #[derive(Debug)]
 pub struct Tap<T> {
@@ -28,19 +25,20 @@ pub struct Tap<T> {
 #[derive(Clone, Debug)]
 pub struct TapHandle {
     after_offer: Arc<Mutex<Vec<String>>>,
+    max_injected: usize,
     hold: Arc<watch::Sender<bool>>,
 }
 
-impl Default for TapHandle {
-    fn default() -> Self {
+impl TapHandle {
+    /// A handle that holds at most `max_injected` frames to slip in.
+    pub fn new(max_injected: usize) -> Self {
         Self {
             after_offer: Arc::default(),
+            max_injected,
             hold: Arc::new(watch::channel(false).0),
         }
     }
-}
 
-impl TapHandle {
     /// Holds every frame after the first one received until [`TapHandle::release`].
     pub fn hold_after_first(&self) {
         self.hold.send_replace(true);
@@ -51,11 +49,11 @@ impl TapHandle {
         self.hold.send_replace(false);
     }
 
-    /// Sends `frame` right after the next offer this connection sends. Ignored beyond
-    /// [`MAX_INJECTED`] waiting frames.
+    /// Sends `frame` right after the next offer this connection sends. Ignored when as many
+    /// frames as the handle's bound wait already.
     pub fn after_next_offer(&self, frame: String) {
         if let Ok(mut frames) = self.after_offer.lock() {
-            if frames.len() < MAX_INJECTED {
+            if frames.len() < self.max_injected {
                 frames.push(frame);
             }
         }

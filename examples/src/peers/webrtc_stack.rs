@@ -25,7 +25,8 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-use super::stack::{StackCommand, StackError, StackEvent, StackHandle, QUEUE};
+use super::stack::{StackCommand, StackError, StackEvent, StackHandle};
+use super::Bounds;
 
 const NAME: &str = "webrtc-rs";
 
@@ -35,9 +36,11 @@ fn err(e: impl std::fmt::Display) -> StackError {
 
 type Channels = Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>>;
 
-/// Starts a webrtc-rs peer with one UDP socket on `127.0.0.1`.
-pub async fn spawn() -> Result<StackHandle, StackError> {
-    let (ev_tx, ev_rx) = mpsc::channel(QUEUE);
+/// Starts a webrtc-rs peer with one UDP socket on `127.0.0.1`. Its queues hold
+/// [`Bounds::stack_queue`] entries; each data channel buffers [`Bounds::send_buffer`] KiB before
+/// a send waits (webrtc-rs buffers without limit by default).
+pub async fn spawn(bounds: Bounds) -> Result<StackHandle, StackError> {
+    let (ev_tx, ev_rx) = mpsc::channel(bounds.stack_queue.max(1));
     let channels: Channels = Arc::default();
     let handler = Arc::new(Handler {
         events: ev_tx.clone(),
@@ -56,10 +59,11 @@ pub async fn spawn() -> Result<StackHandle, StackError> {
         .with_setting_engine(settings)
         .with_handler(handler)
         .with_udp_addrs(vec!["127.0.0.1:0"])
+        .with_data_channel_send_buffer_limit(bounds.send_buffer.max(1).saturating_mul(1024))
         .build()
         .await
         .map_err(err)?;
-    let (cmd_tx, cmd_rx) = mpsc::channel(QUEUE);
+    let (cmd_tx, cmd_rx) = mpsc::channel(bounds.stack_queue.max(1));
     let task = WebrtcTask {
         known_mids: HashSet::new(),
         pc: Arc::new(pc),
