@@ -331,6 +331,7 @@ pub async fn start(
     }));
     let (changed_tx, changed_rx) = watch::channel(0u64);
     let reporter = Reporter {
+        name: config.name.clone(),
         observed: observed.clone(),
         changed: changed_tx,
     };
@@ -380,6 +381,7 @@ pub async fn start(
 }
 
 struct Reporter {
+    name: String,
     observed: Arc<Mutex<Observed>>,
     changed: watch::Sender<u64>,
 }
@@ -394,7 +396,7 @@ impl Reporter {
     }
 
     fn report(&self, event: PeerEvent) {
-        tracing::debug!(?event, "peer event");
+        tracing::debug!(peer = %self.name, ?event, "peer event");
         self.with(|o| o.push(event));
     }
 

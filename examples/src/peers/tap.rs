@@ -97,6 +97,7 @@ fn is_offer(frame: &str) -> bool {
 #[async_trait::async_trait]
 impl<T: Transport> Transport for Tap<T> {
     async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        tracing::trace!(%frame, "send");
         let injected = self.take_injected(&frame);
         self.inner.send(frame).await?;
         for extra in injected {
@@ -121,7 +122,8 @@ impl<T: Transport> Transport for Tap<T> {
             }
         }
         let received = self.inner.recv().await;
-        if matches!(received, Ok(Some(_))) {
+        if let Ok(Some(frame)) = &received {
+            tracing::trace!(%frame, "recv");
             self.received += 1;
         }
         received
