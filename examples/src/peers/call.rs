@@ -2,8 +2,9 @@
 //! long it took:
 //!
 //! 1. **Glare.** Both peers join one room (the first is impolite, the one joining the occupied
-//!    room polite, as the relay's welcome says) and make an offer at the same moment: both set
-//!    `makingOffer` before either offer is created, so each offer collides with the other. The
+//!    room polite, as the relay's welcome says) and make an offer at the same moment: each holds
+//!    what arrives until both offers are on the wire (as a slow wire would), so each offer
+//!    collides with the other. The
 //!    polite side must roll back, the impolite side must ignore the peer's offer, and each
 //!    side's data channel must open (the polite side's with the call the impolite offer made).
 //! 2. **Data.** Numbered messages both ways, each checked in order and byte for byte.
@@ -16,12 +17,10 @@
 //!    Then it adds an audio section and a new data channel and offers: the other side must get
 //!    the new m-section, the new channel must open and carry messages.
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signaling_core::negotiation::DropReason;
 use signaling_ws::WsConfig;
-use tokio::sync::Barrier;
 
 use super::link::Link;
 use super::peer::{self, PeerCommand, PeerConfig, PeerEvent, PeerHandle, WaitError};
@@ -209,9 +208,24 @@ pub async fn run(
     let (a_label, b_label) = (channel_of(first_kind), channel_of(second_kind));
     a.command(PeerCommand::OpenChannel(a_label.clone())).await;
     b.command(PeerCommand::OpenChannel(b_label.clone())).await;
-    let barrier = Arc::new(Barrier::new(2));
-    a.command(PeerCommand::Offer(Some(barrier.clone()))).await;
-    b.command(PeerCommand::Offer(Some(barrier))).await;
+    // Both offers go out before either peer reads the other's: each holds what arrives until
+    // both have sent theirs, as a slow wire would.
+    let (a_mark, b_mark) = (a.mark(), b.mark());
+    for p in [&a, &b] {
+        p.command(PeerCommand::HoldIncoming(true)).await;
+    }
+    let holding = |e: &PeerEvent| matches!(e, PeerEvent::Holding(true)).then_some(());
+    a.wait_event("holding", a_mark, limit, holding).await?;
+    b.wait_event("holding", b_mark, limit, holding).await?;
+    for p in [&a, &b] {
+        p.command(PeerCommand::Offer).await;
+    }
+    let sent = |e: &PeerEvent| matches!(e, PeerEvent::OfferSent).then_some(());
+    a.wait_event("its offer sent", a_mark, limit, sent).await?;
+    b.wait_event("its offer sent", b_mark, limit, sent).await?;
+    for p in [&a, &b] {
+        p.command(PeerCommand::HoldIncoming(false)).await;
+    }
     let opened = |label: &str| {
         let label = label.to_owned();
         move |e: &PeerEvent| match e {
@@ -402,7 +416,7 @@ pub async fn run(
     a.command(PeerCommand::AddAudio).await;
     a.command(PeerCommand::OpenChannel(AFTER_RESUME.to_owned()))
         .await;
-    a.command(PeerCommand::Offer(None)).await;
+    a.command(PeerCommand::Offer).await;
     b.wait_event("the new audio section", b_mark, limit, |e| match e {
         PeerEvent::Stack(StackEvent::Media { kind, .. }) if kind == "audio" => Some(()),
         _ => None,

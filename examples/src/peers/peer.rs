@@ -16,7 +16,7 @@ use signaling_core::session::{self, Session, SessionConfig, SessionError, Sessio
 use signaling_core::transport::CloseReason;
 use signaling_core::wire::{Dialect, SdpKind};
 use signaling_ws::{WsClient, WsConfig};
-use tokio::sync::{mpsc, watch, Barrier};
+use tokio::sync::{mpsc, watch};
 
 use super::stack::{StackError, StackEvent, StackHandle};
 use super::tap::{Tap, TapHandle};
@@ -47,10 +47,12 @@ pub struct PeerConfig {
 /// What a peer is told to do.
 #[derive(Debug)]
 pub enum PeerCommand {
-    /// Make an offer with the pending changes. With a barrier, wait on it after perfect
-    /// negotiation's `makingOffer` is set and before the offer is created, so that two peers
-    /// both make an offer at the same moment.
-    Offer(Option<Arc<Barrier>>),
+    /// Make an offer with the pending changes.
+    Offer,
+    /// Hold the frames that arrive from now on (`true`) until told to let them through
+    /// (`false`): what a slow wire does. Two peers that hold, offer, and let go have made
+    /// crossing offers.
+    HoldIncoming(bool),
     /// Restart ICE and offer. With `late_candidate`, the previous generation's candidate is
     /// sent once more right after the restart offer, as a candidate delayed on the wire would
     /// arrive.
@@ -94,6 +96,8 @@ pub enum PeerEvent {
     Joined(String),
     /// Another peer left the room.
     Left(String),
+    /// Frames from the relay are held (`true`) or let through again (`false`).
+    Holding(bool),
     /// We sent an offer.
     OfferSent,
     /// The peer's offer collided with ours and we rolled ours back (polite).
@@ -540,7 +544,7 @@ impl PeerTask {
                 let asked = std::mem::take(&mut self.want_offer);
                 let retry = std::mem::take(&mut self.retry_offer);
                 if asked || (retry && self.stack.has_changes().await?) {
-                    self.offer(None).await?;
+                    self.offer().await?;
                 }
             }
             Event::NegotiationFailed(f) => {
@@ -567,7 +571,7 @@ impl PeerTask {
                         peers: w.peers,
                     });
                     if self.config.offer_on_join && others {
-                        self.offer(None).await?;
+                        self.offer().await?;
                     }
                     if self.glare_pending {
                         self.glare_pending = false;
@@ -577,7 +581,7 @@ impl PeerTask {
                 Some(Notice::Joined { id }) => {
                     self.reporter.report(PeerEvent::Joined(id));
                     if self.config.offer_on_join {
-                        self.offer(None).await?;
+                        self.offer().await?;
                     }
                 }
                 Some(Notice::Left { id }) => self.reporter.report(PeerEvent::Left(id)),
@@ -619,7 +623,15 @@ impl PeerTask {
 
     async fn command(&mut self, command: PeerCommand) -> Result<(), StepError> {
         match command {
-            PeerCommand::Offer(barrier) => self.offer(barrier).await?,
+            PeerCommand::Offer => self.offer().await?,
+            PeerCommand::HoldIncoming(hold) => {
+                if hold {
+                    self.tap.hold_after_first();
+                } else {
+                    self.tap.release();
+                }
+                self.reporter.report(PeerEvent::Holding(hold));
+            }
             PeerCommand::RestartIce { late_candidate } => {
                 if late_candidate {
                     if let Some(frame) = self.old_generation_candidate() {
@@ -627,7 +639,7 @@ impl PeerTask {
                     }
                 }
                 self.stack.restart_ice().await?;
-                self.offer(None).await?;
+                self.offer().await?;
             }
             PeerCommand::OpenChannel(label) => self.stack.open_channel(&label).await?,
             PeerCommand::AddAudio => self.stack.add_audio().await?,
@@ -647,14 +659,11 @@ impl PeerTask {
     /// Perfect negotiation's offer: `makingOffer`, then the stack's offer, then the session
     /// sends it. A colliding offer that wins meanwhile makes `set_local_description` fail; the
     /// `Rollback` event that follows rolls the stack back.
-    async fn offer(&mut self, barrier: Option<Arc<Barrier>>) -> Result<(), StepError> {
+    async fn offer(&mut self) -> Result<(), StepError> {
         if self.session.start_offer().await.is_err() {
             // Not stable: offer once the exchange in progress is over.
             self.want_offer = true;
             return Ok(());
-        }
-        if let Some(barrier) = barrier {
-            barrier.wait().await;
         }
         let sdp = self.stack.create_offer().await?;
         self.local_sdp = Some(sdp.clone());

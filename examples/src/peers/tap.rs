@@ -39,7 +39,8 @@ impl TapHandle {
         }
     }
 
-    /// Holds every frame after the first one received until [`TapHandle::release`].
+    /// Holds every frame after the first one received (at once, on a connection that received
+    /// one already) until [`TapHandle::release`].
     pub fn hold_after_first(&self) {
         self.hold.send_replace(true);
     }
@@ -116,17 +117,31 @@ impl<T: Transport> Transport for Tap<T> {
     }
 
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        while self.received >= 1 && *self.hold.borrow_and_update() {
-            if self.hold.changed().await.is_err() {
-                break;
+        loop {
+            if self.received >= 1 && *self.hold.borrow_and_update() {
+                if self.hold.changed().await.is_err() {
+                    // The handle is gone: nobody can release; let frames through.
+                    self.received = 0;
+                }
+                continue;
             }
+            // A hold that starts while waiting applies to the frame being waited for: the
+            // inner `recv` is cancel-safe, so dropping it loses nothing.
+            let received = tokio::select! {
+                received = self.inner.recv() => received,
+                changed = self.hold.changed() => {
+                    if changed.is_err() {
+                        self.received = 0;
+                    }
+                    continue;
+                }
+            };
+            if let Ok(Some(frame)) = &received {
+                tracing::trace!(%frame, "recv");
+                self.received += 1;
+            }
+            return received;
         }
-        let received = self.inner.recv().await;
-        if let Ok(Some(frame)) = &received {
-            tracing::trace!(%frame, "recv");
-            self.received += 1;
-        }
-        received
     }
 
     fn try_recv(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
