@@ -359,6 +359,30 @@ pub async fn run(
     let restart_recovery = b
         .observed(|o| o.inboxes.get(&a_label).and_then(|i| i.last_at))
         .map_or(Duration::ZERO, |t| t.saturating_duration_since(started));
+    // A candidate of a new generation is trickled (str0m sends its own once an exchange gives
+    // it new credentials; webrtc-rs keeps its candidates, which its description carries): wait
+    // for one to be handed to a stack on either side.
+    let trickled = |mark: usize| {
+        move |o: &super::peer::Observed| {
+            let mut restarted = false;
+            o.log[mark.saturating_sub(o.dropped).min(o.log.len())..]
+                .iter()
+                .any(|(_, e)| match e {
+                    PeerEvent::RemoteIceRestart(_) => {
+                        restarted = true;
+                        false
+                    }
+                    PeerEvent::CandidateApplied(_) => restarted,
+                    _ => false,
+                })
+                .then_some(())
+        }
+    };
+    let what = "a trickled candidate of the new generation";
+    tokio::select! {
+        found = a.wait(what, limit, trickled(a_mark)) => found?,
+        found = b.wait(what, limit, trickled(b_mark)) => found?,
+    }
     // On each side, the candidates handed to the stack after the peer's restart (both sides
     // restart: the answer has new credentials too) are all of the new generation.
     let after_restart = |p: &PeerHandle| {
