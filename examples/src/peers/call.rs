@@ -92,7 +92,9 @@ pub struct CallReport {
     pub collisions: (usize, usize),
     /// Step 2: messages each way, and the time from the first send to the last arrival.
     pub messages: (u32, Duration),
-    /// Step 3: from the restart command to the first message after it arriving.
+    /// Step 3: from the restart command to the first message after it arriving. About 1 s
+    /// when that message was first sent before the new candidate pair carried packets: SCTP
+    /// then resends it after its retransmission timeout (1 s at least).
     pub restart_recovery: Duration,
     /// Step 3: late candidates of the old generation the second peer's library dropped.
     pub stale_dropped: usize,
