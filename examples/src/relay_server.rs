@@ -157,23 +157,14 @@ impl Server {
     }
 
     /// Serves one TCP connection: the WebSocket endpoint, the demo page, or 404.
-    pub async fn serve(&self, mut stream: TcpStream, addr: SocketAddr) -> std::io::Result<()> {
+    pub async fn serve(&self, stream: TcpStream, addr: SocketAddr) -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         let (head, head_len) = Box::pin(peek_head(&stream)).await?;
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or_default();
-        let mut parts = request_line.split(' ');
-        let (method, target) = (
-            parts.next().unwrap_or_default(),
-            parts.next().unwrap_or_default(),
-        );
-        let path = target.split('?').next().unwrap_or_default();
-        let upgrade = lines.any(|l| {
-            l.split_once(':').is_some_and(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("upgrade")
-                    && v.trim().eq_ignore_ascii_case("websocket")
-            })
-        });
+        let RequestHead {
+            method,
+            path,
+            upgrade,
+        } = RequestHead::parse(&head);
         if path == "/ws" && upgrade {
             let hook = |req: &HandshakeRequest| match &self.admission {
                 Some(a) => a
@@ -200,25 +191,73 @@ impl Server {
             }
             return Ok(());
         }
-        // Plain HTTP: consume the request head, answer, close.
-        let mut discard = vec![0u8; head_len];
-        stream.read_exact(&mut discard).await?;
         let (status, kind, body) = match (method, path) {
             ("GET", "/" | "/index.html") => ("200 OK", "text/html; charset=utf-8", PAGE),
             _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n"),
         };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
+        answer_plain_http(stream, head_len, status, kind, body).await
     }
+}
+
+/// What the front door needs of an HTTP request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    /// The method (`GET`, ...).
+    pub method: &'a str,
+    /// The target's path, without the query string.
+    pub path: &'a str,
+    /// Whether the request asks for a WebSocket upgrade (`Upgrade: websocket`).
+    pub upgrade: bool,
+}
+
+impl<'a> RequestHead<'a> {
+    /// Reads the request line and the `Upgrade` header of `head` (as [`peek_head`] gives it).
+    /// Missing parts are empty: a malformed head is answered as an unknown path.
+    pub fn parse(head: &'a str) -> Self {
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let (method, target) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let path = target.split('?').next().unwrap_or_default();
+        let upgrade = lines.any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("upgrade")
+                    && v.trim().eq_ignore_ascii_case("websocket")
+            })
+        });
+        Self {
+            method,
+            path,
+            upgrade,
+        }
+    }
+}
+
+/// Answers a plain HTTP request whose head ([`peek_head`]) is `head_len` bytes: consumes the head,
+/// writes `status` (`"200 OK"`, ...) with a body of type `kind`, and closes the connection.
+pub async fn answer_plain_http(
+    mut stream: TcpStream,
+    head_len: usize,
+    status: &str,
+    kind: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let mut discard = vec![0u8; head_len];
+    stream.read_exact(&mut discard).await?;
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
 }
 
 /// The request head (up to and including the blank line) and its length in bytes, read without
 /// consuming it, so that the WebSocket handshake can read it again. At most 8 KiB and 5 seconds.
-async fn peek_head(stream: &TcpStream) -> std::io::Result<(String, usize)> {
+pub async fn peek_head(stream: &TcpStream) -> std::io::Result<(String, usize)> {
     let mut buf = vec![0u8; 8192];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {

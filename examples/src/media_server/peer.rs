@@ -1,0 +1,705 @@
+//! One WebSocket connection of the media server: a task that owns the signaling [`Session`], one
+//! str0m [`Rtc`] and one UDP socket bound to the RTC address, and moves media between that `Rtc`
+//! and the stream table.
+//!
+//! Everything of one connection happens on this one task, strictly in order: signaling events,
+//! datagrams, frames to write as a viewer, keyframe requests as a publisher, and str0m's timer.
+//! str0m is sans-IO like the negotiation: after every input its output is drained until it
+//! gives a timeout.
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signaling::session::{self, Session, SessionConfig, SessionEvent};
+use signaling::transport::{CloseCode, CloseReason, Transport};
+use signaling_core::negotiation::{Config, Event as Negotiation, RemoteCandidate};
+use signaling_core::wire::{self, Dialect, ErrorMessage, Message, SdpKind};
+use str0m::change::SdpOffer;
+use str0m::media::{KeyframeRequestKind, MediaAdded, MediaData, MediaKind, MediaTime, Mid, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::streams::{ConnId, Endpoints, Frame, Membership, Streams};
+
+/// Keyframe requests sent to one publisher are at least this far apart; the ones in between are
+/// dropped (a viewer still waiting asks again with the next frame it cannot use).
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// A simulcast layer that delivered no frame for this long counts as stopped: the next one the
+/// publisher listed is forwarded instead.
+const LAYER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The largest datagram read from the UDP socket (WebRTC keeps below the path MTU).
+const DATAGRAM_BUFFER: usize = 2048;
+
+/// What every connection is set up with.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerSettings {
+    /// The address the UDP sockets are bound to and the only local ICE candidate.
+    pub(crate) rtc_ip: IpAddr,
+    /// Frames waiting to be written to one viewer.
+    pub(crate) media_queue: usize,
+    /// The negotiation's settings.
+    pub(crate) negotiation: Config,
+    /// The session driver's settings.
+    pub(crate) session: SessionConfig,
+}
+
+/// The roles a connection asked for in its URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Roles {
+    /// `?src=NAME`: the stream it watches.
+    pub(crate) src: Option<String>,
+    /// `?dst=NAME`: the stream it publishes.
+    pub(crate) dst: Option<String>,
+}
+
+/// Sends `{"type":"error","value":"api/ws: <message>"}` and closes with `code`: for a connection
+/// refused before its session starts.
+pub(crate) async fn refuse<T: Transport>(mut transport: T, code: CloseCode, message: &str) {
+    let error = Message::Error(ErrorMessage::new(super::REQUEST_TYPE, message));
+    let _ = transport
+        .send(wire::encode(&error, Dialect::GO2RTC).into())
+        .await;
+    let _ = transport.close(CloseReason::new(code, message)).await;
+}
+
+/// Serves one upgraded connection until the client leaves or its media connection ends.
+pub(crate) async fn serve<T: Transport + 'static>(
+    transport: T,
+    conn: ConnId,
+    roles: Roles,
+    streams: &Arc<Streams>,
+    settings: &PeerSettings,
+) {
+    let (media, media_rx) = mpsc::channel(settings.media_queue.max(1));
+    let (keyframes, keyframe_rx) = mpsc::channel(1);
+    let membership = match streams.join(
+        conn,
+        roles.src.as_deref(),
+        roles.dst.as_deref(),
+        Endpoints { media, keyframes },
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::info!(%conn, error = %e, "connection refused");
+            refuse(transport, e.close_code(), &e.to_string()).await;
+            return;
+        }
+    };
+    let bound = async {
+        let socket = UdpSocket::bind((settings.rtc_ip, 0)).await?;
+        let local = socket.local_addr()?;
+        Ok::<_, std::io::Error>((socket, local))
+    };
+    let (socket, local) = match bound.await {
+        Ok(bound) => bound,
+        Err(e) => {
+            tracing::warn!(%conn, error = %e, "cannot bind a UDP socket for media");
+            refuse(
+                transport,
+                CloseCode::INTERNAL_ERROR,
+                "no UDP port for media",
+            )
+            .await;
+            return;
+        }
+    };
+    tracing::info!(%conn, src = ?roles.src, dst = ?roles.dst, %local, "connection open");
+    let session = session::spawn(
+        transport,
+        settings.negotiation.clone(),
+        settings.session.clone(),
+    );
+    let peer = Peer {
+        conn,
+        stream_id: msid_token(roles.src.as_deref().unwrap_or("media")),
+        session,
+        rtc: new_rtc(local),
+        socket,
+        local,
+        membership,
+        accepted: false,
+        out_video: None,
+        out_audio: None,
+        in_video: None,
+        in_audio: None,
+        layers: Vec::new(),
+        forwarded_layer: None,
+        rebase_video: Rebase::default(),
+        rebase_audio: Rebase::default(),
+        last_keyframe_request: None,
+        rtc_deadline: Instant::now(),
+        stats: PeerStats::default(),
+    };
+    peer.run(media_rx, keyframe_rx).await;
+}
+
+/// A fresh `Rtc` whose only local candidate is `local`: Opus, VP8 and H264, nothing else, so
+/// that every codec it accepts can be forwarded to any viewer that accepts it too.
+fn new_rtc(local: SocketAddr) -> Rtc {
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+        .build(Instant::now());
+    match Candidate::host(local, "udp") {
+        Ok(c) => {
+            rtc.add_local_candidate(c);
+        }
+        // Only for an unspecified or otherwise unusable address, which the command line refuses.
+        Err(e) => tracing::warn!(%local, error = %e, "no local ICE candidate"),
+    }
+    rtc
+}
+
+/// Counters of one connection, logged when it ends.
+#[derive(Debug, Default)]
+struct PeerStats {
+    remote_candidates: u64,
+    candidates_skipped: u64,
+    frames_published: u64,
+    frames_written: u64,
+    frames_dropped_for_viewers: u64,
+    keyframe_requests: u64,
+}
+
+/// Rebases RTP media times so that a viewer's timeline continues smoothly when the stream's
+/// publisher changes (each publisher starts at a random timestamp).
+#[derive(Debug, Default)]
+struct Rebase {
+    source: Option<(ConnId, Option<Rid>)>,
+    offset: i128,
+    last_out: u64,
+}
+
+impl Rebase {
+    fn map(&mut self, frame: &Frame) -> MediaTime {
+        let t = i128::from(frame.time.numer());
+        let source = (frame.source, frame.layer);
+        if self.source != Some(source) {
+            if self.source.is_some() {
+                // Continue 20 ms after the last frame of the previous publisher.
+                let step = i128::from(frame.time.denom() / 50);
+                self.offset = i128::from(self.last_out) + step - t;
+            }
+            self.source = Some(source);
+        }
+        self.last_out = u64::try_from(t + self.offset).unwrap_or(0);
+        MediaTime::new(self.last_out, frame.time.frequency())
+    }
+}
+
+struct Peer {
+    conn: ConnId,
+    /// The msid stream id of everything this connection receives: one `MediaStream` in the
+    /// browser for its audio and video.
+    stream_id: String,
+    session: Session,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    membership: Membership,
+    /// str0m accepted an offer of this connection.
+    accepted: bool,
+    /// The m-sections this connection receives the stream on (viewer).
+    out_video: Option<Mid>,
+    out_audio: Option<Mid>,
+    /// The m-sections this connection publishes on.
+    in_video: Option<Mid>,
+    in_audio: Option<Mid>,
+    /// The publisher's simulcast layers in the order it listed them, with when each last
+    /// delivered a frame (empty without simulcast).
+    layers: Vec<(Rid, Option<Instant>)>,
+    /// The layer forwarded: the first listed that delivered a frame within [`LAYER_TIMEOUT`].
+    forwarded_layer: Option<Rid>,
+    rebase_video: Rebase,
+    rebase_audio: Rebase,
+    last_keyframe_request: Option<Instant>,
+    rtc_deadline: Instant,
+    stats: PeerStats,
+}
+
+impl Peer {
+    async fn run(
+        mut self,
+        mut media: mpsc::Receiver<Arc<Frame>>,
+        mut keyframes: mpsc::Receiver<()>,
+    ) {
+        let mut buf = vec![0u8; DATAGRAM_BUFFER];
+        let reason = loop {
+            let deadline = tokio::time::Instant::from_std(self.rtc_deadline);
+            tokio::select! {
+                event = self.session.next_event() => match event {
+                    Some(SessionEvent::Negotiation(e)) => {
+                        if let Err(reason) = self.on_negotiation(e).await {
+                            break reason;
+                        }
+                    }
+                    Some(SessionEvent::Closed(end)) => {
+                        tracing::debug!(conn = %self.conn, %end, "signaling ended");
+                        break CloseReason::normal();
+                    }
+                    Some(_) => {}
+                    None => break CloseReason::normal(),
+                },
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, source)) => self.on_datagram(&buf[..n], source),
+                    Err(e) => tracing::debug!(conn = %self.conn, error = %e, "UDP receive"),
+                },
+                Some(frame) = media.recv() => self.write_media(&frame),
+                Some(()) = keyframes.recv() => self.request_keyframe(),
+                // The time is handed to str0m by `drain_rtc`.
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            if let Some(reason) = self.drain_rtc() {
+                break reason;
+            }
+        };
+        self.rtc.disconnect();
+        let Peer {
+            conn,
+            session,
+            membership,
+            stats,
+            ..
+        } = self;
+        // Leaves the streams before the socket closes: nothing is queued for this connection
+        // any more.
+        drop(membership);
+        tracing::info!(%conn, ?stats, %reason, "connection closed");
+        session.close(reason).await;
+    }
+
+    // -------------------------------------------------------------------------------------
+    // Signaling
+
+    async fn on_negotiation(&mut self, event: Negotiation) -> Result<(), CloseReason> {
+        match event {
+            // A v2 offer may carry the client's `ice_servers`: they are never used. A client must
+            // not choose which hosts the server contacts, and this server needs no STUN or TURN
+            // server anyway: its only candidate is the RTC address it was started with.
+            Negotiation::ApplyRemoteDescription(desc) if desc.kind == SdpKind::Offer => {
+                self.on_offer(&desc.sdp).await
+            }
+            Negotiation::ApplyRemoteDescription(desc) => {
+                tracing::debug!(conn = %self.conn, kind = %desc.kind, "ignored: this server never offers");
+                Ok(())
+            }
+            Negotiation::AddRemoteCandidate(c) => {
+                self.on_remote_candidate(&c);
+                Ok(())
+            }
+            Negotiation::PeerError(e) => {
+                tracing::info!(conn = %self.conn, error = %e, "the client sent something invalid");
+                Ok(())
+            }
+            Negotiation::RemoteError(e) => {
+                tracing::info!(conn = %self.conn, error = %e.text, "the client reported an error");
+                Ok(())
+            }
+            other => {
+                tracing::trace!(conn = %self.conn, event = ?other, "negotiation event");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_offer(&mut self, sdp: &str) -> Result<(), CloseReason> {
+        let answer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| e.to_string())
+            .and_then(|offer| {
+                self.rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .map_err(|e| e.to_string())
+            });
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(reason) => {
+                tracing::info!(conn = %self.conn, %reason, "offer refused");
+                if self.accepted && !self.rtc.is_alive() {
+                    return Err(CloseReason::new(
+                        CloseCode::INTERNAL_ERROR,
+                        "the media connection failed",
+                    ));
+                }
+                if !self.accepted {
+                    // str0m may have taken part of the refused offer (ICE credentials, DTLS
+                    // role): a later offer starts from a fresh instance.
+                    self.rtc = new_rtc(self.local);
+                }
+                return self.reject_offer(reason).await;
+            }
+        };
+        self.accepted = true;
+        let text = same_stream_id(&answer.to_sdp_string(), &self.stream_id);
+        if let Err(e) = self
+            .session
+            .set_local_description(SdpKind::Answer, text)
+            .await
+        {
+            tracing::warn!(conn = %self.conn, error = %e, "the answer was not sent");
+            return Err(CloseReason::new(
+                CloseCode::INTERNAL_ERROR,
+                "the answer was not sent",
+            ));
+        }
+        // The answer carries the only candidate inline; say so, in the client's form.
+        let _ = self.session.end_of_local_candidates().await;
+        Ok(())
+    }
+
+    /// The stack could not use the offer: the negotiation rolls back and sends
+    /// `{"type":"error","value":"<offer type>: <reason>"}`; the client may send another.
+    async fn reject_offer(&mut self, reason: String) -> Result<(), CloseReason> {
+        if let Err(e) = self.session.reject_remote_description(reason).await {
+            // Only if the session ended meanwhile: its end arrives as the next event.
+            tracing::debug!(conn = %self.conn, error = %e, "reject");
+        }
+        Ok(())
+    }
+
+    fn on_remote_candidate(&mut self, c: &RemoteCandidate) {
+        let text = &c.init.candidate;
+        let candidate = match Candidate::from_sdp_string(text) {
+            Ok(c) => c,
+            Err(e) => {
+                // An mDNS `.local` name, say: nothing to resolve it with, and nothing lost (the
+                // client's checks reach the server, which learns its address from them).
+                self.stats.candidates_skipped += 1;
+                tracing::debug!(conn = %self.conn, candidate = %text, error = %e, "remote candidate skipped");
+                return;
+            }
+        };
+        if candidate.proto() != Protocol::Udp {
+            self.stats.candidates_skipped += 1;
+            tracing::debug!(conn = %self.conn, candidate = %text, "remote candidate skipped: media is on UDP only");
+            return;
+        }
+        if !reachable(self.local.ip(), candidate.addr().ip()) {
+            self.stats.candidates_skipped += 1;
+            tracing::debug!(conn = %self.conn, candidate = %text, local = %self.local, "remote candidate skipped: not reachable from the RTC address");
+            return;
+        }
+        self.stats.remote_candidates += 1;
+        tracing::debug!(conn = %self.conn, candidate = %text, "remote candidate added");
+        self.rtc.add_remote_candidate(candidate);
+    }
+
+    // -------------------------------------------------------------------------------------
+    // Media
+
+    fn on_datagram(&mut self, data: &[u8], source: SocketAddr) {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, data) else {
+            return;
+        };
+        if let Err(e) = self
+            .rtc
+            .handle_input(Input::Receive(Instant::now(), receive))
+        {
+            tracing::debug!(conn = %self.conn, error = %e, "str0m refused a datagram");
+        }
+    }
+
+    /// Drains str0m's output until its next timeout; `Some` when the connection must end.
+    ///
+    /// str0m learns the time only from its inputs, and its ICE agent schedules nothing until it
+    /// has seen one: after a change made through its API (an offer accepted, a candidate added)
+    /// the time is handed to it first, or the checks of a new pair could wait forever.
+    fn drain_rtc(&mut self) -> Option<CloseReason> {
+        if self.rtc.is_alive() {
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                tracing::debug!(conn = %self.conn, error = %e, "str0m timeout");
+            }
+        }
+        loop {
+            if !self.rtc.is_alive() {
+                return Some(CloseReason::new(
+                    CloseCode::NORMAL,
+                    "the media connection ended",
+                ));
+            }
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    // UDP is lossy anyway: a full socket buffer drops the datagram rather than
+                    // stalling every other input of this connection.
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Timeout(at)) => {
+                    self.rtc_deadline = at;
+                    return None;
+                }
+                Ok(Output::Event(e)) => self.on_rtc_event(e),
+                Err(e) => {
+                    tracing::warn!(conn = %self.conn, error = %e, "str0m failed");
+                    return Some(CloseReason::new(
+                        CloseCode::INTERNAL_ERROR,
+                        "the media connection failed",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn on_rtc_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => {
+                tracing::info!(conn = %self.conn, "media connected");
+                self.membership.viewer_ready();
+            }
+            Event::IceConnectionStateChange(state) => {
+                tracing::debug!(conn = %self.conn, ?state, "ICE state");
+                if state == IceConnectionState::Disconnected {
+                    self.rtc.disconnect();
+                }
+            }
+            Event::MediaAdded(added) => self.on_media_added(&added),
+            Event::MediaData(data) => self.on_media_data(data),
+            Event::KeyframeRequest(req)
+                if [self.out_video, self.out_audio].contains(&Some(req.mid)) =>
+            {
+                self.membership.viewer_wants_keyframe();
+            }
+            _ => {}
+        }
+    }
+
+    fn on_media_added(&mut self, added: &MediaAdded) {
+        let video = added.kind == MediaKind::Video;
+        tracing::debug!(conn = %self.conn, mid = %added.mid, kind = ?added.kind, direction = ?added.direction, "media added");
+        if added.direction.is_sending() && self.membership.src.is_some() {
+            let slot = if video {
+                &mut self.out_video
+            } else {
+                &mut self.out_audio
+            };
+            slot.get_or_insert(added.mid);
+        }
+        if added.direction.is_receiving() && self.membership.dst.is_some() {
+            if video {
+                if self.in_video.is_none() {
+                    self.in_video = Some(added.mid);
+                    // Simulcast: the layers in the order the client lists them (the first is
+                    // forwarded while it arrives; the seed client lists `high` first).
+                    self.layers = added
+                        .simulcast
+                        .iter()
+                        .flat_map(|s| if s.recv.is_empty() { &s.send } else { &s.recv })
+                        .map(|layer| (layer.rid, None))
+                        .collect();
+                }
+            } else {
+                self.in_audio.get_or_insert(added.mid);
+            }
+        }
+    }
+
+    fn on_media_data(&mut self, data: MediaData) {
+        let kind = if self.in_video == Some(data.mid) {
+            if !self.forward_layer(data.rid, data.network_time) {
+                return;
+            }
+            MediaKind::Video
+        } else if self.in_audio == Some(data.mid) {
+            MediaKind::Audio
+        } else {
+            return;
+        };
+        if kind == MediaKind::Video && !data.contiguous {
+            self.request_keyframe();
+        }
+        let frame = Arc::new(Frame {
+            source: self.conn,
+            layer: if kind == MediaKind::Video {
+                data.rid
+            } else {
+                None
+            },
+            kind,
+            params: data.params,
+            time: data.time,
+            network_time: data.network_time,
+            keyframe: Frame::is_keyframe(kind, &data.codec_extra),
+            data: data.data,
+        });
+        self.stats.frames_published += 1;
+        let forwarded = self.membership.publish(&frame);
+        self.stats.frames_dropped_for_viewers += forwarded.dropped as u64;
+        if forwarded.want_keyframe {
+            self.request_keyframe();
+        }
+    }
+
+    /// Whether a video frame of simulcast layer `rid` that arrived at `at` is forwarded: the
+    /// first layer the publisher listed that delivered a frame within [`LAYER_TIMEOUT`] is. A
+    /// change of layer makes the viewers wait for its next keyframe, which is asked for.
+    fn forward_layer(&mut self, rid: Option<Rid>, at: Instant) -> bool {
+        if self.layers.is_empty() {
+            return true;
+        }
+        let Some(rid) = rid else {
+            // Simulcast was negotiated but this stream has no rid: nothing to choose from.
+            return true;
+        };
+        if let Some(layer) = self.layers.iter_mut().find(|(r, _)| *r == rid) {
+            layer.1 = Some(at);
+        }
+        let active = self
+            .layers
+            .iter()
+            .find(|(_, seen)| seen.is_some_and(|t| at.saturating_duration_since(t) < LAYER_TIMEOUT))
+            .map(|(r, _)| *r);
+        if active != Some(rid) {
+            return false;
+        }
+        if self.forwarded_layer != Some(rid) {
+            tracing::info!(conn = %self.conn, layer = %rid, "simulcast layer forwarded");
+            self.forwarded_layer = Some(rid);
+            self.membership.restart_video();
+            self.last_keyframe_request = None;
+            self.request_keyframe();
+        }
+        true
+    }
+
+    /// Asks this connection's client (as a publisher) for a keyframe, at most once per
+    /// [`KEYFRAME_REQUEST_INTERVAL`].
+    fn request_keyframe(&mut self) {
+        let Some(mid) = self.in_video else {
+            return;
+        };
+        let rid = self.forwarded_layer;
+        let now = Instant::now();
+        if self
+            .last_keyframe_request
+            .is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        let Some(mut writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let kind = if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+            KeyframeRequestKind::Pli
+        } else {
+            KeyframeRequestKind::Fir
+        };
+        match writer.request_keyframe(rid, kind) {
+            Ok(()) => {
+                self.stats.keyframe_requests += 1;
+                self.last_keyframe_request = Some(now);
+            }
+            Err(e) => tracing::debug!(conn = %self.conn, error = %e, "keyframe request"),
+        }
+    }
+
+    /// Writes a frame of the watched stream to this connection's client (as a viewer).
+    fn write_media(&mut self, frame: &Frame) {
+        let (mid, rebase) = if frame.kind == MediaKind::Video {
+            (self.out_video, &mut self.rebase_video)
+        } else {
+            (self.out_audio, &mut self.rebase_audio)
+        };
+        let Some(mid) = mid else {
+            return;
+        };
+        let time = rebase.map(frame);
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        // The publisher's codec, with this viewer's payload type for it.
+        let Some(pt) = writer.match_params(frame.params) else {
+            tracing::trace!(conn = %self.conn, "the viewer did not accept the publisher's codec");
+            return;
+        };
+        match writer.write(pt, frame.network_time, time, frame.data.clone()) {
+            Ok(()) => self.stats.frames_written += 1,
+            Err(e) => tracing::debug!(conn = %self.conn, error = %e, "write"),
+        }
+    }
+}
+
+/// Whether a socket bound to `local` can reach `remote`: same address family, and loopback only
+/// from loopback (and the other way round). Candidates that fail this are never added, so no
+/// check is ever sent to them.
+fn reachable(local: IpAddr, remote: IpAddr) -> bool {
+    local.is_ipv4() == remote.is_ipv4() && local.is_loopback() == remote.is_loopback()
+}
+
+/// `name` as an msid token (RFC 8830: 1 to 64 token characters).
+fn msid_token(name: &str) -> String {
+    let token: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`{|}~".contains(*c))
+        .take(64)
+        .collect();
+    if token.is_empty() {
+        "media".to_owned()
+    } else {
+        token
+    }
+}
+
+/// `sdp` with every msid stream id replaced by `stream_id`, so that the browser puts all the
+/// tracks it receives into one `MediaStream` (str0m gives each answered m-section a random one
+/// when the offer has no msid, as for recvonly transceivers).
+fn same_stream_id(sdp: &str, stream_id: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 64);
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let end = &line[body.len()..];
+        if let Some(rest) = body.strip_prefix("a=msid:") {
+            if let Some((_, track)) = rest.split_once(' ') {
+                out.push_str(&format!("a=msid:{stream_id} {track}{end}"));
+                continue;
+            }
+        } else if body.starts_with("a=msid-semantic:") {
+            out.push_str(&format!("a=msid-semantic: WMS {stream_id}{end}"));
+            continue;
+        } else if body.starts_with("a=ssrc:") {
+            if let Some((head, tail)) = body.split_once(" msid:") {
+                if let Some((_, track)) = tail.split_once(' ') {
+                    out.push_str(&format!("{head} msid:{stream_id} {track}{end}"));
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_msid_gets_the_same_stream_id() {
+        let sdp = "v=0\r\na=msid-semantic: WMS a b\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:a t1\r\na=ssrc:1 msid:a t1\r\na=ssrc:1 cname:x\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:b t2\r\n";
+        let out = same_stream_id(sdp, "cam");
+        assert_eq!(
+            out,
+            "v=0\r\na=msid-semantic: WMS cam\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:cam t1\r\na=ssrc:1 msid:cam t1\r\na=ssrc:1 cname:x\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:cam t2\r\n"
+        );
+    }
+
+    #[test]
+    fn msid_tokens() {
+        assert_eq!(msid_token("me-x1 y"), "me-x1y");
+        assert_eq!(msid_token("äö"), "media");
+        assert_eq!(msid_token(&"a".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn loopback_reaches_loopback_only() {
+        let lo: IpAddr = "127.0.0.1".parse().expect("address");
+        assert!(reachable(lo, "127.0.0.1".parse().expect("address")));
+        assert!(!reachable(lo, "192.0.2.1".parse().expect("address")));
+        assert!(!reachable(lo, "::1".parse().expect("address")));
+        assert!(!reachable("192.0.2.7".parse().expect("address"), lo));
+    }
+}

@@ -1,0 +1,366 @@
+//! The `media_server`: its WebSocket API driven from Rust (in-process, everything on 127.0.0.1:
+//! the server's only ICE candidate is 127.0.0.1 and it adds only loopback remote candidates), and
+//! its browser scenarios (`examples/browser/media.mjs`: decoded video in headless Chromium,
+//! against the real binary, inside a loopback-only network namespace).
+//!
+//! ```text
+//! SIGNALING_REQUIRE_BROWSER=1 cargo test -p examples --test media_server -- --nocapture
+//! ```
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use examples::media_server::{close_code, MediaConfig, MediaServer};
+use signaling::transport::{Frame, Transport, TransportError};
+use signaling_ws::{WsClient, WsConfig, WsConnection};
+use str0m::media::{Direction, MediaKind};
+use str0m::Rtc;
+use tokio::net::{TcpListener, UdpSocket};
+
+mod support;
+
+/// A media server on 127.0.0.1, port 0; its base WebSocket URL.
+async fn start(config: MediaConfig) -> String {
+    let server = Arc::new(MediaServer::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.run(listener));
+    format!("ws://{addr}/api/ws")
+}
+
+async fn connect(url: &str) -> WsConnection {
+    WsClient::connect(url, WsConfig::default())
+        .await
+        .expect("connect")
+}
+
+fn frame(kind: &str, value: serde_json::Value) -> Frame {
+    serde_json::json!({ "type": kind, "value": value })
+        .to_string()
+        .into()
+}
+
+/// The next frame, parsed; panics after 10 s or at the end of the connection.
+async fn next(conn: &mut WsConnection) -> serde_json::Value {
+    let got = tokio::time::timeout(Duration::from_secs(10), conn.recv())
+        .await
+        .expect("a frame within 10 s");
+    match got {
+        Ok(Some(f)) => serde_json::from_str(f.as_str()).expect("JSON frame"),
+        other => panic!(
+            "connection ended instead: {other:?} ({:?})",
+            conn.close_reason()
+        ),
+    }
+}
+
+/// A connection whose roles the server has registered: it answers a frame (the server joins the
+/// streams before it starts the session that answers).
+async fn registered(url: &str) -> WsConnection {
+    let mut conn = connect(url).await;
+    conn.send("not JSON".into()).await.unwrap();
+    let error = next(&mut conn).await;
+    assert_eq!(error["type"], "error", "{error}");
+    conn
+}
+
+/// Waits for the connection to be closed by the server; its close code.
+async fn closed(conn: &mut WsConnection) -> u16 {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), conn.recv())
+            .await
+            .expect("closed within 10 s")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(TransportError::Closed(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    conn.close_reason().expect("a close frame").code.0
+}
+
+/// A real offer, made by str0m as a client: receive-only video and audio (what the seed client
+/// offers by default), and its ICE ufrag.
+fn viewer_offer() -> (String, String) {
+    let mut rtc = Rtc::builder().build(Instant::now());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, _pending) = change.apply().expect("an offer");
+    let sdp = offer.to_sdp_string();
+    let ufrag = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("ufrag")
+        .to_owned();
+    (sdp, ufrag)
+}
+
+/// The USERNAME of a STUN binding request, or `None` if `data` is not one.
+fn stun_binding_username(data: &[u8]) -> Option<String> {
+    // Type 0x0001 (binding request), magic cookie 0x2112A442 (RFC 8489 §5).
+    if data.len() < 20 || data[0..2] != [0, 1] || data[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+        return None;
+    }
+    let mut at = 20;
+    while at + 4 <= data.len() {
+        let kind = u16::from_be_bytes([data[at], data[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([data[at + 2], data[at + 3]]));
+        let value = data.get(at + 4..at + 4 + len)?;
+        if kind == 0x0006 {
+            return String::from_utf8(value.to_vec()).ok();
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// Candidates that reach the server before the offer are held by the negotiation and then
+/// given to str0m: the server's connectivity checks arrive at the address that only the early
+/// candidate named. A TCP and an mDNS candidate in between are skipped without harm; nothing
+/// is sent before the answer, the answer carries the server's candidate inline and puts
+/// everything the viewer receives into one MediaStream.
+#[tokio::test]
+async fn early_candidates_reach_str0m_and_nothing_precedes_the_answer() {
+    let url = start(MediaConfig::default()).await;
+    let client_udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = client_udp.local_addr().unwrap().port();
+    let (offer, ufrag) = viewer_offer();
+
+    let mut conn = connect(&format!("{url}?src=early")).await;
+    // Chromium's shapes: a UDP host candidate, a TCP one, an mDNS one; all before the offer.
+    let early = [
+        format!("candidate:1467250027 1 udp 2122260223 127.0.0.1 {port} typ host generation 0 ufrag {ufrag} network-id 1"),
+        format!("candidate:3908765534 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active generation 0 ufrag {ufrag} network-id 1"),
+        format!("candidate:2380233486 1 udp 2122262783 3b1d1d1e-6a53-4cfb-9a3b-5d2f0b1c9e55.local 54321 typ host generation 0 ufrag {ufrag} network-id 2"),
+    ];
+    for c in &early {
+        conn.send(frame("webrtc/candidate", c.as_str().into()))
+            .await
+            .unwrap();
+    }
+    conn.send(frame("webrtc/offer", offer.into()))
+        .await
+        .unwrap();
+    conn.send(frame("webrtc/candidate", "".into()))
+        .await
+        .unwrap();
+
+    let answer = next(&mut conn).await;
+    assert_eq!(answer["type"], "webrtc/answer", "the first frame: {answer}");
+    let sdp = answer["value"].as_str().unwrap();
+    assert!(
+        sdp.lines()
+            .any(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 ")),
+        "the answer carries the server's host candidate:\n{sdp}"
+    );
+    let streams: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=msid:"))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(streams.len(), 2, "video and audio are sent:\n{sdp}");
+    assert!(
+        streams.iter().all(|s| *s == "early"),
+        "one stream id: {streams:?}"
+    );
+    let end = next(&mut conn).await;
+    assert_eq!(
+        end,
+        serde_json::json!({"type": "webrtc/candidate", "value": ""})
+    );
+
+    // The server's checks reach the early candidate's address: that address was in no other
+    // frame.
+    let mut buf = [0u8; 1500];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let username = loop {
+        let (n, _) = tokio::time::timeout_at(deadline, client_udp.recv_from(&mut buf))
+            .await
+            .expect("a STUN binding request at the early candidate's address")
+            .unwrap();
+        if let Some(u) = stun_binding_username(&buf[..n]) {
+            break u;
+        }
+    };
+    assert!(
+        username.starts_with(&format!("{ufrag}:")),
+        "a check for this session: {username}"
+    );
+    // The socket is still in use after the skipped candidates.
+    conn.send(frame("webrtc/candidate", "candidate:x".into()))
+        .await
+        .unwrap();
+    let error = next(&mut conn).await;
+    assert_eq!(error["type"], "error");
+    assert!(error["value"]
+        .as_str()
+        .unwrap()
+        .starts_with("webrtc/candidate: "));
+}
+
+/// A v2 client is answered in v2; a refused offer before it gets go2rtc's error form and leaves
+/// the socket usable.
+#[tokio::test]
+async fn v2_client_gets_a_v2_answer_after_a_refused_offer() {
+    let url = start(MediaConfig::default()).await;
+    let mut conn = connect(&format!("{url}?src=v2")).await;
+    let no_fingerprint = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\na=setup:actpass\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n";
+    conn.send(frame(
+        "webrtc",
+        serde_json::json!({"type": "offer", "sdp": no_fingerprint}),
+    ))
+    .await
+    .unwrap();
+    let error = next(&mut conn).await;
+    assert_eq!(error["type"], "error");
+    let text = error["value"].as_str().unwrap();
+    assert!(
+        text.starts_with("webrtc: ") && text.contains("fingerprint"),
+        "{text}"
+    );
+
+    let (offer, _) = viewer_offer();
+    // The client's ICE servers are never used (there is nothing to observe but that the offer
+    // is answered as usual).
+    conn.send(frame(
+        "webrtc",
+        serde_json::json!({"type": "offer", "sdp": offer, "ice_servers": [{"urls": ["stun:192.0.2.1:3478"]}]}),
+    ))
+    .await
+    .unwrap();
+    let answer = next(&mut conn).await;
+    assert_eq!(answer["type"], "webrtc", "{answer}");
+    assert_eq!(answer["value"]["type"], "answer");
+    assert!(answer["value"]["sdp"].as_str().unwrap().starts_with("v=0"));
+}
+
+/// Refusals: no role, a bad name, a second publisher, the stream and viewer limits. Each gets one
+/// `api/ws: ...` error frame and its close code; a publisher leaving frees the name.
+#[tokio::test]
+async fn refusals_have_an_error_frame_and_a_close_code() {
+    let url = start(MediaConfig::default().with_limits(16, 2, 1, 8)).await;
+    let mut none = connect(&url).await;
+    let error = next(&mut none).await;
+    assert_eq!(error["type"], "error");
+    assert!(error["value"]
+        .as_str()
+        .unwrap()
+        .starts_with("api/ws: missing"));
+    assert_eq!(closed(&mut none).await, close_code::BAD_REQUEST.0);
+
+    let mut long = connect(&format!("{url}?src={}", "x".repeat(65))).await;
+    assert_eq!(closed(&mut long).await, close_code::BAD_REQUEST.0);
+
+    let publisher = registered(&format!("{url}?dst=cam")).await;
+    let mut second = connect(&format!("{url}?dst=cam")).await;
+    let error = next(&mut second).await;
+    assert!(
+        error["value"]
+            .as_str()
+            .unwrap()
+            .contains("already has a publisher"),
+        "{error}"
+    );
+    assert_eq!(closed(&mut second).await, close_code::PUBLISHER_EXISTS.0);
+
+    let _viewer = registered(&format!("{url}?src=cam")).await;
+    let mut viewer2 = connect(&format!("{url}?src=cam")).await;
+    assert_eq!(closed(&mut viewer2).await, close_code::TOO_MANY_VIEWERS.0);
+
+    let _other = registered(&format!("{url}?dst=other")).await;
+    let mut third = connect(&format!("{url}?dst=third")).await;
+    assert_eq!(closed(&mut third).await, close_code::TOO_MANY_STREAMS.0);
+
+    // The publisher leaves: its name is free again, and its viewer stays.
+    let mut publisher = publisher;
+    publisher
+        .close(signaling::transport::CloseReason::normal())
+        .await
+        .unwrap();
+    let mut again = None;
+    for _ in 0..50 {
+        let mut c = connect(&format!("{url}?dst=cam")).await;
+        match tokio::time::timeout(Duration::from_millis(200), c.recv()).await {
+            // Nothing said: accepted.
+            Err(_) => {
+                again = Some(c);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(again.is_some(), "the name was not freed");
+}
+
+/// Over `max_connections`, a WebSocket gets an `api/ws` error frame and close code 1013; a slot
+/// freed is taken again.
+#[tokio::test]
+async fn connections_over_the_limit_are_told_to_come_back() {
+    let url = start(MediaConfig::default().with_limits(1, 4, 4, 8)).await;
+    let mut first = registered(&format!("{url}?src=a")).await;
+    let mut over = connect(&format!("{url}?src=b")).await;
+    let error = next(&mut over).await;
+    assert_eq!(error["type"], "error");
+    assert!(error["value"]
+        .as_str()
+        .unwrap()
+        .starts_with("api/ws: too many connections"));
+    assert_eq!(closed(&mut over).await, 1013);
+    first
+        .close(signaling::transport::CloseReason::normal())
+        .await
+        .unwrap();
+    let mut taken = false;
+    for _ in 0..50 {
+        let mut c = connect(&format!("{url}?src=b")).await;
+        c.send("not JSON".into()).await.unwrap();
+        if next(&mut c).await["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("api/ws:")
+        {
+            // Still refused: the first connection's slot is not free yet.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        taken = true;
+        break;
+    }
+    assert!(taken, "the slot was not freed");
+}
+
+/// The browser scenarios against the binary, in a loopback-only namespace.
+const LIMIT: Duration = Duration::from_secs(180);
+
+const SCRIPT: &str = r#"
+"$MEDIA_SERVER" --listen 127.0.0.1:8081 2>"$SERVER_LOG" &
+server=$!
+node "$SCENARIOS" http://127.0.0.1:8081
+rc=$?
+kill "$server" 2>/dev/null
+wait "$server" 2>/dev/null
+exit $rc
+"#;
+
+#[test]
+fn media_server_in_a_real_browser() {
+    if !support::browser_available("media server browser test") {
+        return;
+    }
+    let tmp = support::temp_dir("media-server");
+    let log = tmp.join("media_server.log");
+    let run = support::run_in_loopback_namespace(
+        &tmp,
+        SCRIPT,
+        &[
+            ("MEDIA_SERVER", env!("CARGO_BIN_EXE_media_server").into()),
+            ("SERVER_LOG", log.clone().into()),
+            ("SCENARIOS", support::browser_dir().join("media.mjs").into()),
+            ("CHROMIUM", support::chromium().into()),
+        ],
+        LIMIT,
+    );
+    support::report("media server browser run", &run, LIMIT, &log);
+}
