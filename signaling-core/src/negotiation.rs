@@ -140,6 +140,10 @@ pub struct Config {
     /// own. Only frames given to [`Negotiation::handle_frame`] count (typed messages carry no
     /// form). Default: `true`.
     pub mirror_dialect: bool,
+    /// Take the perfect-negotiation role from a relay's `relay/welcome` (its `polite` hint) as
+    /// soon as it arrives, before the frames behind it are handled (see [`crate::relay`]).
+    /// Default: `true` (a server answering clients directly never receives a welcome).
+    pub relay_role: bool,
     /// How long an offer/answer exchange may stay unfinished (not `stable`) before
     /// [`Event::NegotiationFailed`]. Default: 30 s.
     pub negotiation_timeout: Duration,
@@ -160,6 +164,7 @@ impl Default for Config {
             polite: true,
             dialect: Dialect::GO2RTC,
             mirror_dialect: true,
+            relay_role: true,
             negotiation_timeout: Duration::from_secs(30),
             max_pending_candidates: 64,
             max_candidates: 256,
@@ -187,6 +192,12 @@ impl Config {
     /// Sets whether the peer's dialect is mirrored (see [`Config::mirror_dialect`]).
     pub fn with_mirror_dialect(mut self, mirror: bool) -> Self {
         self.mirror_dialect = mirror;
+        self
+    }
+
+    /// Sets whether the role is taken from a relay's welcome (see [`Config::relay_role`]).
+    pub fn with_relay_role(mut self, follow: bool) -> Self {
+        self.relay_role = follow;
         self
     }
 
@@ -396,6 +407,9 @@ pub enum DropReason {
     StaleGeneration,
     /// They arrived after end-of-candidates for their generation (RFC 8838 §14).
     AfterEndOfCandidates,
+    /// They name an m-section of an offer this side ignored as a collision (impolite side): the
+    /// W3C pattern drops these without an error while it ignores an offer.
+    IgnoredOffer,
 }
 
 /// Something invalid the peer sent. Each one was answered with an `error` frame.
@@ -519,7 +533,7 @@ fn candidate_ufrag<'a>(c: &'a IceCandidate, ufrag_at: &Option<Range<usize>>) -> 
 }
 
 /// One remote or local ICE generation.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Generation {
     /// The ufrag, when known; shared with every candidate it is filled into.
     ufrag: Option<Arc<str>>,
@@ -600,6 +614,12 @@ pub struct Negotiation {
     /// happened locally since): the same description again is then a duplicate delivery, not a
     /// new round.
     last_remote: Option<u64>,
+    /// An offer was ignored as a collision and no remote description has been applied since
+    /// (the W3C pattern's `ignoreOffer`).
+    ignoring_offer: bool,
+    /// The local description and generation in force before the current local offer, to
+    /// return to when that offer is rolled back (a rolled-back offer was never negotiated).
+    before_offer: Option<(Option<SdpFacts>, Generation)>,
     /// Hash of the last remote answer applied: the same answer again while `stable` is a
     /// duplicate too (no answer can start a round).
     last_remote_answer: Option<u64>,
@@ -633,6 +653,8 @@ impl Negotiation {
             old_remote_ufrags: VecDeque::new(),
             last_remote: None,
             last_remote_answer: None,
+            ignoring_offer: false,
+            before_offer: None,
             pending_remote: VecDeque::new(),
             local: None,
             local_mids: MidCache::default(),
@@ -792,6 +814,11 @@ impl Negotiation {
             .map_err(ApiError::InvalidSdp)?;
         if kind == SdpKind::Offer {
             self.making_offer = false;
+            if self.state == S::Stable {
+                self.before_offer = Some((self.local.clone(), self.local_gen.clone()));
+            }
+        } else {
+            self.before_offer = None;
         }
         // A new local step: the same remote description again would be a new round.
         self.last_remote = None;
@@ -827,6 +854,9 @@ impl Negotiation {
         self.check_open()?;
         match self.state {
             SignalingState::HaveLocalOffer | SignalingState::HaveRemoteOffer => {
+                if self.state == SignalingState::HaveLocalOffer {
+                    self.restore_before_offer();
+                }
                 self.making_offer = false;
                 self.last_remote = None;
                 self.set_state(now, SignalingState::Stable);
@@ -878,13 +908,18 @@ impl Negotiation {
 
     /// The application's stack gathered a local candidate: sends it, or holds it until the
     /// local description it belongs to has gone out.
+    ///
+    /// An empty `sdp_mid` counts as none given (some stacks' `toJSON()` write `""`).
     pub fn add_local_candidate(
         &mut self,
         now: Instant,
-        candidate: IceCandidate,
+        mut candidate: IceCandidate,
     ) -> Result<(), ApiError> {
         let _ = now;
         self.check_open()?;
+        if candidate.sdp_mid.as_deref() == Some("") {
+            candidate.sdp_mid = None;
+        }
         let checked =
             crate::candidate::check(&candidate.candidate).map_err(ApiError::InvalidCandidate)?;
         if self.local.is_none() {
@@ -987,6 +1022,12 @@ impl Negotiation {
             }
             Message::Unknown(u) => {
                 self.stats.unknown_frames += 1;
+                if self.config.relay_role {
+                    if let Some(crate::relay::Notice::Welcome(w)) = crate::relay::Notice::parse(&u)
+                    {
+                        self.config.polite = w.polite;
+                    }
+                }
                 self.push_event(Event::Message(u));
                 Handled::Delivered
             }
@@ -1022,6 +1063,7 @@ impl Negotiation {
             // Perfect negotiation: the impolite side ignores an offer that collides with its own.
             let collision = self.making_offer || self.state != S::Stable;
             if collision && !self.config.polite {
+                self.ignoring_offer = true;
                 self.push_event(Event::OfferIgnored);
                 return Handled::Collision;
             }
@@ -1050,6 +1092,10 @@ impl Negotiation {
             }
         };
         self.last_remote = Some(hash);
+        if d.kind != SdpKind::Offer {
+            // Our offer is answered: it is no longer one to roll back.
+            self.before_offer = None;
+        }
         if d.kind == SdpKind::Answer {
             self.last_remote_answer = Some(hash);
         }
@@ -1059,6 +1105,7 @@ impl Negotiation {
             self.pending_local.clear();
             self.push_event(Event::Rollback);
             if self.state == S::HaveLocalOffer {
+                self.restore_before_offer();
                 self.set_state(now, S::Stable);
             }
         }
@@ -1094,11 +1141,16 @@ impl Negotiation {
         if next == S::Stable {
             self.push_event(Event::Negotiated);
         }
+        // Candidates held while an offer was ignored are released under the rule of that time.
         self.release_pending_remote();
+        self.ignoring_offer = false;
         Handled::Applied
     }
 
-    fn handle_candidate(&mut self, c: IceCandidate) -> Handled {
+    fn handle_candidate(&mut self, mut c: IceCandidate) -> Handled {
+        if c.sdp_mid.as_deref() == Some("") {
+            c.sdp_mid = None;
+        }
         match crate::candidate::check(&c.candidate) {
             Ok(ufrag_at) => self.route_remote(PendingRemote::Candidate(c, ufrag_at)),
             Err(e) => {
@@ -1193,6 +1245,13 @@ impl Negotiation {
                 match self.resolve_section(init.sdp_mid.as_deref(), init.sdp_m_line_index, ufrag) {
                     Ok(section) => {
                         self.fill_section(section, &mut init.sdp_mid, &mut init.sdp_m_line_index)
+                    }
+                    Err(PeerError::UnknownMediaSection) if self.ignoring_offer => {
+                        // Trickled behind the offer we ignored: no error (W3C's pattern
+                        // swallows addIceCandidate's while ignoreOffer is set).
+                        self.remote_gen.seen.remove(&key);
+                        self.drop_remote(DropReason::IgnoredOffer, 1);
+                        return Handled::Dropped;
                     }
                     Err(e) => {
                         self.remote_gen.seen.remove(&key);
@@ -1293,6 +1352,7 @@ impl Negotiation {
         match reason {
             DropReason::StaleGeneration => self.stats.stale_candidates_dropped += count as u64,
             DropReason::AfterEndOfCandidates => self.stats.candidates_after_end += count as u64,
+            DropReason::IgnoredOffer => self.stats.stale_candidates_dropped += count as u64,
         }
         self.push_event(Event::CandidatesDropped { reason, count });
     }
@@ -1368,6 +1428,22 @@ impl Negotiation {
         } else {
             Ok(())
         }
+    }
+
+    /// A local offer was rolled back: the local description and ICE generation in force before
+    /// it are in force again (candidates sent for the abandoned offer may be sent again for
+    /// the next description).
+    fn restore_before_offer(&mut self) {
+        let Some((local, generation)) = self.before_offer.take() else {
+            return;
+        };
+        if let Some(u) = &generation.ufrag {
+            self.old_local_ufrags.retain(|old| old != u);
+        }
+        self.local = local;
+        self.local_gen = generation;
+        self.local_mids.clear();
+        self.pending_local.clear();
     }
 
     fn set_state(&mut self, now: Instant, next: SignalingState) {

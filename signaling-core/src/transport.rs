@@ -107,13 +107,24 @@ impl PeerInfo {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The first query parameter with this name, percent-decoded is left to the caller: the value
-    /// is returned as it appears in the query string.
+    /// The first query parameter with this name, as it appears in the query string (not
+    /// decoded): see [`PeerInfo::query_value`] for the decoded value.
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.as_deref()?.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == name).then_some(v)
         })
+    }
+
+    /// The first query parameter with this name, decoded as a browser's form encoding writes it
+    /// (`+` is a space, `%XX` a byte). `None` when absent, or when the decoded bytes are not
+    /// UTF-8.
+    pub fn query_value(&self, name: &str) -> Option<String> {
+        let spaced = self.query_param(name)?.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .ok()
+            .map(std::borrow::Cow::into_owned)
     }
 
     /// The value of the first cookie with this (case-sensitive) name, from the `cookie`

@@ -338,3 +338,16 @@ fn config_errors() {
     );
     assert!(serde_json::from_str::<AdmissionConfig>(r#"{"token":["x"]}"#).is_err());
 }
+
+#[test]
+fn query_values_are_decoded_as_browsers_encode_them() {
+    let mut peer = PeerInfo::new("test");
+    peer.query = Some("room=caf%C3%A9+au+lait&raw=a%2Bb&bad=%FF&empty=&flag".into());
+    assert_eq!(peer.query_value("room").as_deref(), Some("café au lait"));
+    assert_eq!(peer.query_param("room"), Some("caf%C3%A9+au+lait"));
+    assert_eq!(peer.query_value("raw").as_deref(), Some("a+b"));
+    assert_eq!(peer.query_value("bad"), None, "not UTF-8");
+    assert_eq!(peer.query_value("empty").as_deref(), Some(""));
+    assert_eq!(peer.query_value("flag").as_deref(), Some(""));
+    assert_eq!(peer.query_value("missing"), None);
+}

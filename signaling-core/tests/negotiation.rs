@@ -893,3 +893,100 @@ fn each_frame_says_what_was_done_with_it() {
     n.close();
     assert_eq!(n.handle_frame(now, &c1), Handled::Closed);
 }
+
+/// What building peers on real stacks showed: the role comes from the relay's welcome before
+/// the frames behind it; a rolled-back offer gives the local description back; candidates that
+/// trail an ignored offer are dropped without an error; an empty `sdpMid` means none.
+#[test]
+fn friction_found_with_real_stacks() {
+    let now = Instant::now();
+    // The welcome and a mailbox offer arrive together: the offer is handled as the polite side.
+    let mut n = Negotiation::new(Config::new(false));
+    n.start_offer(now).expect("stable");
+    let welcome = r#"{"type":"relay/welcome","value":{"id":"2","room":"r","peers":["1"],"resume":"t","polite":true}}"#;
+    assert_eq!(n.handle_frame(now, welcome), Handled::Delivered);
+    assert!(n.is_polite());
+    let offer = frame("webrtc/offer", &common::sdp("ThEm", 1, 1, "actpass"));
+    assert_eq!(
+        n.handle_frame(now, &offer),
+        Handled::Applied,
+        "polite: our offer yields"
+    );
+    let mut n = Negotiation::new(Config::new(false).with_relay_role(false));
+    n.handle_frame(now, welcome);
+    assert!(!n.is_polite(), "the role is the application's when asked");
+
+    // Rollback: the abandoned offer's candidates and end-of-candidates do not bind the next
+    // description.
+    let mut n = Negotiation::new(Config::new(true));
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 1, 1, "actpass"))
+        .expect("offer");
+    let c = IceCandidate::new(common::candidate(1, None));
+    n.add_local_candidate(now, c.clone()).expect("sent");
+    n.end_of_local_candidates(now).expect("end");
+    n.rollback(now).expect("rollback");
+    assert!(
+        n.local_description().is_none(),
+        "back to no local description"
+    );
+    assert_eq!(
+        n.add_local_candidate(now, c.clone()),
+        Ok(()),
+        "held for the next one"
+    );
+    drain(&mut n);
+    n.handle_frame(now, &offer);
+    n.set_local_description(now, SdpKind::Answer, common::sdp("OuRs", 1, 1, "active"))
+        .expect("answer");
+    let (frames, _, _) = drain(&mut n);
+    assert_eq!(
+        frames[1],
+        frame("webrtc/candidate", &c.candidate),
+        "sent after the answer"
+    );
+
+    // Impolite side ignoring an offer: candidates naming its sections are dropped quietly.
+    let mut n = Negotiation::new(Config::new(false).with_dialect(Dialect::BROWSER));
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 1, 1, "actpass"))
+        .expect("offer");
+    n.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("ThEm", 1, 3, "actpass")),
+    );
+    drain(&mut n);
+    let trailing = serde_json::json!({"type": "webrtc/candidate", "value": {
+        "candidate": common::candidate(2, None), "sdpMid": "2"}});
+    // Nothing was negotiated yet: it waits for a description, as any early candidate does.
+    assert_eq!(n.handle_frame(now, &trailing.to_string()), Handled::Held);
+    let answer = frame("webrtc/answer", &common::sdp("ThEm", 2, 1, "active"));
+    n.handle_frame(now, &answer);
+    let (frames, events, _) = drain(&mut n);
+    assert!(frames.is_empty(), "no error frame: {frames:?}");
+    let dropped = Event::CandidatesDropped {
+        reason: DropReason::IgnoredOffer,
+        count: 1,
+    };
+    assert!(events.contains(&dropped), "{events:?}");
+    // Once negotiated, a new ignored offer's trailing candidates are dropped as they come.
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 2, 1, "actpass"))
+        .expect("offer");
+    n.handle_frame(
+        now,
+        &frame("webrtc/offer", &common::sdp("ThEm", 3, 3, "actpass")),
+    );
+    drain(&mut n);
+    assert_eq!(n.handle_frame(now, &trailing.to_string()), Handled::Dropped);
+    let (frames, _, _) = drain(&mut n);
+    assert!(frames.is_empty(), "no error frame: {frames:?}");
+
+    // An empty mid (webrtc-rs's toJSON) is filled in like a missing one.
+    let mut n = Negotiation::new(Config::new(true).with_dialect(Dialect::BROWSER));
+    n.set_local_description(now, SdpKind::Offer, common::sdp("OuRs", 1, 1, "actpass"))
+        .expect("offer");
+    let mut c = IceCandidate::new(common::candidate(3, None));
+    c.sdp_mid = Some("".into());
+    n.add_local_candidate(now, c).expect("candidate");
+    let (frames, _, _) = drain(&mut n);
+    let sent: serde_json::Value = serde_json::from_str(&frames[1]).expect("json");
+    assert_eq!(sent["value"]["sdpMid"], "0");
+}

@@ -454,9 +454,9 @@ impl Drop for Open<'_> {
 /// parameter, a resume token from `resume`, both percent-decoded; a fresh random token; the
 /// current Unix time. `None` when there is no room parameter.
 pub fn join_request_from_peer(peer: &PeerInfo) -> Option<JoinRequest> {
-    let room = percent_decode(peer.query_param("room")?)?;
+    let room = peer.query_value("room")?;
     let mut request = JoinRequest::new(room, fresh_token());
-    if let Some(resume) = peer.query_param("resume").and_then(percent_decode) {
+    if let Some(resume) = peer.query_value("resume") {
         request = request.with_resume(resume);
     }
     let unix = std::time::SystemTime::UNIX_EPOCH
@@ -476,14 +476,4 @@ pub fn fresh_token() -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
-}
-
-/// Decodes a query value: `+` is a space (form encoding), `%XX` a byte; the result must be
-/// UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .ok()
-        .map(std::borrow::Cow::into_owned)
 }

@@ -234,6 +234,9 @@ pub fn spawn<T: Transport + 'static>(
 
 impl Session {
     /// The next event; `None` after [`SessionEvent::Closed`] was delivered.
+    ///
+    /// Cancel-safe: dropping the future before it completes loses no event, so it can wait in
+    /// a `select!` beside the application's own sockets and timers.
     pub async fn next_event(&mut self) -> Option<SessionEvent> {
         self.events.recv().await
     }

@@ -106,3 +106,21 @@ pub enum TrySendError {
     #[error(transparent)]
     Failed(#[from] TransportError),
 }
+
+/// Refuses a connection before any session runs on it (a bad request, a full server): sends
+/// `{"type":"error","value":"<request_type>: <message>"}` (go2rtc's form, which its clients
+/// match by prefix), then closes with `code` and `message` as the reason. Errors are ignored:
+/// the connection is being given up either way.
+pub async fn refuse<T: Transport + ?Sized>(
+    transport: &mut T,
+    request_type: &str,
+    message: &str,
+    code: CloseCode,
+) {
+    use signaling_core::wire::{self, Dialect, ErrorMessage, Message};
+    let error = Message::Error(ErrorMessage::new(request_type, message));
+    let _ = transport
+        .send(wire::encode(&error, Dialect::GO2RTC).into())
+        .await;
+    let _ = transport.close(CloseReason::new(code, message)).await;
+}

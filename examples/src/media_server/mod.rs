@@ -328,16 +328,16 @@ impl MediaServer {
 /// The roles a connection's URL asks for, or why it is a bad request.
 fn roles(peer: &signaling::transport::PeerInfo) -> Result<Roles, String> {
     let name = |key: &str| -> Result<Option<String>, String> {
-        match peer.query_param(key) {
-            None => Ok(None),
-            Some(n)
-                if n.is_empty() || n.len() > MAX_NAME_LEN || n.chars().any(char::is_control) =>
+        match (peer.query_param(key), peer.query_value(key)) {
+            (None, _) => Ok(None),
+            (Some(_), Some(n))
+                if !n.is_empty() && n.len() <= MAX_NAME_LEN && !n.chars().any(char::is_control) =>
             {
-                Err(format!(
-                    "{key}: a stream name is 1 to {MAX_NAME_LEN} bytes without control characters"
-                ))
+                Ok(Some(n))
             }
-            Some(n) => Ok(Some(n.to_owned())),
+            (Some(_), _) => Err(format!(
+                "{key}: a stream name is 1 to {MAX_NAME_LEN} bytes of UTF-8 without control characters"
+            )),
         }
     };
     let roles = Roles {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use signaling::session::{self, Session, SessionConfig, SessionEvent};
 use signaling::transport::{CloseCode, CloseReason, Transport};
 use signaling_core::negotiation::{Config, Event as Negotiation, RemoteCandidate};
-use signaling_core::wire::{self, Dialect, ErrorMessage, Message, SdpKind};
+use signaling_core::wire::SdpKind;
 use str0m::change::SdpOffer;
 use str0m::media::{KeyframeRequestKind, MediaAdded, MediaData, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -56,14 +56,10 @@ pub(crate) struct Roles {
     pub(crate) dst: Option<String>,
 }
 
-/// Sends `{"type":"error","value":"api/ws: <message>"}` and closes with `code`: for a connection
-/// refused before its session starts.
+/// Refuses a connection before its session starts: an `api/ws: <message>` error frame, then
+/// `code`.
 pub(crate) async fn refuse<T: Transport>(mut transport: T, code: CloseCode, message: &str) {
-    let error = Message::Error(ErrorMessage::new(super::REQUEST_TYPE, message));
-    let _ = transport
-        .send(wire::encode(&error, Dialect::GO2RTC).into())
-        .await;
-    let _ = transport.close(CloseReason::new(code, message)).await;
+    signaling::transport::refuse(&mut transport, super::REQUEST_TYPE, message, code).await;
 }
 
 /// Serves one upgraded connection until the client leaves or its media connection ends.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use signaling::session::{self, Session, SessionConfig, SessionError, SessionEvent};
 use signaling::transport::CloseReason;
-use signaling_core::negotiation::{Config, DropReason, Event, PeerError};
+use signaling_core::negotiation::{Config, DropReason, Event};
 use signaling_core::relay::Notice;
 use signaling_core::wire::{Dialect, SdpKind};
 use signaling_ws::{WsClient, WsConfig};
@@ -373,7 +373,6 @@ pub async fn start(
         local_sdp: None,
         last_local_candidate: None,
         glare_pending: false,
-        ignoring: false,
     };
     tokio::spawn(task.run());
     Ok(PeerHandle {
@@ -443,8 +442,6 @@ struct PeerTask {
     last_local_candidate: Option<String>,
     /// The frames after the welcome are held until our first offer is out.
     glare_pending: bool,
-    /// We ignored the peer's colliding offer and our own is not answered yet.
-    ignoring: bool,
 }
 
 /// What woke the peer's task.
@@ -514,10 +511,7 @@ impl PeerTask {
                 // once the peer's exchange is over (if the stack still needs an offer for it).
                 self.retry_offer = true;
             }
-            Event::OfferIgnored => {
-                self.ignoring = true;
-                self.reporter.report(PeerEvent::OfferIgnored);
-            }
+            Event::OfferIgnored => self.reporter.report(PeerEvent::OfferIgnored),
             Event::AddRemoteCandidate(c) => {
                 let ufrag = c.init.username_fragment.as_deref().map(str::to_owned);
                 let text = c.init.candidate.clone();
@@ -534,12 +528,16 @@ impl PeerTask {
                 self.reporter
                     .report(PeerEvent::RemoteIceRestart(username_fragment));
             }
+            // Trickled behind an offer this side ignored: the library drops them quietly.
+            Event::CandidatesDropped {
+                reason: DropReason::IgnoredOffer,
+                ..
+            } => self.reporter.report(PeerEvent::IgnoredOfferCandidate),
             Event::CandidatesDropped { reason, count } => {
                 self.reporter
                     .report(PeerEvent::CandidatesDropped(reason, count));
             }
             Event::Negotiated => {
-                self.ignoring = false;
                 self.reporter.report(PeerEvent::Negotiated);
                 let asked = std::mem::take(&mut self.want_offer);
                 let retry = std::mem::take(&mut self.retry_offer);
@@ -551,9 +549,6 @@ impl PeerTask {
                 self.reporter
                     .report(PeerEvent::Failed(format!("negotiation failed: {f:?}")));
             }
-            Event::PeerError(PeerError::UnknownMediaSection) if self.ignoring => {
-                self.reporter.report(PeerEvent::IgnoredOfferCandidate);
-            }
             Event::PeerError(e) => {
                 self.reporter.report(PeerEvent::Failed(format!(
                     "the peer sent something invalid: {e}"
@@ -561,8 +556,8 @@ impl PeerTask {
             }
             Event::RemoteError(e) => self.reporter.report(PeerEvent::RemoteError(e.text)),
             Event::Message(m) => match Notice::parse(&m) {
+                // The negotiation took its role from the welcome already.
                 Some(Notice::Welcome(w)) => {
-                    self.session.set_polite(w.polite).await?;
                     self.resume_token = Some(w.resume.clone());
                     let others = !w.peers.is_empty();
                     self.reporter.report(PeerEvent::Welcome {
@@ -665,7 +660,14 @@ impl PeerTask {
             self.want_offer = true;
             return Ok(());
         }
-        let sdp = self.stack.create_offer().await?;
+        let sdp = match self.stack.create_offer().await {
+            Ok(sdp) => sdp,
+            Err(e) => {
+                // The pattern's `finally`: the peer's offers must not count as collisions.
+                self.session.cancel_offer().await?;
+                return Err(e.into());
+            }
+        };
         self.local_sdp = Some(sdp.clone());
         match self
             .session

@@ -89,10 +89,10 @@ impl PeerConnectionEventHandler for Handler {
         if init.candidate.is_empty() {
             return;
         }
-        // webrtc-rs writes `sdpMid: ""` and index 0 for every candidate; the mid is left out
-        // (the negotiation fills it in from the local description), the index kept.
+        // webrtc-rs writes `sdpMid: ""` and index 0 for every candidate; the negotiation takes
+        // the empty mid for none and fills it in from the local description.
         let mut candidate = IceCandidate::new(init.candidate);
-        candidate.sdp_mid = init.sdp_mid.filter(|m| !m.is_empty()).map(Arc::from);
+        candidate.sdp_mid = init.sdp_mid.map(Arc::from);
         candidate.sdp_m_line_index = init.sdp_mline_index;
         let _ = self
             .events
