@@ -8,6 +8,19 @@ pub mod media_server;
 pub mod peers;
 pub mod relay_server;
 
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` or else `default` (e.g. `info`),
+/// in colour when stderr is a terminal: what the binaries share.
+pub fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

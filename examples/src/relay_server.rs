@@ -138,14 +138,7 @@ impl Server {
                 Ok(p) => p,
                 Err(_) => return Ok(()),
             };
-            let (stream, addr) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (stream, addr) = accept(&listener).await;
             let server = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = server.serve(stream, addr).await {
@@ -253,6 +246,20 @@ pub async fn answer_plain_http(
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// The next connection on `listener`. An accept error (out of file descriptors, say) is logged
+/// and retried after 100 ms rather than ending the server.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// The request head (up to and including the blank line) and its length in bytes, read without

@@ -23,36 +23,20 @@ mod support;
 /// scenario to 30 s itself.
 const LIMIT: Duration = Duration::from_secs(180);
 
-const SCRIPT: &str = r#"
-"$RELAY" --listen 127.0.0.1:8080 2>"$RELAY_LOG" &
-relay=$!
-node "$E2E" http://127.0.0.1:8080
-rc=$?
-kill "$relay" 2>/dev/null
-wait "$relay" 2>/dev/null
-exit $rc
-"#;
-
 #[test]
 fn relay_in_a_real_browser() {
     if !support::browser_available("browser end-to-end test") {
         return;
     }
-    let tmp = support::temp_dir("browser-e2e");
-    let relay_log = tmp.join("relay.log");
-    let screenshot = tmp.join("relay-demo.png");
-    let run = support::run_in_loopback_namespace(
-        &tmp,
-        SCRIPT,
-        &[
-            ("RELAY", env!("CARGO_BIN_EXE_relay").into()),
-            ("RELAY_LOG", relay_log.clone().into()),
-            ("E2E", support::browser_dir().join("e2e.mjs").into()),
-            ("E2E_SCREENSHOT", screenshot.clone().into()),
-            ("CHROMIUM", support::chromium().into()),
-        ],
-        LIMIT,
-    );
+    let screenshot = support::temp_dir("browser-e2e").join("relay-demo.png");
     support::show(&format!("screenshot: {}\n", screenshot.display()));
-    support::report("browser end-to-end run", &run, LIMIT, &relay_log);
+    support::BrowserRun {
+        what: "browser end-to-end run",
+        server: env!("CARGO_BIN_EXE_relay"),
+        listen: "127.0.0.1:8080",
+        script: "e2e.mjs",
+        env: vec![("E2E_SCREENSHOT", screenshot.into())],
+        limit: LIMIT,
+    }
+    .run("browser-e2e");
 }

@@ -334,33 +334,18 @@ async fn connections_over_the_limit_are_told_to_come_back() {
 /// The browser scenarios against the binary, in a loopback-only namespace.
 const LIMIT: Duration = Duration::from_secs(180);
 
-const SCRIPT: &str = r#"
-"$MEDIA_SERVER" --listen 127.0.0.1:8081 2>"$SERVER_LOG" &
-server=$!
-node "$SCENARIOS" http://127.0.0.1:8081
-rc=$?
-kill "$server" 2>/dev/null
-wait "$server" 2>/dev/null
-exit $rc
-"#;
-
 #[test]
 fn media_server_in_a_real_browser() {
     if !support::browser_available("media server browser test") {
         return;
     }
-    let tmp = support::temp_dir("media-server");
-    let log = tmp.join("media_server.log");
-    let run = support::run_in_loopback_namespace(
-        &tmp,
-        SCRIPT,
-        &[
-            ("MEDIA_SERVER", env!("CARGO_BIN_EXE_media_server").into()),
-            ("SERVER_LOG", log.clone().into()),
-            ("SCENARIOS", support::browser_dir().join("media.mjs").into()),
-            ("CHROMIUM", support::chromium().into()),
-        ],
-        LIMIT,
-    );
-    support::report("media server browser run", &run, LIMIT, &log);
+    support::BrowserRun {
+        what: "media server browser run",
+        server: env!("CARGO_BIN_EXE_media_server"),
+        listen: "127.0.0.1:8081",
+        script: "media.mjs",
+        env: Vec::new(),
+        limit: LIMIT,
+    }
+    .run("media-server");
 }

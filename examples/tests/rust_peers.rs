@@ -92,40 +92,23 @@ fn webrtc_rs_and_str0m_call_through_the_relay() {
 /// `rust_peer.mjs` bounds its scenario to 30 s itself.
 const BROWSER_LIMIT: Duration = Duration::from_secs(120);
 
-const BROWSER: &str = r#"
-"$RELAY" --listen 127.0.0.1:8080 2>"$RELAY_LOG" &
-relay=$!
-node "$SCRIPT" http://127.0.0.1:8080
-rc=$?
-kill "$relay" 2>/dev/null
-wait "$relay" 2>/dev/null
-exit $rc
-"#;
-
 #[test]
 fn a_demo_tab_and_a_str0m_peer_through_the_relay() {
     if !support::browser_available("rust peer and browser test") {
         return;
     }
-    let tmp = support::temp_dir("rust-peer-browser");
-    let relay_log = tmp.join("relay.log");
-    let run = support::run_in_loopback_namespace(
-        &tmp,
-        BROWSER,
-        &[
-            ("RELAY", env!("CARGO_BIN_EXE_relay").into()),
+    let run = support::BrowserRun {
+        what: "rust peer and browser run",
+        server: env!("CARGO_BIN_EXE_relay"),
+        listen: "127.0.0.1:8080",
+        script: "rust_peer.mjs",
+        env: vec![
             ("RUST_PEERS", env!("CARGO_BIN_EXE_rust_peers").into()),
-            ("RELAY_LOG", relay_log.clone().into()),
-            (
-                "SCRIPT",
-                support::browser_dir().join("rust_peer.mjs").into(),
-            ),
-            ("CHROMIUM", support::chromium().into()),
             ("RUST_LOG", "warn".into()),
         ],
-        BROWSER_LIMIT,
-    );
-    support::report("rust peer and browser run", &run, BROWSER_LIMIT, &relay_log);
+        limit: BROWSER_LIMIT,
+    }
+    .run("rust-peer-browser");
     assert!(run.stdout.contains("PASS rust peer"), "{}", run.stdout);
 }
 

@@ -143,13 +143,7 @@ fn say(line: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    examples::init_logging("warn");
     let cli = Cli::parse();
     let result = match cli.mode {
         Mode::Call {

@@ -70,7 +70,7 @@ use signaling_ws::{accept_stream, AcceptAll, WsConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::relay_server::{answer_plain_http, peek_head, RequestHead};
+use crate::relay_server::{accept, answer_plain_http, peek_head, RequestHead};
 
 mod peer;
 pub mod streams;
@@ -221,14 +221,7 @@ impl MediaServer {
     /// Accepts and serves connections on `listener` until the task is dropped.
     pub async fn run(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
-            let (stream, addr) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (stream, addr) = accept(&listener).await;
             let permit = self.slots.clone().try_acquire_owned().ok();
             let server = self.clone();
             let refusal = match permit {

@@ -212,3 +212,49 @@ pub fn report(what: &str, run: &Run, limit: Duration, log: &Path) {
         ),
     }
 }
+
+/// A server binary and a browser script run against it, in a loopback-only namespace.
+pub struct BrowserRun<'a> {
+    /// What is run, for the report (`"media server browser run"`).
+    pub what: &'a str,
+    /// The server binary (`env!("CARGO_BIN_EXE_...")`), started with `--listen <listen>`.
+    pub server: &'a str,
+    /// The address it listens on, `127.0.0.1:PORT`.
+    pub listen: &'a str,
+    /// The script in `examples/browser`, run as `node <script> http://<listen>`.
+    pub script: &'a str,
+    /// More environment for both (the server's `RUST_LOG`, the script's settings).
+    pub env: Vec<(&'a str, OsString)>,
+    /// The time limit of the whole run.
+    pub limit: Duration,
+}
+
+impl BrowserRun<'_> {
+    /// Runs it in a temporary directory named `dir`: the server in the background (its log in
+    /// `server.log`), the script in front; stops the server after the script. Shows the output,
+    /// and panics with the server log's last lines when the script fails.
+    pub fn run(self, dir: &str) -> Run {
+        const SCRIPT: &str = r#"
+"$SERVER" --listen "$LISTEN" 2>"$SERVER_LOG" &
+server=$!
+node "$SCRIPT" "http://$LISTEN"
+rc=$?
+kill "$server" 2>/dev/null
+wait "$server" 2>/dev/null
+exit $rc
+"#;
+        let tmp = temp_dir(dir);
+        let log = tmp.join("server.log");
+        let mut env = vec![
+            ("SERVER", OsString::from(self.server)),
+            ("LISTEN", self.listen.into()),
+            ("SERVER_LOG", log.clone().into()),
+            ("SCRIPT", browser_dir().join(self.script).into()),
+            ("CHROMIUM", chromium().into()),
+        ];
+        env.extend(self.env);
+        let run = run_in_loopback_namespace(&tmp, SCRIPT, &env, self.limit);
+        report(self.what, &run, self.limit, &log);
+        run
+    }
+}
