@@ -641,6 +641,15 @@ fn frame_of(kind: &str, value: &str) -> String {
     frame(kind, value)
 }
 
+/// Sets `answer` and adds `candidate`; the frames that go out.
+fn answer_with(n: &mut Negotiation, now: Instant, answer: &str, candidate: &str) -> Vec<String> {
+    n.set_local_description(now, SdpKind::Answer, answer.to_owned())
+        .expect("answer");
+    n.add_local_candidate(now, IceCandidate::new(candidate))
+        .expect("candidate");
+    drain(n).0
+}
+
 /// go2rtc answers each client in the form of its request: v2 `webrtc` objects for v2 offers,
 /// v1 strings for v1 offers; candidates as objects for clients that send objects.
 #[test]
@@ -654,13 +663,7 @@ fn a_server_answers_in_the_dialect_of_each_client() {
     let mut server = Negotiation::new(Config::default());
     let v2_offer = serde_json::json!({"type": "webrtc", "value": {"type": "offer", "sdp": offer}});
     server.handle_frame(now, &v2_offer.to_string());
-    server
-        .set_local_description(now, SdpKind::Answer, answer.clone())
-        .expect("answer");
-    server
-        .add_local_candidate(now, IceCandidate::new(local.clone()))
-        .expect("candidate");
-    let (frames, _, _) = drain(&mut server);
+    let frames = answer_with(&mut server, now, &answer, &local);
     let sent: Vec<serde_json::Value> = frames
         .iter()
         .map(|f| serde_json::from_str(f).expect("json"))
@@ -680,13 +683,7 @@ fn a_server_answers_in_the_dialect_of_each_client() {
     let object = serde_json::json!({"type": "webrtc/candidate", "value": {
         "candidate": common::candidate(1, None), "sdpMid": "0", "sdpMLineIndex": 0}});
     server.handle_frame(now, &object.to_string());
-    server
-        .set_local_description(now, SdpKind::Answer, answer.clone())
-        .expect("answer");
-    server
-        .add_local_candidate(now, IceCandidate::new(local.clone()))
-        .expect("candidate");
-    let (frames, _, _) = drain(&mut server);
+    let frames = answer_with(&mut server, now, &answer, &local);
     assert_eq!(frames[0], frame("webrtc/answer", &answer));
     let candidate: serde_json::Value = serde_json::from_str(&frames[1]).expect("json");
     assert_eq!(candidate["value"]["candidate"], local.as_str());
