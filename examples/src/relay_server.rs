@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use signaling::relay::{join_request_from_peer, DriverConfig, RelayHandle};
 use signaling::transport::{CloseReason, Transport};
-use signaling_core::admission::{Admission, AdmissionConfig, AdmissionConfigError};
+use signaling_core::admission::{Admission, AdmissionConfig, AdmissionConfigError, AllowAll};
 use signaling_core::relay::close_code;
 use signaling_core::relay::RelayConfig;
-use signaling_ws::{accept_stream, HandshakeRequest, Rejection, WsConfig};
+use signaling_ws::{accept_stream, WsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -159,15 +159,13 @@ impl Server {
             upgrade,
         } = RequestHead::parse(&head);
         if path == "/ws" && upgrade {
-            let hook = |req: &HandshakeRequest| match &self.admission {
-                Some(a) => a
-                    .admit(req.peer())
-                    .map_err(|r| Rejection::new(r.status, r.reason.to_string())),
-                None => Ok(()),
+            let admission: &dyn Admission = match &self.admission {
+                Some(a) => a.as_ref(),
+                None => &AllowAll,
             };
             // Boxed: the handshake's state is large and short-lived; inline, it would stay in
             // the task's allocation for the connection's whole life.
-            let handshake = Box::pin(accept_stream(stream, Some(addr), &self.ws, &hook));
+            let handshake = Box::pin(accept_stream(stream, Some(addr), &self.ws, admission));
             let mut conn = match handshake.await {
                 Ok(conn) => conn,
                 Err(e) => {

@@ -431,7 +431,7 @@ fn relay(c: &mut Criterion) {
         let mut forward = || {
             relay.handle_frame(now, ConnId(1), black_box(frame.clone()));
             let mut sent = 0;
-            while let RelayOutput::Send { .. } = relay.poll_output() {
+            while let RelayOutput::Transmit { .. } = relay.poll_output() {
                 sent += 1;
             }
             sent

@@ -6,7 +6,7 @@
 //! [`Relay::handle_frame`] for each frame (one connection's frames strictly in order),
 //! [`Relay::disconnected`] when a socket is lost, [`Relay::handle_timeout`] when the instant of
 //! the last [`RelayOutput::Timeout`] passes. After each, drain [`Relay::poll_output`]: send each
-//! [`RelayOutput::Send`] to its connection, close each [`RelayOutput::Close`].
+//! [`RelayOutput::Transmit`] to its connection, close each [`RelayOutput::Close`].
 //!
 //! # Protocol
 //!
@@ -294,7 +294,7 @@ impl JoinRequest {
 #[must_use]
 pub enum RelayOutput {
     /// Send this frame on this connection.
-    Send {
+    Transmit {
         /// The connection.
         conn: ConnId,
         /// The frame (a clone shares the buffer of the frame as received).
@@ -1011,7 +1011,7 @@ impl<R: RoomRegistry> Relay<R> {
 
     fn send(&mut self, conn: ConnId, frame: Frame) {
         self.stats.forwarded += 1;
-        self.out.push_back(RelayOutput::Send { conn, frame });
+        self.out.push_back(RelayOutput::Transmit { conn, frame });
     }
 
     /// Whether the privacy policy drops this candidate frame. A candidate that does not parse
@@ -1077,7 +1077,7 @@ impl<R: RoomRegistry> Relay<R> {
             &Message::Error(ErrorMessage::new(request_type, why)),
             wire::Dialect::GO2RTC,
         );
-        self.out.push_back(RelayOutput::Send {
+        self.out.push_back(RelayOutput::Transmit {
             conn,
             frame: frame.into(),
         });
@@ -1173,7 +1173,7 @@ fn deliver_to(
     match peer.conn {
         Some(conn) => {
             stats.forwarded += 1;
-            out.push_back(RelayOutput::Send { conn, frame });
+            out.push_back(RelayOutput::Transmit { conn, frame });
         }
         None => {
             if peer

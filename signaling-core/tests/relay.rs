@@ -30,7 +30,7 @@ fn drain(r: &mut Relay) -> Drained {
     let mut closed = Vec::new();
     loop {
         match r.poll_output() {
-            RelayOutput::Send { conn, frame } => sent.push((conn, frame.into())),
+            RelayOutput::Transmit { conn, frame } => sent.push((conn, frame.into())),
             RelayOutput::Close { conn, reason } => closed.push((conn, reason.code)),
             RelayOutput::Timeout(_) => return (sent, closed),
         }
@@ -436,7 +436,7 @@ fn receivers<R: signaling_core::relay::RoomRegistry>(
 ) -> Vec<ConnId> {
     r.handle_frame(now, ConnId(1), frame);
     let mut to = Vec::new();
-    while let RelayOutput::Send { conn, .. } = r.poll_output() {
+    while let RelayOutput::Transmit { conn, .. } = r.poll_output() {
         to.push(conn);
     }
     to

@@ -111,7 +111,7 @@ fn drain(
 ) {
     loop {
         match relay.poll_output() {
-            RelayOutput::Send { conn, frame } => {
+            RelayOutput::Transmit { conn, frame } => {
                 if let Some(node) = node_of.get(&conn) {
                     out.push_back((*node, format!("{}|{frame}", conn.0)));
                 }

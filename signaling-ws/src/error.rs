@@ -9,8 +9,7 @@ use tokio_tungstenite::tungstenite;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AcceptError {
-    /// The [`HandshakeHook`](crate::HandshakeHook) refused the request; its response (with this
-    /// HTTP status) was sent.
+    /// The admission check refused the request; a response with this HTTP status was sent.
     #[error("handshake refused with HTTP {status}")]
     Rejected {
         /// The HTTP status sent.

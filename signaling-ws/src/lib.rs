@@ -1,6 +1,7 @@
 //! WebSocket transport for [`signaling_core`], over tokio-tungstenite: a server ([`WsServer`],
-//! or [`accept_stream`] inside a server you already run) with a [`HandshakeHook`] that can refuse
-//! requests before the upgrade, and a client ([`WsClient`]). Both sides yield a [`WsConnection`],
+//! or [`accept_stream`] inside a server you already run) that admits requests with an
+//! [`Admission`](signaling_core::admission::Admission) check before the upgrade (token, origin,
+//! your own), and a client ([`WsClient`]). Both sides yield a [`WsConnection`],
 //! which implements [`Transport`](signaling::transport::Transport).
 //!
 //! Frames are UTF-8 text; binary frames are refused (close 1003). Sizes, queues, keepalive and
@@ -20,14 +21,16 @@
 //!
 //! ```no_run
 //! use signaling::transport::{CloseReason, Transport};
-//! use signaling_ws::{HandshakeRequest, Rejection, WsClient, WsConfig, WsServer};
+//! use signaling_core::admission::Refusal;
+//! use signaling_core::transport::PeerInfo;
+//! use signaling_ws::{WsClient, WsConfig, WsServer};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let hook = |req: &HandshakeRequest| match req.query_param("token") {
+//! let admission = |peer: &PeerInfo| match peer.query_param("token") {
 //!     Some("t0ken") => Ok(()),
-//!     _ => Err(Rejection::unauthorized()),
+//!     _ => Err(Refusal::BAD_TOKEN),
 //! };
-//! let mut server = WsServer::bind_with_hook("127.0.0.1:0", WsConfig::default(), hook).await?;
+//! let mut server = WsServer::bind_with_admission("127.0.0.1:0", WsConfig::default(), admission).await?;
 //! let url = format!("ws://{}/api/ws", server.local_addr());
 //! tokio::spawn(async move {
 //!     while let Some(mut conn) = server.accept().await {
@@ -66,7 +69,7 @@ pub use client::WsClient;
 pub use config::WsConfig;
 pub use connection::{WsConnection, MAX_CLOSE_REASON_BYTES};
 pub use error::{AcceptError, ConnectError};
-pub use server::{accept_stream, AcceptAll, HandshakeHook, HandshakeRequest, Rejection, WsServer};
+pub use server::{accept_stream, WsServer};
 
 /// The tungstenite version this crate is built on, for matching the errors boxed in
 /// [`AcceptError`] and [`ConnectError`].

@@ -1,4 +1,5 @@
-//! The server side: [`WsServer`], [`accept_stream`] and the handshake hook.
+//! The server side: [`WsServer`] and [`accept_stream`], admitting requests with the same
+//! [`Admission`] checks the relay uses.
 use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
@@ -6,201 +7,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signaling::transport::PeerInfo;
+use signaling_core::admission::{Admission, AllowAll, Refusal};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{header, HeaderName, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 use crate::config::WsConfig;
 use crate::connection::{Socket, WsConnection};
 use crate::error::AcceptError;
 
-/// The upgrade request as the [`HandshakeHook`] sees it, before anything is upgraded.
-#[derive(Clone, Debug)]
-pub struct HandshakeRequest {
-    peer: PeerInfo,
-}
-
-impl HandshakeRequest {
-    /// Everything known of the request; this becomes the connection's
-    /// [`peer`](signaling::transport::Transport::peer) if the hook accepts it.
-    pub fn peer(&self) -> &PeerInfo {
-        &self.peer
-    }
-
-    /// The remote socket address, when known.
-    pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.peer.remote_addr
-    }
-
-    /// The request path, e.g. `/api/ws`.
-    pub fn path(&self) -> &str {
-        &self.peer.path
-    }
-
-    /// The raw query string without `?`, if any.
-    pub fn query(&self) -> Option<&str> {
-        self.peer.query.as_deref()
-    }
-
-    /// A query parameter as it appears in the query string (not percent-decoded).
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.peer.query_param(name)
-    }
-
-    /// All headers, names lower-cased, in the order received.
-    pub fn headers(&self) -> &[(String, String)] {
-        &self.peer.headers
-    }
-
-    /// The first header with this name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.peer.header(name)
-    }
-
-    /// The `Origin` header, which browsers always send: check it to refuse cross-site sockets.
-    pub fn origin(&self) -> Option<&str> {
-        self.peer.origin()
-    }
-
-    /// A cookie's value from the `Cookie` header(s), as sent (not percent-decoded); see
-    /// [`PeerInfo::cookie`].
-    pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.peer.cookie(name)
-    }
-}
-
-/// Why a [`HandshakeHook`] refused a request: an HTTP status, a body and extra headers, written
-/// as the response instead of the upgrade.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    status: u16,
-    body: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Rejection {
-    /// A rejection with this HTTP status and body. A status outside 300–599 (which could not
-    /// stand for a refusal) is replaced by 500.
-    pub fn new(status: u16, body: impl Into<String>) -> Self {
-        let status = if (300..=599).contains(&status) {
-            status
-        } else {
-            500
-        };
-        Self {
-            status,
-            body: body.into(),
-            headers: Vec::new(),
-        }
-    }
-
-    /// 401 Unauthorized: no or bad credentials.
-    pub fn unauthorized() -> Self {
-        Self::new(401, "unauthorized")
-    }
-
-    /// 403 Forbidden: credentials fine, access refused (or a foreign origin).
-    pub fn forbidden() -> Self {
-        Self::new(403, "forbidden")
-    }
-
-    /// 404 Not Found: no WebSocket endpoint at this path.
-    pub fn not_found() -> Self {
-        Self::new(404, "not found")
-    }
-
-    /// 429 Too Many Requests: rate-limited.
-    pub fn too_many_requests() -> Self {
-        Self::new(429, "too many requests")
-    }
-
-    /// Adds a response header (`Retry-After`, `WWW-Authenticate`, `Location`...). Headers whose
-    /// name or value is not valid HTTP are left out of the response.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
-    /// The response body.
-    pub fn body(&self) -> &str {
-        &self.body
-    }
-
-    fn into_response(self) -> ErrorResponse {
-        let mut response = ErrorResponse::new(Some(self.body.clone()));
-        *response.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        for (name, value) in &self.headers {
-            match (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                (Ok(name), Ok(value)) => {
-                    headers.append(name, value);
-                }
-                _ => tracing::warn!(%name, "invalid rejection header left out"),
-            }
-        }
-        response
-    }
-}
-
-/// Decides, before the upgrade, whether a WebSocket request is accepted: authentication (a token
-/// in the query string or a cookie, since browsers cannot set headers on a WebSocket), origin
-/// checks, path routing, rate limits.
-///
-/// Any `Fn(&HandshakeRequest) -> Result<(), Rejection> + Send + Sync` is a hook:
-///
-/// ```
-/// use signaling_ws::{HandshakeRequest, Rejection};
-///
-/// let hook = |req: &HandshakeRequest| match req.query_param("token") {
-///     Some("secret") => Ok(()),
-///     Some(_) => Err(Rejection::forbidden()),
-///     None => Err(Rejection::unauthorized()),
-/// };
-/// # fn is_hook(_: &dyn signaling_ws::HandshakeHook) {}
-/// # is_hook(&hook);
-/// ```
-pub trait HandshakeHook: Send + Sync {
-    /// Accepts (`Ok`) or refuses the request. Called once per request, on the handshake's task;
-    /// it should not block.
-    fn check(&self, request: &HandshakeRequest) -> Result<(), Rejection>;
-}
-
-impl<F> HandshakeHook for F
-where
-    F: Fn(&HandshakeRequest) -> Result<(), Rejection> + Send + Sync,
-{
-    fn check(&self, request: &HandshakeRequest) -> Result<(), Rejection> {
-        self(request)
-    }
-}
-
-/// A hook that accepts every request.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AcceptAll;
-
-impl HandshakeHook for AcceptAll {
-    fn check(&self, _request: &HandshakeRequest) -> Result<(), Rejection> {
-        Ok(())
-    }
+/// The HTTP response refusing an upgrade: the refusal's status, and its reason's wire name as a
+/// `text/plain` body.
+fn refusal_response(refusal: &Refusal) -> ErrorResponse {
+    let body = refusal.reason.as_str();
+    let mut response = ErrorResponse::new(Some(body.to_owned()));
+    *response.status_mut() =
+        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn peer_info(request: &Request, remote_addr: Option<SocketAddr>) -> PeerInfo {
@@ -221,17 +55,20 @@ fn peer_info(request: &Request, remote_addr: Option<SocketAddr>) -> PeerInfo {
     peer
 }
 
-/// Performs the server side of the WebSocket handshake on an accepted stream, asking `hook`
-/// first, and returns the connection. Use it to serve WebSockets from a server you already run
-/// (after your own TLS, or from your own accept loop).
+/// Performs the server side of the WebSocket handshake on an accepted stream, asking
+/// `admission` first (with the request's [`PeerInfo`]: path, query, headers, address), and
+/// returns the connection. Use it to serve WebSockets from a server you already run (after your
+/// own TLS, or from your own accept loop); [`AllowAll`](signaling_core::admission::AllowAll)
+/// admits everyone.
 ///
-/// The whole handshake is bounded by [`WsConfig::handshake_timeout`]. A refused request gets the
-/// hook's HTTP response and yields [`AcceptError::Rejected`]; nothing is upgraded.
+/// The whole handshake is bounded by [`WsConfig::handshake_timeout`]. A refused request is
+/// answered with the refusal's HTTP status (its reason as the body) and yields
+/// [`AcceptError::Rejected`]; nothing is upgraded.
 pub async fn accept_stream<S>(
     stream: S,
     remote_addr: Option<SocketAddr>,
     config: &WsConfig,
-    hook: &dyn HandshakeHook,
+    admission: &dyn Admission,
 ) -> Result<WsConnection, AcceptError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -240,17 +77,15 @@ where
     // The callback's signature is tungstenite's.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
-        let request = HandshakeRequest {
-            peer: peer_info(request, remote_addr),
-        };
-        match hook.check(&request) {
+        let peer = peer_info(request, remote_addr);
+        match admission.admit(&peer) {
             Ok(()) => {
-                outcome = Some(Ok(request.peer));
+                outcome = Some(Ok(peer));
                 Ok(response)
             }
-            Err(rejection) => {
-                outcome = Some(Err(rejection.status));
-                Err(rejection.into_response())
+            Err(refusal) => {
+                outcome = Some(Err(refusal.status));
+                Err(refusal_response(&refusal))
             }
         }
     };
@@ -316,31 +151,32 @@ pub struct WsServer {
 }
 
 impl WsServer {
-    /// Binds a listener to `addr` and serves every request ([`AcceptAll`]).
+    /// Binds a listener to `addr` and serves every request ([`AllowAll`]).
     pub async fn bind(addr: impl ToSocketAddrs, config: WsConfig) -> io::Result<Self> {
-        Self::bind_with_hook(addr, config, AcceptAll).await
+        Self::bind_with_admission(addr, config, AllowAll).await
     }
 
-    /// Binds a listener to `addr` and serves the requests `hook` accepts.
-    pub async fn bind_with_hook(
+    /// Binds a listener to `addr` and serves the requests `admission` admits.
+    pub async fn bind_with_admission(
         addr: impl ToSocketAddrs,
         config: WsConfig,
-        hook: impl HandshakeHook + 'static,
+        admission: impl Admission + 'static,
     ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Self::from_listener(listener, config, hook)
+        Self::from_listener(listener, config, admission)
     }
 
-    /// Serves the requests `hook` accepts on an already bound listener. Must be called within a
-    /// tokio runtime.
+    /// Serves the requests `admission` admits on an already bound listener. Must be called
+    /// within a tokio runtime.
     pub fn from_listener(
         listener: TcpListener,
         config: WsConfig,
-        hook: impl HandshakeHook + 'static,
+        admission: impl Admission + 'static,
     ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let (tx, connections) = mpsc::channel(config.accept_queue.max(1));
-        let task = tokio::spawn(accept_loop(listener, Arc::new(config), Arc::new(hook), tx));
+        let admission: Arc<dyn Admission> = Arc::new(admission);
+        let task = tokio::spawn(accept_loop(listener, Arc::new(config), admission, tx));
         Ok(Self {
             local_addr,
             connections,
@@ -354,8 +190,8 @@ impl WsServer {
     }
 
     /// The next upgraded connection. Cancel-safe. Never fails because of a single client
-    /// (refused and failed handshakes are only logged, and a hook that panics loses only that
-    /// handshake); `None` would mean the accept loop itself has stopped, which it does not do
+    /// (refused and failed handshakes are only logged, and an admission check that panics loses
+    /// only that handshake); `None` would mean the accept loop itself has stopped, which it does not do
     /// while the server exists.
     pub async fn accept(&mut self) -> Option<WsConnection> {
         self.connections.recv().await
@@ -380,7 +216,7 @@ fn is_connection_error(error: &io::Error) -> bool {
 async fn accept_loop(
     listener: TcpListener,
     config: Arc<WsConfig>,
-    hook: Arc<dyn HandshakeHook>,
+    admission: Arc<dyn Admission>,
     tx: mpsc::Sender<WsConnection>,
 ) {
     let limit = Arc::new(Semaphore::new(config.max_handshakes_in_flight.max(1)));
@@ -416,13 +252,13 @@ async fn accept_loop(
             tracing::debug!(%remote_addr, %error, "set_nodelay failed");
         }
         let config = config.clone();
-        let hook = hook.clone();
+        let admission = admission.clone();
         let tx = tx.clone();
         handshakes.spawn(async move {
             // Held until the connection is queued for `accept`, so a full accept queue stops
             // the server from taking more clients.
             let _permit = permit;
-            match accept_stream(stream, Some(remote_addr), &config, &*hook).await {
+            match accept_stream(stream, Some(remote_addr), &config, &*admission).await {
                 Ok(connection) => {
                     let _ = tx.send(connection).await;
                 }

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use signaling::transport::{
-    CloseCode, CloseReason, Frame, Transport, TransportError, TrySendError,
+    CloseCode, CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
 };
+use signaling_core::admission::Refusal;
 use signaling_ws::tungstenite::protocol::frame::coding::{Data, OpCode};
 use signaling_ws::tungstenite::protocol::frame::Frame as WsFrame;
 use signaling_ws::tungstenite::{Bytes, Message};
-use signaling_ws::{
-    accept_stream, ConnectError, HandshakeRequest, Rejection, WsClient, WsConfig, WsConnection,
-    WsServer,
-};
+use signaling_ws::{accept_stream, ConnectError, WsClient, WsConfig, WsConnection, WsServer};
 use tokio::time::timeout;
 
 /// A generous bound so that a broken test fails instead of hanging; never a timing assertion.
@@ -190,21 +188,22 @@ async fn peer_info_carries_the_upgrade_request() {
     drop(client);
 }
 
-fn auth_hook(req: &HandshakeRequest) -> Result<(), Rejection> {
-    if req.path() != "/api/ws" {
-        return Err(Rejection::not_found());
+/// The same admission checks the relay uses: a closure over the request's `PeerInfo`.
+fn auth_hook(peer: &PeerInfo) -> Result<(), Refusal> {
+    if peer.path != "/api/ws" {
+        return Err(Refusal::other(404, "not_found"));
     }
-    let token = req.query_param("token").or_else(|| req.cookie("session"));
+    let token = peer.query_param("token").or_else(|| peer.cookie("session"));
     match token {
-        None => Err(Rejection::unauthorized().with_header("www-authenticate", "Bearer")),
+        None => Err(Refusal::MISSING_TOKEN),
         Some("good") => Ok(()),
-        Some(_) => Err(Rejection::new(403, "bad token")),
+        Some(_) => Err(Refusal::other(403, "bad_token")),
     }
 }
 
 #[tokio::test]
-async fn hook_rejects_before_upgrade() {
-    let mut server = WsServer::bind_with_hook("127.0.0.1:0", WsConfig::default(), auth_hook)
+async fn admission_refuses_before_upgrade() {
+    let mut server = WsServer::bind_with_admission("127.0.0.1:0", WsConfig::default(), auth_hook)
         .await
         .unwrap();
     let addr = server.local_addr();
@@ -213,14 +212,14 @@ async fn hook_rejects_before_upgrade() {
     match WsClient::new(&url).open().await {
         Err(ConnectError::Rejected { status, body }) => {
             assert_eq!(status, 401);
-            assert_eq!(body.as_deref(), Some("unauthorized"));
+            assert_eq!(body.as_deref(), Some("missing_token"));
         }
         other => panic!("expected 401, got {other:?}"),
     }
     match WsClient::new(&url).query_param("token", "bad").open().await {
         Err(ConnectError::Rejected { status, body }) => {
             assert_eq!(status, 403);
-            assert_eq!(body.as_deref(), Some("bad token"));
+            assert_eq!(body.as_deref(), Some("bad_token"));
         }
         other => panic!("expected 403, got {other:?}"),
     }
@@ -297,7 +296,7 @@ async fn accept_stream_works_on_any_stream() {
             server_end,
             None,
             &WsConfig::default(),
-            &signaling_ws::AcceptAll,
+            &signaling_core::admission::AllowAll,
         )
         .await
     });

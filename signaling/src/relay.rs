@@ -376,7 +376,7 @@ fn dispatch(s: &mut Shared) {
     } = s;
     loop {
         match relay.poll_output() {
-            RelayOutput::Send { conn, frame } => {
+            RelayOutput::Transmit { conn, frame } => {
                 if open.as_ref().is_some_and(|o| o.conn != conn) {
                     open = None;
                 }

@@ -65,8 +65,9 @@ use std::time::Duration;
 
 use signaling::session::SessionConfig;
 use signaling::transport::{CloseCode, Transport};
+use signaling_core::admission::AllowAll;
 use signaling_core::negotiation::Config;
-use signaling_ws::{accept_stream, AcceptAll, WsConfig};
+use signaling_ws::{accept_stream, WsConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -257,7 +258,7 @@ impl MediaServer {
         let request = RequestHead::parse(&head);
         if request.path == "/api/ws" && request.upgrade {
             let mut conn =
-                match Box::pin(accept_stream(stream, Some(addr), &self.ws, &AcceptAll)).await {
+                match Box::pin(accept_stream(stream, Some(addr), &self.ws, &AllowAll)).await {
                     Ok(conn) => conn,
                     Err(e) => {
                         tracing::debug!(%addr, error = %e, "handshake refused or failed");
@@ -297,8 +298,7 @@ impl MediaServer {
         let request = RequestHead::parse(&head);
         let message = "too many connections, try again later";
         if request.upgrade {
-            if let Ok(conn) =
-                Box::pin(accept_stream(stream, Some(addr), &self.ws, &AcceptAll)).await
+            if let Ok(conn) = Box::pin(accept_stream(stream, Some(addr), &self.ws, &AllowAll)).await
             {
                 peer::refuse(conn, CloseCode::TRY_AGAIN_LATER, message).await;
             }
