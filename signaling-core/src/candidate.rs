@@ -10,11 +10,11 @@
 //!
 //! # Design
 //!
-//! A [`Candidate`] keeps one owned copy of its text (`candidate:...`) plus the parsed values
-//! and byte spans into that text: `Display` writes the stored text, and equality/hashing compare
-//! it. Extensions are read from the stored text when asked for ([`Candidate::extensions`],
-//! [`Candidate::extension`], [`Candidate::generation`]); the span of the first `ufrag` value is
-//! recorded while parsing, so [`Candidate::ufrag`] is a lookup. A candidate has no interior
+//! A [`Candidate`] keeps one owned copy of its text (`candidate:...`) plus the parsed values:
+//! `Display` writes the stored text, and equality/hashing compare
+//! it. The foundation, the transport and address as written, and the extensions are read from
+//! the stored text when asked for ([`Candidate::extensions`], [`Candidate::extension`],
+//! [`Candidate::ufrag`], [`Candidate::generation`]). A candidate has no interior
 //! mutability, so it is a sound `HashMap`/`HashSet` key. Parsing walks the space-separated
 //! tokens once; IP addresses are read by `std::net`'s parsers.
 //!
@@ -369,23 +369,6 @@ fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
             .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
 }
 
-/// A byte range into [`Candidate::raw`]. Candidates are at most [`MAX_CANDIDATE_LEN`] bytes, so
-/// `u16` is enough.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Span {
-    start: u16,
-    end: u16,
-}
-
-impl Span {
-    fn get(self, s: &str) -> &str {
-        // Spans always lie on token boundaries (ASCII spaces) of the text they were made from;
-        // the empty fallback is unreachable.
-        s.get(usize::from(self.start)..usize::from(self.end))
-            .unwrap_or_default()
-    }
-}
-
 /// One ICE candidate attribute, parsed, with its original text.
 ///
 /// Build one with [`Candidate::parse`] (or `str::parse`) or [`Candidate::new`] and the `with_*`
@@ -394,27 +377,19 @@ impl Span {
 /// `udp` and `UDP` spellings of one candidate are different values.
 #[derive(Clone)]
 pub struct Candidate {
-    /// The whole text, starting with `candidate:`.
+    /// The whole text, starting with `candidate:`; its tokens are separated by single spaces.
     raw: String,
-    foundation: Span,
     component: u16,
-    transport_text: Span,
     transport: TransportProtocol,
     priority: u32,
-    address_text: Span,
     address: Address,
     port: u16,
     kind: CandidateType,
-    /// Offset in `raw` just past the candidate-type token.
-    kind_end: u16,
     related_address: Option<Address>,
     related_port: Option<u16>,
     tcp_type: Option<TcpType>,
     /// Offset in `raw` where the extension pairs start (`raw.len()` when there are none).
-    ext_start: u16,
-    ext_count: u16,
-    /// The value of the first `ufrag` extension.
-    ufrag: Option<Span>,
+    ext_start: usize,
 }
 
 impl PartialEq for Candidate {
@@ -572,14 +547,6 @@ fn parse_port(t: &str, field: &'static str) -> Result<u16, CandidateError> {
     // Leading zeros are allowed up to a generous width; the value must fit u16.
     let n = parse_digits(t, 10, field)?;
     u16::try_from(n).map_err(|_| CandidateError::OutOfRange { field })
-}
-
-fn span(start: usize, len: usize) -> Span {
-    // Offsets are bounded by MAX_CANDIDATE_LEN (checked before parsing), far below u16::MAX.
-    Span {
-        start: u16::try_from(start).unwrap_or(u16::MAX),
-        end: u16::try_from(start + len).unwrap_or(u16::MAX),
-    }
 }
 
 /// Walks the space-separated tokens of a candidate's text with their offsets, refusing empty
@@ -756,7 +723,7 @@ impl Candidate {
     /// The foundation (1..=32 ice-chars).
     #[must_use]
     pub fn foundation(&self) -> &str {
-        self.foundation.get(&self.raw)
+        self.token(0)
     }
 
     /// The component id (1..=256; 1 is RTP, 2 is RTCP).
@@ -774,7 +741,7 @@ impl Candidate {
     /// The transport as written (e.g. `UDP` from Firefox, `udp` from Chrome).
     #[must_use]
     pub fn transport_str(&self) -> &str {
-        self.transport_text.get(&self.raw)
+        self.token(2)
     }
 
     /// The priority.
@@ -792,7 +759,7 @@ impl Candidate {
     /// The connection address as written (an IPv6 address keeps its original case and form).
     #[must_use]
     pub fn address_str(&self) -> &str {
-        self.address_text.get(&self.raw)
+        self.token(4)
     }
 
     /// The port.
@@ -837,17 +804,16 @@ impl Candidate {
     /// Allocation-free: the pairs are read from the stored text. Use
     /// [`Extensions::to_vec`] for owned pairs.
     pub fn extensions(&self) -> Extensions<'_> {
-        let rest = self
-            .raw
-            .get(usize::from(self.ext_start)..)
-            .unwrap_or_default();
+        let rest = self.raw.get(self.ext_start..).unwrap_or_default();
+        // Parsing checked that the rest is `name value` pairs separated by single spaces.
+        let tokens = if rest.is_empty() {
+            0
+        } else {
+            memchr::memchr_iter(b' ', rest.as_bytes()).count() + 1
+        };
         Extensions {
             rest,
-            remaining: if rest.is_empty() {
-                0
-            } else {
-                usize::from(self.ext_count)
-            },
+            remaining: tokens / 2,
         }
     }
 
@@ -860,8 +826,7 @@ impl Candidate {
     /// The `ufrag` extension (the ICE username fragment browsers append), if present.
     #[must_use]
     pub fn ufrag(&self) -> Option<&str> {
-        // Recorded while parsing: the same as `self.extension("ufrag")`, without the search.
-        self.ufrag.map(|span| span.get(&self.raw))
+        self.extension("ufrag")
     }
 
     /// The `generation` extension, if present and a valid `u32`.
@@ -871,16 +836,24 @@ impl Candidate {
         u32::try_from(n).ok()
     }
 
-    /// `candidate:<foundation> ... typ <type>`.
+    /// The token at `index` after `candidate:` (0: foundation, 2: transport, 4: address).
+    fn token(&self, index: usize) -> &str {
+        let tokens = self.raw.get(PREFIX.len()..).unwrap_or_default();
+        tokens.split(' ').nth(index).unwrap_or_default()
+    }
+
+    /// `candidate:<foundation> ... typ <type>`: the first eight tokens.
     fn base_text(&self) -> &str {
-        let end = usize::from(self.kind_end);
+        // The eighth space (or the end) ends the candidate type.
+        let end = memchr::memchr_iter(b' ', self.raw.as_bytes())
+            .nth(7)
+            .unwrap_or(self.raw.len());
         self.raw.get(..end).unwrap_or_default()
     }
 
     fn push_related(&self, text: &mut String) {
-        let start = usize::from(self.kind_end);
-        let end = usize::from(self.ext_start);
-        if let Some(related) = self.raw.get(start..end) {
+        let start = self.base_text().len();
+        if let Some(related) = self.raw.get(start..self.ext_start) {
             // Includes the leading space; may include a trailing space before extensions.
             text.push_str(related.trim_end_matches(' '));
         }
@@ -913,9 +886,7 @@ pub(crate) fn check(s: &str) -> Result<Option<std::ops::Range<usize>>, Candidate
     let text = precheck(s)?;
     let base = s.len() - text.len();
     let scan = scan(text).map_err(|e| shift_offsets(e, base))?;
-    Ok(scan
-        .ufrag
-        .map(|span| base + usize::from(span.start)..base + usize::from(span.end)))
+    Ok(scan.ufrag.map(|range| base + range.start..base + range.end))
 }
 
 /// The checks made before the tokens are looked at: CR/LF/NUL, the length bound, emptiness.
@@ -980,36 +951,32 @@ fn parse_text(text: &str) -> Result<Candidate, CandidateError> {
     scan(text).map(|scan| scan.into_candidate(text.to_owned()))
 }
 
-/// What [`scan`] reads off a candidate's text: values, and spans into the text for the rest.
+/// What [`scan`] reads off a candidate's text: values, and the text of the rest.
 /// [`Scan::into_candidate`] adds the owned copies, so that a check allocates nothing.
-struct Scan {
-    foundation: Span,
+struct Scan<'a> {
     component: u16,
-    transport: Span,
+    transport: &'a str,
     priority: u32,
-    address: Span,
-    /// `None`: a host name.
-    address_ip: Option<IpAddr>,
+    /// The address text and its IP (`None`: a host name).
+    address: (&'a str, Option<IpAddr>),
     port: u16,
-    kind: Span,
-    /// The `raddr` text and its IP (`None`: a host name).
-    related_address: Option<(Span, Option<IpAddr>)>,
+    kind: &'a str,
+    related_address: Option<(&'a str, Option<IpAddr>)>,
     related_port: Option<u16>,
     tcp_type: Option<TcpType>,
     ext_start: usize,
-    ext_count: u16,
-    ufrag: Option<Span>,
+    /// Where the value of the first `ufrag` extension is.
+    ufrag: Option<std::ops::Range<usize>>,
 }
 
-impl Scan {
-    /// The candidate, owning `raw` (the text that was scanned).
+impl Scan<'_> {
+    /// The candidate, owning `raw` (a copy of the text that was scanned).
     fn into_candidate(self, raw: String) -> Candidate {
-        let text = |span: Span| span.get(&raw).to_owned();
-        let address_of = |span: Span, ip: Option<IpAddr>| match ip {
+        let address_of = |(text, ip): (&str, Option<IpAddr>)| match ip {
             Some(ip) => Address::Ip(ip),
-            None => Address::Fqdn(text(span)),
+            None => Address::Fqdn(text.to_owned()),
         };
-        let t = self.transport.get(&raw);
+        let t = self.transport;
         let transport = if t.eq_ignore_ascii_case("udp") {
             TransportProtocol::Udp
         } else if t.eq_ignore_ascii_case("tcp") {
@@ -1017,7 +984,6 @@ impl Scan {
         } else {
             TransportProtocol::Other(t.to_owned())
         };
-        let k = self.kind.get(&raw);
         let kind = [
             CandidateType::Host,
             CandidateType::Srflx,
@@ -1025,32 +991,26 @@ impl Scan {
             CandidateType::Relay,
         ]
         .into_iter()
-        .find(|known| k.eq_ignore_ascii_case(known.as_str()))
-        .unwrap_or_else(|| CandidateType::Other(k.to_owned()));
+        .find(|known| self.kind.eq_ignore_ascii_case(known.as_str()))
+        .unwrap_or_else(|| CandidateType::Other(self.kind.to_owned()));
         Candidate {
-            foundation: self.foundation,
             component: self.component,
-            transport_text: self.transport,
             transport,
             priority: self.priority,
-            address_text: self.address,
-            address: address_of(self.address, self.address_ip),
+            address: address_of(self.address),
             port: self.port,
             kind,
-            kind_end: self.kind.end,
-            related_address: self.related_address.map(|(span, ip)| address_of(span, ip)),
+            related_address: self.related_address.map(address_of),
             related_port: self.related_port,
             tcp_type: self.tcp_type,
-            ext_start: u16::try_from(self.ext_start).unwrap_or(u16::MAX),
-            ext_count: self.ext_count,
-            ufrag: self.ufrag,
+            ext_start: self.ext_start,
             raw,
         }
     }
 }
 
 /// Checks `candidate:...` (no `a=`, no CR/LF/NUL; callers check the length) token by token.
-fn scan(text: &str) -> Result<Scan, CandidateError> {
+fn scan(text: &str) -> Result<Scan<'_>, CandidateError> {
     if !text.starts_with(PREFIX) {
         return Err(CandidateError::MissingPrefix);
     }
@@ -1064,11 +1024,10 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
         },
     };
 
-    let (at, t) = tok.field("foundation")?;
+    let (_, t) = tok.field("foundation")?;
     if !is_valid_foundation(t) {
         return Err(CandidateError::InvalidFoundation);
     }
-    let foundation = span(at, t.len());
 
     let (_, t) = tok.field("component-id")?;
     let component = u16::try_from(parse_digits(t, 3, "component-id")?)
@@ -1078,21 +1037,22 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
             field: "component-id",
         })?;
 
-    let (at, t) = tok.field("transport")?;
-    if !is_token(t) {
+    let (_, transport) = tok.field("transport")?;
+    if !is_token(transport) {
         return Err(CandidateError::InvalidTransport);
     }
-    let transport = span(at, t.len());
 
     let (_, t) = tok.field("priority")?;
     let priority = u32::try_from(parse_digits(t, 10, "priority")?)
         .map_err(|_| CandidateError::OutOfRange { field: "priority" })?;
 
-    let (at, t) = tok.field("connection-address")?;
-    let address_ip = scan_address(t).ok_or(CandidateError::InvalidAddress {
-        field: "connection-address",
-    })?;
-    let address = span(at, t.len());
+    let (_, t) = tok.field("connection-address")?;
+    let address = (
+        t,
+        scan_address(t).ok_or(CandidateError::InvalidAddress {
+            field: "connection-address",
+        })?,
+    );
 
     let (_, t) = tok.field("port")?;
     let port = parse_port(t, "port")?;
@@ -1101,18 +1061,16 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
         Some((_, t)) if t.eq_ignore_ascii_case("typ") => {}
         _ => return Err(CandidateError::MissingTyp),
     }
-    let (at, t) = tok.field("cand-type")?;
-    if !is_token(t) {
+    let (_, kind) = tok.field("cand-type")?;
+    if !is_token(kind) {
         return Err(CandidateError::InvalidCandidateType);
     }
-    let kind = span(at, t.len());
 
     let mut related_address = None;
     let mut related_port = None;
     let mut tcp_type = None;
     let mut ufrag = None;
     let mut ext_start = text.len();
-    let mut ext_count: u16 = 0;
     // `raddr` then `rport` may follow the type, each at most once and in that order; then only
     // extension pairs.
     let mut seen_raddr = false;
@@ -1128,7 +1086,7 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
                 }
                 let ip =
                     scan_address(value).ok_or(CandidateError::InvalidAddress { field: "raddr" })?;
-                related_address = Some((span(value_at, value.len()), ip));
+                related_address = Some((value, ip));
                 seen_raddr = true;
                 continue;
             }
@@ -1155,7 +1113,7 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
             return Err(CandidateError::MisplacedAttribute { name: reserved });
         }
         if name == "ufrag" && ufrag.is_none() {
-            ufrag = Some(span(value_at, value.len()));
+            ufrag = Some(value_at..value_at + value.len());
         }
         if name.eq_ignore_ascii_case("tcptype") {
             if tcp_type.is_some() {
@@ -1163,23 +1121,19 @@ fn scan(text: &str) -> Result<Scan, CandidateError> {
             }
             tcp_type = Some(TcpType::parse(value).ok_or(CandidateError::InvalidTcpType)?);
         }
-        ext_count = ext_count.saturating_add(1);
     }
 
     Ok(Scan {
-        foundation,
         component,
         transport,
         priority,
         address,
-        address_ip,
         port,
         kind,
         related_address,
         related_port,
         tcp_type,
         ext_start,
-        ext_count,
         ufrag,
     })
 }

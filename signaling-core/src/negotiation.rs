@@ -583,7 +583,7 @@ impl MidCache {
     /// The index of the section `facts.default_mid(ufrag)` names, when it has one.
     fn default_index(&mut self, facts: &SdpFacts, ufrag: Option<&str>) -> Option<usize> {
         let bundle = *self.bundle_default.get_or_insert_with(|| {
-            let mid = facts.bundle_groups().find_map(|mut g| g.next())?;
+            let mid = facts.bundle_groups().iter().find_map(|g| g.first())?;
             facts.index_of_mid(mid)
         });
         // Without a BUNDLE group the default depends on the ufrag: looked up each time.

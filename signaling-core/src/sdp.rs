@@ -27,12 +27,10 @@
 //!
 //! # Cost
 //!
-//! Parsing allocates a handful of buffers for the whole description (one holding the extracted
-//! tokens, shared by the sections, the section list, and the BUNDLE groups), never one per
-//! line: the lines are `split` off the text and read in place.
+//! The lines are `split` off the text and read in place; only the values kept (media, protocol,
+//! mids, ICE credentials, BUNDLE mids) are copied out.
 
 use std::fmt;
-use std::sync::Arc;
 
 /// Default bound on the size of an SDP, in bytes, used by [`SdpFacts::parse`].
 ///
@@ -235,6 +233,19 @@ impl Direction {
         }
     }
 
+    /// Reads an attribute name (`"sendrecv"`, ...); `None` for anything else.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::SendRecv,
+            Self::SendOnly,
+            Self::RecvOnly,
+            Self::Inactive,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == name)
+    }
+
     /// The direction seen from the other peer (`sendonly` ↔ `recvonly`).
     #[must_use]
     pub const fn reversed(self) -> Self {
@@ -252,45 +263,18 @@ impl fmt::Display for Direction {
     }
 }
 
-/// A byte range into the shared token buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    end: usize,
-}
-
-/// Resolves a span; spans are only ever made by [`Tokens::push`] on the same buffer, so the
-/// fallback to `""` is never taken, but it keeps the lookup panic-free.
-fn resolve(text: &str, span: Span) -> &str {
-    text.get(span.start..span.end).unwrap_or_default()
-}
-
-fn resolve_opt(text: &str, span: Option<Span>) -> Option<&str> {
-    span.map(|s| resolve(text, s))
-}
-
 /// One m-section of an SDP: the facts negotiation needs about it.
 ///
 /// Values that may be given at session level (ICE credentials, direction) fall back to the
 /// session-level value when the section has none.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaSection {
-    /// The facts' token text; set once the scan is over (`None` only during the scan).
-    text: Option<Arc<str>>,
-    draft: SectionDraft,
-}
-
-/// Everything about a section except the shared text; built during the scan.
-#[derive(Clone, Copy, Debug)]
-struct SectionDraft {
-    media: Span,
-    protocol: Span,
+    media: String,
     port: u16,
-    mid: Option<Span>,
-    ufrag: Option<Span>,
-    pwd: Option<Span>,
-    own_ufrag: bool,
-    own_pwd: bool,
+    protocol: String,
+    mid: Option<String>,
+    ice_ufrag: Option<String>,
+    ice_pwd: Option<String>,
     direction: Option<Direction>,
     end_of_candidates: bool,
     bundle_only: bool,
@@ -299,139 +283,78 @@ struct SectionDraft {
 }
 
 impl MediaSection {
-    fn text(&self) -> &str {
-        self.text.as_deref().unwrap_or_default()
-    }
-
     /// The media token of the `m=` line: `"audio"`, `"video"`, `"application"` or another token.
     #[must_use]
     pub fn media(&self) -> &str {
-        resolve(self.text(), self.draft.media)
+        &self.media
     }
 
     /// The port of the `m=` line; 0 means the section is rejected or disabled (unless it is
     /// `a=bundle-only`).
     #[must_use]
     pub fn port(&self) -> u16 {
-        self.draft.port
+        self.port
     }
 
     /// Whether the port is 0 (a rejected section, or a `bundle-only` one in an offer).
     #[must_use]
     pub fn is_port_zero(&self) -> bool {
-        self.draft.port == 0
+        self.port == 0
     }
 
     /// The protocol of the `m=` line, e.g. `"UDP/TLS/RTP/SAVPF"` or `"UDP/DTLS/SCTP"`.
     #[must_use]
     pub fn protocol(&self) -> &str {
-        resolve(self.text(), self.draft.protocol)
+        &self.protocol
     }
 
     /// The section's `a=mid`, if it has one.
     #[must_use]
     pub fn mid(&self) -> Option<&str> {
-        resolve_opt(self.text(), self.draft.mid)
+        self.mid.as_deref()
     }
 
     /// The section's `a=ice-ufrag`, falling back to the session-level one.
     #[must_use]
     pub fn ice_ufrag(&self) -> Option<&str> {
-        resolve_opt(self.text(), self.draft.ufrag)
+        self.ice_ufrag.as_deref()
     }
 
     /// The section's `a=ice-pwd`, falling back to the session-level one.
     #[must_use]
     pub fn ice_pwd(&self) -> Option<&str> {
-        resolve_opt(self.text(), self.draft.pwd)
+        self.ice_pwd.as_deref()
     }
 
     /// The section's direction attribute, falling back to the session-level one. `None` when
     /// neither level has one (RFC 8866 then implies `sendrecv`).
     #[must_use]
     pub fn direction(&self) -> Option<Direction> {
-        self.draft.direction
+        self.direction
     }
 
     /// Whether the section carries `a=end-of-candidates`.
     #[must_use]
     pub fn end_of_candidates(&self) -> bool {
-        self.draft.end_of_candidates
+        self.end_of_candidates
     }
 
     /// Whether the section carries `a=bundle-only`.
     #[must_use]
     pub fn bundle_only(&self) -> bool {
-        self.draft.bundle_only
+        self.bundle_only
     }
 
     /// Number of `a=candidate` lines in the section.
     #[must_use]
     pub fn candidate_count(&self) -> usize {
-        self.draft.candidate_count
+        self.candidate_count
     }
 
     /// Whether the section carries `a=ice-options` with the `trickle` option.
     #[must_use]
     pub fn ice_trickle(&self) -> bool {
-        self.draft.ice_trickle
-    }
-
-    /// The values compared by `PartialEq` and shown by `Debug`.
-    #[allow(clippy::type_complexity)]
-    fn key(
-        &self,
-    ) -> (
-        &str,
-        u16,
-        &str,
-        Option<&str>,
-        Option<&str>,
-        Option<&str>,
-        Option<Direction>,
-        (bool, bool, bool, usize),
-    ) {
-        (
-            self.media(),
-            self.port(),
-            self.protocol(),
-            self.mid(),
-            self.ice_ufrag(),
-            self.ice_pwd(),
-            self.direction(),
-            (
-                self.end_of_candidates(),
-                self.bundle_only(),
-                self.ice_trickle(),
-                self.candidate_count(),
-            ),
-        )
-    }
-}
-
-impl PartialEq for MediaSection {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for MediaSection {}
-
-impl fmt::Debug for MediaSection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MediaSection")
-            .field("media", &self.media())
-            .field("port", &self.port())
-            .field("protocol", &self.protocol())
-            .field("mid", &self.mid())
-            .field("ice_ufrag", &self.ice_ufrag())
-            .field("ice_pwd", &self.ice_pwd())
-            .field("direction", &self.direction())
-            .field("end_of_candidates", &self.end_of_candidates())
-            .field("bundle_only", &self.bundle_only())
-            .field("ice_trickle", &self.ice_trickle())
-            .field("candidate_count", &self.candidate_count())
-            .finish()
+        self.ice_trickle
     }
 }
 
@@ -450,16 +373,12 @@ impl fmt::Debug for MediaSection {
 /// assert_eq!(facts.ice_credentials(), Some(("abcd", "abcdefghijklmnopqrstuv")));
 /// # Ok::<(), signaling_core::sdp::SdpError>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SdpFacts {
-    text: Arc<str>,
     sections: Vec<MediaSection>,
-    /// The mids of every BUNDLE group, group after group (spans into `text`).
-    bundle_mids: Vec<Span>,
-    /// Each group's range of `bundle_mids`.
-    groups: Vec<GroupDraft>,
-    session_ufrag: Option<Span>,
-    session_pwd: Option<Span>,
+    bundle_groups: Vec<Vec<String>>,
+    session_ice_ufrag: Option<String>,
+    session_ice_pwd: Option<String>,
     session_end_of_candidates: bool,
     ice_lite: bool,
     ice_trickle: bool,
@@ -493,7 +412,7 @@ impl SdpFacts {
         }
         // A NUL or bare `\r` anywhere is reported before any other problem.
         check_bytes(sdp)?;
-        Scanner::new(sdp).run(sdp)
+        Scanner::default().run(sdp)
     }
 
     /// The m-sections, in m-line order.
@@ -502,9 +421,7 @@ impl SdpFacts {
         &self.sections
     }
 
-    /// Every session-level `a=group:BUNDLE` line, in order, each as an iterator over its mids in
-    /// order. Borrowed from the facts, without allocating; [`BundleGroups::to_vec`] gives owned
-    /// copies.
+    /// Every session-level `a=group:BUNDLE` line, in order, each as its mids in order.
     ///
     /// ```
     /// use signaling_core::sdp::SdpFacts;
@@ -513,31 +430,24 @@ impl SdpFacts {
     ///            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a\r\n\
     ///            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\n";
     /// let facts = SdpFacts::parse(sdp)?;
-    /// assert_eq!(facts.bundle_groups().len(), 1);
-    /// let group: Vec<&str> = facts.bundle_groups().flatten().collect();
-    /// assert_eq!(group, ["a", "v"]);
-    /// assert_eq!(facts.bundle_groups().to_vec(), [vec!["a", "v"]]);
+    /// assert_eq!(facts.bundle_groups(), [vec!["a", "v"]]);
     /// # Ok::<(), signaling_core::sdp::SdpError>(())
     /// ```
     #[must_use]
-    pub fn bundle_groups(&self) -> BundleGroups<'_> {
-        BundleGroups {
-            text: &self.text,
-            mids: &self.bundle_mids,
-            groups: self.groups.iter(),
-        }
+    pub fn bundle_groups(&self) -> &[Vec<String>] {
+        &self.bundle_groups
     }
 
     /// The session-level `a=ice-ufrag`.
     #[must_use]
     pub fn session_ice_ufrag(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.session_ufrag)
+        self.session_ice_ufrag.as_deref()
     }
 
     /// The session-level `a=ice-pwd`.
     #[must_use]
     pub fn session_ice_pwd(&self) -> Option<&str> {
-        resolve_opt(&self.text, self.session_pwd)
+        self.session_ice_pwd.as_deref()
     }
 
     /// The ICE credentials `(ufrag, pwd)` of the first m-section that has both (its own or the
@@ -556,7 +466,7 @@ impl SdpFacts {
     /// the mid of the first section whose ufrag matches; else the first section's mid.
     #[must_use]
     pub fn default_mid(&self, ufrag: Option<&str>) -> Option<&str> {
-        if let Some(mid) = self.bundle_groups().find_map(|mut g| g.next()) {
+        if let Some(mid) = self.bundle_groups.iter().find_map(|g| g.first()) {
             return Some(mid);
         }
         if let Some(ufrag) = ufrag {
@@ -614,124 +524,6 @@ impl SdpFacts {
     }
 }
 
-impl PartialEq for SdpFacts {
-    fn eq(&self, other: &Self) -> bool {
-        self.sections == other.sections
-            && self.bundle_groups().eq(other.bundle_groups())
-            && self.session_ice_ufrag() == other.session_ice_ufrag()
-            && self.session_ice_pwd() == other.session_ice_pwd()
-            && self.session_end_of_candidates == other.session_end_of_candidates
-            && self.ice_lite == other.ice_lite
-            && self.ice_trickle == other.ice_trickle
-            && self.candidate_count == other.candidate_count
-    }
-}
-
-impl Eq for SdpFacts {}
-
-impl fmt::Debug for SdpFacts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SdpFacts")
-            .field("sections", &self.sections)
-            .field("bundle_groups", &self.bundle_groups())
-            .field("session_ice_ufrag", &self.session_ice_ufrag())
-            .field("session_ice_pwd", &self.session_ice_pwd())
-            .field("session_end_of_candidates", &self.session_end_of_candidates)
-            .field("ice_lite", &self.ice_lite)
-            .field("ice_trickle", &self.ice_trickle)
-            .field("candidate_count", &self.candidate_count)
-            .finish()
-    }
-}
-
-/// The session-level BUNDLE groups of an SDP, in order: see [`SdpFacts::bundle_groups`].
-#[derive(Clone)]
-pub struct BundleGroups<'a> {
-    text: &'a str,
-    mids: &'a [Span],
-    groups: std::slice::Iter<'a, GroupDraft>,
-}
-
-impl<'a> Iterator for BundleGroups<'a> {
-    type Item = BundleGroup<'a>;
-
-    fn next(&mut self) -> Option<BundleGroup<'a>> {
-        let group = self.groups.next()?;
-        Some(BundleGroup {
-            text: self.text,
-            // Groups are ranges of `mids` made during the same scan: never out of range.
-            mids: self
-                .mids
-                .get(group.first..group.end)
-                .unwrap_or_default()
-                .iter(),
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.groups.size_hint()
-    }
-}
-
-impl ExactSizeIterator for BundleGroups<'_> {}
-
-impl std::iter::FusedIterator for BundleGroups<'_> {}
-
-impl BundleGroups<'_> {
-    /// The remaining groups as owned mids.
-    #[must_use]
-    pub fn to_vec(&self) -> Vec<Vec<String>> {
-        self.clone()
-            .map(|g| g.map(str::to_owned).collect())
-            .collect()
-    }
-}
-
-impl fmt::Debug for BundleGroups<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.clone()).finish()
-    }
-}
-
-/// One `a=group:BUNDLE` line: an iterator over its mids, in order. See
-/// [`SdpFacts::bundle_groups`].
-#[derive(Clone)]
-pub struct BundleGroup<'a> {
-    text: &'a str,
-    mids: std::slice::Iter<'a, Span>,
-}
-
-impl<'a> Iterator for BundleGroup<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        self.mids.next().map(|&span| resolve(self.text, span))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.mids.size_hint()
-    }
-}
-
-impl ExactSizeIterator for BundleGroup<'_> {}
-
-impl std::iter::FusedIterator for BundleGroup<'_> {}
-
-/// Two groups are equal when they name the same mids in the same order.
-impl PartialEq for BundleGroup<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.clone().eq(other.clone())
-    }
-}
-
-impl Eq for BundleGroup<'_> {}
-
-impl fmt::Debug for BundleGroup<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.clone()).finish()
-    }
-}
-
 /// Refuses a NUL byte, or a `\r` not followed by `\n`, naming its line.
 fn check_bytes(sdp: &str) -> Result<(), SdpError> {
     let bytes = sdp.as_bytes();
@@ -781,33 +573,7 @@ fn is_ice_chars(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
-/// The buffer holding every extracted token.
-struct Tokens(String);
-
-impl Tokens {
-    fn push(&mut self, s: &str) -> Span {
-        let start = self.0.len();
-        self.0.push_str(s);
-        Span {
-            start,
-            end: self.0.len(),
-        }
-    }
-
-    fn get(&self, span: Span) -> &str {
-        resolve(&self.0, span)
-    }
-}
-
-/// A BUNDLE group: a range of `bundle_mids`.
-#[derive(Clone, Debug)]
-struct GroupDraft {
-    line: usize,
-    first: usize,
-    end: usize,
-}
-
-/// The attributes the scanner looks at, recognised without splitting the line.
+/// The attributes the scanner looks at.
 enum Attr<'a> {
     Candidate,
     Mid(&'a str),
@@ -823,72 +589,42 @@ enum Attr<'a> {
 }
 
 impl<'a> Attr<'a> {
-    /// Classifies the value of an `a=` line. Most lines (rtpmap, rtcp-fb, extmap, fmtp, ssrc,
-    /// ...) are ruled out by their first byte and a length check, without comparing strings.
+    /// Classifies the value of an `a=` line (the text after `a=`).
     fn classify(value: &'a str) -> Self {
-        let flag = |name: &str, attr: Self| if value == name { attr } else { Self::Other };
-        let arg = |prefix: &str, make: fn(&'a str) -> Self| {
-            value.strip_prefix(prefix).map_or(Self::Other, make)
+        let (name, arg) = match value.split_once(':') {
+            Some((name, arg)) => (name, Some(arg)),
+            None => (value, None),
         };
-        match value.as_bytes().first() {
-            Some(b'c') => arg("candidate:", |_| Self::Candidate),
-            Some(b'm') => arg("mid:", Self::Mid),
-            Some(b'i') => match value.as_bytes().get(4) {
-                Some(b'u') => arg("ice-ufrag:", Self::IceUfrag),
-                Some(b'p') => arg("ice-pwd:", Self::IcePwd),
-                Some(b'o') => arg("ice-options:", Self::IceOptions),
-                Some(b'l') => flag("ice-lite", Self::IceLite),
-                Some(b't') => flag("inactive", Self::Direction(Direction::Inactive)),
-                _ => Self::Other,
-            },
-            Some(b's') => match value.as_bytes().get(4) {
-                Some(b'r') => flag("sendrecv", Self::Direction(Direction::SendRecv)),
-                Some(b'o') => flag("sendonly", Self::Direction(Direction::SendOnly)),
-                _ => Self::Other,
-            },
-            Some(b'r') => flag("recvonly", Self::Direction(Direction::RecvOnly)),
-            Some(b'e') => flag("end-of-candidates", Self::EndOfCandidates),
-            Some(b'b') => flag("bundle-only", Self::BundleOnly),
-            Some(b'g') => arg("group:", Self::Group),
+        match (name, arg) {
+            ("candidate", Some(_)) => Self::Candidate,
+            ("mid", Some(mid)) => Self::Mid(mid),
+            ("ice-ufrag", Some(ufrag)) => Self::IceUfrag(ufrag),
+            ("ice-pwd", Some(pwd)) => Self::IcePwd(pwd),
+            ("ice-options", Some(options)) => Self::IceOptions(options),
+            ("group", Some(group)) => Self::Group(group),
+            ("ice-lite", None) => Self::IceLite,
+            ("end-of-candidates", None) => Self::EndOfCandidates,
+            ("bundle-only", None) => Self::BundleOnly,
+            (name, None) => Direction::parse(name).map_or(Self::Other, Self::Direction),
             _ => Self::Other,
         }
     }
 }
 
-/// The single-pass line scanner.
+/// The single-pass line scanner: the facts so far, and what the scan needs besides them.
+#[derive(Default)]
 struct Scanner {
-    tokens: Tokens,
-    /// Sections without their text yet (see [`Scanner::finish`]).
-    sections: Vec<MediaSection>,
-    bundle_mids: Vec<Span>,
-    groups: Vec<GroupDraft>,
-    session_ufrag: Option<Span>,
-    session_pwd: Option<Span>,
+    facts: SdpFacts,
     session_direction: Option<Direction>,
-    session_end_of_candidates: bool,
-    ice_lite: bool,
-    ice_trickle: bool,
-    candidate_count: usize,
+    /// Whether the current section has its own `a=ice-ufrag` / `a=ice-pwd` (a second one is an
+    /// error; an inherited session-level one is not).
+    own_ufrag: bool,
+    own_pwd: bool,
+    /// The line of each BUNDLE group, for [`SdpError::UnknownBundleMid`].
+    group_lines: Vec<usize>,
 }
 
 impl Scanner {
-    fn new(sdp: &str) -> Self {
-        Scanner {
-            // Tokens are a small fraction of an SDP; this avoids most regrowth.
-            tokens: Tokens(String::with_capacity((sdp.len() / 16).clamp(64, 1024))),
-            sections: Vec::new(),
-            bundle_mids: Vec::new(),
-            groups: Vec::new(),
-            session_ufrag: None,
-            session_pwd: None,
-            session_direction: None,
-            session_end_of_candidates: false,
-            ice_lite: false,
-            ice_trickle: false,
-            candidate_count: 0,
-        }
-    }
-
     /// Scans the lines (the caller has checked the bytes).
     fn run(mut self, sdp: &str) -> Result<SdpFacts, SdpError> {
         for (i, line) in lines(sdp).enumerate() {
@@ -916,8 +652,13 @@ impl Scanner {
         self.finish()
     }
 
+    /// The section being scanned (`None` at session level).
+    fn section(&mut self) -> Option<&mut MediaSection> {
+        self.facts.sections.last_mut()
+    }
+
     fn media_line(&mut self, value: &str, line: usize) -> Result<(), SdpError> {
-        if self.sections.len() >= MAX_MEDIA_SECTIONS {
+        if self.facts.sections.len() >= MAX_MEDIA_SECTIONS {
             return Err(SdpError::TooManySections {
                 line,
                 max: MAX_MEDIA_SECTIONS,
@@ -950,25 +691,20 @@ impl Scanner {
         if formats.split(' ').any(str::is_empty) {
             return Err(err(MediaLineError::EmptyField));
         }
-        let media = self.tokens.push(media);
-        let protocol = self.tokens.push(protocol);
-        self.sections.push(MediaSection {
-            text: None,
-            draft: SectionDraft {
-                media,
-                protocol,
-                port,
-                mid: None,
-                ufrag: self.session_ufrag,
-                pwd: self.session_pwd,
-                own_ufrag: false,
-                own_pwd: false,
-                direction: self.session_direction,
-                end_of_candidates: false,
-                bundle_only: false,
-                ice_trickle: false,
-                candidate_count: 0,
-            },
+        self.own_ufrag = false;
+        self.own_pwd = false;
+        self.facts.sections.push(MediaSection {
+            media: media.to_owned(),
+            port,
+            protocol: protocol.to_owned(),
+            mid: None,
+            ice_ufrag: self.facts.session_ice_ufrag.clone(),
+            ice_pwd: self.facts.session_ice_pwd.clone(),
+            direction: self.session_direction,
+            end_of_candidates: false,
+            bundle_only: false,
+            ice_trickle: false,
+            candidate_count: 0,
         });
         Ok(())
     }
@@ -976,71 +712,48 @@ impl Scanner {
     fn attribute(&mut self, value: &str, line: usize) -> Result<(), SdpError> {
         match Attr::classify(value) {
             Attr::Candidate => {
-                self.candidate_count += 1;
-                if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
+                self.facts.candidate_count += 1;
+                if let Some(s) = self.section() {
                     s.candidate_count += 1;
                 }
             }
             Attr::Mid(mid) => self.mid(mid, line)?,
             Attr::IceUfrag(ufrag) => {
-                let len = ufrag.len();
-                if !(UFRAG_MIN..=ICE_CRED_MAX).contains(&len) || !is_ice_chars(ufrag) {
+                if !(UFRAG_MIN..=ICE_CRED_MAX).contains(&ufrag.len()) || !is_ice_chars(ufrag) {
                     return Err(SdpError::InvalidIceUfrag { line });
                 }
-                let span = Some(self.tokens.push(ufrag));
-                match self.sections.last_mut().map(|s| &mut s.draft) {
-                    Some(s) if s.own_ufrag => {
-                        return Err(SdpError::DuplicateIceCredential { line })
-                    }
-                    Some(s) => {
-                        s.own_ufrag = true;
-                        s.ufrag = span;
-                    }
-                    None if self.session_ufrag.is_some() => {
-                        return Err(SdpError::DuplicateIceCredential { line })
-                    }
-                    None => self.session_ufrag = span,
-                }
+                self.credential(false, ufrag, line)?;
             }
             Attr::IcePwd(pwd) => {
-                let len = pwd.len();
-                if !(PWD_MIN..=ICE_CRED_MAX).contains(&len) || !is_ice_chars(pwd) {
+                if !(PWD_MIN..=ICE_CRED_MAX).contains(&pwd.len()) || !is_ice_chars(pwd) {
                     return Err(SdpError::InvalidIcePwd { line });
                 }
-                let span = Some(self.tokens.push(pwd));
-                match self.sections.last_mut().map(|s| &mut s.draft) {
-                    Some(s) if s.own_pwd => return Err(SdpError::DuplicateIceCredential { line }),
-                    Some(s) => {
-                        s.own_pwd = true;
-                        s.pwd = span;
-                    }
-                    None if self.session_pwd.is_some() => {
-                        return Err(SdpError::DuplicateIceCredential { line })
-                    }
-                    None => self.session_pwd = span,
-                }
+                self.credential(true, pwd, line)?;
             }
             Attr::IceOptions(options) => {
                 if options.split(' ').any(|o| o == "trickle") {
-                    self.ice_trickle = true;
-                    if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
+                    self.facts.ice_trickle = true;
+                    if let Some(s) = self.section() {
                         s.ice_trickle = true;
                     }
                 }
             }
-            Attr::Direction(d) => self.direction(d),
-            Attr::EndOfCandidates => match self.sections.last_mut().map(|s| &mut s.draft) {
+            Attr::Direction(d) => match self.facts.sections.last_mut() {
+                Some(s) => s.direction = Some(d),
+                None => self.session_direction = Some(d),
+            },
+            Attr::EndOfCandidates => match self.facts.sections.last_mut() {
                 Some(s) => s.end_of_candidates = true,
-                None => self.session_end_of_candidates = true,
+                None => self.facts.session_end_of_candidates = true,
             },
             Attr::BundleOnly => {
-                if let Some(s) = self.sections.last_mut().map(|s| &mut s.draft) {
+                if let Some(s) = self.section() {
                     s.bundle_only = true;
                 }
             }
             Attr::IceLite => {
-                if self.sections.is_empty() {
-                    self.ice_lite = true;
+                if self.facts.sections.is_empty() {
+                    self.facts.ice_lite = true;
                 }
             }
             Attr::Group(group) => self.group(group, line)?,
@@ -1049,37 +762,49 @@ impl Scanner {
         Ok(())
     }
 
-    fn direction(&mut self, direction: Direction) {
-        match self.sections.last_mut().map(|s| &mut s.draft) {
-            Some(s) => s.direction = Some(direction),
-            None => self.session_direction = Some(direction),
+    /// Sets the current level's `a=ice-pwd` (`pwd`) or `a=ice-ufrag`; each may appear once per
+    /// level (a section's own value replaces the inherited session-level one).
+    fn credential(&mut self, pwd: bool, value: &str, line: usize) -> Result<(), SdpError> {
+        let in_section = !self.facts.sections.is_empty();
+        let duplicate = match (in_section, pwd) {
+            (true, false) => std::mem::replace(&mut self.own_ufrag, true),
+            (true, true) => std::mem::replace(&mut self.own_pwd, true),
+            (false, false) => self.facts.session_ice_ufrag.is_some(),
+            (false, true) => self.facts.session_ice_pwd.is_some(),
+        };
+        if duplicate {
+            return Err(SdpError::DuplicateIceCredential { line });
         }
+        let slot = match (self.facts.sections.last_mut(), pwd) {
+            (Some(s), false) => &mut s.ice_ufrag,
+            (Some(s), true) => &mut s.ice_pwd,
+            (None, false) => &mut self.facts.session_ice_ufrag,
+            (None, true) => &mut self.facts.session_ice_pwd,
+        };
+        *slot = Some(value.to_owned());
+        Ok(())
     }
 
     fn mid(&mut self, mid: &str, line: usize) -> Result<(), SdpError> {
         if mid.is_empty() || mid.bytes().any(|b| b.is_ascii_whitespace()) {
             return Err(SdpError::InvalidMid { line });
         }
-        let Some((current, earlier)) = self.sections.split_last_mut() else {
+        let Some((current, earlier)) = self.facts.sections.split_last_mut() else {
             // A session-level a=mid means nothing; skip it.
             return Ok(());
         };
-        if current.draft.mid.is_some() {
+        if current.mid.is_some() {
             return Err(SdpError::DuplicateMid { line });
         }
-        let tokens = &self.tokens;
-        if earlier
-            .iter()
-            .any(|s| s.draft.mid.is_some_and(|m| tokens.get(m) == mid))
-        {
+        if earlier.iter().any(|s| s.mid() == Some(mid)) {
             return Err(SdpError::MidReused { line });
         }
-        current.draft.mid = Some(self.tokens.push(mid));
+        current.mid = Some(mid.to_owned());
         Ok(())
     }
 
     fn group(&mut self, group: &str, line: usize) -> Result<(), SdpError> {
-        if !self.sections.is_empty() {
+        if !self.facts.sections.is_empty() {
             // Groups are session-level; a media-level one is ignored.
             return Ok(());
         }
@@ -1087,60 +812,29 @@ impl Scanner {
         if words.next() != Some("BUNDLE") {
             return Ok(());
         }
-        let first = self.bundle_mids.len();
-        for mid in words.filter(|w| !w.is_empty()) {
-            if self.bundle_mids.len() >= MAX_MEDIA_SECTIONS {
-                return Err(SdpError::BundleTooLarge {
-                    line,
-                    max: MAX_MEDIA_SECTIONS,
-                });
-            }
-            let span = self.tokens.push(mid);
-            self.bundle_mids.push(span);
+        let mids: Vec<String> = words.filter(|w| !w.is_empty()).map(str::to_owned).collect();
+        let bundled: usize = self.facts.bundle_groups.iter().map(Vec::len).sum();
+        if bundled + mids.len() > MAX_MEDIA_SECTIONS {
+            return Err(SdpError::BundleTooLarge {
+                line,
+                max: MAX_MEDIA_SECTIONS,
+            });
         }
-        self.groups.push(GroupDraft {
-            line,
-            first,
-            end: self.bundle_mids.len(),
-        });
+        self.facts.bundle_groups.push(mids);
+        self.group_lines.push(line);
         Ok(())
     }
 
     fn finish(self) -> Result<SdpFacts, SdpError> {
-        let tokens = &self.tokens;
-        for group in &self.groups {
-            let spans = self
-                .bundle_mids
-                .get(group.first..group.end)
-                .unwrap_or_default();
-            for &span in spans {
-                let mid = tokens.get(span);
-                if !self
-                    .sections
-                    .iter()
-                    .any(|s| s.draft.mid.is_some_and(|m| tokens.get(m) == mid))
-                {
-                    return Err(SdpError::UnknownBundleMid { line: group.line });
-                }
+        for (group, &line) in self.facts.bundle_groups.iter().zip(&self.group_lines) {
+            if group
+                .iter()
+                .any(|mid| self.facts.index_of_mid(mid).is_none())
+            {
+                return Err(SdpError::UnknownBundleMid { line });
             }
         }
-        let text: Arc<str> = Arc::from(self.tokens.0);
-        let mut sections = self.sections;
-        for section in &mut sections {
-            section.text = Some(Arc::clone(&text));
-        }
-        Ok(SdpFacts {
-            text,
-            sections,
-            bundle_mids: self.bundle_mids,
-            groups: self.groups,
-            session_ufrag: self.session_ufrag,
-            session_pwd: self.session_pwd,
-            session_end_of_candidates: self.session_end_of_candidates,
-            ice_lite: self.ice_lite,
-            ice_trickle: self.ice_trickle,
-            candidate_count: self.candidate_count,
-        })
+        Ok(self.facts)
     }
 }
 

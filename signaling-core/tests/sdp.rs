@@ -47,7 +47,7 @@ fn fixtures_use_the_intended_line_endings() {
 fn chrome_offer() {
     let facts = parse(CHROME_OFFER);
     assert_eq!(mids(&facts), [Some("0"), Some("1"), Some("2")]);
-    assert_eq!(facts.bundle_groups().to_vec(), [vec!["0", "1", "2"]]);
+    assert_eq!(facts.bundle_groups(), [vec!["0", "1", "2"]]);
     let media: Vec<_> = facts.sections().iter().map(|s| s.media()).collect();
     assert_eq!(media, ["video", "audio", "video"]);
     assert_eq!(
@@ -90,7 +90,7 @@ fn chrome_offer() {
 fn chrome_answer() {
     let facts = parse(CHROME_ANSWER);
     assert_eq!(mids(&facts), [Some("0"), Some("1"), Some("2")]);
-    assert_eq!(facts.bundle_groups().to_vec(), [vec!["0", "1", "2"]]);
+    assert_eq!(facts.bundle_groups(), [vec!["0", "1", "2"]]);
     assert_eq!(
         directions(&facts),
         [
@@ -121,7 +121,7 @@ fn chrome_answer() {
 fn firefox_offer() {
     let facts = parse(FIREFOX_OFFER);
     assert_eq!(mids(&facts), [Some("0"), Some("1")]);
-    assert_eq!(facts.bundle_groups().to_vec(), [vec!["0", "1"]]);
+    assert_eq!(facts.bundle_groups(), [vec!["0", "1"]]);
     assert_eq!(
         directions(&facts),
         [Some(Direction::SendRecv), Some(Direction::RecvOnly)]
@@ -146,7 +146,7 @@ fn firefox_offer() {
 fn aiortc_answer() {
     let facts = parse(AIORTC_ANSWER);
     assert_eq!(mids(&facts), [Some("0"), Some("1")]);
-    assert_eq!(facts.bundle_groups().to_vec(), [vec!["0", "1"]]);
+    assert_eq!(facts.bundle_groups(), [vec!["0", "1"]]);
     assert_eq!(
         directions(&facts),
         [Some(Direction::SendOnly), Some(Direction::Inactive)]
@@ -171,7 +171,7 @@ fn datachannel_offer() {
     assert_eq!(s.port(), 9);
     assert_eq!(s.mid(), Some("0"));
     assert_eq!(s.direction(), None);
-    assert_eq!(facts.bundle_groups().to_vec(), [vec!["0"]]);
+    assert_eq!(facts.bundle_groups(), [vec!["0"]]);
     assert_eq!(
         facts.ice_credentials(),
         Some(("w2Rk", "Zt8nE1q/4bHy7Vc0Lm+3sKxa"))
@@ -187,7 +187,7 @@ fn ice_lite_lf_only() {
     assert_eq!(facts.session_ice_ufrag(), Some("srvU"));
     assert_eq!(facts.session_ice_pwd(), Some("ServerPassword0123456789"));
     assert_eq!(mids(&facts), [Some("a"), Some("v")]);
-    assert_eq!(facts.bundle_groups().to_vec(), [vec!["a", "v"]]);
+    assert_eq!(facts.bundle_groups(), [vec!["a", "v"]]);
     // Session-level credentials and direction are inherited, section-level direction wins.
     let [audio, video] = facts.sections() else {
         panic!("two sections expected");
@@ -235,7 +235,7 @@ fn lenient_where_peers_differ() {
     // No final line ending, port count, extra group semantics, media-level group ignored.
     let sdp = "v=0\na=group:LS 0\na=group:BUNDLE\nm=audio 9/2 RTP/AVP 0\na=mid:0\na=group:BUNDLE x";
     let facts = parse(sdp);
-    assert_eq!(facts.bundle_groups().to_vec(), [Vec::<String>::new()]);
+    assert_eq!(facts.bundle_groups(), [Vec::<String>::new()]);
     assert_eq!(facts.default_mid(None), Some("0"));
 }
 
@@ -533,7 +533,7 @@ proptest! {
         }
         if bundle && !sections.is_empty() {
             let want: Vec<String> = sections.iter().map(|s| s.mid.clone()).collect();
-            prop_assert_eq!(facts.bundle_groups().to_vec(), vec![want]);
+            prop_assert_eq!(facts.bundle_groups(), vec![want]);
         } else {
             prop_assert_eq!(facts.bundle_groups().len(), 0);
         }
