@@ -37,8 +37,12 @@ pub struct FileConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WsSection {
-    /// Frames queued per connection before it counts as a slow consumer. Default: 256.
+    /// Frames queued per connection at which the peers sending to it stop being read (TCP
+    /// backpressure); four times this closes it as a slow consumer. Default: 256.
     pub send_queue: usize,
+    /// Seconds a connection that senders wait on may write nothing before it is closed as a
+    /// slow consumer (4006). Default: 10.
+    pub write_timeout: f64,
     /// Connections served at once (upgraded or not); more wait in the kernel's backlog.
     /// Default: 20,000.
     pub max_connections: usize,
@@ -63,6 +67,7 @@ impl Default for WsSection {
     fn default() -> Self {
         Self {
             send_queue: 256,
+            write_timeout: 10.0,
             burst: 64,
             write_batch: 256,
             max_connections: 20_000,
@@ -112,6 +117,10 @@ impl Server {
             .with_recv_block_size(config.websocket.recv_block_size);
         let mut driver = DriverConfig::default();
         driver.send_queue = config.websocket.send_queue;
+        // Out-of-range values (negative, NaN, infinite) keep the default.
+        driver.write_timeout = Duration::try_from_secs_f64(config.websocket.write_timeout)
+            .unwrap_or(driver.write_timeout)
+            .max(Duration::from_millis(100));
         driver.burst = config.websocket.burst;
         driver.write_batch = config.websocket.write_batch;
         let admission = match &config.admission {

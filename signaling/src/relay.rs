@@ -12,14 +12,32 @@
 //! their forwards leave with one flush per receiver. After such a burst the task yields, so
 //! that the receivers write it out while the next one is read.
 //!
-//! Each connection has a bounded outgoing queue ([`DriverConfig::send_queue`]). A connection
-//! whose queue is full when the relay has something for it is a slow consumer: it is closed
-//! with [`close_code::SLOW_CONSUMER`], so that the relay's
-//! memory stays bounded whatever the peers do.
+//! # Backpressure
+//!
+//! Each connection has an outgoing queue. When the relay's forwards fill a receiver's queue to
+//! [`DriverConfig::send_queue`], the sender's task stops reading its socket until the receiver
+//! has written the queue below that bound again, so TCP pushes back on the sender, as it would
+//! through a plain forwarder, and nothing accepted is dropped while both sides keep reading.
+//! A task keeps writing its own queue while it waits, so two peers flooding each other never
+//! wait on one another.
+//!
+//! A receiver that takes nothing from its queue for [`DriverConfig::write_timeout`] while a
+//! sender waits on it is a slow consumer: it is closed with [`close_code::SLOW_CONSUMER`] (its
+//! peer may resume), and the senders read again. As a safety net, a queue that reaches four
+//! times `send_queue` (the relay's own notices do not wait for room) closes its connection as a
+//! slow consumer at once.
+//!
+//! In a room of more than two, a sender waits for every receiver of its last burst that is at
+//! its bound (a frame with `to` only for that peer), so one slow reader slows the senders of
+//! its room, for at most the write timeout, and no one else: other rooms never wait on it. Each
+//! sender stops after the burst that filled a queue, so a queue holds at most `send_queue`
+//! plus one [burst](DriverConfig::burst) per other member of the room (and the relay's
+//! notices).
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use tokio::sync::{watch, Notify};
@@ -34,9 +52,13 @@ use crate::transport::{CloseReason, Frame, PeerInfo, Transport, TrySendError};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DriverConfig {
-    /// Frames waiting to be written to one connection before it counts as a slow consumer.
-    /// Default: 256.
+    /// Frames waiting to be written to one connection at which the peers forwarding to it stop
+    /// reading until it has written some (see [Backpressure](self#backpressure)). A queue that
+    /// reaches four times this bound closes its connection as a slow consumer. Default: 256.
     pub send_queue: usize,
+    /// How long a connection that senders wait on may take nothing from its queue before it is
+    /// closed as a slow consumer. Default: 10 s.
+    pub write_timeout: Duration,
     /// Frames of one connection that arrived together and are handled together (under one
     /// lock of the relay), at most, before its task yields to the receivers' writers. Larger
     /// bursts mean fewer, larger writes; a burst much larger than a client's window of frames
@@ -56,6 +78,7 @@ impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             send_queue: 256,
+            write_timeout: Duration::from_secs(10),
             burst: 64,
             write_batch: 256,
         }
@@ -64,18 +87,25 @@ impl Default for DriverConfig {
 
 /// What the relay has for one connection: a bounded queue of frames, and a close that does not
 /// wait behind that queue (a slow consumer's queue is full by definition). A plain deque behind
-/// a lock, with one wake-up: an idle connection costs a few dozen bytes here, where a channel
+/// a lock, with two wake-ups: an idle connection costs a few dozen bytes here, where a channel
 /// would allocate its first block of slots up front.
 #[derive(Default)]
 struct Outbox {
     state: Mutex<OutState>,
+    /// Wakes the connection's task: frames were put into an empty queue, or a close is asked.
     wake: Notify,
+    /// Wakes the senders waiting for room: the task took frames out, or the connection ended.
+    room: Notify,
 }
 
 #[derive(Default)]
 struct OutState {
     frames: VecDeque<Frame>,
     close: Option<CloseReason>,
+    /// When the task last took frames out (or the queue last became non-empty).
+    progress: Option<TokioInstant>,
+    /// The connection has ended: nobody waits on it any more.
+    ended: bool,
 }
 
 impl Outbox {
@@ -91,8 +121,19 @@ impl Outbox {
 
 struct Slot {
     outbox: Arc<Outbox>,
+    /// Where senders stop ([`DriverConfig::send_queue`]).
     bound: usize,
 }
+
+impl Slot {
+    /// Where the connection is closed at once.
+    fn limit(&self) -> usize {
+        self.bound.saturating_mul(4)
+    }
+}
+
+/// The receivers at their bound after a sender's burst, which the sender waits on.
+type Blocked = Vec<(ConnId, Arc<Outbox>, usize)>;
 
 struct Shared {
     relay: Relay,
@@ -159,7 +200,7 @@ impl RelayHandle {
                         let Some(shared) = weak.upgrade() else { return };
                         let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
                         s.relay.handle_timeout(now());
-                        dispatch(&mut s);
+                        dispatch(&mut s, None);
                     }
                 }
             }
@@ -196,7 +237,7 @@ impl RelayHandle {
             if joined.is_err() {
                 s.conns.remove(&conn);
             }
-            dispatch(&mut s);
+            dispatch(&mut s, None);
             joined
         };
         let conn = match joined {
@@ -209,6 +250,7 @@ impl RelayHandle {
         };
         let mut lost = true;
         let mut burst: Vec<Frame> = Vec::new();
+        let mut blocked: Blocked = Vec::new();
         let burst_max = self.config.burst.max(1);
         let write_batch = self.config.write_batch.max(1);
         'conn: loop {
@@ -262,6 +304,8 @@ impl RelayHandle {
                                         // queue buffer.
                                         out.frames = VecDeque::new();
                                     }
+                                    out.progress = Some(TokioInstant::now());
+                                    outbox.room.notify_waiters();
                                     (None, last)
                                 }
                             }
@@ -300,7 +344,11 @@ impl RelayHandle {
                         }
                     }
                 }
-                frame = transport.recv() => {
+                // A sender waiting for room reads nothing: TCP pushes back on its peer.
+                () = wait_for_room(&blocked, self.config.write_timeout), if !blocked.is_empty() => {
+                    self.unblock(&mut blocked);
+                }
+                frame = transport.recv(), if blocked.is_empty() => {
                     let mut end = match frame {
                         Ok(Some(frame)) => {
                             burst.push(frame);
@@ -326,7 +374,7 @@ impl RelayHandle {
                         for frame in burst.drain(..) {
                             s.relay.handle_frame(now, conn, frame);
                         }
-                        dispatch(&mut s);
+                        dispatch(&mut s, Some(&mut blocked));
                     }
                     match end {
                         Some(None) => break,
@@ -342,12 +390,44 @@ impl RelayHandle {
                 }
             }
         }
+        {
+            let mut out = outbox.lock();
+            out.ended = true;
+            out.frames = VecDeque::new();
+        }
+        outbox.room.notify_waiters();
         let mut s = self.lock();
         s.conns.remove(&conn);
         if lost {
             s.relay.disconnected(now(), conn);
         }
-        dispatch(&mut s);
+        dispatch(&mut s, None);
+    }
+
+    /// Forgets the receivers that have room again (or ended), and closes as slow consumers
+    /// those that took nothing from their queue for the write timeout.
+    fn unblock(&self, blocked: &mut Blocked) {
+        let timeout = self.config.write_timeout;
+        let mut stalled = Vec::new();
+        blocked.retain(|(conn, outbox, bound)| {
+            let out = outbox.lock();
+            if out.ended || out.close.is_some() || out.frames.len() < *bound {
+                return false;
+            }
+            if out.progress.is_some_and(|at| at.elapsed() >= timeout) {
+                stalled.push(*conn);
+                return false;
+            }
+            true
+        });
+        if !stalled.is_empty() {
+            let mut s = self.lock();
+            for conn in stalled {
+                tracing::debug!(%conn, "slow consumer: no progress for the write timeout");
+                s.relay.slow_consumer(now(), conn);
+            }
+            dispatch(&mut s, None);
+        }
     }
 
     /// Counters and sizes, for monitoring.
@@ -362,8 +442,33 @@ impl RelayHandle {
     }
 }
 
-/// Drains the relay's outputs into the connections' queues.
-fn dispatch(s: &mut Shared) {
+/// Waits until the first receiver in `blocked` may have room: its task took frames out, it
+/// ended, or the write timeout since its last progress passed. The caller then looks again
+/// ([`RelayHandle::unblock`]).
+async fn wait_for_room(blocked: &Blocked, timeout: Duration) {
+    let Some((_, outbox, bound)) = blocked.first() else {
+        return;
+    };
+    let notified = outbox.room.notified();
+    tokio::pin!(notified);
+    // Registered before looking, so that a wake-up between the look and the wait is not lost.
+    notified.as_mut().enable();
+    let deadline = {
+        let out = outbox.lock();
+        if out.ended || out.close.is_some() || out.frames.len() < *bound {
+            return;
+        }
+        out.progress.unwrap_or_else(TokioInstant::now) + timeout
+    };
+    tokio::select! {
+        () = notified => {}
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+}
+
+/// Drains the relay's outputs into the connections' queues. With `blocked`, the receivers
+/// whose queue is at its bound are added there (once each), for the sender to wait on.
+fn dispatch(s: &mut Shared, mut blocked: Option<&mut Blocked>) {
     // Consecutive frames for one connection (a burst forwarded to the same peer) go into its
     // queue under one lock.
     let mut open: Option<Open<'_>> = None;
@@ -384,12 +489,22 @@ fn dispatch(s: &mut Shared) {
                     open = conns.get(&conn).map(|slot| Open::new(conn, slot));
                 }
                 let Some(o) = open.as_mut() else { continue };
-                if o.queue.frames.len() >= o.slot.bound {
+                if o.queue.frames.len() >= o.slot.limit() {
                     open = None;
                     relay.slow_consumer(now(), conn);
                     continue;
                 }
+                if o.queue.frames.is_empty() {
+                    o.queue.progress = Some(TokioInstant::now());
+                }
                 o.queue.frames.push_back(frame);
+                if o.queue.frames.len() >= o.slot.bound {
+                    if let Some(blocked) = blocked.as_deref_mut() {
+                        if !blocked.iter().any(|(c, ..)| *c == conn) {
+                            blocked.push((conn, o.slot.outbox.clone(), o.slot.bound));
+                        }
+                    }
+                }
             }
             RelayOutput::Close { conn, reason } => {
                 open = None;
