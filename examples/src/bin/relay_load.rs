@@ -24,19 +24,21 @@
 //!   binary's own server code (`examples::relay_server::Server`) on a current-thread runtime
 //!   pinned to one core. Its WebSockets are tungstenite's, driven by the TCP socket's readiness
 //!   (see `signaling_ws`), not through tokio-tungstenite's adapter as the baseline's are.
-//! - `baseline`: a raw tokio-tungstenite forwarder with the same tungstenite settings: it pairs
-//!   the two connections of a room, then one task per direction reads frames and `feed`s them to
-//!   the other connection while more are immediately available (at most `--baseline-batch`,
-//!   default 256: with the default window of 128 that is everything available), then
-//!   `flush`es.
+//! - `baseline`: what a user would otherwise write: a raw tokio-tungstenite forwarder with
+//!   tungstenite's default settings (`WebSocketConfig::default()`: 128 KiB read buffer, 128 KiB
+//!   write buffer). It pairs the two connections of a room, then forwards each direction with
+//!   `stream.forward(sink)`.
 //!
 //! Throughput: `pairs` rooms of two clients; client A sends a stream of frames of exactly
-//! `size` bytes (`{"type":"load/data","value":"xxx..."}`), the server forwards them to B, B
-//! counts them. One direction only. A keeps at most `--window` frames in flight (sent and not yet
-//! counted by B), so that no queue of the relay overflows (the relay closes a connection whose
-//! send queue of 256 is full as a slow consumer). After `--warmup` seconds, the frames B
-//! receives during `--duration` seconds are counted. The server's and client's CPU use over the
-//! same interval is reported from `/proc/PID/schedstat`.
+//! `size` bytes (`{"type":"load/data","value":"0000000042 xxx..."}`, numbered), the server
+//! forwards them to B, B counts them and checks their numbers. One direction only. With
+//! `--mode open` (the default) A sends as fast as TCP takes them, with no window: the server's
+//! backpressure is all that holds A back. With `--mode window`, A keeps at most `--window` frames
+//! in flight (sent and not yet counted by B). After `--warmup` seconds, the frames B receives
+//! during `--duration` seconds are counted. The server's and client's CPU use over the same
+//! interval is reported from `/proc/PID/schedstat`. Then A stops, and B gets up to 10 s to
+//! receive the rest: `lost` counts frames A's socket took that B never received, `disorder`
+//! frames that arrived out of order or twice.
 //!
 //! Memory: the server's `VmRSS` (`/proc/PID/status`) once it listens, and again after
 //! `--idle-conns` clients (rooms of two; with the relay each client has received its
@@ -51,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use examples::relay_server::{FileConfig, Server};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -83,9 +85,6 @@ enum Cmd {
         /// Core to pin the server's thread to (none: no pinning).
         #[arg(long)]
         core: Option<usize>,
-        /// The most frames the baseline writes before one flush.
-        #[arg(long, default_value_t = 256)]
-        batch: usize,
     },
 }
 
@@ -102,6 +101,12 @@ impl Kind {
             Kind::Baseline => "baseline",
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Open,
+    Window,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -124,11 +129,16 @@ struct RunArgs {
     /// Seconds of counting.
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
-    /// Frames in flight per pair, at most.
+    /// How the senders send: as fast as TCP allows (`open`), or with a window of frames in
+    /// flight (`window`).
+    #[arg(long, value_enum, default_value_t = Mode::Open)]
+    mode: Mode,
+    /// Frames in flight per pair, at most, with `--mode window`.
     #[arg(long, default_value_t = 128)]
     window: u64,
-    /// Repetitions of each measurement (relay and baseline alternate).
-    #[arg(long, default_value_t = 2)]
+    /// Repetitions of each measurement (relay and baseline alternate); the summary gives
+    /// medians.
+    #[arg(long, default_value_t = 5)]
     repeat: usize,
     /// Idle connections for the memory figure.
     #[arg(long, default_value_t = 10_000)]
@@ -142,10 +152,6 @@ struct RunArgs {
     /// Core for this (client) process.
     #[arg(long, default_value_t = 1)]
     client_core: usize,
-    /// The most frames the baseline writes before one flush (the relay's is its
-    /// `write_batch`, default 256).
-    #[arg(long, default_value_t = 256)]
-    baseline_batch: usize,
     /// Only one of the two measurements.
     #[arg(long, value_enum)]
     only: Option<Only>,
@@ -155,7 +161,7 @@ fn main() -> Result<(), Error> {
     let args = Args::parse();
     raise_nofile();
     match args.command {
-        Cmd::Serve { kind, core, batch } => serve_main(kind, core, batch),
+        Cmd::Serve { kind, core } => serve_main(kind, core),
         Cmd::Run(run) => run_main(&run),
     }
 }
@@ -203,7 +209,7 @@ fn tungstenite_config() -> WebSocketConfig {
 // ---------------------------------------------------------------------------------------------
 // Server side
 
-fn serve_main(kind: Kind, core: Option<usize>, batch: usize) -> Result<(), Error> {
+fn serve_main(kind: Kind, core: Option<usize>) -> Result<(), Error> {
     if let Some(core) = core {
         pin(core)?;
     }
@@ -224,7 +230,7 @@ fn serve_main(kind: Kind, core: Option<usize>, batch: usize) -> Result<(), Error
         }
         match kind {
             Kind::Relay => relay_server(listener).await,
-            Kind::Baseline => baseline_server(listener, batch.max(1)).await,
+            Kind::Baseline => baseline_server(listener).await,
         }
     })
 }
@@ -240,8 +246,8 @@ async fn relay_server(listener: TcpListener) -> Result<(), Error> {
 
 type Waiting = Arc<Mutex<std::collections::HashMap<String, WebSocketStream<TcpStream>>>>;
 
-/// A raw forwarder: pairs the two connections of a room and pumps frames both ways.
-async fn baseline_server(listener: TcpListener, batch: usize) -> Result<(), Error> {
+/// A raw forwarder: pairs the two connections of a room and forwards frames both ways.
+async fn baseline_server(listener: TcpListener) -> Result<(), Error> {
     let waiting: Waiting = Arc::default();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -265,13 +271,7 @@ async fn baseline_server(listener: TcpListener, batch: usize) -> Result<(), Erro
                 });
                 Ok(resp)
             };
-            let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(
-                stream,
-                callback,
-                Some(tungstenite_config()),
-            )
-            .await
-            else {
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                 return;
             };
             let Some(room) = room else { return };
@@ -287,47 +287,10 @@ async fn baseline_server(listener: TcpListener, batch: usize) -> Result<(), Erro
             };
             let (a_tx, a_rx) = ws.split();
             let (b_tx, b_rx) = other.split();
-            tokio::spawn(pump(a_rx, b_tx, batch));
-            pump(b_rx, a_tx, batch).await;
+            tokio::spawn(a_rx.forward(b_tx));
+            let _ = b_rx.forward(a_tx).await;
         });
     }
-}
-
-async fn pump(
-    mut rx: futures::stream::SplitStream<WebSocketStream<TcpStream>>,
-    mut tx: futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
-    batch: usize,
-) {
-    while let Some(Ok(msg)) = rx.next().await {
-        if msg.is_close() {
-            break;
-        }
-        if !msg.is_text() {
-            continue;
-        }
-        if tx.feed(msg).await.is_err() {
-            return;
-        }
-        for _ in 1..batch {
-            match rx.next().now_or_never() {
-                Some(Some(Ok(msg))) if msg.is_text() => {
-                    if tx.feed(msg).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Some(Ok(_))) => {}
-                Some(None | Some(Err(_))) => {
-                    let _ = tx.flush().await;
-                    return;
-                }
-                None => break,
-            }
-        }
-        if tx.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = tx.close().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,10 +302,9 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    fn start(kind: Kind, core: usize, batch: usize) -> Result<Self, Error> {
+    fn start(kind: Kind, core: usize) -> Result<Self, Error> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--kind", kind.name(), "--core", &core.to_string()])
-            .args(["--batch", &batch.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -414,12 +376,21 @@ async fn connect(addr: SocketAddr, room: &str) -> Result<WebSocketStream<TcpStre
     Ok(ws)
 }
 
-/// A frame of exactly `size` bytes.
-fn payload(size: usize) -> Utf8Bytes {
-    let head = r#"{"type":"load/data","value":""#;
+/// What comes before a frame's number.
+const HEAD: &str = r#"{"type":"load/data","value":""#;
+/// Digits of a frame's number.
+const DIGITS: usize = 10;
+
+/// A frame of exactly `size` bytes (at least 42) carrying the number `seq`.
+fn payload(size: usize, seq: u64) -> Utf8Bytes {
     let tail = r#""}"#;
-    let fill = size.saturating_sub(head.len() + tail.len());
-    Utf8Bytes::from(format!("{head}{}{tail}", "x".repeat(fill)))
+    let fill = size.saturating_sub(HEAD.len() + DIGITS + tail.len());
+    Utf8Bytes::from(format!("{HEAD}{seq:010}{}{tail}", "x".repeat(fill)))
+}
+
+/// The number of a frame made by [`payload`].
+fn number(frame: &str) -> Option<u64> {
+    frame.get(HEAD.len()..HEAD.len() + DIGITS)?.parse().ok()
 }
 
 struct Throughput {
@@ -428,6 +399,19 @@ struct Throughput {
     server_cpu: (f64, f64),
     client_cpu: (f64, f64),
     load: String,
+    /// Frames sent and never received.
+    lost: u64,
+    /// Frames received out of order or twice.
+    disorder: u64,
+}
+
+/// One pair's counters.
+#[derive(Default)]
+struct PairCount {
+    sent: AtomicU64,
+    received: AtomicU64,
+    disorder: AtomicU64,
+    arrived: Notify,
 }
 
 async fn throughput(
@@ -437,51 +421,65 @@ async fn throughput(
     size: usize,
     pairs: usize,
 ) -> Result<Throughput, Error> {
-    let frame = payload(size);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut counters = Vec::new();
-    let mut notifies = Vec::new();
+    let mut counts: Vec<Arc<PairCount>> = Vec::new();
+    let mut senders = Vec::new();
     let tag = std::process::id();
     for p in 0..pairs {
         let room = format!("load-{tag}-{p}");
         let a = connect(addr, &room).await?;
         let b = connect(addr, &room).await?;
-        let received = Arc::new(AtomicU64::new(0));
-        let notify = Arc::new(Notify::new());
-        counters.push(received.clone());
-        notifies.push(notify.clone());
+        let count = Arc::new(PairCount::default());
+        counts.push(count.clone());
         let (mut a_tx, mut a_rx) = a.split();
         // A reads what the relay tells it (welcome, joined) and answers pings.
         tokio::spawn(async move { while let Some(Ok(_)) = a_rx.next().await {} });
-        let (_b_tx, mut b_rx) = b.split();
+        let (b_tx, mut b_rx) = b.split();
         {
-            let received = received.clone();
-            let notify = notify.clone();
+            let count = count.clone();
             tokio::spawn(async move {
-                let _keep = _b_tx;
+                let _keep = b_tx;
+                let mut next = 0;
                 while let Some(Ok(msg)) = b_rx.next().await {
-                    if let Message::Text(t) = msg {
-                        if t.len() == size {
-                            received.fetch_add(1, Ordering::Relaxed);
-                            notify.notify_one();
+                    let Message::Text(t) = msg else { continue };
+                    if t.len() != size {
+                        continue;
+                    }
+                    match number(&t) {
+                        Some(n) if n == next => next += 1,
+                        // A gap is counted as lost at the end.
+                        Some(n) if n > next => {
+                            count.disorder.fetch_add(1, Ordering::Relaxed);
+                            next = n + 1;
+                        }
+                        _ => {
+                            count.disorder.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                    count.received.fetch_add(1, Ordering::Relaxed);
+                    count.arrived.notify_one();
                 }
             });
         }
-        let frame = frame.clone();
         let stop = stop.clone();
-        let window = args.window;
-        tokio::spawn(async move {
+        let (mode, window) = (args.mode, args.window);
+        senders.push(tokio::spawn(async move {
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let inflight = sent - received.load(Ordering::Relaxed);
-                if inflight >= window {
-                    notify.notified().await;
-                    continue;
-                }
-                for _ in inflight..window {
-                    if a_tx.feed(Message::Text(frame.clone())).await.is_err() {
+                let room = match mode {
+                    // Frames are fed in batches and flushed: the flush waits while TCP is full.
+                    Mode::Open => 64,
+                    Mode::Window => {
+                        let inflight = sent - count.received.load(Ordering::Relaxed);
+                        if inflight >= window {
+                            count.arrived.notified().await;
+                            continue;
+                        }
+                        window - inflight
+                    }
+                };
+                for _ in 0..room {
+                    if a_tx.feed(Message::Text(payload(size, sent))).await.is_err() {
                         return;
                     }
                     sent += 1;
@@ -489,28 +487,43 @@ async fn throughput(
                 if a_tx.flush().await.is_err() {
                     return;
                 }
+                count.sent.store(sent, Ordering::Relaxed);
             }
-        });
+            count.sent.store(sent, Ordering::Relaxed);
+        }));
     }
-    let total = |c: &[Arc<AtomicU64>]| c.iter().map(|r| r.load(Ordering::Relaxed)).sum::<u64>();
+    let total = |f: fn(&PairCount) -> &AtomicU64| {
+        counts
+            .iter()
+            .map(|c| f(c).load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let (n0, s0, c0, t0) = (
-        total(&counters),
+        total(|c| &c.received),
         cpu_ns(server_pid),
         cpu_ns("self"),
         Instant::now(),
     );
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let (n1, s1, c1, elapsed) = (
-        total(&counters),
+        total(|c| &c.received),
         cpu_ns(server_pid),
         cpu_ns("self"),
         t0.elapsed().as_secs_f64(),
     );
     let load = load1();
     stop.store(true, Ordering::Relaxed);
-    for n in &notifies {
-        n.notify_one();
+    for c in &counts {
+        c.arrived.notify_one();
+    }
+    // The senders finish their batch; then everything sent gets a while to arrive.
+    for sender in senders {
+        let _ = tokio::time::timeout(Duration::from_secs(10), sender).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while total(|c| &c.received) < total(|c| &c.sent) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if n1 == n0 {
         return Err(format!("no frame forwarded (frame={size}B pairs={pairs})").into());
@@ -520,6 +533,8 @@ async fn throughput(
         server_cpu: percent(s0, s1, elapsed),
         client_cpu: percent(c0, c1, elapsed),
         load,
+        lost: total(|c| &c.sent).saturating_sub(total(|c| &c.received)),
+        disorder: total(|c| &c.disorder),
     })
 }
 
@@ -594,11 +609,11 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
     writeln!(
         out,
         "# relay_load: server pinned to core {}, clients to core {}, current-thread runtimes; \
-         RLIMIT_NOFILE={nofile}; relay config: {}; baseline flushes every {} frames at most",
+         RLIMIT_NOFILE={nofile}; relay config: {}; mode {:?}",
         args.server_core,
         args.client_core,
         RELAY_TOML.trim().replace('\n', ", "),
-        args.baseline_batch
+        args.mode,
     )?;
     let mut summary = Vec::new();
     if args.only != Some(Only::Rss) {
@@ -606,11 +621,12 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
             for &pairs in &args.pairs {
                 let (mut relay_rates, mut base_rates) = (Vec::new(), Vec::new());
                 let (mut relay_effs, mut base_effs) = (Vec::new(), Vec::new());
+                let mut lost = [0u64; 2];
                 for rep in 1..=args.repeat {
                     let (mut rates, mut effs) = ([0.0; 2], [0.0; 2]);
                     for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
                         let server =
-                            ServerProc::start(kind, args.server_core, args.baseline_batch)?;
+                            ServerProc::start(kind, args.server_core)?;
                         let pid = server.pid().to_string();
                         let rt = current_thread()?;
                         let t = rt.block_on(throughput(server.addr, &pid, args, size, pairs))?;
@@ -620,7 +636,7 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                             out,
                             "sample throughput server={} frame={size}B pairs={pairs} rep={rep} \
                              rate={:.0}/s per_server_cpu_s={:.0} server_cpu={:.0}% server_runq_wait={:.0}% \
-                             client_cpu={:.0}% client_runq_wait={:.0}% load1={}",
+                             client_cpu={:.0}% client_runq_wait={:.0}% lost={} disorder={} load1={}",
                             kind.name(),
                             t.rate,
                             t.per_cpu(),
@@ -628,11 +644,14 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                             t.server_cpu.1,
                             t.client_cpu.0,
                             t.client_cpu.1,
+                            t.lost,
+                            t.disorder,
                             t.load
                         )?;
                         out.flush()?;
                         rates[i] = t.rate;
                         effs[i] = t.per_cpu();
+                        lost[i] += t.lost + t.disorder;
                     }
                     relay_rates.push(rates[0]);
                     base_rates.push(rates[1]);
@@ -644,9 +663,11 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                 summary.push(format!(
                     "throughput frame={size}B pairs={pairs} relay={r:.0}/s baseline={b:.0}/s \
                      ratio={:.2} relay_per_cpu_s={re:.0} baseline_per_cpu_s={be:.0} \
-                     cpu_ratio={:.2} reps={}",
+                     cpu_per_frame_ratio={:.2} relay_lost={} baseline_lost={} reps={}",
                     r / b,
-                    re / be,
+                    be / re,
+                    lost[0],
+                    lost[1],
                     args.repeat
                 ));
             }
@@ -656,7 +677,7 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
         let mut per = [Vec::new(), Vec::new()];
         for rep in 1..=args.repeat {
             for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
-                let server = ServerProc::start(kind, args.server_core, args.baseline_batch)?;
+                let server = ServerProc::start(kind, args.server_core)?;
                 let pid = server.pid().to_string();
                 let rt = current_thread()?;
                 let m = rt.block_on(idle_rss(kind, server.addr, &pid, args))?;
