@@ -229,7 +229,7 @@ fn serve_main(kind: Kind, core: Option<usize>, batch: usize) -> Result<(), Error
     })
 }
 
-/// The `relay` binary's server (`examples::relay_server::Server`: request-head peek, WebSocket
+/// The `relay` binary's server (`examples::relay_server::Server`: request head read, WebSocket
 /// upgrade, relay), with its default settings but the rate limit raised for the load.
 async fn relay_server(listener: TcpListener) -> Result<(), Error> {
     let config = FileConfig::from_toml(RELAY_TOML)?;
