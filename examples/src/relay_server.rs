@@ -1,20 +1,24 @@
 //! The relay server behind the `relay` binary: configuration file, TCP accept, the WebSocket
 //! endpoint at `/ws?room=NAME` and the demo page at `/`. Tests and the load generator run the
 //! same code in-process.
+use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use signaling::relay::{join_request_from_peer, DriverConfig, RelayHandle};
+use signaling::config::InvalidSetting;
+use signaling::relay::{join_request_from_peer, DriverConfig, RelayHandle, ShutdownReport};
 use signaling::transport::{CloseReason, Transport};
 use signaling_core::admission::{Admission, AdmissionConfig, AdmissionConfigError, AllowAll};
 use signaling_core::relay::close_code;
 use signaling_core::relay::RelayConfig;
-use signaling_ws::{accept_stream, WsConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use signaling_ws::{accept_request, read_request_head, WsConfig};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// The demo page served at `/`.
 pub const PAGE: &str = include_str!("../static/index.html");
@@ -50,6 +54,14 @@ pub struct WsSection {
     pub ping_interval: f64,
     /// Seconds to wait for a pong before the peer counts as dead. Default: 10.
     pub pong_timeout: f64,
+    /// Seconds a client has for the whole upgrade, from its first byte to the response (or
+    /// for a plain HTTP request, to its answer); a slower one is disconnected. Default: 10.
+    pub handshake_timeout: f64,
+    /// Bytes of a request head (request line and headers), at most; a larger one is answered
+    /// with 431. Default: 16384.
+    pub max_header_bytes: usize,
+    /// Header lines of a request, at most; more are answered with 431. Default: 64.
+    pub max_headers: usize,
     /// Frames of one connection handled together before its task yields to the writers.
     /// Default: 64 (keep it well below `send_queue`).
     pub burst: usize,
@@ -73,17 +85,213 @@ impl Default for WsSection {
             max_connections: 20_000,
             ping_interval: 20.0,
             pong_timeout: 10.0,
+            handshake_timeout: 10.0,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
             read_buffer_size: 2048,
             recv_block_size: 4096,
         }
     }
 }
 
-impl FileConfig {
-    /// Parses a configuration file's text.
-    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
+impl WsSection {
+    /// The WebSocket and driver settings this section (with the relay's frame size) makes.
+    fn settings(&self, relay: &RelayConfig) -> Result<(WsConfig, DriverConfig), InvalidSetting> {
+        InvalidSetting::check_nonzero(
+            "max_connections",
+            self.max_connections as u64,
+            "no connection would be served",
+        )?;
+        let ping = seconds("ping_interval", self.ping_interval)?;
+        let pong = seconds("pong_timeout", self.pong_timeout)?;
+        let handshake = seconds("handshake_timeout", self.handshake_timeout)?;
+        let ws = WsConfig::default()
+            .with_max_message_size(relay.max_frame_len)
+            .with_ping_interval((!ping.is_zero()).then_some(ping))
+            .with_pong_timeout(pong)
+            .with_handshake_timeout(handshake)
+            .with_max_header_bytes(self.max_header_bytes)
+            .with_max_headers(self.max_headers)
+            .with_read_buffer_size(self.read_buffer_size)
+            .with_recv_block_size(self.recv_block_size);
+        ws.validate()?;
+        let mut driver = DriverConfig::default();
+        driver.send_queue = self.send_queue;
+        driver.write_timeout = seconds("write_timeout", self.write_timeout)?;
+        driver.burst = self.burst;
+        driver.write_batch = self.write_batch;
+        driver.validate()?;
+        Ok((ws, driver))
     }
+}
+
+/// A configuration file's number of seconds as a duration: finite and not negative.
+fn seconds(setting: &'static str, value: f64) -> Result<Duration, InvalidSetting> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| InvalidSetting::new(setting, value, "must be a number of seconds, at least 0"))
+}
+
+/// Why a configuration cannot be used. Its message names the file, and where the file is at
+/// fault, the line and column, or the section and key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {}: {}", .path.display(), in_words(.source))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file is not valid TOML, or has a key or value the configuration does not take.
+    #[error("{}, line {line}, column {column}: {message}", source_name(.path))]
+    Syntax {
+        /// The file (`None`: text that came from elsewhere).
+        path: Option<PathBuf>,
+        /// The line of the fault, from 1.
+        line: usize,
+        /// The column of the fault, in characters from 1.
+        column: usize,
+        /// What is wrong, in the TOML parser's words.
+        message: String,
+    },
+    /// A setting cannot work (see [`InvalidSetting`]).
+    #[error("{}: [{section}] {setting}", source_name(.path))]
+    Invalid {
+        /// The file (`None`: text that came from elsewhere).
+        path: Option<PathBuf>,
+        /// The section of the setting.
+        section: &'static str,
+        /// The setting, its value and why it cannot work.
+        setting: InvalidSetting,
+    },
+    /// The `[admission]` section is invalid.
+    #[error("{}: [admission] {source}", source_name(.path))]
+    Admission {
+        /// The file (`None`: text that came from elsewhere).
+        path: Option<PathBuf>,
+        /// What is wrong.
+        source: AdmissionConfigError,
+    },
+}
+
+fn source_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(path) => format!("configuration file {}", path.display()),
+        None => "configuration".to_owned(),
+    }
+}
+
+impl ConfigError {
+    /// The same error, about the file at `path`.
+    fn in_file(mut self, file: &Path) -> Self {
+        match &mut self {
+            Self::Read { .. } => {}
+            Self::Syntax { path, .. }
+            | Self::Invalid { path, .. }
+            | Self::Admission { path, .. } => {
+                *path = Some(file.to_owned());
+            }
+        }
+        self
+    }
+}
+
+/// An IO error in plain words: `address already in use`, not `Os { code: 98, .. }`.
+pub fn in_words(error: &io::Error) -> String {
+    use io::ErrorKind;
+    let words = match error.kind() {
+        ErrorKind::AddrInUse => "address already in use (is another server running on it?)",
+        ErrorKind::AddrNotAvailable => "address not available (no network interface has it)",
+        ErrorKind::PermissionDenied => "permission denied",
+        ErrorKind::NotFound => "no such file or directory",
+        ErrorKind::IsADirectory => "it is a directory",
+        ErrorKind::InvalidData => "not UTF-8 text",
+        _ => {
+            // `Display` of an OS error is its text and "(os error N)": keep the text.
+            let text = error.to_string();
+            let text = text
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return text.to_lowercase();
+        }
+    };
+    words.to_owned()
+}
+
+impl FileConfig {
+    /// Parses a configuration file's text (without checking the settings: see
+    /// [`validate`](Self::validate)).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| {
+            let (line, column) = error
+                .span()
+                .map_or((1, 1), |span| line_and_column(text, span.start));
+            ConfigError::Syntax {
+                path: None,
+                line,
+                column,
+                message: error.message().trim_end().to_owned(),
+            }
+        })
+    }
+
+    /// Reads, parses and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::from_toml(&text).map_err(|e| e.in_file(path))?;
+        config.validate().map_err(|e| e.in_file(path))?;
+        Ok(config)
+    }
+
+    /// Refuses settings that cannot work: those [`RelayConfig::validate`],
+    /// [`WsConfig::validate`] and [`DriverConfig::validate`] refuse, a `max_connections` of 0,
+    /// durations that are negative or not finite, and an invalid `[admission]` section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.settings().map(drop)
+    }
+
+    /// The validated settings: WebSocket, driver and admission.
+    #[allow(clippy::type_complexity)]
+    fn settings(
+        &self,
+    ) -> Result<(WsConfig, DriverConfig, Option<Box<dyn Admission>>), ConfigError> {
+        let invalid = |section| {
+            move |setting| ConfigError::Invalid {
+                path: None,
+                section,
+                setting,
+            }
+        };
+        self.relay.validate().map_err(invalid("relay"))?;
+        let (ws, driver) = self
+            .websocket
+            .settings(&self.relay)
+            .map_err(invalid("websocket"))?;
+        let admission = match &self.admission {
+            Some(a) => Some(
+                a.build()
+                    .map_err(|source| ConfigError::Admission { path: None, source })?,
+            ),
+            None => None,
+        };
+        Ok((ws, driver, admission))
+    }
+}
+
+/// The line and column (both from 1, the column in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
 }
 
 /// A relay server, ready to serve connections.
@@ -104,29 +312,9 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// A server for this configuration (starts the relay's timer task on the current runtime).
-    pub fn new(config: FileConfig) -> Result<Self, AdmissionConfigError> {
-        let ping = (config.websocket.ping_interval > 0.0)
-            .then(|| Duration::from_secs_f64(config.websocket.ping_interval));
-        let ws = WsConfig::default()
-            .with_max_message_size(config.relay.max_frame_len)
-            .with_ping_interval(ping)
-            .with_pong_timeout(Duration::from_secs_f64(
-                config.websocket.pong_timeout.max(0.1),
-            ))
-            .with_read_buffer_size(config.websocket.read_buffer_size)
-            .with_recv_block_size(config.websocket.recv_block_size);
-        let mut driver = DriverConfig::default();
-        driver.send_queue = config.websocket.send_queue;
-        // Out-of-range values (negative, NaN, infinite) keep the default.
-        driver.write_timeout = Duration::try_from_secs_f64(config.websocket.write_timeout)
-            .unwrap_or(driver.write_timeout)
-            .max(Duration::from_millis(100));
-        driver.burst = config.websocket.burst;
-        driver.write_batch = config.websocket.write_batch;
-        let admission = match &config.admission {
-            Some(a) => Some(a.build()?),
-            None => None,
-        };
+    /// Refuses a configuration that [`FileConfig::validate`] refuses.
+    pub fn new(config: FileConfig) -> Result<Self, ConfigError> {
+        let (ws, driver, admission) = config.settings()?;
         Ok(Self {
             relay: RelayHandle::new(config.relay, driver),
             ws,
@@ -140,7 +328,8 @@ impl Server {
         &self.relay
     }
 
-    /// Accepts and serves connections on `listener` until the task is dropped.
+    /// Accepts and serves connections on `listener` until the task is dropped (which stops
+    /// accepting; connections already accepted go on until [`shutdown`](Self::shutdown)).
     pub async fn run(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
             let permit = match self.slots.clone().acquire_owned().await {
@@ -158,23 +347,39 @@ impl Server {
         }
     }
 
-    /// Serves one TCP connection: the WebSocket endpoint, the demo page, or 404.
-    pub async fn serve(&self, stream: TcpStream, addr: SocketAddr) -> std::io::Result<()> {
+    /// Shuts the relay down gracefully (see [`RelayHandle::shutdown`]): every connection gets
+    /// what was queued for it and a close with 1001, within `drain`. Stop [`run`](Self::run)
+    /// first.
+    pub async fn shutdown(&self, drain: Duration) -> ShutdownReport {
+        self.relay.shutdown(drain).await
+    }
+
+    /// Serves one TCP connection: the WebSocket endpoint (`426 Upgrade Required` for a plain
+    /// request), the demo page, or 404. Everything up to the upgrade, or up to the plain
+    /// answer, is bounded by the handshake deadline (`[websocket] handshake_timeout`).
+    pub async fn serve(&self, mut stream: TcpStream, addr: SocketAddr) -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
-        let (head, head_len) = Box::pin(peek_head(&stream)).await?;
-        let RequestHead {
-            method,
-            path,
-            upgrade,
-        } = RequestHead::parse(&head);
-        if path == "/ws" && upgrade {
+        let head = match Box::pin(read_request_head(&mut stream, &self.ws)).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "request refused or failed");
+                return Ok(());
+            }
+        };
+        if head.path() == "/ws" {
             let admission: &dyn Admission = match &self.admission {
                 Some(a) => a.as_ref(),
                 None => &AllowAll,
             };
             // Boxed: the handshake's state is large and short-lived; inline, it would stay in
             // the task's allocation for the connection's whole life.
-            let handshake = Box::pin(accept_stream(stream, Some(addr), &self.ws, admission));
+            let handshake = Box::pin(accept_request(
+                stream,
+                head,
+                Some(addr),
+                &self.ws,
+                admission,
+            ));
             let mut conn = match handshake.await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -191,68 +396,35 @@ impl Server {
             }
             return Ok(());
         }
-        let (status, kind, body) = match (method, path) {
+        let (status, kind, body) = match (head.method(), head.path()) {
             ("GET", "/" | "/index.html") => ("200 OK", "text/html; charset=utf-8", PAGE),
             _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n"),
         };
-        answer_plain_http(stream, head_len, status, kind, body).await
+        answer_plain_http(stream, head.deadline(), status, kind, body).await
     }
 }
 
-/// What the front door needs of an HTTP request head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestHead<'a> {
-    /// The method (`GET`, ...).
-    pub method: &'a str,
-    /// The target's path, without the query string.
-    pub path: &'a str,
-    /// Whether the request asks for a WebSocket upgrade (`Upgrade: websocket`).
-    pub upgrade: bool,
-}
-
-impl<'a> RequestHead<'a> {
-    /// Reads the request line and the `Upgrade` header of `head` (as [`peek_head`] gives it).
-    /// Missing parts are empty: a malformed head is answered as an unknown path.
-    pub fn parse(head: &'a str) -> Self {
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or_default();
-        let mut parts = request_line.split(' ');
-        let (method, target) = (
-            parts.next().unwrap_or_default(),
-            parts.next().unwrap_or_default(),
-        );
-        let path = target.split('?').next().unwrap_or_default();
-        let upgrade = lines.any(|l| {
-            l.split_once(':').is_some_and(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("upgrade")
-                    && v.trim().eq_ignore_ascii_case("websocket")
-            })
-        });
-        Self {
-            method,
-            path,
-            upgrade,
-        }
-    }
-}
-
-/// Answers a plain HTTP request whose head ([`peek_head`]) is `head_len` bytes: consumes the head,
-/// writes `status` (`"200 OK"`, ...) with a body of type `kind`, and closes the connection.
+/// Answers a plain HTTP request whose head has been read: writes `status` (`"200 OK"`, ...)
+/// with a body of type `kind`, and closes the connection; gives up at `deadline` (the
+/// handshake's, [`RequestHead::deadline`](signaling_ws::RequestHead::deadline)).
 pub async fn answer_plain_http(
     mut stream: TcpStream,
-    head_len: usize,
+    deadline: Instant,
     status: &str,
     kind: &str,
     body: &str,
 ) -> std::io::Result<()> {
-    let mut discard = vec![0u8; head_len];
-    stream.read_exact(&mut discard).await?;
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    let answer = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout_at(deadline, answer)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "answering a plain request"))?
 }
 
 /// The next connection on `listener`. An accept error (out of file descriptors, say) is logged
@@ -269,31 +441,39 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// The request head (up to and including the blank line) and its length in bytes, read without
-/// consuming it, so that the WebSocket handshake can read it again. At most 8 KiB and 5 seconds.
-pub async fn peek_head(stream: &TcpStream) -> std::io::Result<(String, usize)> {
-    let mut buf = vec![0u8; 8192];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head"))??;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            return Ok((
-                String::from_utf8_lossy(&buf[..end + 4]).into_owned(),
-                end + 4,
-            ));
-        }
-        if n == buf.len() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "request head too large",
-            ));
-        }
-        // More of the head is on its way.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_is_placed_by_line_and_column() {
+        let text = "[relay]\nroom_capacity = 2\nrooom = 3\n";
+        let error = FileConfig::from_toml(text).expect_err("unknown key");
+        let ConfigError::Syntax { line, column, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!((*line, *column), (3, 1), "{error}");
+        assert!(
+            error.to_string().contains("unknown field `rooom`"),
+            "{error}"
+        );
+        assert_eq!(line_and_column("ab\ncdé f", 8), (2, 5));
+    }
+
+    #[test]
+    fn invalid_settings_name_their_section_and_key() {
+        let config = FileConfig::from_toml("[websocket]\npong_timeout = inf\n").expect("parses");
+        let error = config.validate().expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("configuration: [websocket] pong_timeout = inf: "),
+            "{error}"
+        );
+        let config = FileConfig::from_toml("[websocket]\nburst = 0\n").expect("parses");
+        assert!(config.validate().is_err());
+        FileConfig::default()
+            .validate()
+            .expect("the defaults are valid");
     }
 }

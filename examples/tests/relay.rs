@@ -6,7 +6,7 @@ use std::time::Duration;
 use examples::relay_server::{FileConfig, Server};
 use serde_json::Value;
 use signaling::relay::fresh_token;
-use signaling::transport::{CloseCode, CloseReason, Transport, TransportError};
+use signaling::transport::{CloseCode, CloseReason, Transport};
 use signaling_core::ice::TurnRestCredentials;
 use signaling_core::relay::{close_code, JoinRequest};
 use signaling_ws::{ConnectError, WsClient, WsConfig, WsConnection};
@@ -17,7 +17,9 @@ const ANSWER: &str = r#"{"type":"webrtc/answer","value":"v=0\r\no=- 1 2 IN IP4 0
 const HOST: &str = r#"{"type":"webrtc/candidate","value":"candidate:4234997325 1 udp 2043278322 192.168.1.2 44323 typ host generation 0 ufrag EsAw network-id 1"}"#;
 const SRFLX: &str = r#"{"type":"webrtc/candidate","value":"candidate:842163049 1 udp 1677729535 203.0.113.7 54400 typ srflx raddr 192.168.1.2 rport 54400 generation 0 ufrag EsAw network-id 1 network-cost 10"}"#;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
+
+use support::ws::{closed_with, expect_type, next_frame, WAIT};
 
 struct Relay {
     base: String,
@@ -48,36 +50,6 @@ impl Relay {
             .expect("connect");
         let welcome = expect_type(&mut conn, "relay/welcome").await;
         (conn, welcome)
-    }
-}
-
-async fn recv(conn: &mut WsConnection) -> Result<Option<String>, TransportError> {
-    tokio::time::timeout(WAIT, conn.recv())
-        .await
-        .expect("no hang")
-        .map(|f| f.map(String::from))
-}
-
-async fn next_frame(conn: &mut WsConnection) -> String {
-    recv(conn).await.expect("open").expect("a frame")
-}
-
-async fn expect_type(conn: &mut WsConnection, kind: &str) -> Value {
-    let frame = next_frame(conn).await;
-    let v: Value = serde_json::from_str(&frame).expect("json");
-    assert_eq!(v["type"], kind, "{frame}");
-    v["value"].clone()
-}
-
-/// Reads until the connection ends; returns the close code it ended with.
-async fn closed_with(conn: &mut WsConnection) -> CloseCode {
-    loop {
-        match recv(conn).await {
-            Ok(Some(_)) => continue,
-            Ok(None) => return conn.close_reason().map_or(CloseCode::NORMAL, |r| r.code),
-            Err(TransportError::Closed(Some(reason))) => return reason.code,
-            Err(e) => panic!("ended with {e}"),
-        }
     }
 }
 

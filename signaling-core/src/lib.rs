@@ -18,6 +18,7 @@
 //!   the `Transport` trait itself is in the `signaling` crate.
 //! - [`admission`]: who may connect: token (query or cookie) and Origin checks over a
 //!   connection's [`PeerInfo`](transport::PeerInfo), and combinators for your own.
+//! - [`config`]: the error a configuration's `validate` returns for a setting that cannot work.
 //! - [`ice`]: short-lived TURN REST credentials for `iceServers`, and a configurable candidate
 //!   privacy policy (drop host/mDNS/private-range candidates, relay only).
 //!
@@ -28,6 +29,7 @@
 
 pub mod admission;
 pub mod candidate;
+pub mod config;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,6 +1,7 @@
 //! Connection, server and client settings.
 use std::time::Duration;
 
+use signaling_core::config::InvalidSetting;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Settings for WebSocket connections (both sides) and for [`WsServer`](crate::WsServer).
@@ -23,7 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// peer that sends faster than the application reads), at most `recv_queue` frames are kept
 /// while [`close`](signaling::transport::Transport::close) waits for the peer, and a
 /// server holds at most `max_handshakes_in_flight` handshakes plus `accept_queue` finished
-/// connections that [`WsServer::accept`](crate::WsServer::accept) has not taken yet.
+/// connections that [`WsServer::accept`](crate::WsServer::accept) has not taken yet, and
+/// reads at most `max_header_bytes` of a request head, within `handshake_timeout`.
+///
+/// [`validate`](Self::validate) refuses settings that cannot work (a timeout of 0, say).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct WsConfig {
@@ -94,9 +98,20 @@ pub struct WsConfig {
     /// Client only: the deadline for TCP connect, TLS and the upgrade handshake together.
     /// Default 10 s.
     pub connect_timeout: Duration,
-    /// Server only: the deadline for reading the upgrade request and writing the response.
+    /// Server only: the deadline for the whole upgrade, from the first byte read to the
+    /// response written: reading the request head (a client that sends it slowly, a line at a
+    /// time, is cut off at the deadline like one that sends nothing), the admission check and
+    /// writing the response. A connection that misses it is closed without a response.
     /// Default 10 s.
     pub handshake_timeout: Duration,
+    /// Server only: the largest request head accepted, in bytes (the request line and the
+    /// headers, up to and including the blank line that ends them). A larger head is answered
+    /// with `431 Request Header Fields Too Large`. At most this much is buffered per handshake.
+    /// Default 16 KiB (a browser's upgrade request is about 0.5 KiB, plus its cookies).
+    pub max_header_bytes: usize,
+    /// Server only: the most header lines accepted in a request head. More are answered with
+    /// `431 Request Header Fields Too Large`. Default 64 (a browser sends about 15).
+    pub max_headers: usize,
     /// Bounds the closing steps: writing the close frame, waiting for the peer's close frame
     /// after [`close`](signaling::transport::Transport::close), and draining the socket
     /// after an error close. Default 5 s.
@@ -129,6 +144,8 @@ impl Default for WsConfig {
             idle_timeout: None,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
             close_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             max_handshakes_in_flight: 256,
@@ -212,6 +229,18 @@ impl WsConfig {
         self
     }
 
+    /// Sets [`max_header_bytes`](Self::max_header_bytes).
+    pub fn with_max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+
+    /// Sets [`max_headers`](Self::max_headers).
+    pub fn with_max_headers(mut self, headers: usize) -> Self {
+        self.max_headers = headers;
+        self
+    }
+
     /// Sets [`close_timeout`](Self::close_timeout).
     pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
@@ -235,6 +264,112 @@ impl WsConfig {
         self.accept_queue = connections;
         self
     }
+
+    /// Refuses settings that cannot work: sizes of 0 that refuse every message
+    /// (`max_message_size`, `max_frame_size`) or read nothing (`read_buffer_size`), a
+    /// `write_buffer_size` of `usize::MAX` (tungstenite needs room above it), timeouts of 0
+    /// (`pong_timeout`, `connect_timeout`, `handshake_timeout`, `close_timeout`,
+    /// `write_timeout`, and `ping_interval` or `idle_timeout` set to 0), and request-head
+    /// bounds too small for any WebSocket upgrade: `max_header_bytes` under
+    /// [`MIN_HEADER_BYTES`](Self::MIN_HEADER_BYTES), `max_headers` under
+    /// [`MIN_HEADERS`](Self::MIN_HEADERS). The queue bounds documented as "0 is treated as 1"
+    /// are accepted.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let sizes = [
+            (
+                "max_message_size",
+                self.max_message_size,
+                "every message would be refused",
+            ),
+            (
+                "max_frame_size",
+                self.max_frame_size,
+                "every frame would be refused",
+            ),
+            (
+                "read_buffer_size",
+                self.read_buffer_size,
+                "nothing could be read",
+            ),
+        ];
+        for (setting, value, reason) in sizes {
+            InvalidSetting::check_nonzero(setting, value as u64, reason)?;
+        }
+        if self.write_buffer_size == usize::MAX {
+            return Err(InvalidSetting::new(
+                "write_buffer_size",
+                self.write_buffer_size,
+                "must be less than the largest usize",
+            ));
+        }
+        let timeouts = [
+            (
+                "ping_interval",
+                self.ping_interval,
+                "pings would be sent without pause (disable them instead)",
+            ),
+            (
+                "pong_timeout",
+                Some(self.pong_timeout),
+                "every peer would count as dead at once",
+            ),
+            (
+                "idle_timeout",
+                self.idle_timeout,
+                "every connection would be idle at once (disable it instead)",
+            ),
+            (
+                "connect_timeout",
+                Some(self.connect_timeout),
+                "no connection could be made",
+            ),
+            (
+                "handshake_timeout",
+                Some(self.handshake_timeout),
+                "no handshake could finish",
+            ),
+            (
+                "close_timeout",
+                Some(self.close_timeout),
+                "no close handshake could finish",
+            ),
+            (
+                "write_timeout",
+                Some(self.write_timeout),
+                "no write that has to wait could finish",
+            ),
+        ];
+        for (setting, value, reason) in timeouts {
+            if let Some(value) = value {
+                InvalidSetting::check_nonzero_duration(setting, value, reason)?;
+            }
+        }
+        if self.max_header_bytes < Self::MIN_HEADER_BYTES {
+            return Err(InvalidSetting::new(
+                "max_header_bytes",
+                self.max_header_bytes,
+                "must be at least 256: every browser's upgrade request is larger",
+            ));
+        }
+        if self.max_headers < Self::MIN_HEADERS {
+            return Err(InvalidSetting::new(
+                "max_headers",
+                self.max_headers,
+                "must be at least 5: an upgrade request needs Host, Upgrade, Connection, \
+                 Sec-WebSocket-Key and Sec-WebSocket-Version",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The smallest [`max_header_bytes`](Self::max_header_bytes) [`validate`](Self::validate)
+    /// accepts: a minimal upgrade request is about 150 bytes, a browser's several hundred.
+    pub const MIN_HEADER_BYTES: usize = 256;
+
+    /// The smallest [`max_headers`](Self::max_headers) [`validate`](Self::validate) accepts:
+    /// an upgrade request needs `Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key` and
+    /// `Sec-WebSocket-Version`.
+    pub const MIN_HEADERS: usize = 5;
 
     /// The tungstenite settings derived from this configuration.
     pub(crate) fn tungstenite(&self) -> WebSocketConfig {

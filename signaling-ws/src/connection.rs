@@ -61,20 +61,27 @@ pub(crate) fn linger_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(async move {
-        let drain = async {
-            let _ = stream.shutdown().await;
-            let mut buf = [0u8; 1024];
-            let mut total = 0usize;
-            while total < MAX_DRAIN_BYTES {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
+    Box::pin(async move { linger(&mut stream, limit).await })
+}
+
+/// Shuts the write side of `stream` and discards what the peer still sends, for at most
+/// `limit`: what [`linger_stream`] does, in place.
+pub(crate) async fn linger<S>(stream: &mut S, limit: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let drain = async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 1024];
+        let mut total = 0usize;
+        while total < MAX_DRAIN_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
             }
-        };
-        let _ = tokio::time::timeout(limit, drain).await;
-    })
+        }
+    };
+    let _ = tokio::time::timeout(limit, drain).await;
 }
 
 /// One WebSocket connection (client or server side), implementing [`Transport`].

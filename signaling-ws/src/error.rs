@@ -15,13 +15,30 @@ pub enum AcceptError {
         /// The HTTP status sent.
         status: u16,
     },
-    /// The handshake did not finish within [`WsConfig::handshake_timeout`](crate::WsConfig).
+    /// The handshake did not finish within [`WsConfig::handshake_timeout`](crate::WsConfig)
+    /// (a client that sent its request head too slowly, or not at all, or did not read the
+    /// response). The connection was closed without a response.
     #[error("handshake timed out")]
     TimedOut,
+    /// The request head was larger than [`WsConfig::max_header_bytes`](crate::WsConfig) or
+    /// had more header lines than [`WsConfig::max_headers`](crate::WsConfig);
+    /// `431 Request Header Fields Too Large` was sent.
+    #[error("request head too large")]
+    HeadTooLarge,
+    /// The request head was not valid HTTP/1.x (the reason in words); `400 Bad Request` was
+    /// sent.
+    #[error("malformed HTTP request: {0}")]
+    Malformed(&'static str),
+    /// A plain HTTP request (no `Upgrade: websocket`) where a WebSocket was expected;
+    /// `426 Upgrade Required` was sent, with `Upgrade: websocket`.
+    #[error("not a WebSocket upgrade request")]
+    NotUpgrade,
     /// The socket failed during the handshake.
     #[error("IO error during handshake: {0}")]
     Io(#[from] io::Error),
-    /// The request was not a valid WebSocket upgrade.
+    /// The request asked for a WebSocket upgrade but was not a valid one (not `GET`, not
+    /// HTTP/1.1, a missing or malformed `Sec-WebSocket-Key`, a version other than 13);
+    /// `400 Bad Request` was sent.
     #[error("invalid WebSocket upgrade request: {0}")]
     Protocol(#[source] Box<tungstenite::Error>),
 }

@@ -1,5 +1,6 @@
 //! WebSocket transport for [`signaling_core`], over tokio-tungstenite: a server ([`WsServer`],
-//! or [`accept_stream`] inside a server you already run) that admits requests with an
+//! or [`accept_stream`] inside a server you already run, or [`read_request_head`] and
+//! [`accept_request`] to route requests before upgrading them) that admits requests with an
 //! [`Admission`](signaling_core::admission::Admission) check before the upgrade (token, origin,
 //! your own), and a client ([`WsClient`]). Both sides yield a [`WsConnection`],
 //! which implements [`Transport`](signaling::transport::Transport).
@@ -7,7 +8,10 @@
 //! Frames are UTF-8 text; binary frames are refused (close 1003). Sizes, queues, keepalive and
 //! timeouts are set in [`WsConfig`]; every queue is bounded.
 //!
-//! The WebSocket protocol is tungstenite's. On the server side, a plain
+//! On the server side, the request head is read here, within the handshake's deadline and
+//! bounded in bytes and header lines (see [`WsConfig`]), and answered with an HTTP status when
+//! it cannot be upgraded (`431`, `400`, `426`, or the admission check's refusal); the upgrade
+//! response is tungstenite's. The WebSocket protocol is tungstenite's. On the server side, a plain
 //! [`TcpStream`](tokio::net::TcpStream) (what [`WsServer`] accepts, and what [`accept_stream`]
 //! is usually given) is driven by its readiness directly: tungstenite reads and writes with
 //! `try_read`/`try_write`, and the task registers for readiness only when the socket would
@@ -69,7 +73,7 @@ pub use client::WsClient;
 pub use config::WsConfig;
 pub use connection::{WsConnection, MAX_CLOSE_REASON_BYTES};
 pub use error::{AcceptError, ConnectError};
-pub use server::{accept_stream, WsServer};
+pub use server::{accept_request, accept_stream, read_request_head, RequestHead, WsServer};
 
 /// The tungstenite version this crate is built on, for matching the errors boxed in
 /// [`AcceptError`] and [`ConnectError`].

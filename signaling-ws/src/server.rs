@@ -1,5 +1,6 @@
 //! The server side: [`WsServer`] and [`accept_stream`], admitting requests with the same
-//! [`Admission`] checks the relay uses.
+//! [`Admission`] checks the relay uses; and the two steps of `accept_stream`,
+//! [`read_request_head`] and [`accept_request`], for a server that routes requests itself.
 use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
@@ -7,34 +8,381 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signaling::transport::PeerInfo;
-use signaling_core::admission::{Admission, AllowAll, Refusal};
-use tokio::io::{AsyncRead, AsyncWrite};
+use signaling_core::admission::{Admission, AllowAll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::handshake::server::{create_response, write_response, Request};
+use tokio_tungstenite::tungstenite::http::{self, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::config::WsConfig;
-use crate::connection::{Socket, WsConnection};
+use crate::connection::{linger, Socket, WsConnection};
 use crate::error::AcceptError;
 
-/// The HTTP response refusing an upgrade: the refusal's status, and its reason's wire name as a
-/// `text/plain` body.
-fn refusal_response(refusal: &Refusal) -> ErrorResponse {
-    let body = refusal.reason.as_str();
-    let mut response = ErrorResponse::new(Some(body.to_owned()));
-    *response.status_mut() =
-        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+/// An HTTP request head, read by [`read_request_head`] within the bounds of a [`WsConfig`]
+/// (size, header count, and the handshake's deadline, which it carries on to
+/// [`accept_request`]).
+#[derive(Debug)]
+pub struct RequestHead {
+    request: Request,
+    /// Bytes read past the head: the start of a body, or WebSocket frames a client sent
+    /// without waiting for the response.
+    tail: Vec<u8>,
+    deadline: Instant,
+}
+
+impl RequestHead {
+    /// The method (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        self.request.method().as_str()
+    }
+
+    /// The request target's path, without the query string.
+    pub fn path(&self) -> &str {
+        self.request.uri().path()
+    }
+
+    /// The query string (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.request.uri().query()
+    }
+
+    /// The first value of the header `name` (case-insensitive), if it is visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request.headers().get(name)?.to_str().ok()
+    }
+
+    /// Whether the request asks for a WebSocket (`Upgrade: websocket`). Whether it is a valid
+    /// upgrade is for [`accept_request`] to check.
+    pub fn is_upgrade(&self) -> bool {
+        self.request
+            .headers()
+            .get_all(http::header::UPGRADE)
+            .iter()
+            .any(|value| {
+                value.to_str().is_ok_and(|v| {
+                    v.split(',')
+                        .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
+                })
+            })
+    }
+
+    /// The whole request, as the `http` crate models it (no body).
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// When the handshake's time ([`WsConfig::handshake_timeout`], counted from the start of
+    /// [`read_request_head`]) is up. [`accept_request`] finishes by then; bound your own answer
+    /// to a request you do not upgrade by it too.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+/// Reads an HTTP request head from `stream`, within [`WsConfig::handshake_timeout`] (which
+/// starts now and goes on to bound [`accept_request`]), [`WsConfig::max_header_bytes`] and
+/// [`WsConfig::max_headers`].
+///
+/// A head over either bound is answered with `431 Request Header Fields Too Large`
+/// ([`AcceptError::HeadTooLarge`]), one that is not HTTP/1.x with `400 Bad Request`
+/// ([`AcceptError::Malformed`]); a client that has not sent a whole head by the deadline gets
+/// no answer ([`AcceptError::TimedOut`]). Drop the stream after an error.
+///
+/// Use it with [`accept_request`] to route requests before upgrading them (a WebSocket path
+/// beside plain HTTP ones); [`accept_stream`] does both.
+pub async fn read_request_head<S>(
+    stream: &mut S,
+    config: &WsConfig,
+) -> Result<RequestHead, AcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + config.handshake_timeout;
+    let read = tokio::time::timeout_at(deadline, read_head(stream, config)).await;
+    let error = match read {
+        Err(_) => return Err(AcceptError::TimedOut),
+        Ok(Ok((request, tail))) => {
+            return Ok(RequestHead {
+                request,
+                tail,
+                deadline,
+            })
+        }
+        Ok(Err(HeadError::Io(error))) => return Err(AcceptError::Io(error)),
+        Ok(Err(HeadError::TooLarge)) => AcceptError::HeadTooLarge,
+        Ok(Err(HeadError::Malformed(why))) => AcceptError::Malformed(why),
+    };
+    let answer = match error {
+        AcceptError::HeadTooLarge => Answer::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large\n",
+        ),
+        _ => Answer::new(StatusCode::BAD_REQUEST, "malformed HTTP request\n"),
+    };
+    answer.send(stream, deadline, config).await;
+    Err(error)
+}
+
+/// Why a request head could not be read.
+enum HeadError {
+    Io(io::Error),
+    TooLarge,
+    Malformed(&'static str),
+}
+
+impl From<io::Error> for HeadError {
+    fn from(error: io::Error) -> Self {
+        Self::Io(error)
+    }
+}
+
+/// Reads until the blank line that ends the head (at most `max_header_bytes`, counting header
+/// lines as they arrive), then parses it. Each byte is looked at once, however the head is
+/// split into reads.
+async fn read_head<S>(stream: &mut S, config: &WsConfig) -> Result<(Request, Vec<u8>), HeadError>
+where
+    S: AsyncRead + Unpin,
+{
+    let max_bytes = config.max_header_bytes;
+    let mut buf: Vec<u8> = Vec::with_capacity(max_bytes.min(1024));
+    let mut chunk = [0u8; 1024];
+    // Line feeds seen (the request line's, then one per header line).
+    let mut lines = 0usize;
+    let end = 'read: loop {
+        let room = max_bytes.saturating_sub(buf.len()).min(chunk.len());
+        if room == 0 {
+            return Err(HeadError::TooLarge);
+        }
+        let n = stream.read(&mut chunk[..room]).await?;
+        if n == 0 {
+            return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let scanned = buf.len();
+        buf.extend_from_slice(&chunk[..n]);
+        for i in scanned..buf.len() {
+            if buf[i] != b'\n' {
+                continue;
+            }
+            // An empty line (`\n` or `\r\n`) ends the head.
+            let blank = match i {
+                0 => false,
+                _ if buf[i - 1] == b'\n' => true,
+                1 => false,
+                _ => buf[i - 1] == b'\r' && buf[i - 2] == b'\n',
+            };
+            if blank && lines > 0 {
+                break 'read i + 1;
+            }
+            lines += 1;
+            if lines - 1 > config.max_headers {
+                return Err(HeadError::TooLarge);
+            }
+        }
+    };
+    let tail = buf.split_off(end);
+    let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(HeadError::Malformed("incomplete request head"))
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(error) => return Err(HeadError::Malformed(describe(error))),
+    }
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(target)
+        .version(match minor {
+            0 => http::Version::HTTP_10,
+            _ => http::Version::HTTP_11,
+        });
+    for header in parsed.headers.iter() {
+        request = request.header(header.name, header.value);
+    }
+    let request = request
+        .body(())
+        .map_err(|_| HeadError::Malformed("invalid method, request target or header"))?;
+    Ok((request, tail))
+}
+
+fn describe(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Token => "invalid request line",
+        httparse::Error::Version => "invalid HTTP version",
+        _ => "invalid request head",
+    }
+}
+
+/// A response refusing a request: a status, extra headers and a `text/plain` body; the
+/// connection closes after it.
+struct Answer {
+    status: StatusCode,
+    headers: Vec<(&'static str, &'static str)>,
+    body: String,
+}
+
+impl Answer {
+    fn new(status: StatusCode, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Writes the response before `deadline`, then shuts the write side and discards what
+    /// the client still sends for a short while (at most `close_timeout`, and not past the
+    /// deadline), so that the response is not destroyed by a TCP reset for unread bytes.
+    async fn send<S>(self, stream: &mut S, deadline: Instant, config: &WsConfig)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut text = format!(
+            "HTTP/1.1 {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.status,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("\r\n");
+        text.push_str(&self.body);
+        let write = async {
+            stream.write_all(text.as_bytes()).await?;
+            stream.flush().await
+        };
+        if let Ok(Ok(())) = tokio::time::timeout_at(deadline, write).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            linger(stream, config.close_timeout.min(left)).await;
+        }
+    }
+}
+
+/// Upgrades the request `head` (read from `stream` by [`read_request_head`]) to a WebSocket
+/// connection, asking `admission` first (with the request's [`PeerInfo`]: path, query,
+/// headers, address); finishes by the head's [`deadline`](RequestHead::deadline).
+///
+/// Answers instead of upgrading, and returns the matching error: a request that is not an
+/// upgrade with `426 Upgrade Required` and `Upgrade: websocket` ([`AcceptError::NotUpgrade`]),
+/// an invalid upgrade with `400 Bad Request` ([`AcceptError::Protocol`]), a refused one with
+/// the refusal's status and its reason as the body ([`AcceptError::Rejected`]).
+pub async fn accept_request<S>(
+    mut stream: S,
+    head: RequestHead,
+    remote_addr: Option<SocketAddr>,
+    config: &WsConfig,
+    admission: &dyn Admission,
+) -> Result<WsConnection, AcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let deadline = head.deadline;
+    let refusal = if !head.is_upgrade() {
+        (
+            AcceptError::NotUpgrade,
+            Answer::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "this is a WebSocket endpoint: upgrade required\n",
+            )
+            .header("Upgrade", "websocket"),
+        )
+    } else {
+        match create_response(&head.request) {
+            Err(error) => {
+                let mut answer = Answer::new(StatusCode::BAD_REQUEST, format!("{error}\n"));
+                if matches!(
+                    error,
+                    WsError::Protocol(ProtocolError::MissingSecWebSocketVersionHeader)
+                ) {
+                    // RFC 6455 §4.4: name the versions this server speaks.
+                    answer = answer.header("Sec-WebSocket-Version", "13");
+                }
+                (AcceptError::Protocol(Box::new(error)), answer)
+            }
+            Ok(response) => {
+                let peer = peer_info(&head.request, remote_addr);
+                match admission.admit(&peer) {
+                    Ok(()) => {
+                        let upgrade = upgrade(stream, response, head.tail, peer, config);
+                        return tokio::time::timeout_at(deadline, upgrade)
+                            .await
+                            .unwrap_or(Err(AcceptError::TimedOut));
+                    }
+                    Err(refusal) => {
+                        let status = StatusCode::from_u16(refusal.status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        (
+                            AcceptError::Rejected {
+                                status: status.as_u16(),
+                            },
+                            Answer::new(status, refusal.reason.as_str()),
+                        )
+                    }
+                }
+            }
+        }
+    };
+    let (error, answer) = refusal;
+    answer.send(&mut stream, deadline, config).await;
+    Err(error)
+}
+
+/// Writes the `101 Switching Protocols` response and wraps the stream.
+async fn upgrade<S>(
+    mut stream: S,
+    response: http::Response<()>,
+    tail: Vec<u8>,
+    peer: PeerInfo,
+    config: &WsConfig,
+) -> Result<WsConnection, AcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut bytes = Vec::with_capacity(256);
+    write_response(&mut bytes, &response).map_err(AcceptError::from_ws)?;
+    stream.write_all(&bytes).await?;
+    stream.flush().await?;
+    // A plain TCP stream is driven by its readiness directly (see `tcp`); any other stream
+    // through `tokio_tungstenite`'s adapter.
+    let mut stream = Some(stream);
+    let tcp = (&mut stream as &mut dyn Any)
+        .downcast_mut::<Option<TcpStream>>()
+        .and_then(Option::take);
+    let socket: Box<dyn Socket> = match (tcp, stream) {
+        (Some(tcp), _) => Box::new(crate::tcp::upgraded(tcp, tail, config.tungstenite())),
+        (None, Some(stream)) => Box::new(
+            WebSocketStream::from_partially_read(
+                stream,
+                tail,
+                Role::Server,
+                Some(config.tungstenite()),
+            )
+            .await,
+        ),
+        // Taken only as a `TcpStream`, in the first arm: not a case that happens.
+        (None, None) => return Err(AcceptError::from_ws(WsError::AlreadyClosed)),
+    };
+    Ok(WsConnection::new(socket, peer, config))
 }
 
 fn peer_info(request: &Request, remote_addr: Option<SocketAddr>) -> PeerInfo {
@@ -57,15 +405,16 @@ fn peer_info(request: &Request, remote_addr: Option<SocketAddr>) -> PeerInfo {
 
 /// Performs the server side of the WebSocket handshake on an accepted stream, asking
 /// `admission` first (with the request's [`PeerInfo`]: path, query, headers, address), and
-/// returns the connection. Use it to serve WebSockets from a server you already run (after your
-/// own TLS, or from your own accept loop); [`AllowAll`](signaling_core::admission::AllowAll)
-/// admits everyone.
+/// returns the connection: [`read_request_head`], then [`accept_request`]. Use it to serve
+/// WebSockets from a server you already run (after your own TLS, or from your own accept
+/// loop); [`AllowAll`](signaling_core::admission::AllowAll) admits everyone.
 ///
-/// The whole handshake is bounded by [`WsConfig::handshake_timeout`]. A refused request is
-/// answered with the refusal's HTTP status (its reason as the body) and yields
-/// [`AcceptError::Rejected`]; nothing is upgraded.
+/// The whole handshake is bounded by [`WsConfig::handshake_timeout`], and the request head by
+/// [`WsConfig::max_header_bytes`] and [`WsConfig::max_headers`]. A request that is refused, or
+/// that cannot be upgraded, is answered with an HTTP status (see [`accept_request`] and
+/// [`AcceptError`]); nothing is upgraded.
 pub async fn accept_stream<S>(
-    stream: S,
+    mut stream: S,
     remote_addr: Option<SocketAddr>,
     config: &WsConfig,
     admission: &dyn Admission,
@@ -73,59 +422,8 @@ pub async fn accept_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut outcome: Option<Result<PeerInfo, u16>> = None;
-    // The callback's signature is tungstenite's.
-    #[allow(clippy::result_large_err)]
-    let callback = |request: &Request, response: Response| {
-        let peer = peer_info(request, remote_addr);
-        match admission.admit(&peer) {
-            Ok(()) => {
-                outcome = Some(Ok(peer));
-                Ok(response)
-            }
-            Err(refusal) => {
-                outcome = Some(Err(refusal.status));
-                Err(refusal_response(&refusal))
-            }
-        }
-    };
-    // A plain TCP stream is driven by its readiness directly (see `tcp`); any other stream
-    // through `tokio_tungstenite`'s adapter.
-    let mut stream = Some(stream);
-    let tcp = (&mut stream as &mut dyn Any)
-        .downcast_mut::<Option<TcpStream>>()
-        .and_then(Option::take);
-    let result = match (tcp, stream) {
-        (Some(tcp), _) => {
-            let handshake = crate::tcp::accept(tcp, callback, config.tungstenite());
-            tokio::time::timeout(config.handshake_timeout, handshake)
-                .await
-                .map(|r| r.map(|ws| Box::new(ws) as Box<dyn Socket>))
-        }
-        (None, Some(stream)) => {
-            let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-                stream,
-                callback,
-                Some(config.tungstenite()),
-            );
-            tokio::time::timeout(config.handshake_timeout, handshake)
-                .await
-                .map(|r| r.map(|ws| Box::new(ws) as Box<dyn Socket>))
-        }
-        // Taken only as a `TcpStream`, in the first arm: not a case that happens.
-        (None, None) => Ok(Err(WsError::AlreadyClosed)),
-    };
-    match (result, outcome) {
-        (Err(_), _) => Err(AcceptError::TimedOut),
-        (Ok(Ok(ws)), Some(Ok(peer))) => Ok(WsConnection::new(ws, peer, config)),
-        (Ok(_), Some(Err(status))) => Err(AcceptError::Rejected { status }),
-        (Ok(Err(error)), _) => Err(AcceptError::from_ws(error)),
-        (Ok(Ok(_)), None) => Err(AcceptError::Protocol(Box::new(
-            tokio_tungstenite::tungstenite::Error::Protocol(
-                tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete,
-            ),
-        ))),
-    }
+    let head = read_request_head(&mut stream, config).await?;
+    accept_request(stream, head, remote_addr, config, admission).await
 }
 
 /// How long the accept loop pauses after a listener error that is not about one connection

@@ -12,16 +12,13 @@
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Sink, Stream};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::handshake::server::{Callback, Request, Response};
-use tokio_tungstenite::tungstenite::handshake::HandshakeError;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Error as WsError, Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::connection::{linger_stream, Socket};
 
@@ -49,38 +46,15 @@ fn would_block(error: &WsError) -> bool {
     matches!(error, WsError::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// The server side of the WebSocket handshake on `tcp`, with tungstenite's handshake and
-/// `callback` (see [`tungstenite::accept_hdr_with_config`]).
-pub(crate) async fn accept<C: Callback>(
-    tcp: TcpStream,
-    callback: C,
-    config: WebSocketConfig,
-) -> Result<TcpSocket, WsError> {
-    // The callback runs once the request has been read: from then on the handshake only writes
-    // (the response), so a step that would block waits for writability, not readability.
-    let requested = AtomicBool::new(false);
-    // The callback's signature is tungstenite's.
-    #[allow(clippy::result_large_err)]
-    let callback = |request: &Request, response: Response| {
-        requested.store(true, Ordering::Relaxed);
-        callback.on_request(request, response)
-    };
-    let mut attempt = tungstenite::accept_hdr_with_config(TryIo(tcp), callback, Some(config));
-    loop {
-        match attempt {
-            Ok(ws) => return Ok(TcpSocket::new(ws)),
-            Err(HandshakeError::Failure(error)) => return Err(error),
-            Err(HandshakeError::Interrupted(mid)) => {
-                let tcp = &mid.get_ref().get_ref().0;
-                if requested.load(Ordering::Relaxed) {
-                    tcp.writable().await?;
-                } else {
-                    tcp.readable().await?;
-                }
-                attempt = mid.handshake();
-            }
-        }
-    }
+/// The server side of a WebSocket on `tcp`, once the `101 Switching Protocols` response has
+/// been written; `tail` is what was read past the request head.
+pub(crate) fn upgraded(tcp: TcpStream, tail: Vec<u8>, config: WebSocketConfig) -> TcpSocket {
+    TcpSocket::new(WebSocket::from_partially_read(
+        TryIo(tcp),
+        tail,
+        Role::Server,
+        Some(config),
+    ))
 }
 
 /// A WebSocket on a `TcpStream` (see the [module documentation](self)).

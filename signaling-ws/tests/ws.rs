@@ -938,3 +938,142 @@ async fn try_recv_takes_what_has_arrived_without_waiting() {
     assert_eq!(recv(&mut conn).await.unwrap(), None);
     assert!(matches!(conn.try_recv(), std::task::Poll::Ready(Ok(None))));
 }
+
+/// Sends `request` on a new TCP connection and reads the response until the server closes.
+async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer (and close) before it has read everything.
+    let _ = stream.write_all(request).await;
+    let mut response = Vec::new();
+    let _ = timeout(LIMIT, stream.read_to_end(&mut response))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+#[tokio::test]
+async fn request_heads_over_their_bounds_are_refused_with_431() {
+    let config = WsConfig::default()
+        .with_max_header_bytes(1024)
+        .with_max_headers(8);
+    let (mut server, addr) = bind(config).await;
+    // Within both bounds: upgraded.
+    let request = format!("{UPGRADE}X-A: 1\r\n\r\n");
+    let (fine, ()) = tokio::join!(raw_http(addr, request.as_bytes()), async {
+        let mut conn = timeout(LIMIT, server.accept()).await.unwrap().unwrap();
+        let _ = conn.close(CloseReason::normal()).await;
+    });
+    assert!(fine.starts_with("HTTP/1.1 101 "), "{fine}");
+
+    // Too many bytes: one long header.
+    let long = format!("{UPGRADE}Cookie: {}\r\n\r\n", "c".repeat(2000));
+    let response = raw_http(addr, long.as_bytes()).await;
+    assert!(
+        response.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{response}"
+    );
+
+    // Too many header lines, each of them short.
+    let many: String = (0..9).map(|i| format!("X-{i}: {i}\r\n")).collect();
+    let response = raw_http(addr, format!("{UPGRADE}{many}\r\n").as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 431 "), "{response}");
+
+    // Not HTTP.
+    let response = raw_http(addr, b"\x16\x03\x01 hello\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+}
+
+#[tokio::test]
+async fn a_plain_request_gets_426_with_the_upgrade_header() {
+    let (_server, addr) = bind(WsConfig::default()).await;
+    let response = raw_http(addr, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        response.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{response}"
+    );
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("\r\nupgrade: websocket\r\n"),
+        "{response}"
+    );
+    // An upgrade with a version this server does not speak: 400, naming the one it does.
+    let response = raw_http(
+        addr,
+        format!("{}\r\n", UPGRADE.replace("Version: 13", "Version: 8")).as_bytes(),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+    assert!(
+        response.contains("Sec-WebSocket-Version: 13\r\n"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn the_handshake_deadline_covers_a_head_sent_a_line_at_a_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Duration::from_millis(800);
+    let (_server, addr) = bind(WsConfig::default().with_handshake_timeout(deadline)).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        stream.write_all(b"GET /ws HTTP/1.1\r\n").await?;
+        for i in 0.. {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stream
+                .write_all(format!("X-{i}: {i}\r\n").as_bytes())
+                .await?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    // The server closes the socket at the deadline: a write fails (reset) or, after the
+    // trickle, a read sees the end.
+    let _ = timeout(LIMIT, trickle).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = timeout(LIMIT, stream.read(&mut buf)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= deadline - Duration::from_millis(100),
+        "{elapsed:?}"
+    );
+    assert!(elapsed < deadline + Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
+fn validate_refuses_settings_that_cannot_work() {
+    assert_eq!(WsConfig::default().validate(), Ok(()));
+    let refused = |config: WsConfig| config.validate().unwrap_err().setting;
+    assert_eq!(
+        refused(WsConfig::default().with_handshake_timeout(Duration::ZERO)),
+        "handshake_timeout"
+    );
+    assert_eq!(
+        refused(WsConfig::default().with_ping_interval(Some(Duration::ZERO))),
+        "ping_interval"
+    );
+    assert_eq!(
+        refused(WsConfig::default().with_max_header_bytes(100)),
+        "max_header_bytes"
+    );
+    assert_eq!(
+        refused(WsConfig::default().with_max_headers(0)),
+        "max_headers"
+    );
+    assert_eq!(
+        refused(WsConfig::default().with_read_buffer_size(0)),
+        "read_buffer_size"
+    );
+    // Disabled pings and a queue of 0 (treated as 1) are fine.
+    assert_eq!(
+        WsConfig::default()
+            .with_ping_interval(None)
+            .with_send_queue(0)
+            .validate(),
+        Ok(())
+    );
+}

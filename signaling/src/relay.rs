@@ -33,6 +33,26 @@
 //! sender stops after the burst that filled a queue, so a queue holds at most `send_queue`
 //! plus one [burst](DriverConfig::burst) per other member of the room (and the relay's
 //! notices).
+//!
+//! # Shutting down
+//!
+//! [`RelayHandle::shutdown`] ends a relay gracefully: every connection stops reading, writes out
+//! what the relay had queued for it and closes with 1001 (going away), all within one drain
+//! time; connections that [`serve`](RelayHandle::serve) is given afterwards are closed with 1001
+//! at once. Stop accepting connections first (drop your listener), then await `shutdown`:
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use signaling::relay::RelayHandle;
+//! # async fn demo(relay: RelayHandle) {
+//! // On SIGTERM, after the accept loop has stopped:
+//! let report = relay.shutdown(Duration::from_secs(5)).await;
+//! println!(
+//!     "closed {} of {} connections, cut {}, dropped {} frames",
+//!     report.closed, report.connections, report.cut, report.dropped_frames
+//! );
+//! # }
+//! ```
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -43,10 +63,11 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant as TokioInstant;
 
+use signaling_core::config::InvalidSetting;
 pub use signaling_core::relay::*;
 
 use crate::session::{now, sleep_until};
-use crate::transport::{CloseReason, Frame, PeerInfo, Transport, TrySendError};
+use crate::transport::{CloseCode, CloseReason, Frame, PeerInfo, Transport, TrySendError};
 
 /// Settings of the driver (the relay's own are in [`RelayConfig`]).
 #[derive(Clone, Debug)]
@@ -64,8 +85,8 @@ pub struct DriverConfig {
     /// bursts mean fewer, larger writes; a burst much larger than a client's window of frames
     /// in flight stops reading and writing from overlapping (at 128, one pair of peers
     /// streaming with 128 frames in flight was forwarded at about half the rate). Keep it well
-    /// below [`send_queue`](Self::send_queue): a receiver whose queue cannot take a whole burst
-    /// is a slow consumer. Default: 64.
+    /// below [`send_queue`](Self::send_queue): a queue may exceed its bound by one burst per
+    /// sender, and four times the bound closes it. Default: 64.
     pub burst: usize,
     /// Frames written to one connection with one flush, at most. The transport still writes
     /// to the socket whenever its own buffer fills (see its configuration); what this bounds
@@ -85,9 +106,37 @@ impl Default for DriverConfig {
     }
 }
 
+impl DriverConfig {
+    /// Refuses settings that cannot work: a `send_queue`, `burst` or `write_batch` of 0. (A
+    /// `burst` above `send_queue` works, but makes slow consumers of receivers that keep up:
+    /// see [`burst`](Self::burst).)
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_nonzero(
+            "send_queue",
+            self.send_queue as u64,
+            "every connection would be a slow consumer",
+        )?;
+        InvalidSetting::check_nonzero("burst", self.burst as u64, "no frame would be read")?;
+        InvalidSetting::check_nonzero(
+            "write_timeout",
+            self.write_timeout
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
+            "every connection that is written to would be a slow consumer",
+        )?;
+        InvalidSetting::check_nonzero(
+            "write_batch",
+            self.write_batch as u64,
+            "no frame would be written",
+        )?;
+        Ok(())
+    }
+}
+
 /// What the relay has for one connection: a bounded queue of frames, and a close that does not
 /// wait behind that queue (a slow consumer's queue is full by definition). A plain deque behind
-/// a lock, with two wake-ups: an idle connection costs a few dozen bytes here, where a channel
+/// a lock, with one wake-up: an idle connection costs a few dozen bytes here, where a channel
 /// would allocate its first block of slots up front.
 #[derive(Default)]
 struct Outbox {
@@ -101,7 +150,12 @@ struct Outbox {
 #[derive(Default)]
 struct OutState {
     frames: VecDeque<Frame>,
+    /// Close at once: what is queued goes out only as far as the transport takes it without
+    /// waiting.
     close: Option<CloseReason>,
+    /// The relay is shutting down: write out what is queued, then close with 1001, all before
+    /// this instant.
+    shutdown: Option<TokioInstant>,
     /// When the task last took frames out (or the queue last became non-empty).
     progress: Option<TokioInstant>,
     /// The connection has ended: nobody waits on it any more.
@@ -116,6 +170,10 @@ impl Outbox {
 
     fn close_requested(&self) -> Option<CloseReason> {
         self.lock().close.take()
+    }
+
+    fn shutdown_deadline(&self) -> Option<TokioInstant> {
+        self.lock().shutdown
     }
 }
 
@@ -143,6 +201,45 @@ struct Shared {
     deadline: watch::Sender<Option<TokioInstant>>,
     /// The last deadline sent on `deadline`.
     last_deadline: Option<std::time::Instant>,
+    /// Set once [`RelayHandle::shutdown`] has begun.
+    shutdown: Option<Shutdown>,
+}
+
+/// A shutdown in progress (or over).
+struct Shutdown {
+    deadline: TokioInstant,
+    report: ShutdownReport,
+    /// The connections still being served, for the `shutdown` futures waiting for none.
+    remaining: watch::Sender<usize>,
+}
+
+/// How long [`RelayHandle::shutdown`] waits past the drain time for the tasks of connections
+/// cut off at the deadline to end (they end as soon as they run: dropping a transport does not
+/// wait).
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
+
+/// What [`RelayHandle::shutdown`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections being served when the shutdown began.
+    pub connections: usize,
+    /// Of those, the ones closed with 1001 (going away) after everything the relay had queued
+    /// for them was written, within the drain time.
+    pub closed: usize,
+    /// Of those, the ones that ended otherwise: cut off when the drain time ran out (a peer
+    /// that did not read what was queued for it, or did not answer the close), or ended by
+    /// their transport failing or their peer closing first.
+    pub cut: usize,
+    /// Frames the relay still held for the cut connections, which were dropped.
+    pub dropped_frames: usize,
+    /// Of the connections, the ones whose task had not ended when `shutdown` returned: a `serve` future
+    /// that is not being polled, or a runtime too busy to run it within
+    /// [`SHUTDOWN_MARGIN`]. They end as soon as their task runs.
+    pub unfinished: usize,
+    /// Connections handed to [`serve`](RelayHandle::serve) after the shutdown began, closed
+    /// with 1001 at once.
+    pub refused: usize,
 }
 
 /// A snapshot of a running relay, from [`RelayHandle::status`].
@@ -187,6 +284,7 @@ impl RelayHandle {
             next_conn: 0,
             deadline,
             last_deadline: None,
+            shutdown: None,
         }));
         // The timer task holds the relay weakly and ends with the last handle (which drops the
         // watch sender).
@@ -199,6 +297,10 @@ impl RelayHandle {
                     () = sleep_until(next) => {
                         let Some(shared) = weak.upgrade() else { return };
                         let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                        if s.shutdown.is_some() {
+                            // Connections close with 1001 now, not for being idle.
+                            return;
+                        }
                         s.relay.handle_timeout(now());
                         dispatch(&mut s, None);
                     }
@@ -219,129 +321,91 @@ impl RelayHandle {
 
     /// Runs one connection: joins the room its request names (see
     /// [`join_request_from_peer`]), then relays its frames until it ends. Returns when the
-    /// connection is over.
+    /// connection is over. Dropping the future ends the connection as if its transport had
+    /// failed (its peer keeps its place for the resume grace).
+    ///
+    /// After [`shutdown`](Self::shutdown) has begun, the connection is closed with 1001 at once.
     pub async fn serve<T: Transport>(&self, mut transport: T, request: JoinRequest) {
         let outbox = Arc::new(Outbox::default());
         let joined = {
             let mut s = self.lock();
-            s.next_conn += 1;
-            let conn = ConnId(s.next_conn);
-            s.conns.insert(
-                conn,
-                Slot {
-                    outbox: outbox.clone(),
-                    bound: self.config.send_queue.max(1),
-                },
-            );
-            let joined = s.relay.join(now(), conn, request).map(|_| conn);
-            if joined.is_err() {
-                s.conns.remove(&conn);
+            if let Some(shutdown) = &mut s.shutdown {
+                shutdown.report.refused += 1;
+                Err(Refused::ShuttingDown(shutdown.deadline))
+            } else {
+                s.next_conn += 1;
+                let conn = ConnId(s.next_conn);
+                s.conns.insert(
+                    conn,
+                    Slot {
+                        outbox: outbox.clone(),
+                        bound: self.config.send_queue.max(1),
+                    },
+                );
+                let joined = s.relay.join(now(), conn, request).map(|_| conn);
+                if joined.is_err() {
+                    s.conns.remove(&conn);
+                }
+                dispatch(&mut s, None);
+                joined.map_err(Refused::Relay)
             }
-            dispatch(&mut s, None);
-            joined
         };
         let conn = match joined {
             Ok(conn) => conn,
-            Err(reason) => {
+            Err(Refused::Relay(reason)) => {
                 tracing::debug!(%reason, "join refused");
                 let _ = transport.close(reason).await;
                 return;
             }
+            Err(Refused::ShuttingDown(deadline)) => {
+                tracing::debug!("join refused: shutting down");
+                let close = transport.close(going_away());
+                let _ = tokio::time::timeout_at(deadline, close).await;
+                return;
+            }
         };
-        let mut lost = true;
+        // From here on, the connection gives its place up however `serve` ends.
+        let mut served = Served {
+            handle: self,
+            conn,
+            outbox: &outbox,
+            lost: true,
+            drained: false,
+        };
+        match self.relay_frames(&mut transport, conn, &outbox).await {
+            Ended::Lost => {}
+            Ended::Closed => served.lost = false,
+            Ended::ShuttingDown(deadline) => {
+                served.lost = false;
+                served.drained = drain(&mut transport, &outbox, deadline).await;
+            }
+        }
+    }
+
+    /// Relays one joined connection's frames (in) and what the relay has for it (out) until
+    /// it ends.
+    async fn relay_frames<T: Transport>(
+        &self,
+        transport: &mut T,
+        conn: ConnId,
+        outbox: &Outbox,
+    ) -> Ended {
         let mut burst: Vec<Frame> = Vec::new();
         let mut blocked: Blocked = Vec::new();
         let burst_max = self.config.burst.max(1);
         let write_batch = self.config.write_batch.max(1);
-        'conn: loop {
+        loop {
             tokio::select! {
                 biased;
                 () = outbox.wake.notified() => {
-                    // Write until the queue is seen empty: the relay wakes this task only
-                    // when it puts a frame into an empty queue (or asks for a close).
-                    loop {
-                        // Under the queue's lock, frames go to the transport's own queue as far
-                        // as it takes them without waiting (never more than a write batch);
-                        // the last of the batch, or one the transport refused, is sent after
-                        // the lock is released, and its `send` flushes them all.
-                        let (close, last) = {
-                            let mut out = outbox.lock();
-                            match out.close.take() {
-                                Some(reason) => {
-                                    // What was queued before the close goes out with it, as far
-                                    // as the transport takes it without waiting (a slow
-                                    // consumer's does not).
-                                    while let Some(frame) = out.frames.pop_front() {
-                                        if transport.try_send(frame).is_err() {
-                                            break;
-                                        }
-                                    }
-                                    out.frames.clear();
-                                    (Some(reason), None)
-                                }
-                                None => {
-                                    let mut left = out.frames.len().min(write_batch);
-                                    let mut last = None;
-                                    while let Some(frame) = out.frames.pop_front() {
-                                        left = left.saturating_sub(1);
-                                        if left == 0 {
-                                            last = Some(frame);
-                                            break;
-                                        }
-                                        match transport.try_send(frame) {
-                                            Ok(()) => {}
-                                            // The transport's own queue is full: `send` waits
-                                            // for room.
-                                            Err(TrySendError::Full(frame)) => {
-                                                last = Some(frame);
-                                                break;
-                                            }
-                                            Err(_) => break 'conn,
-                                        }
-                                    }
-                                    if last.is_none() && out.frames.capacity() > 0 {
-                                        // Nothing more to write: an idle connection holds no
-                                        // queue buffer.
-                                        out.frames = VecDeque::new();
-                                    }
-                                    out.progress = Some(TokioInstant::now());
-                                    outbox.room.notify_waiters();
-                                    (None, last)
-                                }
-                            }
-                        };
-                        if let Some(reason) = close {
+                    match write_queue(transport, outbox, write_batch).await {
+                        Wrote::Idle => {}
+                        Wrote::Failed => return Ended::Lost,
+                        Wrote::Close(reason) => {
                             let _ = transport.close(reason).await;
-                            lost = false;
-                            break 'conn;
+                            return Ended::Closed;
                         }
-                        let Some(last) = last else { break };
-                        // A close (a slow consumer's, say) must not wait behind a send that
-                        // cannot finish.
-                        let mut send = transport.send(last);
-                        let close = loop {
-                            tokio::select! {
-                                sent = &mut send => {
-                                    if sent.is_err() {
-                                        break 'conn;
-                                    }
-                                    break None;
-                                }
-                                () = outbox.wake.notified() => {
-                                    match outbox.close_requested() {
-                                        Some(reason) => break Some(reason),
-                                        // New frames: taken by the next round of this loop.
-                                        None => continue,
-                                    }
-                                }
-                            }
-                        };
-                        drop(send);
-                        if let Some(reason) = close {
-                            let _ = transport.close(reason).await;
-                            lost = false;
-                            break 'conn;
-                        }
+                        Wrote::ShuttingDown(deadline) => return Ended::ShuttingDown(deadline),
                     }
                 }
                 // A sender waiting for room reads nothing: TCP pushes back on its peer.
@@ -377,10 +441,10 @@ impl RelayHandle {
                         dispatch(&mut s, Some(&mut blocked));
                     }
                     match end {
-                        Some(None) => break,
+                        Some(None) => return Ended::Lost,
                         Some(Some(e)) => {
                             tracing::debug!(%conn, error = %e, "connection lost");
-                            break;
+                            return Ended::Lost;
                         }
                         // More may be waiting: let the receivers' tasks write this burst
                         // first, so that reading and writing overlap.
@@ -390,18 +454,6 @@ impl RelayHandle {
                 }
             }
         }
-        {
-            let mut out = outbox.lock();
-            out.ended = true;
-            out.frames = VecDeque::new();
-        }
-        outbox.room.notify_waiters();
-        let mut s = self.lock();
-        s.conns.remove(&conn);
-        if lost {
-            s.relay.disconnected(now(), conn);
-        }
-        dispatch(&mut s, None);
     }
 
     /// Forgets the receivers that have room again (or ended), and closes as slow consumers
@@ -411,7 +463,7 @@ impl RelayHandle {
         let mut stalled = Vec::new();
         blocked.retain(|(conn, outbox, bound)| {
             let out = outbox.lock();
-            if out.ended || out.close.is_some() || out.frames.len() < *bound {
+            if has_room(&out, *bound) {
                 return false;
             }
             if out.progress.is_some_and(|at| at.elapsed() >= timeout) {
@@ -430,6 +482,61 @@ impl RelayHandle {
         }
     }
 
+    /// Shuts the relay down gracefully, within `drain`:
+    ///
+    /// 1. From now on, [`serve`](Self::serve) closes new connections with 1001 at once, and
+    ///    the relay's timers stop (no connection is closed as idle any more).
+    /// 2. Every connection being served stops reading, writes out what the relay had queued
+    ///    for it (frames already read from any peer are still routed and delivered), and
+    ///    closes with 1001 (going away), waiting for its peer's close frame as its transport
+    ///    does.
+    /// 3. At the end of `drain`, connections not done yet are cut off: their transport is
+    ///    dropped with what was still queued for it.
+    ///
+    /// Returns once every connection has ended, and at the latest [`SHUTDOWN_MARGIN`] after
+    /// `drain`, with what happened. Stop accepting connections before calling it. The rooms
+    /// and peers are not told of each other's departure: the relay is going away as a whole,
+    /// and serves nothing more. A second call does not start another shutdown: it waits for
+    /// the first and returns its report.
+    pub async fn shutdown(&self, drain: Duration) -> ShutdownReport {
+        let mut remaining = {
+            let mut s = self.lock();
+            let s = &mut *s;
+            match &s.shutdown {
+                Some(shutdown) => shutdown.remaining.subscribe(),
+                None => {
+                    let deadline = TokioInstant::now() + drain;
+                    for slot in s.conns.values() {
+                        slot.outbox.lock().shutdown = Some(deadline);
+                        slot.outbox.wake.notify_one();
+                    }
+                    let (remaining, rx) = watch::channel(s.conns.len());
+                    s.shutdown = Some(Shutdown {
+                        deadline,
+                        report: ShutdownReport {
+                            connections: s.conns.len(),
+                            ..ShutdownReport::default()
+                        },
+                        remaining,
+                    });
+                    tracing::debug!(connections = s.conns.len(), ?drain, "shutting down");
+                    rx
+                }
+            }
+        };
+        let deadline = self
+            .lock()
+            .shutdown
+            .as_ref()
+            .map_or_else(TokioInstant::now, |s| s.deadline);
+        let all_ended = remaining.wait_for(|n| *n == 0);
+        let _ = tokio::time::timeout_at(deadline + SHUTDOWN_MARGIN, all_ended).await;
+        let s = self.lock();
+        let mut report = s.shutdown.as_ref().map(|s| s.report).unwrap_or_default();
+        report.unfinished = s.conns.len();
+        report
+    }
+
     /// Counters and sizes, for monitoring.
     pub fn status(&self) -> RelayStatus {
         let s = self.lock();
@@ -439,6 +546,184 @@ impl RelayHandle {
             rooms: s.relay.room_count(),
             connections: s.conns.len(),
         }
+    }
+}
+
+/// Why a connection did not join.
+enum Refused {
+    /// The relay refused it, with this close reason.
+    Relay(CloseReason),
+    /// The relay is shutting down; the drain ends at this instant.
+    ShuttingDown(TokioInstant),
+}
+
+/// How a joined connection's relaying ended.
+enum Ended {
+    /// Its transport ended or failed: the relay has not been told yet.
+    Lost,
+    /// The relay closed it.
+    Closed,
+    /// The relay is shutting down: write out what is queued and close before this instant.
+    ShuttingDown(TokioInstant),
+}
+
+/// What writing out a connection's queue came to.
+enum Wrote {
+    /// The queue was seen empty.
+    Idle,
+    /// The transport failed.
+    Failed,
+    /// The relay asks for the connection to be closed with this reason.
+    Close(CloseReason),
+    /// The relay is shutting down (see [`Ended::ShuttingDown`]).
+    ShuttingDown(TokioInstant),
+}
+
+/// The close reason of a shutdown.
+fn going_away() -> CloseReason {
+    CloseReason::new(CloseCode::GOING_AWAY, "server shutting down")
+}
+
+/// Writes what the relay queued for a connection until the queue is seen empty (the relay
+/// wakes the connection's task only when it puts a frame into an empty queue, or asks for a
+/// close).
+async fn write_queue<T: Transport>(
+    transport: &mut T,
+    outbox: &Outbox,
+    write_batch: usize,
+) -> Wrote {
+    loop {
+        // Under the queue's lock, frames go to the transport's own queue as far as it takes
+        // them without waiting (never more than a write batch); the last of the batch, or one
+        // the transport refused, is sent after the lock is released, and its `send` flushes
+        // them all.
+        let last = {
+            let mut out = outbox.lock();
+            if let Some(reason) = out.close.take() {
+                // What was queued before the close goes out with it, as far as the transport
+                // takes it without waiting (a slow consumer's does not).
+                while let Some(frame) = out.frames.pop_front() {
+                    if transport.try_send(frame).is_err() {
+                        break;
+                    }
+                }
+                out.frames.clear();
+                return Wrote::Close(reason);
+            }
+            if let Some(deadline) = out.shutdown {
+                // The queue is written out by `drain`.
+                return Wrote::ShuttingDown(deadline);
+            }
+            let mut left = out.frames.len().min(write_batch);
+            let mut last = None;
+            while let Some(frame) = out.frames.pop_front() {
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    last = Some(frame);
+                    break;
+                }
+                match transport.try_send(frame) {
+                    Ok(()) => {}
+                    // The transport's own queue is full: `send` waits for room.
+                    Err(TrySendError::Full(frame)) => {
+                        last = Some(frame);
+                        break;
+                    }
+                    Err(_) => return Wrote::Failed,
+                }
+            }
+            if last.is_none() && out.frames.capacity() > 0 {
+                // Nothing more to write: an idle connection holds no queue buffer.
+                out.frames = VecDeque::new();
+            }
+            out.progress = Some(TokioInstant::now());
+            outbox.room.notify_waiters();
+            last
+        };
+        let Some(last) = last else {
+            return Wrote::Idle;
+        };
+        // A close (a slow consumer's, say) must not wait behind a send that cannot finish.
+        let mut send = transport.send(last);
+        loop {
+            tokio::select! {
+                sent = &mut send => {
+                    if sent.is_err() {
+                        return Wrote::Failed;
+                    }
+                    break;
+                }
+                () = outbox.wake.notified() => {
+                    if let Some(reason) = outbox.close_requested() {
+                        return Wrote::Close(reason);
+                    }
+                    if let Some(deadline) = outbox.shutdown_deadline() {
+                        // The frame being sent is part of what a shutdown delivers: let it
+                        // finish within the drain time.
+                        return match tokio::time::timeout_at(deadline, &mut send).await {
+                            Ok(Err(_)) => Wrote::Failed,
+                            Ok(Ok(())) | Err(_) => Wrote::ShuttingDown(deadline),
+                        };
+                    }
+                    // New frames: taken by the next round.
+                }
+            }
+        }
+    }
+}
+
+/// Writes out what the relay queued for a connection, then closes it with 1001, before
+/// `deadline`. `true` if all of it was done in time.
+async fn drain<T: Transport>(transport: &mut T, outbox: &Outbox, deadline: TokioInstant) -> bool {
+    let drained = async {
+        loop {
+            // Frames already read from other peers may still be routed here: take them too.
+            let next = outbox.lock().frames.pop_front();
+            let Some(frame) = next else { break };
+            match transport.try_send(frame) {
+                Ok(()) => {}
+                Err(TrySendError::Full(frame)) => transport.send(frame).await?,
+                Err(TrySendError::Failed(e)) => return Err(e),
+            }
+        }
+        // Writes out the transport's own queue first.
+        transport.close(going_away()).await
+    };
+    matches!(tokio::time::timeout_at(deadline, drained).await, Ok(Ok(())))
+}
+
+/// A joined connection's place in the relay, given up when its `serve` ends or is dropped.
+struct Served<'a> {
+    handle: &'a RelayHandle,
+    conn: ConnId,
+    outbox: &'a Outbox,
+    /// The connection ended without the relay closing it: the relay is told it was lost.
+    lost: bool,
+    /// Closed with 1001 after its queue was written out, in a shutdown.
+    drained: bool,
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.outbox.lock().ended = true;
+        self.outbox.room.notify_waiters();
+        let mut s = self.handle.lock();
+        let s = &mut *s;
+        s.conns.remove(&self.conn);
+        match &mut s.shutdown {
+            Some(shutdown) => {
+                if self.drained {
+                    shutdown.report.closed += 1;
+                } else {
+                    shutdown.report.cut += 1;
+                    shutdown.report.dropped_frames += self.outbox.lock().frames.len();
+                }
+                shutdown.remaining.send_replace(s.conns.len());
+            }
+            None if self.lost => s.relay.disconnected(now(), self.conn),
+            None => {}
+        }
+        dispatch(s, None);
     }
 }
 
@@ -455,7 +740,7 @@ async fn wait_for_room(blocked: &Blocked, timeout: Duration) {
     notified.as_mut().enable();
     let deadline = {
         let out = outbox.lock();
-        if out.ended || out.close.is_some() || out.frames.len() < *bound {
+        if has_room(&out, *bound) {
             return;
         }
         out.progress.unwrap_or_else(TokioInstant::now) + timeout
@@ -464,6 +749,11 @@ async fn wait_for_room(blocked: &Blocked, timeout: Duration) {
         () = notified => {}
         () = tokio::time::sleep_until(deadline) => {}
     }
+}
+
+/// Whether senders waiting on this queue may read again.
+fn has_room(out: &OutState, bound: usize) -> bool {
+    out.ended || out.close.is_some() || out.shutdown.is_some() || out.frames.len() < bound
 }
 
 /// Drains the relay's outputs into the connections' queues. With `blocked`, the receivers

@@ -235,7 +235,7 @@ fn serve_main(kind: Kind, core: Option<usize>) -> Result<(), Error> {
     })
 }
 
-/// The `relay` binary's server (`examples::relay_server::Server`: request-head peek, WebSocket
+/// The `relay` binary's server (`examples::relay_server::Server`: request head read, WebSocket
 /// upgrade, relay), with its default settings but the rate limit raised for the load.
 async fn relay_server(listener: TcpListener) -> Result<(), Error> {
     let config = FileConfig::from_toml(RELAY_TOML)?;
@@ -625,8 +625,7 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                 for rep in 1..=args.repeat {
                     let (mut rates, mut effs) = ([0.0; 2], [0.0; 2]);
                     for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
-                        let server =
-                            ServerProc::start(kind, args.server_core)?;
+                        let server = ServerProc::start(kind, args.server_core)?;
                         let pid = server.pid().to_string();
                         let rt = current_thread()?;
                         let t = rt.block_on(throughput(server.addr, &pid, args, size, pairs))?;

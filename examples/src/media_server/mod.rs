@@ -67,11 +67,11 @@ use signaling::session::SessionConfig;
 use signaling::transport::{CloseCode, Transport};
 use signaling_core::admission::AllowAll;
 use signaling_core::negotiation::Config;
-use signaling_ws::{accept_stream, WsConfig};
+use signaling_ws::{accept_request, read_request_head, WsConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::relay_server::{accept, answer_plain_http, peek_head, RequestHead};
+use crate::relay_server::{accept, answer_plain_http};
 
 mod peer;
 pub mod streams;
@@ -249,22 +249,27 @@ impl MediaServer {
     /// place under `max_connections`, held until it ends.
     async fn serve(
         &self,
-        stream: TcpStream,
+        mut stream: TcpStream,
         addr: SocketAddr,
         permit: OwnedSemaphorePermit,
     ) -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
-        let (head, head_len) = Box::pin(peek_head(&stream)).await?;
-        let request = RequestHead::parse(&head);
-        if request.path == "/api/ws" && request.upgrade {
-            let mut conn =
-                match Box::pin(accept_stream(stream, Some(addr), &self.ws, &AllowAll)).await {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::debug!(%addr, error = %e, "handshake refused or failed");
-                        return Ok(());
-                    }
-                };
+        let head = match Box::pin(read_request_head(&mut stream, &self.ws)).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "request refused or failed");
+                return Ok(());
+            }
+        };
+        if head.path() == "/api/ws" && head.is_upgrade() {
+            let handshake = accept_request(stream, head, Some(addr), &self.ws, &AllowAll);
+            let mut conn = match Box::pin(handshake).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "handshake refused or failed");
+                    return Ok(());
+                }
+            };
             let roles = match roles(conn.peer()) {
                 Ok(roles) => roles,
                 Err(message) => {
@@ -279,11 +284,11 @@ impl MediaServer {
             drop(permit);
             return Ok(());
         }
-        let (status, kind, body) = match (request.method, request.path) {
+        let (status, kind, body) = match (head.method(), head.path()) {
             ("GET", "/" | "/index.html") => ("200 OK", "text/html; charset=utf-8", PAGE),
             _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n"),
         };
-        answer_plain_http(stream, head_len, status, kind, body).await
+        answer_plain_http(stream, head.deadline(), status, kind, body).await
     }
 
     /// Answers a connection over `max_connections`: 503 for plain HTTP; for a WebSocket, an
@@ -294,19 +299,26 @@ impl MediaServer {
         addr: SocketAddr,
         permit: Option<OwnedSemaphorePermit>,
     ) -> std::io::Result<()> {
-        let (head, head_len) = Box::pin(peek_head(&stream)).await?;
-        let request = RequestHead::parse(&head);
+        let mut stream = stream;
+        let head = match Box::pin(read_request_head(&mut stream, &self.ws)).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "request refused or failed");
+                return Ok(());
+            }
+        };
         let message = "too many connections, try again later";
-        if request.upgrade {
-            if let Ok(conn) = Box::pin(accept_stream(stream, Some(addr), &self.ws, &AllowAll)).await
-            {
+        if head.is_upgrade() {
+            let handshake = accept_request(stream, head, Some(addr), &self.ws, &AllowAll);
+            if let Ok(conn) = Box::pin(handshake).await {
                 peer::refuse(conn, CloseCode::TRY_AGAIN_LATER, message).await;
             }
         } else {
             let body = format!("{message}\n");
+            let deadline = head.deadline();
             answer_plain_http(
                 stream,
-                head_len,
+                deadline,
                 "503 Service Unavailable",
                 "text/plain; charset=utf-8",
                 &body,
