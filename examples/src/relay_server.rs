@@ -73,6 +73,9 @@ pub struct WsSection {
     /// Bytes of the blocks received frames are copied into (frames arriving together share
     /// one; 0: each frame in a buffer of its own). Default: 4096.
     pub recv_block_size: usize,
+    /// Bytes a busy connection reads from its socket at once (freed when the socket runs dry,
+    /// so idle connections hold none; 0: none). Default: 65536.
+    pub read_ahead: usize,
 }
 
 impl Default for WsSection {
@@ -90,6 +93,7 @@ impl Default for WsSection {
             max_headers: 64,
             read_buffer_size: 2048,
             recv_block_size: 4096,
+            read_ahead: 64 * 1024,
         }
     }
 }
@@ -113,7 +117,8 @@ impl WsSection {
             .with_max_header_bytes(self.max_header_bytes)
             .with_max_headers(self.max_headers)
             .with_read_buffer_size(self.read_buffer_size)
-            .with_recv_block_size(self.recv_block_size);
+            .with_recv_block_size(self.recv_block_size)
+            .with_read_ahead(self.read_ahead);
         ws.validate()?;
         let mut driver = DriverConfig::default();
         driver.send_queue = self.send_queue;

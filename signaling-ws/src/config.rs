@@ -37,8 +37,9 @@ pub struct WsConfig {
     /// The largest single frame payload accepted from the peer, in bytes. A larger one closes
     /// the connection with 1009. Default 64 KiB.
     pub max_frame_size: usize,
-    /// Initial capacity of the per-connection read buffer, in bytes, and the most bytes read
-    /// from the socket at once while no larger frame is being read. It is allocated for every
+    /// Initial capacity of the per-connection read buffer, in bytes, and the most bytes
+    /// tungstenite takes at once (from the socket, or from the
+    /// [read-ahead](Self::read_ahead) buffer) while no larger frame is being read. It is allocated for every
     /// connection and touched (zero-filled by tungstenite) on the first read, so it is resident
     /// even while the connection is idle; it grows on demand to the size of the frame being
     /// read. Default 2 KiB, which holds a candidate or a small SDP in one read: measured with
@@ -60,6 +61,12 @@ pub struct WsConfig {
     /// allocates a new read buffer for the next read and reads less. Measured with the relay
     /// load test, that forwarded 20 to 25 % fewer frames per second than copying them out.)
     pub recv_block_size: usize,
+    /// The most bytes a busy connection reads from its socket at once, in bytes (server side,
+    /// plain TCP). tungstenite takes them [`read_buffer_size`](Self::read_buffer_size) at a
+    /// time; the read-ahead buffer is freed whenever the socket has nothing more to read, so
+    /// idle connections hold none, and a connection that is busy holds up to this much.
+    /// Default 64 KiB; 0: none (one socket read per `read_buffer_size`).
+    pub read_ahead: usize,
     /// Outgoing bytes gathered before a write to the socket (frames are also written out at
     /// every flush, which [`send`](signaling::transport::Transport::send) does before it
     /// returns). Default 8 KiB.
@@ -136,6 +143,7 @@ impl Default for WsConfig {
             max_frame_size: 64 * 1024,
             read_buffer_size: 2 * 1024,
             recv_block_size: 4 * 1024,
+            read_ahead: 64 * 1024,
             write_buffer_size: 8 * 1024,
             send_queue: 64,
             recv_queue: 64,
@@ -178,6 +186,12 @@ impl WsConfig {
     /// Sets [`recv_block_size`](Self::recv_block_size) (at most 1 MiB takes effect).
     pub fn with_recv_block_size(mut self, bytes: usize) -> Self {
         self.recv_block_size = bytes;
+        self
+    }
+
+    /// Sets [`read_ahead`](Self::read_ahead).
+    pub fn with_read_ahead(mut self, bytes: usize) -> Self {
+        self.read_ahead = bytes;
         self
     }
 

@@ -369,7 +369,12 @@ where
         .downcast_mut::<Option<TcpStream>>()
         .and_then(Option::take);
     let socket: Box<dyn Socket> = match (tcp, stream) {
-        (Some(tcp), _) => Box::new(crate::tcp::upgraded(tcp, tail, config.tungstenite())),
+        (Some(tcp), _) => Box::new(crate::tcp::upgraded(
+            tcp,
+            tail,
+            config.tungstenite(),
+            config.read_ahead,
+        )),
         (None, Some(stream)) => Box::new(
             WebSocketStream::from_partially_read(
                 stream,
