@@ -16,6 +16,13 @@
 //! whose queue is full when the relay has something for it is a slow consumer: it is closed
 //! with [`close_code::SLOW_CONSUMER`], so that the relay's
 //! memory stays bounded whatever the peers do.
+//!
+//! How a connection ends decides what the relay does with its peer: a clean end
+//! ([`Transport::recv`] returns `Ok(None)`; for a WebSocket, a close frame with 1000 or 1001) is
+//! a leave ([`Disconnect::Clean`]: the others hear `relay/left` at once and the place is free);
+//! an error (reset or end without a close frame, another close code, a ping timeout, a failed
+//! write) is a lost connection ([`Disconnect::Lost`]), whose peer may resume within
+//! [`RelayConfig::resume_grace`].
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -207,7 +214,8 @@ impl RelayHandle {
                 return;
             }
         };
-        let mut lost = true;
+        // How the connection ended, to tell the relay; `None` once the relay itself closed it.
+        let mut ended = Some(Disconnect::Lost);
         let mut burst: Vec<Frame> = Vec::new();
         let burst_max = self.config.burst.max(1);
         let write_batch = self.config.write_batch.max(1);
@@ -268,7 +276,7 @@ impl RelayHandle {
                         };
                         if let Some(reason) = close {
                             let _ = transport.close(reason).await;
-                            lost = false;
+                            ended = None;
                             break 'conn;
                         }
                         let Some(last) = last else { break };
@@ -295,7 +303,7 @@ impl RelayHandle {
                         drop(send);
                         if let Some(reason) = close {
                             let _ = transport.close(reason).await;
-                            lost = false;
+                            ended = None;
                             break 'conn;
                         }
                     }
@@ -329,7 +337,11 @@ impl RelayHandle {
                         dispatch(&mut s);
                     }
                     match end {
-                        Some(None) => break,
+                        // The peer closed cleanly (1000 or 1001): it left.
+                        Some(None) => {
+                            ended = Some(Disconnect::Clean);
+                            break;
+                        }
                         Some(Some(e)) => {
                             tracing::debug!(%conn, error = %e, "connection lost");
                             break;
@@ -344,8 +356,8 @@ impl RelayHandle {
         }
         let mut s = self.lock();
         s.conns.remove(&conn);
-        if lost {
-            s.relay.disconnected(now(), conn);
+        if let Some(how) = ended {
+            s.relay.disconnected(now(), conn, how);
         }
         dispatch(&mut s);
     }
