@@ -56,8 +56,10 @@
 //! Frames sent into a room where no other peer is present (the seed client sends its offer the
 //! moment its socket opens) wait in the room's mailbox, bounded in count, bytes and age, and are
 //! delivered in order to the next peer that joins. With the ordering guard on (the default), a
-//! peer's `webrtc/candidate` frames are held until its own offer or answer has been forwarded.
-//! Nothing else is ever reordered.
+//! peer's `webrtc/candidate` frames are held until its own offer or answer has been forwarded;
+//! a held candidate that cannot be routed when it is released (its `to` peer left, or the
+//! mailbox is full) is refused then, with an `error` frame to its sender. Nothing else is ever
+//! reordered.
 //!
 //! # Resume
 //!
@@ -899,7 +901,11 @@ impl<R: RoomRegistry> Relay<R> {
                 };
                 let to = raw.to().map(|to| to.parse::<PeerId>().ok());
                 let out = self.stamped(&id, &raw).map(Frame::from);
-                let _ = self.route(now, &id, to, out.unwrap_or(frame));
+                // Refused as it would have been without the guard (its `to` left, the mailbox
+                // is full): the sender hears of it.
+                if let Err((why, _)) = self.route(now, &id, to, out.unwrap_or(frame)) {
+                    self.refuse(conn, wire::TYPE_CANDIDATE, why);
+                }
             }
         }
     }

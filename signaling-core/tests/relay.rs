@@ -129,6 +129,31 @@ fn the_ordering_guard_holds_candidates_until_the_description() {
 }
 
 #[test]
+fn a_held_candidate_that_cannot_be_routed_on_release_is_refused_to_its_sender() {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    join(&mut r, now, 1, "room");
+    join(&mut r, now, 2, "room");
+    let for_b = r#"{"type":"webrtc/candidate","value":"candidate:1 1 udp 2122260223 192.0.2.1 50001 typ host","to":"p2"}"#;
+    r.handle_frame(now, ConnId(1), for_b);
+    assert_eq!(drain(&mut r).0, vec![], "held");
+    r.handle_frame(now, ConnId(2), r#"{"type":"relay/leave"}"#);
+    let _ = drain(&mut r);
+    // The offer waits in the mailbox; the candidate's peer is gone.
+    r.handle_frame(now, ConnId(1), OFFER);
+    let (sent, closed) = drain(&mut r);
+    assert!(closed.is_empty());
+    assert_eq!(
+        sent,
+        vec![(
+            ConnId(1),
+            r#"{"type":"error","value":"webrtc/candidate: unknown peer"}"#.to_owned()
+        )]
+    );
+    assert_eq!(r.stats().refused, 1);
+}
+
+#[test]
 fn a_third_peer_is_refused_and_receives_nothing() {
     let now = Instant::now();
     let mut r = Relay::new(RelayConfig::default());
