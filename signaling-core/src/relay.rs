@@ -4,7 +4,8 @@
 //! [`Relay`] is a pure state machine. A driver (the `relay` binary, or your own server) owns the
 //! connections and feeds it: [`Relay::join`] when a connection wants into a room,
 //! [`Relay::handle_frame`] for each frame (one connection's frames strictly in order),
-//! [`Relay::disconnected`] when a socket is lost, [`Relay::handle_timeout`] when the instant of
+//! [`Relay::disconnected`] when a connection ends (saying whether it was closed cleanly or
+//! lost, see [`Disconnect`]), [`Relay::handle_timeout`] when the instant of
 //! the last [`RelayOutput::Timeout`] passes. After each, drain [`Relay::poll_output`]: send each
 //! [`RelayOutput::Transmit`] to its connection, close each [`RelayOutput::Close`].
 //!
@@ -25,24 +26,50 @@
 //!   peer keeps its role. [`Notice::parse`] reads these messages on the client side. `iceServers` is present when the relay hands out ICE
 //!   servers (with short-lived TURN credentials). The seed client ignores this message.
 //! - **`relay/joined`** `{"id"}` and **`relay/left`** `{"id"}` to the others of the room.
-//! - A client may send **`relay/leave`** to leave at once (no resume grace).
+//! - A client leaves at once (no resume grace) by sending **`relay/leave`**, or by closing its
+//!   connection cleanly (a WebSocket close frame with 1000 or 1001, [`Disconnect::Clean`]).
 //! - Problems with a single frame are answered with an `error` frame
 //!   (`"<type>: <message>"`); broken limits close the connection with a [`close_code`].
+//!
+//! # Validation
+//!
+//! A peer that splices a received candidate into SDP text (as `a=candidate:` lines, or in an
+//! RFC 8840 fragment) must not be handed a candidate that ends the line and starts another. With
+//! [`RelayConfig::validate_frames`] on (the default), the relay checks every frame of the
+//! `webrtc` protocol (type `webrtc` or `webrtc/...`) before it forwards it:
+//!
+//! - every JSON string of the frame, keys included, is valid Unicode (no lone surrogate escape
+//!   such as `"\ud800"`);
+//! - `webrtc/candidate` decodes (in both forms: the bare string and the browser's object), and
+//!   its candidate passes the RFC 8839 parser of [`crate::candidate`] (no CR, LF or NUL, and the
+//!   grammar); `sdpMid` and `usernameFragment` hold no control character. End-of-candidates
+//!   (`""`, `null`, or an object with an empty `candidate`) passes;
+//! - `webrtc/offer`, `webrtc/answer` and `webrtc` (v2) decode, and their SDP passes the checks
+//!   of [`SdpFacts::parse`] (no NUL, no bare CR, well-formed lines and m-sections, ...).
+//!
+//! A refused frame is answered with an `error` frame (`"<type>: <message>"`), is not forwarded,
+//! and is counted in [`RelayStats::invalid`]; the connection stays open. Frames of other types
+//! are not looked into and are forwarded byte for byte.
 //!
 //! # Mailbox and ordering guard
 //!
 //! Frames sent into a room where no other peer is present (the seed client sends its offer the
 //! moment its socket opens) wait in the room's mailbox, bounded in count, bytes and age, and are
 //! delivered in order to the next peer that joins. With the ordering guard on (the default), a
-//! peer's `webrtc/candidate` frames are held until its own offer or answer has been forwarded.
-//! Nothing else is ever reordered.
+//! peer's `webrtc/candidate` frames are held until its own offer or answer has been forwarded;
+//! a held candidate that cannot be routed when it is released (its `to` peer left, or the
+//! mailbox is full) is refused then, with an `error` frame to its sender. Nothing else is ever
+//! reordered.
 //!
 //! # Resume
 //!
-//! A peer whose socket is lost stays in its room for [`RelayConfig::resume_grace`]. Frames for it
-//! are queued (bounded like a mailbox). A new connection that joins with the peer's resume token
-//! takes its place, keeps its id and receives what was queued. The token is secret, rotated on
-//! every welcome, and the only way to take over an id.
+//! A peer whose connection is lost ([`Disconnect::Lost`]: reset, ended without a close frame,
+//! timed out, failed to write, or closed for being a slow consumer) stays in its room for
+//! [`RelayConfig::resume_grace`]. Frames for it are queued (bounded like a mailbox). A new
+//! connection that joins with the peer's resume token takes its place, keeps its id and receives
+//! what was queued. The token is secret, rotated on every welcome, and the only way to take over
+//! an id. A peer that closed its connection cleanly ([`Disconnect::Clean`]) has left: the others
+//! hear `relay/left` at once and its place is free.
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
@@ -50,10 +77,11 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::candidate::Candidate;
+use crate::candidate::{self, Candidate, CandidateError};
 use crate::ice::{CandidatePolicy, IceServersConfig};
+use crate::sdp::{SdpError, SdpFacts};
 use crate::transport::{CloseCode, CloseReason, Frame};
-use crate::wire::{self, ErrorMessage, Message, RawFrame};
+use crate::wire::{self, DecodeError, ErrorMessage, JsonError, Message, RawFrame};
 
 /// Close codes the relay uses (application range, RFC 6455 §7.4.2), besides
 /// [`CloseCode::MESSAGE_TOO_BIG`] for oversized frames.
@@ -70,7 +98,8 @@ pub mod close_code {
     pub const RATE_LIMITED: CloseCode = CloseCode(4004);
     /// The connection sent nothing for too long.
     pub const IDLE: CloseCode = CloseCode(4005);
-    /// The connection did not read what it was sent fast enough (its queue reached its bound).
+    /// The connection did not read what it was sent: a driver's write timeout passed without
+    /// progress while senders waited on it, or its queue reached the driver's hard limit.
     pub const SLOW_CONSUMER: CloseCode = CloseCode(4006);
     /// The resume token is unknown, expired, or for another room.
     pub const RESUME_FAILED: CloseCode = CloseCode(4007);
@@ -172,6 +201,19 @@ impl fmt::Display for ConnId {
     }
 }
 
+/// How a connection ended, as the driver saw it: see [`Relay::disconnected`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disconnect {
+    /// The peer closed the connection on purpose: a WebSocket close frame with 1000 (normal) or
+    /// 1001 (going away), what a transport's `recv` reports as a clean end. The peer has left,
+    /// as with `relay/leave`: its place is freed and the others hear `relay/left` at once.
+    Clean,
+    /// The connection was lost: reset or ended without a close frame, closed with another
+    /// code, timed out (pings unanswered), or failed to write. The peer keeps its place for
+    /// [`RelayConfig::resume_grace`] and may resume.
+    Lost,
+}
+
 /// Relay settings. Every bound is documented with its default.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -201,6 +243,10 @@ pub struct RelayConfig {
     pub guard_frames: usize,
     /// Hold a peer's candidates until its offer/answer was forwarded. Default: on.
     pub ordering_guard: bool,
+    /// Check the frames of the `webrtc` protocol before forwarding them (valid candidates and
+    /// SDP, valid Unicode), refusing the others with an `error` frame; see the [module
+    /// docs](self#validation). Default: on.
+    pub validate_frames: bool,
     /// How long a peer whose socket was lost keeps its place. Zero turns resume off. Default:
     /// 30 s.
     #[serde(with = "secs")]
@@ -229,6 +275,7 @@ impl Default for RelayConfig {
             mailbox_age: Duration::from_secs(30),
             guard_frames: 64,
             ordering_guard: true,
+            validate_frames: true,
             resume_grace: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30 * 60),
             privacy: CandidatePolicy::default(),
@@ -325,6 +372,9 @@ pub struct RelayStats {
     pub filtered: u64,
     /// Frames refused with an `error` frame.
     pub refused: u64,
+    /// Frames of the `webrtc` protocol refused by validation ([`RelayConfig::validate_frames`]);
+    /// also counted in [`refused`](Self::refused).
+    pub invalid: u64,
     /// Connections closed for a broken limit.
     pub limit_closes: u64,
 }
@@ -717,14 +767,16 @@ impl<R: RoomRegistry> Relay<R> {
         Ok(id)
     }
 
-    /// The connection's socket was lost (or closed by the peer). With resume on, its peer keeps
-    /// its place for the grace period; otherwise (or after an explicit `relay/leave`) it leaves
-    /// at once.
-    pub fn disconnected(&mut self, now: Instant, conn: ConnId) {
+    /// The connection ended, other than by a [`RelayOutput::Close`] of the relay's (after which
+    /// the relay has already forgotten it). A [clean](Disconnect::Clean) close is a leave: the
+    /// peer's place is freed and the others hear `relay/left` now. A [lost](Disconnect::Lost)
+    /// connection's peer keeps its place for [`RelayConfig::resume_grace`] (when that is not
+    /// zero), and the others hear `relay/left` only when the grace ends without a resume.
+    pub fn disconnected(&mut self, now: Instant, conn: ConnId, how: Disconnect) {
         let Some(id) = self.conns.remove(&conn) else {
             return;
         };
-        if self.config.resume_grace.is_zero() {
+        if how == Disconnect::Clean || self.config.resume_grace.is_zero() {
             self.remove_peer(&id);
             return;
         }
@@ -786,8 +838,21 @@ impl<R: RoomRegistry> Relay<R> {
             }
             return;
         }
+        // Checked before anything looks into the frame, and read once for what follows.
+        let decoded = if self.config.validate_frames && is_webrtc_type(kind) {
+            match check_webrtc_frame(&raw, self.config.max_frame_len) {
+                Ok(decoded) => decoded,
+                Err(why) => {
+                    self.stats.invalid += 1;
+                    self.refuse(conn, kind, why);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         if raw.is_candidate() {
-            if self.filtered(&raw) {
+            if self.filtered(&raw, decoded.as_ref()) {
                 self.stats.filtered += 1;
                 return;
             }
@@ -837,7 +902,11 @@ impl<R: RoomRegistry> Relay<R> {
                 };
                 let to = raw.to().map(|to| to.parse::<PeerId>().ok());
                 let out = self.stamped(&id, &raw).map(Frame::from);
-                let _ = self.route(now, &id, to, out.unwrap_or(frame));
+                // Refused as it would have been without the guard (its `to` left, the mailbox
+                // is full): the sender hears of it.
+                if let Err((why, _)) = self.route(now, &id, to, out.unwrap_or(frame)) {
+                    self.refuse(conn, wire::TYPE_CANDIDATE, why);
+                }
             }
         }
     }
@@ -900,7 +969,7 @@ impl<R: RoomRegistry> Relay<R> {
                 conn,
                 reason: CloseReason::new(close_code::SLOW_CONSUMER, "too slow"),
             });
-            self.disconnected(now, conn);
+            self.disconnected(now, conn, Disconnect::Lost);
         }
     }
 
@@ -1014,13 +1083,25 @@ impl<R: RoomRegistry> Relay<R> {
         self.out.push_back(RelayOutput::Transmit { conn, frame });
     }
 
-    /// Whether the privacy policy drops this candidate frame. A candidate that does not parse
-    /// cannot be judged, so it is dropped too when a policy is set.
-    fn filtered(&self, raw: &RawFrame<'_>) -> bool {
+    /// Whether the privacy policy drops this candidate frame (`decoded`: the frame's message,
+    /// when validation already read it). A candidate that does not parse cannot be judged, so
+    /// it is dropped too when a policy is set.
+    fn filtered(&self, raw: &RawFrame<'_>, decoded: Option<&Message>) -> bool {
         if self.config.privacy.is_allow_all() {
             return false;
         }
-        let Ok(Message::Candidate(c)) = raw.decode() else {
+        let read_here;
+        let message = match decoded {
+            Some(message) => message,
+            None => {
+                read_here = raw.decode();
+                match &read_here {
+                    Ok(message) => message,
+                    Err(_) => return false,
+                }
+            }
+        };
+        let Message::Candidate(c) = message else {
             return false;
         };
         match Candidate::parse(&c.candidate) {
@@ -1189,6 +1270,76 @@ fn deliver_to(
     }
 }
 
+/// Why validation refused a frame (the message of the `error` frame sent back).
+#[derive(Debug, thiserror::Error)]
+enum Invalid {
+    #[error("invalid string: {0}")]
+    Strings(JsonError),
+    #[error("missing value")]
+    MissingValue,
+    #[error("invalid value: {0}")]
+    Value(JsonError),
+    #[error("invalid candidate: {0}")]
+    Candidate(CandidateError),
+    #[error("control character in {0}")]
+    Control(&'static str),
+    #[error("invalid SDP: {0}")]
+    Sdp(SdpError),
+}
+
+impl From<DecodeError> for Invalid {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::MissingValue { .. } => Invalid::MissingValue,
+            DecodeError::InvalidValue { source, .. } | DecodeError::Envelope(source) => {
+                Invalid::Value(source)
+            }
+            // The envelope was read within the bound already; any other error is the value's.
+            other => Invalid::Value(JsonError {
+                message: other.to_string(),
+                line: 0,
+                column: 0,
+            }),
+        }
+    }
+}
+
+/// Whether a frame type belongs to the `webrtc` protocol (`webrtc` itself, or `webrtc/...`).
+fn is_webrtc_type(kind: &str) -> bool {
+    kind.strip_prefix("webrtc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Validates a frame of the `webrtc` protocol (see the [module docs](self#validation)). Gives
+/// back the message decoded on the way, for the types this crate knows.
+fn check_webrtc_frame(raw: &RawFrame<'_>, max_sdp_len: usize) -> Result<Option<Message>, Invalid> {
+    wire::check_strings(raw.frame()).map_err(Invalid::Strings)?;
+    if !(raw.is_candidate() || raw.is_description()) {
+        return Ok(None);
+    }
+    let message = raw.decode()?;
+    let no_control = |field: &'static str, value: Option<&str>| match value {
+        Some(v) if v.chars().any(char::is_control) => Err(Invalid::Control(field)),
+        _ => Ok(()),
+    };
+    match &message {
+        Message::Description(d) => {
+            SdpFacts::parse_with_limit(&d.sdp, max_sdp_len).map_err(Invalid::Sdp)?;
+        }
+        Message::Candidate(c) => {
+            candidate::check(&c.candidate).map_err(Invalid::Candidate)?;
+            no_control("sdpMid", c.sdp_mid.as_deref())?;
+            no_control("usernameFragment", c.username_fragment.as_deref())?;
+        }
+        Message::EndOfCandidates(e) => {
+            no_control("sdpMid", e.sdp_mid.as_deref())?;
+            no_control("usernameFragment", e.username_fragment.as_deref())?;
+        }
+        Message::Error(_) | Message::Unknown(_) => {}
+    }
+    Ok(Some(message))
+}
+
 fn check_room_name(room: &str) -> Result<(), &'static str> {
     if room.is_empty() {
         return Err("empty room name");
@@ -1200,4 +1351,349 @@ fn check_room_name(room: &str) -> Result<(), &'static str> {
         return Err("control character in room name");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Validation of `webrtc/*` frames, driven directly. The cases and fixtures are the oracle:
+    //! browser candidates and descriptions from the test vectors, and injections written out.
+    // Tests take one base instant from the clock; the relay itself never reads it.
+    #![allow(clippy::disallowed_methods)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CHROME_OFFER: &str = include_str!("../tests/data/chrome-offer.sdp");
+    const CHROME_ANSWER: &str = include_str!("../tests/data/chrome-answer.sdp");
+    const FIREFOX_OFFER: &str = include_str!("../tests/data/firefox-offer.sdp");
+    const AIORTC_ANSWER: &str = include_str!("../tests/data/aiortc-answer.sdp");
+    const CANDIDATES: &str = include_str!("../tests/vectors/candidates.json");
+
+    const HOST: &str = "candidate:4234997325 1 udp 2043278322 192.168.1.2 44323 typ host";
+
+    /// A room of two, both joined and drained: connections 1 and 2.
+    fn pair(config: RelayConfig) -> (Relay, Instant) {
+        let now = Instant::now();
+        let mut r = Relay::new(config);
+        for conn in [1, 2] {
+            r.join(
+                now,
+                ConnId(conn),
+                JoinRequest::new("room", format!("{conn:032}")),
+            )
+            .expect("joined");
+        }
+        let _ = drain(&mut r);
+        (r, now)
+    }
+
+    /// The frames sent (connection, text) and the connections closed.
+    fn drain(r: &mut Relay) -> (Vec<(ConnId, String)>, Vec<ConnId>) {
+        let (mut sent, mut closed) = (Vec::new(), Vec::new());
+        loop {
+            match r.poll_output() {
+                RelayOutput::Transmit { conn, frame } => sent.push((conn, frame.to_string())),
+                RelayOutput::Close { conn, .. } => closed.push(conn),
+                RelayOutput::Timeout(_) => return (sent, closed),
+            }
+        }
+    }
+
+    /// `{"type": kind, "value": value}` as compact JSON (serde_json escapes the strings).
+    fn frame(kind: &str, value: serde_json::Value) -> String {
+        serde_json::json!({"type": kind, "value": value}).to_string()
+    }
+
+    /// Connection 1 sends `frame`: it must come back as one `error` frame to 1 whose value starts
+    /// with `"<kind>: <why>"`, nothing reaches 2, and no connection closes.
+    fn assert_refused(r: &mut Relay, now: Instant, frame: &str, kind: &str, why: &str) {
+        let invalid = r.stats().invalid;
+        r.handle_frame(now, ConnId(1), frame);
+        let (sent, closed) = drain(r);
+        assert!(closed.is_empty(), "{frame}: closed {closed:?}");
+        let [(ConnId(1), error)] = &sent[..] else {
+            panic!("{frame}: sent {sent:?}");
+        };
+        let error: serde_json::Value = serde_json::from_str(error).expect("json");
+        assert_eq!(error["type"], "error", "{frame}");
+        let text = error["value"].as_str().expect("text");
+        assert!(
+            text.starts_with(&format!("{kind}: {why}")),
+            "{frame}: {text}"
+        );
+        assert_eq!(r.stats().invalid, invalid + 1, "{frame}");
+    }
+
+    /// Connection 1 sends `frame`: exactly it reaches 2, byte for byte.
+    fn assert_forwarded(r: &mut Relay, now: Instant, frame: &str) {
+        r.handle_frame(now, ConnId(1), frame);
+        assert_eq!(
+            drain(r),
+            (vec![(ConnId(2), frame.to_owned())], vec![]),
+            "{frame}"
+        );
+    }
+
+    /// The injections, each with its type and the start of the reason it is refused for.
+    fn injections() -> Vec<(String, &'static str, &'static str)> {
+        let cand = "webrtc/candidate";
+        let offer = "webrtc/offer";
+        let nul_sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\0\r\nt=0 0\r\n";
+        vec![
+            // A candidate that ends its SDP line and starts another, in both forms.
+            (
+                frame(cand, format!("{HOST}\r\na=ice-ufrag:evil").into()),
+                cand,
+                "invalid candidate: forbidden byte 0x0d at offset 64",
+            ),
+            (
+                frame(cand, format!("{HOST}\na=ice-ufrag:evil").into()),
+                cand,
+                "invalid candidate: forbidden byte 0x0a at offset 64",
+            ),
+            (
+                frame(cand, format!("{HOST}\0").into()),
+                cand,
+                "invalid candidate: forbidden byte 0x00 at offset 64",
+            ),
+            (
+                frame(
+                    cand,
+                    serde_json::json!({"candidate": format!("{HOST}\r\na=x"), "sdpMid": "0"}),
+                ),
+                cand,
+                "invalid candidate: forbidden byte 0x0d",
+            ),
+            (
+                frame(
+                    cand,
+                    serde_json::json!({"candidate": HOST, "sdpMid": "0\r\na=mid:1"}),
+                ),
+                cand,
+                "control character in sdpMid",
+            ),
+            (
+                frame(
+                    cand,
+                    serde_json::json!({"candidate": "", "usernameFragment": "ab\ncd"}),
+                ),
+                cand,
+                "control character in usernameFragment",
+            ),
+            // Not a candidate at all.
+            (
+                frame(cand, "candidate:x".into()),
+                cand,
+                "invalid candidate:",
+            ),
+            (frame(cand, 5.into()), cand, "invalid value:"),
+            // SDP with a NUL, in both description forms.
+            (
+                frame(offer, nul_sdp.into()),
+                offer,
+                "invalid SDP: line 3: NUL byte",
+            ),
+            (
+                frame(
+                    "webrtc",
+                    serde_json::json!({"type": "answer", "sdp": nul_sdp}),
+                ),
+                "webrtc",
+                "invalid SDP: line 3: NUL byte",
+            ),
+            (
+                frame("webrtc/answer", "".into()),
+                "webrtc/answer",
+                "invalid SDP: SDP is empty",
+            ),
+            (
+                r#"{"type":"webrtc/offer"}"#.to_owned(),
+                offer,
+                "missing value",
+            ),
+            // Lone surrogates: in the candidate, the SDP, a field nobody reads, a key.
+            (
+                format!(r#"{{"type":"{cand}","value":"{HOST} x \ud800"}}"#),
+                cand,
+                "invalid string:",
+            ),
+            (
+                r#"{"type":"webrtc/offer","value":"v=0\r\ns=\udfff\r\n"}"#.to_owned(),
+                offer,
+                "invalid string:",
+            ),
+            (
+                format!(r#"{{"type":"{cand}","value":{{"candidate":"{HOST}","x":["\ud800"]}}}}"#),
+                cand,
+                "invalid string:",
+            ),
+            (
+                format!(r#"{{"type":"{cand}","value":"{HOST}","note":"\udbff\u0041"}}"#),
+                cand,
+                "invalid string:",
+            ),
+            (
+                r#"{"type":"webrtc/custom","value":{"\ud800":1}}"#.to_owned(),
+                "webrtc/custom",
+                "invalid string:",
+            ),
+        ]
+    }
+
+    #[test]
+    fn injections_are_refused_with_an_error_and_not_forwarded() {
+        let (mut r, now) = pair(RelayConfig::default());
+        // Candidates are not held by the ordering guard: the sender's offer went out.
+        assert_forwarded(&mut r, now, &frame("webrtc/offer", CHROME_OFFER.into()));
+        for (frame, kind, why) in injections() {
+            assert_refused(&mut r, now, &frame, kind, why);
+        }
+        // The connection stays open and its valid frames go on.
+        assert_forwarded(&mut r, now, &frame("webrtc/candidate", HOST.into()));
+        let stats = r.stats();
+        assert_eq!(stats.invalid, injections().len() as u64);
+        assert_eq!(stats.refused, stats.invalid);
+    }
+
+    #[test]
+    fn a_refused_candidate_is_not_held_by_the_guard_either() {
+        let (mut r, now) = pair(RelayConfig::default());
+        let bad = frame("webrtc/candidate", format!("{HOST}\r\na=x").into());
+        assert_refused(&mut r, now, &bad, "webrtc/candidate", "invalid candidate:");
+        assert_forwarded(&mut r, now, &frame("webrtc/offer", FIREFOX_OFFER.into()));
+    }
+
+    #[test]
+    fn browser_frames_are_forwarded_byte_for_byte() {
+        let (mut r, now) = pair(RelayConfig::default());
+        let descriptions = [
+            frame("webrtc/offer", CHROME_OFFER.into()),
+            frame("webrtc/offer", FIREFOX_OFFER.into()),
+            frame("webrtc/answer", CHROME_ANSWER.into()),
+            frame("webrtc/answer", AIORTC_ANSWER.into()),
+            frame(
+                "webrtc",
+                serde_json::json!({"type": "offer", "sdp": CHROME_OFFER}),
+            ),
+            frame(
+                "webrtc",
+                serde_json::json!({"type": "pranswer", "sdp": CHROME_ANSWER}),
+            ),
+            // Whitespace and key order are the sender's business.
+            format!(
+                "{{ \"value\" : {} , \"type\" : \"webrtc/offer\" }}",
+                serde_json::Value::from(FIREFOX_OFFER)
+            ),
+        ];
+        for f in &descriptions {
+            assert_forwarded(&mut r, now, f);
+        }
+        let vectors: Vec<serde_json::Value> = serde_json::from_str(CANDIDATES).expect("vectors");
+        assert!(vectors.len() >= 15);
+        for v in &vectors {
+            let c = v["candidate"].as_str().expect("candidate");
+            assert_forwarded(&mut r, now, &frame("webrtc/candidate", c.into()));
+            let object = serde_json::json!({
+                "candidate": c,
+                "sdpMid": "0",
+                "sdpMLineIndex": 0,
+                "usernameFragment": v["ufrag"],
+            });
+            assert_forwarded(&mut r, now, &frame("webrtc/candidate", object));
+        }
+        // End-of-candidates, as the seed client and browsers send it.
+        for f in [
+            r#"{"type":"webrtc/candidate","value":""}"#,
+            r#"{"type":"webrtc/candidate","value":null}"#,
+            r#"{"type":"webrtc/candidate"}"#,
+            r#"{"type":"webrtc/candidate","value":{"candidate":"","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"EsAw"}}"#,
+        ] {
+            assert_forwarded(&mut r, now, f);
+        }
+        // A surrogate pair and other escapes are valid Unicode.
+        assert_forwarded(
+            &mut r,
+            now,
+            &format!(r#"{{"type":"webrtc/candidate","value":"{HOST} label \ud83d\ude00\u00e9"}}"#),
+        );
+        // Types outside the `webrtc` protocol are not looked into.
+        for f in [
+            r#"{"type":"chat","value":"\ud800\r\n\u0000"}"#,
+            r#"{"type":"webrtcx","value":"\ud800"}"#,
+            r#"{"type":"x","value":{"candidate":"a\r\nb"}}"#,
+        ] {
+            assert_forwarded(&mut r, now, f);
+        }
+        assert_eq!(r.stats().invalid, 0);
+        assert_eq!(r.stats().refused, 0);
+    }
+
+    #[test]
+    fn with_validation_off_everything_is_forwarded() {
+        let (mut r, now) = pair(RelayConfig {
+            validate_frames: false,
+            ordering_guard: false,
+            ..RelayConfig::default()
+        });
+        for (frame, _, _) in injections() {
+            assert_forwarded(&mut r, now, &frame);
+        }
+        assert_eq!(r.stats().invalid, 0);
+    }
+
+    #[test]
+    fn is_webrtc_type_is_the_namespace() {
+        for t in ["webrtc", "webrtc/offer", "webrtc/candidate", "webrtc/x"] {
+            assert!(is_webrtc_type(t), "{t}");
+        }
+        for t in [
+            "webrtcx",
+            "webrtc-x",
+            "x/webrtc",
+            "relay/leave",
+            "WEBRTC",
+            "",
+        ] {
+            assert!(!is_webrtc_type(t), "{t}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A candidate a generator built from the grammar's parts goes through in both forms;
+        /// the same candidate with a CR, LF or NUL put anywhere in it never does.
+        #[test]
+        fn valid_candidates_pass_and_line_breaks_never_do(
+            c in candidate::strategy::candidate_string(),
+            at in any::<prop::sample::Index>(),
+            byte in prop::sample::select(vec!['\r', '\n', '\0']),
+            object in any::<bool>(),
+        ) {
+            let (mut r, now) = pair(RelayConfig { ordering_guard: false, ..RelayConfig::default() });
+            let wrap = |text: &str| if object {
+                frame("webrtc/candidate", serde_json::json!({"candidate": text, "sdpMid": "0"}))
+            } else {
+                frame("webrtc/candidate", text.into())
+            };
+            let good = wrap(&c);
+            r.handle_frame(now, ConnId(1), good.as_str());
+            prop_assert_eq!(drain(&mut r), (vec![(ConnId(2), good)], vec![]));
+
+            // Anywhere, including before the first and after the last byte (all ASCII-safe:
+            // insert at a char boundary).
+            let mut bad = c.clone();
+            let boundaries: Vec<usize> = (0..=c.len()).filter(|i| c.is_char_boundary(*i)).collect();
+            bad.insert(*at.get(&boundaries), byte);
+            let bad = wrap(&bad);
+            r.handle_frame(now, ConnId(1), bad.as_str());
+            let (sent, closed) = drain(&mut r);
+            prop_assert!(closed.is_empty());
+            prop_assert_eq!(sent.len(), 1);
+            prop_assert_eq!(sent[0].0, ConnId(1));
+            prop_assert!(sent[0].1.starts_with(r#"{"type":"error","value":"webrtc/candidate: "#), "{}", sent[0].1);
+            prop_assert_eq!(r.stats().invalid, 1);
+        }
+    }
 }

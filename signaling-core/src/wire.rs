@@ -37,7 +37,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
@@ -922,6 +922,78 @@ impl<'a> RawFrame<'a> {
     }
 }
 
+/// Checks that every string of a JSON text (keys and values, at any depth) is valid Unicode.
+///
+/// The forwarding view ([`RawFrame`]) and the typed decoder skip what they do not read, and
+/// skipping a string does not look into its `\u` escapes, so a lone surrogate (`"\ud800"`)
+/// passes them. Only an escape can hold one (the text itself is UTF-8), so a text without `\u`
+/// is valid as it is; a text with one is read again with every string deserialized as a `str`,
+/// which serde_json refuses for a lone surrogate.
+pub(crate) fn check_strings(json: &str) -> Result<(), JsonError> {
+    if memchr::memmem::find(json.as_bytes(), br"\u").is_none() {
+        return Ok(());
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    AllStrings.deserialize(&mut de)?;
+    de.end()?;
+    Ok(())
+}
+
+/// Visits a whole JSON value, reading every string (and key) as a `str`.
+struct AllStrings;
+
+impl<'de> DeserializeSeed<'de> for AllStrings {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AllStrings {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(AllStrings)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(AllStrings)?.is_some() {
+            map.next_value_seed(AllStrings)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -936,6 +1008,31 @@ mod tests {
         ] {
             let m = decode(f).expect("valid frame");
             assert_eq!(encode(&m, Dialect::GO2RTC), f);
+        }
+    }
+
+    #[test]
+    fn lone_surrogates_are_found_anywhere_in_a_frame() {
+        for bad in [
+            r#"{"type":"x","value":"\ud800"}"#,
+            r#"{"type":"x","value":"a\udc00b"}"#,
+            r#"{"type":"x","value":"\ud800\u0041"}"#,
+            r#"{"type":"x","value":{"deep":[1,{"k":"\udbff"}]}}"#,
+            r#"{"type":"x","extra":"\ud800"}"#,
+        ] {
+            assert!(check_strings(bad).is_err(), "{bad}");
+            // The forwarding view skips it.
+            assert!(RawFrame::parse(bad, usize::MAX).is_ok(), "{bad}");
+        }
+        // In a key (which the forwarding view reads, and refuses too).
+        assert!(check_strings(r#"{"type":"x","\ud800":1}"#).is_err());
+        assert!(check_strings(r#"{"type":"x","value":{"\udfff":1}}"#).is_err());
+        for good in [
+            r#"{"type":"x","value":"\ud83d\ude00 \u00e9 \\ud800"}"#,
+            r#"{"type":"x","value":[null,true,-1,2.5e3,18446744073709551615]}"#,
+            r#"{"type":"x","value":"\u0000"}"#,
+        ] {
+            assert_eq!(check_strings(good), Ok(()), "{good}");
         }
     }
 

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use signaling_core::relay::{close_code, ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
+use signaling_core::relay::{
+    close_code, ConnId, Disconnect, JoinRequest, Relay, RelayConfig, RelayOutput,
+};
 use signaling_core::transport::CloseCode;
 
 const OFFER: &str = r#"{"type":"webrtc/offer","value":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}"#;
@@ -127,6 +129,31 @@ fn the_ordering_guard_holds_candidates_until_the_description() {
 }
 
 #[test]
+fn a_held_candidate_that_cannot_be_routed_on_release_is_refused_to_its_sender() {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    join(&mut r, now, 1, "room");
+    join(&mut r, now, 2, "room");
+    let for_b = r#"{"type":"webrtc/candidate","value":"candidate:1 1 udp 2122260223 192.0.2.1 50001 typ host","to":"p2"}"#;
+    r.handle_frame(now, ConnId(1), for_b);
+    assert_eq!(drain(&mut r).0, vec![], "held");
+    r.handle_frame(now, ConnId(2), r#"{"type":"relay/leave"}"#);
+    let _ = drain(&mut r);
+    // The offer waits in the mailbox; the candidate's peer is gone.
+    r.handle_frame(now, ConnId(1), OFFER);
+    let (sent, closed) = drain(&mut r);
+    assert!(closed.is_empty());
+    assert_eq!(
+        sent,
+        vec![(
+            ConnId(1),
+            r#"{"type":"error","value":"webrtc/candidate: unknown peer"}"#.to_owned()
+        )]
+    );
+    assert_eq!(r.stats().refused, 1);
+}
+
+#[test]
 fn a_third_peer_is_refused_and_receives_nothing() {
     let now = Instant::now();
     let mut r = Relay::new(RelayConfig::default());
@@ -191,7 +218,7 @@ fn resume_within_the_grace_period_keeps_the_id_and_delivers_what_was_queued() {
     let mut r = Relay::new(RelayConfig::default());
     let a = join(&mut r, now, 1, "room");
     join(&mut r, now, 2, "room");
-    r.disconnected(now, ConnId(1));
+    r.disconnected(now, ConnId(1), Disconnect::Lost);
     assert_eq!(
         drain(&mut r).0,
         vec![],
@@ -226,6 +253,111 @@ fn resume_within_the_grace_period_keeps_the_id_and_delivers_what_was_queued() {
 }
 
 #[test]
+fn a_clean_close_leaves_at_once_and_frees_the_place() {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    let a = join(&mut r, now, 1, "room");
+    join(&mut r, now, 2, "room");
+    r.disconnected(now, ConnId(1), Disconnect::Clean);
+    let (sent, closed) = drain(&mut r);
+    assert!(closed.is_empty(), "the connection is already gone");
+    let to_b = frames_to(&sent, ConnId(2));
+    assert_eq!(kinds(&to_b), vec!["relay/left"]);
+    let left: Value = serde_json::from_str(&to_b[0]).expect("json");
+    assert_eq!(left["value"]["id"], a["id"]);
+    assert_eq!(r.peer_count(), 1);
+    // The place is free now, not after the grace period: a third peer joins the room of two.
+    let c = join(&mut r, now, 3, "room");
+    assert_eq!(c["peers"], serde_json::json!(["p2"]));
+    assert_eq!(
+        c["polite"], true,
+        "the one that waited is impolite, the newcomer polite"
+    );
+    // Nothing is kept for the peer that left: its token resumes nothing, frames go to C only.
+    r.handle_frame(now, ConnId(2), ANSWER);
+    assert_eq!(drain(&mut r).0, vec![(ConnId(3), ANSWER.to_owned())]);
+    let request =
+        JoinRequest::new("room", token(4)).with_resume(a["resume"].as_str().expect("token"));
+    assert_eq!(
+        r.join(now, ConnId(4), request).expect_err("left").code,
+        close_code::RESUME_FAILED
+    );
+    // A late report about the same connection changes nothing.
+    r.disconnected(now, ConnId(1), Disconnect::Lost);
+    assert_eq!(drain(&mut r), (vec![], vec![]));
+    assert_eq!(r.peer_count(), 2);
+}
+
+#[test]
+fn a_lost_connection_keeps_its_place_for_the_grace_period() {
+    let now = Instant::now();
+    let mut config = RelayConfig::default();
+    config.resume_grace = Duration::from_secs(30);
+    let mut r = Relay::new(config);
+    let a = join(&mut r, now, 1, "room");
+    join(&mut r, now, 2, "room");
+    r.disconnected(now, ConnId(1), Disconnect::Lost);
+    assert_eq!(drain(&mut r), (vec![], vec![]), "no relay/left yet");
+    // The place is held: the room of two is still full.
+    let third = r.join(
+        now + Duration::from_secs(29),
+        ConnId(3),
+        JoinRequest::new("room", token(3)),
+    );
+    assert_eq!(third.expect_err("full").code, close_code::ROOM_FULL);
+    r.handle_frame(now, ConnId(2), ANSWER);
+    r.handle_frame(now, ConnId(2), cand(1));
+    let request =
+        JoinRequest::new("room", token(4)).with_resume(a["resume"].as_str().expect("token"));
+    let id = r
+        .join(now + Duration::from_secs(29), ConnId(4), request)
+        .expect("resumed");
+    assert_eq!(id.to_string(), a["id"].as_str().expect("id"));
+    let (sent, _) = drain(&mut r);
+    assert_eq!(
+        kinds(&frames_to(&sent, ConnId(4))),
+        vec!["relay/welcome", "webrtc/answer", "webrtc/candidate"]
+    );
+    assert!(
+        frames_to(&sent, ConnId(2)).is_empty(),
+        "B never heard A left"
+    );
+    // The grace timer of the old connection finds the peer back and leaves it alone.
+    r.handle_timeout(now + Duration::from_secs(31));
+    assert_eq!(drain(&mut r), (vec![], vec![]));
+    assert_eq!(r.peer_count(), 2);
+}
+
+#[test]
+fn without_resume_a_lost_connection_leaves_at_once_too() {
+    let now = Instant::now();
+    let mut config = RelayConfig::default();
+    config.resume_grace = Duration::ZERO;
+    let mut r = Relay::new(config);
+    join(&mut r, now, 1, "room");
+    join(&mut r, now, 2, "room");
+    r.disconnected(now, ConnId(1), Disconnect::Lost);
+    let (sent, _) = drain(&mut r);
+    assert_eq!(kinds(&frames_to(&sent, ConnId(2))), vec!["relay/left"]);
+    join(&mut r, now, 3, "room");
+}
+
+#[test]
+fn a_slow_consumer_is_lost_not_gone() {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    let a = join(&mut r, now, 1, "room");
+    join(&mut r, now, 2, "room");
+    r.slow_consumer(now, ConnId(1));
+    let (sent, closed) = drain(&mut r);
+    assert_eq!(closed, vec![(ConnId(1), close_code::SLOW_CONSUMER)]);
+    assert!(sent.is_empty(), "no relay/left during the grace: {sent:?}");
+    let request =
+        JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
+    r.join(now, ConnId(3), request).expect("resumed");
+}
+
+#[test]
 fn after_the_grace_period_the_peer_is_gone() {
     let now = Instant::now();
     let mut config = RelayConfig::default();
@@ -233,7 +365,7 @@ fn after_the_grace_period_the_peer_is_gone() {
     let mut r = Relay::new(config);
     let a = join(&mut r, now, 1, "room");
     join(&mut r, now, 2, "room");
-    r.disconnected(now, ConnId(1));
+    r.disconnected(now, ConnId(1), Disconnect::Lost);
     let _ = drain(&mut r);
     r.handle_timeout(now + Duration::from_secs(5));
     let (sent, _) = drain(&mut r);
@@ -466,7 +598,7 @@ fn a_run_of_frames_from_one_peer_follows_joins_and_leaves() {
         while !matches!(r.poll_output(), RelayOutput::Timeout(_)) {}
         assert_eq!(receivers(&mut r, now, frame), [ConnId(3)]);
         // Away (lost connection, may resume): still in the room, its frames are kept for it.
-        r.disconnected(now, ConnId(3));
+        r.disconnected(now, ConnId(3), Disconnect::Lost);
         while !matches!(r.poll_output(), RelayOutput::Timeout(_)) {}
         assert_eq!(receivers(&mut r, now, frame), []);
         assert_eq!(r.stats().queued, 1);
@@ -489,7 +621,7 @@ fn roles_follow_who_joined_first_and_survive_a_resume() {
     );
     // A (impolite) loses its socket and comes back while B is there: still impolite, or both
     // sides would yield to each other's offers.
-    r.disconnected(now, ConnId(1));
+    r.disconnected(now, ConnId(1), Disconnect::Lost);
     let request =
         JoinRequest::new("room", token(3)).with_resume(a["resume"].as_str().expect("token"));
     r.join(now, ConnId(3), request).expect("resumed");
@@ -497,7 +629,7 @@ fn roles_follow_who_joined_first_and_survive_a_resume() {
     let welcome: Value = serde_json::from_str(&frames_to(&sent, ConnId(3))[0]).expect("json");
     assert_eq!(welcome["value"]["polite"], false);
     // B resumes too: still polite.
-    r.disconnected(now, ConnId(2));
+    r.disconnected(now, ConnId(2), Disconnect::Lost);
     let request =
         JoinRequest::new("room", token(4)).with_resume(b["resume"].as_str().expect("token"));
     r.join(now, ConnId(4), request).expect("resumed");
@@ -510,7 +642,7 @@ fn roles_follow_who_joined_first_and_survive_a_resume() {
     drain(&mut r);
     let c = join(&mut r, now, 5, "room");
     assert_eq!(c["polite"], true);
-    r.disconnected(now, ConnId(4));
+    r.disconnected(now, ConnId(4), Disconnect::Lost);
     let token_b = welcome["value"]["resume"]
         .as_str()
         .expect("token")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::Value;
-use signaling_core::relay::{ConnId, JoinRequest, Relay, RelayConfig, RelayOutput};
+use signaling_core::relay::{ConnId, Disconnect, JoinRequest, Relay, RelayConfig, RelayOutput};
 use signaling_mem::sim::{LinkConfig, Node, NodeId, SimNet};
 
 /// Control frames between the clients and the relay node stand for opening and losing a
@@ -65,7 +65,7 @@ impl Node for Role {
                     }
                 } else if let Some(conn) = frame.strip_prefix("sim/disconnect ") {
                     let conn = ConnId(conn.parse().expect("conn"));
-                    relay.disconnected(now, conn);
+                    relay.disconnected(now, conn, Disconnect::Lost);
                     node_of.remove(&conn);
                 } else {
                     let (conn, frame) = frame.split_once('|').expect("conn|frame");

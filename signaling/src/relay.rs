@@ -34,6 +34,15 @@
 //! plus one [burst](DriverConfig::burst) per other member of the room (and the relay's
 //! notices).
 //!
+//! # Leaving
+//!
+//! How a connection ends decides what the relay does with its peer: a clean end
+//! ([`Transport::recv`] returns `Ok(None)`; for a WebSocket, a close frame with 1000 or 1001) is
+//! a leave ([`Disconnect::Clean`]: the others hear `relay/left` at once and the place is free);
+//! an error (reset or end without a close frame, another close code, a ping timeout, a failed
+//! write) is a lost connection ([`Disconnect::Lost`]), whose peer may resume within
+//! [`RelayConfig::resume_grace`].
+//!
 //! # Shutting down
 //!
 //! [`RelayHandle::shutdown`] ends a relay gracefully: every connection stops reading, writes out
@@ -369,14 +378,15 @@ impl RelayHandle {
             handle: self,
             conn,
             outbox: &outbox,
-            lost: true,
+            ended: Some(Disconnect::Lost),
             drained: false,
         };
         match self.relay_frames(&mut transport, conn, &outbox).await {
             Ended::Lost => {}
-            Ended::Closed => served.lost = false,
+            Ended::Left => served.ended = Some(Disconnect::Clean),
+            Ended::Closed => served.ended = None,
             Ended::ShuttingDown(deadline) => {
-                served.lost = false;
+                served.ended = None;
                 served.drained = drain(&mut transport, &outbox, deadline).await;
             }
         }
@@ -441,7 +451,8 @@ impl RelayHandle {
                         dispatch(&mut s, Some(&mut blocked));
                     }
                     match end {
-                        Some(None) => return Ended::Lost,
+                        // The peer closed cleanly (1000 or 1001): it left.
+                        Some(None) => return Ended::Left,
                         Some(Some(e)) => {
                             tracing::debug!(%conn, error = %e, "connection lost");
                             return Ended::Lost;
@@ -559,8 +570,11 @@ enum Refused {
 
 /// How a joined connection's relaying ended.
 enum Ended {
-    /// Its transport ended or failed: the relay has not been told yet.
+    /// Its transport failed (reset, end without a close frame, a close code other than 1000 or
+    /// 1001, a ping timeout, a failed write): its peer may resume.
     Lost,
+    /// Its peer closed cleanly: it left.
+    Left,
     /// The relay closed it.
     Closed,
     /// The relay is shutting down: write out what is queued and close before this instant.
@@ -697,8 +711,8 @@ struct Served<'a> {
     handle: &'a RelayHandle,
     conn: ConnId,
     outbox: &'a Outbox,
-    /// The connection ended without the relay closing it: the relay is told it was lost.
-    lost: bool,
+    /// How the connection ended, to tell the relay; `None` when the relay closed it.
+    ended: Option<Disconnect>,
     /// Closed with 1001 after its queue was written out, in a shutdown.
     drained: bool,
 }
@@ -720,8 +734,11 @@ impl Drop for Served<'_> {
                 }
                 shutdown.remaining.send_replace(s.conns.len());
             }
-            None if self.lost => s.relay.disconnected(now(), self.conn),
-            None => {}
+            None => {
+                if let Some(how) = self.ended {
+                    s.relay.disconnected(now(), self.conn, how);
+                }
+            }
         }
         dispatch(s, None);
     }
