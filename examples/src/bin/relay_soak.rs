@@ -2132,3 +2132,86 @@ fn summary(
     out.flush()?;
     Ok(passed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soak() -> Soak {
+        let (_tx, phase) = watch::channel(Phase::Ramp);
+        Soak {
+            addr: ([127, 0, 0, 1], 1).into(),
+            args: match Args::try_parse_from(["relay_soak", "run"])
+                .expect("defaults")
+                .command
+            {
+                Cmd::Run(args) => args,
+                Cmd::Plot { .. } => unreachable!("parsed `run`"),
+            },
+            counts: Count::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            closes: Mutex::default(),
+            notes: Mutex::default(),
+            held: AtomicI64::new(0),
+            ramped: AtomicUsize::new(0),
+            retired: AtomicUsize::new(0),
+            quiet: AtomicI64::new(0),
+            done: AtomicUsize::new(0),
+            phase,
+            relay_pid: None,
+        }
+    }
+
+    #[test]
+    fn data_frames_round_trip_and_others_do_not_parse() {
+        let frame = data_frame("soak1-7", "p12", 345, 10);
+        assert_eq!(parse_data(&frame), Some(("soak1-7", "p12", 345)));
+        assert_eq!(parse_data(r#"{"type":"soak/data","value":"a:b"}"#), None);
+        assert_eq!(parse_data(r#"{"type":"soak/data","value":"#), None);
+        assert_eq!(
+            parse_data(r#"{"type":"relay/left","value":{"id":"p1"}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn a_first_frame_after_a_gap_is_a_loss_unless_a_departure_or_drop_explains_it() {
+        let opening = |departure| Opening {
+            from: 5,
+            departure,
+            mailbox_refused: false,
+        };
+        let s = soak();
+        // No gap: nothing counted.
+        assert_eq!(opening(None).account(&s, 5, false, String::new), 0);
+        assert_eq!(s.get(Count::Losses), 0);
+        // After a peer that left with relay/leave, nothing may be missing.
+        opening(Some(Departure::Leave)).account(&s, 8, false, String::new);
+        assert_eq!(s.get(Count::Losses), 3);
+        // After a peer that closed (and kept its grace), the gap went with it.
+        let excused = opening(Some(Departure::Closed)).account(&s, 8, false, String::new);
+        assert_eq!((excused, s.get(Count::LostToDeparted)), (3, 3));
+        // In flight at a drop.
+        opening(Some(Departure::Leave)).account(&s, 7, true, String::new);
+        assert_eq!((s.get(Count::LostAtDrop), s.get(Count::Losses)), (2, 3));
+    }
+
+    #[test]
+    fn the_plot_spans_min_to_max_over_the_whole_run() {
+        let samples: Vec<Sample> = (0..100u32)
+            .map(|i| Sample {
+                secs: f64::from(i),
+                rss_kb: 10_240 + u64::from(i) * 103,
+            })
+            .collect();
+        let text = plot(&samples, 40, 5);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 7);
+        assert!(lines[0].starts_with("     20 MiB"), "{text}");
+        assert!(lines[4].starts_with("     10 MiB"), "{text}");
+        assert!(lines[6].ends_with("99 s"), "{text}");
+        // Rising: the last column is full in every row, the first only at the bottom.
+        assert!(lines[..5].iter().all(|l| l.ends_with('█')), "{text}");
+        assert!(lines[0].chars().nth(13) == Some(' '), "{text}");
+        assert_eq!(plot(&[], 40, 5), "(no samples)\n");
+    }
+}
