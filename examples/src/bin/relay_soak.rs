@@ -878,17 +878,33 @@ impl Client {
     fn depart(&mut self, departure: Departure) {
         let mut book = lock(&self.room.book);
         let id = self.id.to_string();
+        let trackers = std::mem::take(&mut self.trackers);
+        for (sender, tracker) in &trackers {
+            self.settle_opening(&book, sender, tracker);
+        }
         for sender in book.senders.iter_mut().filter(|s| s.id != id && !s.gone) {
-            if let Some(t) = self.trackers.get(&sender.id) {
-                sender.undelivered_from = sender.undelivered_from.max(t.next);
+            match (trackers.get(&sender.id), sender.must_from.get(&id).copied()) {
+                (Some(t), _) => sender.undelivered_from = sender.undelivered_from.max(t.next),
+                (None, Some(must_from)) => {
+                    // Nothing arrived. What was sent before the sender knew of this receiver is
+                    // counted as the receiver before it left (it may leave differently); from
+                    // `must_from` on, the frames wait for the next receiver.
+                    let opening = Opening::of(sender);
+                    opening.account(&self.soak, must_from, false, || {
+                        format!(
+                            "{} {id}: {} sent {must_from} before it knew of this peer",
+                            self.room.name, sender.id
+                        )
+                    });
+                    sender.undelivered_from = sender.undelivered_from.max(must_from);
+                }
+                // The sender did not know of this receiver yet: the frames it sent went to the
+                // mailbox, still to be counted as the last departure says.
+                (None, None) => continue,
             }
             sender.last_departure = Some(departure);
             sender.mailbox_refused = false;
             sender.must_from.remove(&id);
-        }
-        let trackers = std::mem::take(&mut self.trackers);
-        for (sender, tracker) in &trackers {
-            self.settle_opening(&book, sender, tracker);
         }
         if let Some(me) = book.sender_mut(&id) {
             me.gone = true;
