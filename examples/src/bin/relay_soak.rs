@@ -57,7 +57,8 @@
 //!   abruptly: at the receiver, a run directly after the last frame it received before the
 //!   drop, all sent before it resumed (the relay had written them to the dead socket; the
 //!   protocol has no acknowledgement to replay them); at the sender, a run at the end of what
-//!   it sent on the dropped connection.
+//!   it sent on the dropped connection, or on a connection the relay closed unexpectedly (it
+//!   stops reading; the close itself is a failure).
 //! - `lost_to_departed`: frames routed to a peer that closed its socket (1000, or a close by
 //!   the relay) and was then kept for its resume grace, and dropped with it at the grace's
 //!   end. A peer that leaves with `relay/leave` leaves at once: nothing may be lost then.
@@ -696,6 +697,9 @@ impl Client {
                     paused,
                 } => {
                     if !expected {
+                        // The relay stopped reading this connection: what the client sent
+                        // last may never have been read (not accepted).
+                        self.dropped();
                         if code == Some(CLOSE_SLOW_CONSUMER) && paused < WRITE_TIMEOUT {
                             self.soak.fail(Count::SlowConsumerCloses, 1, || {
                                 format!(
