@@ -1373,7 +1373,16 @@ impl Client {
                 soak.add(Count::LostAtDrop, gap);
             } else {
                 soak.fail(Count::Losses, gap, || {
-                    format!("{}: expected {}", where_(), tracker.next)
+                    format!(
+                        "{}: expected {} ({})",
+                        where_(),
+                        tracker.next,
+                        match tracker.excuse_upto {
+                            Some(upto) =>
+                                format!("first frame since a resume, which excused up to {upto}"),
+                            None => "on the same connection".to_owned(),
+                        }
+                    )
                 });
                 if tracker.gaps.len() >= 8 {
                     tracker.gaps.remove(0);
