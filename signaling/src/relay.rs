@@ -779,6 +779,8 @@ fn dispatch(s: &mut Shared, mut blocked: Option<&mut Blocked>) {
     // Consecutive frames for one connection (a burst forwarded to the same peer) go into its
     // queue under one lock.
     let mut open: Option<Open<'_>> = None;
+    // Connections closed as slow consumers while draining.
+    let mut slowed: Vec<ConnId> = Vec::new();
     let Shared {
         relay,
         conns,
@@ -795,9 +797,15 @@ fn dispatch(s: &mut Shared, mut blocked: Option<&mut Blocked>) {
                 if open.is_none() {
                     open = conns.get(&conn).map(|slot| Open::new(conn, slot));
                 }
+                if slowed.contains(&conn) {
+                    // Closed as a slow consumer in this drain: what follows would leave a hole
+                    // in its stream.
+                    continue;
+                }
                 let Some(o) = open.as_mut() else { continue };
                 if o.queue.frames.len() >= o.slot.limit() {
                     open = None;
+                    slowed.push(conn);
                     relay.slow_consumer(now(), conn);
                     continue;
                 }

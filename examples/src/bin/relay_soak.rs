@@ -29,7 +29,7 @@
 //!      third of the grace), and joins again with its resume token;
 //!    - **leave** (churn): leaves cleanly, with `relay/leave` or with a close frame (1000), and
 //!      joins the room again as a new peer (new id), retrying with backoff while the relay
-//!      answers 4001 (room full: a peer that closed keeps its place for the grace today);
+//!      answers 4001 (room full: the other peer of the room may be rejoining at the same time);
 //!    - **slow read**: stops reading for 1 to 3 s while its peer sends `--slow-burst` frames of
 //!      `--slow-frame-bytes` at once;
 //!    - **garbage**: sends invalid JSON or a spoofed `relay/joined` (the relay answers with an
@@ -418,7 +418,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How a receiver left its room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Departure {
-    /// `relay/leave`: at once, nothing routed to it is lost.
+    /// `relay/leave` or a close frame with 1000: at once, nothing routed to it is lost.
     Leave,
     /// A close frame, or a close by the relay, or a refused resume: the relay may have kept it
     /// for its grace, and dropped what it queued for it.
@@ -1177,8 +1177,9 @@ impl Client {
                     code: WsCloseCode::Normal,
                     reason: "".into(),
                 };
+                // A clean close is a leave: the relay frees the slot at once.
                 send(Message::Close(Some(close))).then_some(Ongoing::Leaving {
-                    departure: Departure::Closed,
+                    departure: Departure::Leave,
                     deadline,
                 })
             }
