@@ -418,10 +418,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How a receiver left its room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Departure {
-    /// `relay/leave` or a close frame with 1000: at once, nothing routed to it is lost.
+    /// `relay/leave`: at once, nothing routed to it is lost.
     Leave,
-    /// A close frame, or a close by the relay, or a refused resume: the relay may have kept it
-    /// for its grace, and dropped what it queued for it.
+    /// A close frame, or a close by the relay, or a refused resume: the relay dropped what it
+    /// had queued for it (and, but for a close frame with 1000 or 1001, kept its place for the
+    /// grace).
     Closed,
 }
 
@@ -1177,9 +1178,10 @@ impl Client {
                     code: WsCloseCode::Normal,
                     reason: "".into(),
                 };
-                // A clean close is a leave: the relay frees the slot at once.
+                // A clean close frees the slot at once, but what the relay had queued for this
+                // peer when it read the close is dropped with the connection.
                 send(Message::Close(Some(close))).then_some(Ongoing::Leaving {
-                    departure: Departure::Leave,
+                    departure: Departure::Closed,
                     deadline,
                 })
             }
