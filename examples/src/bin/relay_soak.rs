@@ -37,7 +37,10 @@
 //!      binary frame or a frame over the relay's size limit (the relay closes with 1003 or
 //!      1009; the client then resumes, or joins afresh if the relay refuses the resume).
 //! 3. **Drain.** No new events, no new data; events under way finish; every client waits
-//!    until it has everything its peers sent.
+//!    until it has everything its peers sent, but for a run the final check counts as
+//!    `lost_at_drop` (a peer that dropped its connection right after handing it a frame, and
+//!    then sent nothing more, never sends what would close the gap). A drain that times out
+//!    fails the run, with a note for each client still waiting, and for what.
 //! 4. **Final check**, then the summary; the exit status is non-zero if any check failed.
 //!
 //! # What "accepted" means, and the checks
@@ -398,6 +401,14 @@ impl Soak {
         let mut notes = lock(&self.notes);
         if notes.len() < MAX_FAILURE_NOTES {
             notes.push(format!("{}={n}: {}", count.name(), note()));
+        }
+    }
+
+    /// Keeps a note that comes with a failure counted elsewhere (the first few).
+    fn note(&self, note: String) {
+        let mut notes = lock(&self.notes);
+        if notes.len() < MAX_FAILURE_NOTES {
+            notes.push(note);
         }
     }
 
@@ -955,6 +966,9 @@ impl Client {
         let end = loop {
             let phase = *self.phase.borrow_and_update();
             if phase == Phase::Final {
+                if !quiet {
+                    self.not_drained(ongoing);
+                }
                 self.final_check();
                 break End::Final;
             }
@@ -1397,13 +1411,40 @@ impl Client {
         }
     }
 
-    /// Whether everything the other peers of the room sent has arrived.
+    /// Whether everything the other peers of the room sent has arrived, but for a run the
+    /// final check counts as lost at a drop (see [`Self::lost_at_drop`]): no data is sent while
+    /// draining, so such a run never arrives, and waiting for it would never end.
     fn caught_up(&self) -> bool {
+        self.waiting_for().is_none()
+    }
+
+    /// The first other peer of the room whose frames have not all arrived (see
+    /// [`Self::caught_up`]): its id, what this receiver expects next and what it sent.
+    fn waiting_for(&self) -> Option<(String, u64, u64)> {
         let book = self.book();
         book.senders
             .iter()
             .filter(|s| !s.gone && *s.id != *self.id && !self.left.contains(&s.id))
-            .all(|s| self.expected_next(s) >= s.sent)
+            .find_map(|s| {
+                let tracker = self.trackers.get(&s.id);
+                let next = self.expected_next(s);
+                let done = next >= s.sent || Self::lost_at_drop(s, tracker, next);
+                (!done).then(|| (s.id.clone(), next, s.sent))
+            })
+    }
+
+    /// Whether the frames of `sender` from `next` on, all it has sent, are a run lost at a
+    /// drop: in flight to this receiver's dropped connection (up to the tracker's excuse), or
+    /// the last the sender handed to a connection it then dropped abruptly (the drop aborts
+    /// the connection's writer, and the relay need not read what reached a reset socket).
+    fn lost_at_drop(sender: &Sender, tracker: Option<&Tracker>, next: u64) -> bool {
+        tracker
+            .and_then(|t| t.excuse_upto)
+            .is_some_and(|u| sender.sent <= u)
+            || sender
+                .dropped
+                .as_ref()
+                .is_some_and(|d| next >= d.start && sender.sent == d.end)
     }
 
     fn expected_next(&self, sender: &Sender) -> u64 {
@@ -1415,6 +1456,21 @@ impl Client {
                 .copied()
                 .unwrap_or(sender.undelivered_from),
         }
+    }
+
+    /// At the end of a drain that timed out, for a client that was not quiet: why.
+    fn not_drained(&self, ongoing: Ongoing) {
+        let why = match (ongoing, self.waiting_for()) {
+            (Ongoing::None, Some((sender, next, sent))) => {
+                format!("waiting for {sender}: expects {next}, it sent {sent}")
+            }
+            (Ongoing::None, None) => "caught up since the drain ended".to_owned(),
+            (ongoing, _) => format!("{ongoing:?}"),
+        };
+        self.soak.note(format!(
+            "not quiet: {} {} (peer {:?}, left {:?}): {why}",
+            self.room.name, self.id, self.partner, self.left
+        ));
     }
 
     /// At the end: everything the other peers sent has arrived.
@@ -1461,14 +1517,7 @@ impl Client {
         if missing == 0 {
             return;
         }
-        let at_drop = tracker
-            .and_then(|t| t.excuse_upto)
-            .is_some_and(|u| sender.sent <= u)
-            || sender
-                .dropped
-                .as_ref()
-                .is_some_and(|d| next >= d.start && sender.sent == d.end);
-        if at_drop {
+        if Self::lost_at_drop(sender, tracker, next) {
             self.soak.add(Count::LostAtDrop, missing);
         } else {
             self.soak.fail(Count::Losses, missing, || {
