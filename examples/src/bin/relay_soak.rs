@@ -387,6 +387,28 @@ struct Soak {
 }
 
 impl Soak {
+    fn new(
+        addr: SocketAddr,
+        args: RunArgs,
+        phase: watch::Receiver<Phase>,
+        relay_pid: Option<u32>,
+    ) -> Self {
+        Soak {
+            addr,
+            args,
+            counts: Count::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            closes: Mutex::default(),
+            notes: Mutex::default(),
+            held: AtomicI64::new(0),
+            ramped: AtomicUsize::new(0),
+            retired: AtomicUsize::new(0),
+            quiet: AtomicI64::new(0),
+            done: AtomicUsize::new(0),
+            phase,
+            relay_pid,
+        }
+    }
+
     fn add(&self, count: Count, n: u64) {
         self.counts[count as usize].fetch_add(n, Ordering::Relaxed);
     }
@@ -1922,20 +1944,7 @@ fn run(args: RunArgs) -> Result<bool, Error> {
     let pid = relay.as_ref().map(|r| r.child.id());
     let rss_at_listen = pid.and_then(vm_rss_kb);
     let (phase_tx, phase) = watch::channel(Phase::Ramp);
-    let soak = Arc::new(Soak {
-        addr,
-        args: args.clone(),
-        counts: Count::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-        closes: Mutex::default(),
-        notes: Mutex::default(),
-        held: AtomicI64::new(0),
-        ramped: AtomicUsize::new(0),
-        retired: AtomicUsize::new(0),
-        quiet: AtomicI64::new(0),
-        done: AtomicUsize::new(0),
-        phase,
-        relay_pid: pid,
-    });
+    let soak = Arc::new(Soak::new(addr, args.clone(), phase, pid));
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = pid.map(|pid| sample_rss(pid, soak.clone(), args.rss_csv.clone(), stop.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -2220,26 +2229,14 @@ mod tests {
 
     fn soak() -> Soak {
         let (_tx, phase) = watch::channel(Phase::Ramp);
-        Soak {
-            addr: ([127, 0, 0, 1], 1).into(),
-            args: match Args::try_parse_from(["relay_soak", "run"])
-                .expect("defaults")
-                .command
-            {
-                Cmd::Run(args) => args,
-                Cmd::Plot { .. } => unreachable!("parsed `run`"),
-            },
-            counts: Count::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            closes: Mutex::default(),
-            notes: Mutex::default(),
-            held: AtomicI64::new(0),
-            ramped: AtomicUsize::new(0),
-            retired: AtomicUsize::new(0),
-            quiet: AtomicI64::new(0),
-            done: AtomicUsize::new(0),
-            phase,
-            relay_pid: None,
-        }
+        let args = match Args::try_parse_from(["relay_soak", "run"])
+            .expect("defaults")
+            .command
+        {
+            Cmd::Run(args) => args,
+            Cmd::Plot { .. } => unreachable!("parsed `run`"),
+        };
+        Soak::new(([127, 0, 0, 1], 1).into(), args, phase, None)
     }
 
     #[test]
