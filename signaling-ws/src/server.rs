@@ -153,9 +153,7 @@ where
     let max_bytes = config.max_header_bytes;
     let mut buf: Vec<u8> = Vec::with_capacity(max_bytes.min(1024));
     let mut chunk = [0u8; 1024];
-    // Line feeds seen (the request line's, then one per header line).
-    let mut lines = 0usize;
-    let end = 'read: loop {
+    let end = loop {
         let room = max_bytes.saturating_sub(buf.len()).min(chunk.len());
         if room == 0 {
             return Err(HeadError::TooLarge);
@@ -164,38 +162,26 @@ where
         if n == 0 {
             return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into()));
         }
-        let scanned = buf.len();
         buf.extend_from_slice(&chunk[..n]);
-        for i in scanned..buf.len() {
-            if buf[i] != b'\n' {
-                continue;
-            }
-            // An empty line (`\n` or `\r\n`) ends the head.
-            let blank = match i {
-                0 => false,
-                _ if buf[i - 1] == b'\n' => true,
-                1 => false,
-                _ => buf[i - 1] == b'\r' && buf[i - 2] == b'\n',
-            };
-            if blank && lines > 0 {
-                break 'read i + 1;
-            }
-            lines += 1;
-            if lines - 1 > config.max_headers {
-                return Err(HeadError::TooLarge);
-            }
+        // The head ends with an empty line: parse again only when a line has ended (so a
+        // client trickling bytes costs one parse per line, at most `max_headers` + 2).
+        if !chunk[..n].contains(&b'\n') {
+            continue;
+        }
+        let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
+        match httparse::Request::new(&mut headers).parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => break len,
+            Ok(httparse::Status::Partial) => continue,
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(error) => return Err(HeadError::Malformed(describe(error))),
         }
     };
     let tail = buf.split_off(end);
     let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
     let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(&buf) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Err(HeadError::Malformed("incomplete request head"))
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(error) => return Err(HeadError::Malformed(describe(error))),
+    if !matches!(parsed.parse(&buf), Ok(httparse::Status::Complete(_))) {
+        // The same bytes parsed complete above.
+        return Err(HeadError::Malformed("incomplete request head"));
     }
     let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
     else {
