@@ -167,6 +167,21 @@ pub struct Welcome {
 impl Notice {
     /// Reads a relay message; `None` for any other type, or a relay message that is malformed.
     pub fn parse(message: &wire::UnknownMessage) -> Option<Notice> {
+        Self::read(&message.kind, message.frame.as_str())
+    }
+
+    /// Reads a frame as a relay message; `None` for any other frame.
+    pub fn from_frame(frame: &str) -> Option<Notice> {
+        let raw = RawFrame::parse(frame, usize::MAX).ok()?;
+        Self::read(raw.kind(), frame)
+    }
+
+    /// The frame of a `relay/joined` or `relay/left` message about peer `id`.
+    pub fn about(kind: &str, id: &str) -> String {
+        serde_json::json!({"type": kind, "value": {"id": id}}).to_string()
+    }
+
+    fn read(kind: &str, frame: &str) -> Option<Notice> {
         #[derive(serde::Deserialize)]
         struct Envelope<T> {
             value: T,
@@ -175,8 +190,7 @@ impl Notice {
         struct Id {
             id: String,
         }
-        let frame = message.frame.as_str();
-        match message.kind.as_str() {
+        match kind {
             TYPE_WELCOME => serde_json::from_str::<Envelope<Welcome>>(frame)
                 .ok()
                 .map(|e| Notice::Welcome(e.value)),
@@ -297,7 +311,7 @@ mod secs {
 }
 
 /// What a connection asks when it joins.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JoinRequest {
     /// The room name (1 to [`MAX_ROOM_NAME_LEN`] bytes, no control characters).
@@ -623,6 +637,12 @@ impl<R: RoomRegistry> Relay<R> {
     /// Rooms.
     pub fn room_count(&self) -> usize {
         self.rooms.room_count()
+    }
+
+    /// Whether `room` has peers (connected or waiting to resume) or frames waiting in its
+    /// mailbox.
+    pub fn room_in_use(&self, room: &str) -> bool {
+        !self.rooms.members(room).is_empty() || self.mailboxes.contains_key(room)
     }
 
     /// The peer a connection belongs to.
@@ -1147,9 +1167,7 @@ impl<R: RoomRegistry> Relay<R> {
         let Some(conn) = self.peers.get(to).and_then(|p| p.conn) else {
             return;
         };
-        let frame =
-            serde_json::json!({"type": kind, "value": {"id": about.to_string()}}).to_string();
-        self.send(conn, frame.into());
+        self.send(conn, Notice::about(kind, &about.to_string()).into());
     }
 
     fn refuse(&mut self, conn: ConnId, request_type: &str, why: impl fmt::Display) {

@@ -328,6 +328,12 @@ impl RelayHandle {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `room` has peers (connected or waiting to resume) or frames waiting in its
+    /// mailbox.
+    pub fn room_in_use(&self, room: &str) -> bool {
+        self.lock().relay.room_in_use(room)
+    }
+
     /// Runs one connection: joins the room its request names (see
     /// [`join_request_from_peer`]), then relays its frames until it ends. Returns when the
     /// connection is over. Dropping the future ends the connection as if its transport had
