@@ -107,7 +107,9 @@ impl Outgoing {
     pub fn resend_from(&mut self, from: u64, now: Instant) -> Vec<(u64, Vec<Item>)> {
         let from = from.max(self.base);
         let sent = self.unacked.len() - self.unsent;
-        let start = usize::try_from(from - self.base).unwrap_or(usize::MAX).min(sent);
+        let start = usize::try_from(from - self.base)
+            .unwrap_or(usize::MAX)
+            .min(sent);
         self.progress = now;
         let items: Vec<Item> = self.unacked.range(start..sent).cloned().collect();
         items

@@ -325,17 +325,33 @@ impl ClusterNode {
         let bucket = format!("{}-rooms", config.prefix);
         let rooms = match jetstream.get_key_value(&bucket).await {
             Ok(store) => store,
-            Err(_) => jetstream
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "signaling relay: which node runs each room".to_owned(),
-                    history: 1,
-                    max_value_size: 256,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..kv::Config::default()
-                })
-                .await
-                .map_err(|e| ClusterError::Bucket(bucket.clone(), e.to_string()))?,
+            Err(_) => {
+                // The bucket's stream is made here, as a key-value bucket's is by NATS's own
+                // tools (`Context::create_key_value` first asks for account details that
+                // servers before 2.10 do not send).
+                use async_nats::jetstream::stream;
+                jetstream
+                    .get_or_create_stream(stream::Config {
+                        name: format!("KV_{bucket}"),
+                        description: Some("signaling relay: which node runs each room".to_owned()),
+                        subjects: vec![format!("$KV.{bucket}.>")],
+                        max_messages_per_subject: 1,
+                        max_message_size: 256,
+                        storage: stream::StorageType::File,
+                        allow_rollup: true,
+                        deny_delete: true,
+                        allow_direct: true,
+                        discard: stream::DiscardPolicy::New,
+                        num_replicas: 1,
+                        ..stream::Config::default()
+                    })
+                    .await
+                    .map_err(|e| ClusterError::Bucket(bucket.clone(), e.to_string()))?;
+                jetstream
+                    .get_key_value(&bucket)
+                    .await
+                    .map_err(|e| ClusterError::Bucket(bucket.clone(), e.to_string()))?
+            }
         };
         let inbox = inbox_subject(&config.prefix, &config.node);
         let mut subscription = client
@@ -583,7 +599,11 @@ impl Inner {
         if lock(&self.claims).get(room).is_some_and(|c| c.releasing) {
             return Ok(None);
         }
-        let entry = self.rooms.entry(key.as_str()).await.map_err(|e| e.to_string())?;
+        let entry = self
+            .rooms
+            .entry(key.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
         let Some(entry) = entry else {
             return match self.rooms.create(key.as_str(), owner_value(&self.me)).await {
                 Ok(revision) => Ok(Some(self.claimed(room, revision))),
@@ -926,11 +946,14 @@ impl Inner {
                     if again { items.len() } else { frames } as u64,
                     Ordering::Relaxed,
                 );
-                messages.push(self.message(link, Body::Items {
-                    ack,
-                    first_seq,
-                    items,
-                }));
+                messages.push(self.message(
+                    link,
+                    Body::Items {
+                        ack,
+                        first_seq,
+                        items,
+                    },
+                ));
             }
             self.watch(link, &mut state);
         }
@@ -1033,11 +1056,14 @@ impl Inner {
                                 &self.counters.frames_sent
                             };
                             counter.fetch_add(items.len() as u64, Ordering::Relaxed);
-                            publish.push((link.clone(), Body::Items {
-                                ack,
-                                first_seq,
-                                items,
-                            }));
+                            publish.push((
+                                link.clone(),
+                                Body::Items {
+                                    ack,
+                                    first_seq,
+                                    items,
+                                },
+                            ));
                         }
                     }
                     (

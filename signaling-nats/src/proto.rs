@@ -305,7 +305,8 @@ fn get_item(bytes: &mut Bytes) -> Result<Item, Malformed> {
         2 => {
             let fields: JoinFields =
                 serde_json::from_slice(&body).map_err(|_| Malformed("bad join request"))?;
-            let mut request = JoinRequest::new(fields.room, fields.token).with_unix_time(fields.unix);
+            let mut request =
+                JoinRequest::new(fields.room, fields.token).with_unix_time(fields.unix);
             request.resume = fields.resume;
             request.user = fields.user;
             Item::Join(request)

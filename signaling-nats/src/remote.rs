@@ -20,7 +20,11 @@ const MAX_MOVES: usize = 8;
 const BURST: usize = 64;
 
 /// Runs one client connection of this node (see [`ClusterNode::serve`](crate::ClusterNode)).
-pub(crate) async fn serve<T: Transport>(inner: &Arc<Inner>, mut transport: T, request: JoinRequest) {
+pub(crate) async fn serve<T: Transport>(
+    inner: &Arc<Inner>,
+    mut transport: T,
+    request: JoinRequest,
+) {
     let mut request = request;
     let mut moves = 0;
     loop {
@@ -90,11 +94,7 @@ impl RoomView {
         }
         match Notice::from_frame(frame) {
             Some(Notice::Welcome(welcome)) => self.peers = welcome.peers,
-            Some(Notice::Joined { id }) => {
-                if !self.peers.contains(&id) {
-                    self.peers.push(id);
-                }
-            }
+            Some(Notice::Joined { id }) if !self.peers.contains(&id) => self.peers.push(id),
             Some(Notice::Left { id }) => self.peers.retain(|p| *p != id),
             _ => {}
         }
@@ -368,9 +368,10 @@ impl Drop for RemoteTransport {
             if !state.dead && !state.ended_out && !state.ended_in {
                 // The relay let the connection go without a close (it shut down, say): the
                 // client is told the node is going away (sent by the timer task).
-                state
-                    .out
-                    .push(Item::Close(CloseReason::new(CloseCode::GOING_AWAY, "")), Instant::now());
+                state.out.push(
+                    Item::Close(CloseReason::new(CloseCode::GOING_AWAY, "")),
+                    Instant::now(),
+                );
                 state.ended_out = true;
             }
         }
