@@ -281,3 +281,74 @@ async fn without_nats_local_rooms_work_and_others_are_refused_then_all_recovers(
     let mut late = connect(&n2, "local", None);
     assert_eq!(closed_with(&mut late).await, close_code::ROOM_FULL);
 }
+
+fn short_grace() -> RelayConfig {
+    let mut config = RelayConfig::default();
+    config.resume_grace = Duration::from_secs(1);
+    config
+}
+
+fn left_id(frame: &Frame) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(frame).ok()?;
+    (value["type"] == "relay/left").then(|| value["value"]["id"].as_str().map(str::to_owned))?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_clients_node_dies_its_peer_leaves_after_the_timeout_and_the_grace() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let n1 = node_with(&server, "n1", short_grace()).await;
+    let n2 = node_with(&server, "n2", short_grace()).await;
+    let mut a = connect(&n1, "death", None);
+    recv(&mut a).await;
+    let mut b = connect(&n2, "death", None);
+    let b_id = welcome_value(&recv(&mut b).await)["id"].clone();
+    recv(&mut a).await; // joined
+    let died = tokio::time::Instant::now();
+    n2.abort();
+    // A hears that B left: after n2 is declared gone (node timeout 1 s) and B's grace (1 s)
+    // ran out without a resume, and not before the grace.
+    let frame = recv(&mut a).await;
+    let elapsed = died.elapsed();
+    assert_eq!(left_id(&frame).as_deref(), b_id.as_str(), "{frame}");
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1 + 1 + 2), "{elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_rooms_node_dies_the_survivor_hears_left_rejoins_and_the_room_works() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let n1 = node_with(&server, "n1", short_grace()).await;
+    let n2 = node_with(&server, "n2", short_grace()).await;
+    let n3 = node_with(&server, "n3", short_grace()).await;
+    let mut a = connect(&n1, "owner-death", None);
+    let a_id = welcome_value(&recv(&mut a).await)["id"].clone();
+    let mut b = connect(&n2, "owner-death", None);
+    welcome_value(&recv(&mut b).await);
+    recv(&mut a).await; // joined
+    n1.abort();
+    // B hears that A left, then is welcomed into the room again (now run by n2).
+    let frame = recv(&mut b).await;
+    assert_eq!(left_id(&frame).as_deref(), a_id.as_str(), "{frame}");
+    let welcome = welcome_value(&recv(&mut b).await);
+    assert_eq!(welcome["peers"].as_array().map(Vec::len), Some(0));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(n2.stats().rooms, 1);
+    // Not wedged: a new peer on a third node joins and talks to B.
+    let mut c = connect(&n3, "owner-death", None);
+    welcome_value(&recv(&mut c).await);
+    c.send(seed("webrtc/offer", CHROME_OFFER).into())
+        .await
+        .expect("send");
+    assert_eq!(
+        recv_data(&mut b).await.as_str(),
+        seed("webrtc/offer", CHROME_OFFER)
+    );
+    b.send("{\"type\":\"app\",\"value\":\"hi\"}".into())
+        .await
+        .expect("send");
+    assert!(recv_data(&mut c).await.contains("hi"));
+}
