@@ -114,60 +114,13 @@ async fn proxy<T: Transport>(
     let mut view = RoomView::default();
     let mut burst: Vec<Frame> = Vec::new();
     let ended = loop {
+        if let Some(end) = deliver(inner, &link, transport, &mut view).await {
+            break end;
+        }
         let has_room = link.lock().out.has_room();
         tokio::select! {
             biased;
-            () = link.wake.notified() => {
-                let (items, dead) = {
-                    let mut state = link.lock();
-                    (std::mem::take(&mut state.delivered), state.dead)
-                };
-                let count = items.len();
-                let mut end = None;
-                let mut last = None;
-                for item in items {
-                    match item {
-                        Item::Frame(frame) => {
-                            view.follow(&frame);
-                            if let Some(previous) = last.replace(frame) {
-                                match transport.try_send(previous) {
-                                    Ok(()) => {}
-                                    Err(TrySendError::Full(previous)) => {
-                                        if transport.send(previous).await.is_err() {
-                                            end = Some(End::Lost);
-                                            break;
-                                        }
-                                    }
-                                    Err(_) => {
-                                        end = Some(End::Lost);
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                        Item::Close(reason) => {
-                            end = Some(End::Closed(reason));
-                            break;
-                        }
-                        // Not sent by a room's node.
-                        Item::Join(_) | Item::Leave(_) => {}
-                    }
-                }
-                if end.is_none() {
-                    if let Some(last) = last {
-                        if transport.send(last).await.is_err() {
-                            end = Some(End::Lost);
-                        }
-                    }
-                }
-                let closing = matches!(end, Some(End::Closed(_)));
-                inner.taken(&link, count, closing).await;
-                match end {
-                    Some(end) => break end,
-                    None if dead => break End::OwnerLost,
-                    None => {}
-                }
-            }
+            () = link.wake.notified() => {}
             frame = transport.recv(), if has_room => {
                 let mut end = match frame {
                     Ok(Some(frame)) => {
@@ -203,6 +156,19 @@ async fn proxy<T: Transport>(
             }
         }
     };
+    if matches!(ended, End::Lost) {
+        // The client's connection failed under a write: its peer may resume.
+        {
+            let mut state = link.lock();
+            if !state.ended_out && !state.dead {
+                state
+                    .out
+                    .push(Item::Leave(Disconnect::Lost), Instant::now());
+                state.ended_out = true;
+            }
+        }
+        inner.flush(&link).await;
+    }
     inner.detach(&link);
     match ended {
         End::Left | End::Lost => Proxied::Done,
@@ -212,6 +178,102 @@ async fn proxy<T: Transport>(
             Proxied::Done
         }
         End::OwnerLost => Proxied::OwnerLost(view),
+    }
+}
+
+/// Writes to the client what the room's node sent, until nothing is left. Returns how the
+/// link ended, when it did.
+async fn deliver<T: Transport>(
+    inner: &Arc<Inner>,
+    link: &Arc<Link>,
+    transport: &mut T,
+    view: &mut RoomView,
+) -> Option<End> {
+    loop {
+        let (items, dead) = {
+            let mut state = link.lock();
+            (std::mem::take(&mut state.delivered), state.dead)
+        };
+        if items.is_empty() {
+            return dead.then_some(End::OwnerLost);
+        }
+        let mut taken = items.len();
+        let mut end = None;
+        let mut items = items.into_iter().peekable();
+        while let Some(item) = items.next() {
+            let frame = match item {
+                Item::Frame(frame) => frame,
+                Item::Close(reason) => {
+                    end = Some(End::Closed(reason));
+                    break;
+                }
+                // Not sent by a room's node.
+                Item::Join(_) | Item::Leave(_) => continue,
+            };
+            view.follow(&frame);
+            // All but the last are queued without waiting; the last one's `send` flushes them.
+            let written = match items.peek() {
+                Some(_) => match transport.try_send(frame) {
+                    Ok(()) => Written::Done,
+                    Err(TrySendError::Full(frame)) => write(transport, frame, link).await,
+                    Err(_) => Written::Failed,
+                },
+                None => write(transport, frame, link).await,
+            };
+            match written {
+                Written::Done => {}
+                Written::Failed => {
+                    end = Some(End::Lost);
+                    break;
+                }
+                Written::Interrupted => {
+                    // The client does not read, and the room's node gave up on it (a slow
+                    // consumer) or is gone: what was not written is dropped.
+                    let rest: Vec<Item> = items.by_ref().collect();
+                    let later = std::mem::take(&mut link.lock().delivered);
+                    taken += later.len();
+                    end = Some(
+                        rest.into_iter()
+                            .chain(later)
+                            .find_map(|item| match item {
+                                Item::Close(reason) => Some(End::Closed(reason)),
+                                _ => None,
+                            })
+                            .unwrap_or(End::OwnerLost),
+                    );
+                    break;
+                }
+            }
+        }
+        let closing = matches!(end, Some(End::Closed(_)));
+        inner.taken(link, taken, closing).await;
+        if end.is_some() {
+            return end;
+        }
+    }
+}
+
+enum Written {
+    Done,
+    Failed,
+    /// The link ended while the client was not reading.
+    Interrupted,
+}
+
+/// Sends one frame to the client, waiting for room, unless the link ends meanwhile.
+async fn write<T: Transport>(transport: &mut T, frame: Frame, link: &Link) -> Written {
+    let send = transport.send(frame);
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            sent = &mut send => return if sent.is_ok() { Written::Done } else { Written::Failed },
+            () = link.wake.notified() => {
+                let state = link.lock();
+                if state.dead || state.ended_in {
+                    return Written::Interrupted;
+                }
+            }
+        }
     }
 }
 

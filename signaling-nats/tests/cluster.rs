@@ -352,3 +352,62 @@ async fn when_the_rooms_node_dies_the_survivor_hears_left_rejoins_and_the_room_w
         .expect("send");
     assert!(recv_data(&mut c).await.contains("hi"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_on_another_node_is_closed_as_a_slow_consumer() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let mut relay = RelayConfig::default();
+    relay.rate_per_sec = 1_000_000;
+    relay.rate_burst = 1_000_000;
+    let mut driver = DriverConfig::default();
+    driver.write_timeout = Duration::from_millis(500);
+    let start = |name: &'static str| {
+        let relay = RelayHandle::new(relay.clone(), driver.clone());
+        let config = cluster_config(&server, name);
+        async move {
+            ClusterNode::start(config, relay)
+                .await
+                .expect("node starts")
+        }
+    };
+    let n1 = start("n1").await;
+    let n2 = start("n2").await;
+    let mut a = connect(&n1, "slow", None);
+    recv(&mut a).await;
+    let mut b = connect(&n2, "slow", None);
+    recv(&mut b).await;
+    recv(&mut a).await; // joined
+                        // A sends far more than B's queues, the link's window and the relay's queue hold; B reads
+                        // nothing. A is held back (never closed), and B is closed with 4006 once its queue has
+                        // not moved for the write timeout.
+    let sender = tokio::spawn(async move {
+        for i in 0..5000 {
+            let frame = format!("{{\"type\":\"app\",\"value\":{i}}}");
+            if a.send(frame.into()).await.is_err() {
+                return Err(i);
+            }
+        }
+        Ok(a)
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // What B gets: the frames that fit its connection's queue (64) when it stopped, then the
+    // close; what the edge node held for it is dropped, not written after the close.
+    let mut frames = 0;
+    let code = loop {
+        match tokio::time::timeout(WAIT, b.recv()).await {
+            Ok(Ok(Some(_))) => frames += 1,
+            Ok(Err(TransportError::Closed(Some(reason)))) => break reason.code,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, close_code::SLOW_CONSUMER);
+    assert!(frames <= 64, "{frames} frames before the close");
+    let a = tokio::time::timeout(WAIT, sender)
+        .await
+        .expect("A is not held back once B is gone")
+        .expect("task")
+        .expect("A stays connected");
+    drop(a);
+}
