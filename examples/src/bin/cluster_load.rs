@@ -29,6 +29,9 @@
 //! - **Join**: the time from the TCP connect to the `relay/welcome` frame, for a room's first
 //!   peer (on `n1`: the room is placed, which writes the room's entry to the NATS key-value
 //!   bucket) and for its second peer (on `n1` or `n2`). `--joins` rooms, one at a time.
+//! - **Room placement rate**: 64 clients at a time join fresh rooms, half on `n1` and half on
+//!   `n2`, each closing once welcomed: rooms placed per second (each one key-value create, and
+//!   a delete when released).
 //! - **NATS messages per forwarded frame**: in separate runs of the throughput and round trip
 //!   measurements, cross node, a subscriber to every node's inbox subject counts the messages
 //!   the nodes exchange. Heartbeats (one per node per second) are not counted.
@@ -513,6 +516,47 @@ async fn joins(
     Ok((first, second))
 }
 
+/// Rooms placed per second: clients join fresh rooms on `n1` and `n2` alternately (each join
+/// places a room: one key-value create), `in_flight` at a time, for `secs`; each client
+/// closes once welcomed (the room is released later). Returns (joins per second, p99 µs).
+async fn join_rate(setup: &Setup, in_flight: usize, secs: f64) -> Result<(f64, f64), Error> {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..in_flight {
+        let addr = if w % 2 == 0 {
+            setup.n1.addr
+        } else {
+            setup.n2.addr
+        };
+        let (done, stop, tag) = (done.clone(), stop.clone(), setup.tag.clone());
+        workers.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let Ok(mut ws) = join(addr, &format!("rate-{tag}-{w}-{i}")).await else {
+                    break;
+                };
+                times.push(start.elapsed().as_secs_f64() * 1e6);
+                done.fetch_add(1, Ordering::Relaxed);
+                let _ = ws.close(None).await;
+                i += 1;
+            }
+            times
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let joined = done.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let mut times = Vec::new();
+    for worker in workers {
+        times.extend(worker.await.unwrap_or_default());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((joined as f64 / secs, quantile(&times, 0.99)))
+}
+
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -686,6 +730,13 @@ async fn run_all(args: &RunArgs) -> Result<(), Error> {
         "| join of a room's first peer (places the room), p50 / p99, µs | {:.0} / {:.0} | | |",
         quantile(&first, 0.5),
         quantile(&first, 0.99)
+    )?;
+
+    let (rate, p99) = join_rate(&setup, 64, args.duration).await?;
+    writeln!(
+        out,
+        "| rooms placed per second over both nodes, 64 joins in flight (p99 join, µs) | | \
+         {rate:.0} ({p99:.0}) | |"
     )?;
 
     // NATS messages per forwarded frame, cross node, in runs of their own.
