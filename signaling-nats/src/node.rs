@@ -67,6 +67,9 @@ pub struct ClusterConfig {
     /// Acknowledgements not carried by other traffic wait at most this long. Default: 20 ms.
     #[serde(with = "secs")]
     pub ack_delay: Duration,
+    /// Copies JetStream keeps of the room bucket when this node creates it: 1 for a single NATS
+    /// server, 3 for a NATS cluster of three. Default: 1.
+    pub replicas: usize,
 }
 
 impl Default for ClusterConfig {
@@ -82,6 +85,7 @@ impl Default for ClusterConfig {
             join_timeout: Duration::from_secs(5),
             release_after: Duration::from_secs(2),
             ack_delay: Duration::from_millis(20),
+            replicas: 1,
         }
     }
 }
@@ -143,6 +147,9 @@ impl ClusterConfig {
         }
         if self.window == 0 {
             return bad("window", "must be at least 1");
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return bad("replicas", "must be 1 to 5 (JetStream's limit)");
         }
         Ok(())
     }
@@ -342,7 +349,7 @@ impl ClusterNode {
                         deny_delete: true,
                         allow_direct: true,
                         discard: stream::DiscardPolicy::New,
-                        num_replicas: 1,
+                        num_replicas: config.replicas,
                         ..stream::Config::default()
                     })
                     .await
