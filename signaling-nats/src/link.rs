@@ -23,6 +23,9 @@ use crate::proto::Item;
 /// The most items one message carries.
 pub const MAX_BATCH: usize = 256;
 
+/// Items a queue keeps room for once it is empty again.
+const IDLE_CAPACITY: usize = 8;
+
 /// The sending half of one direction.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -96,6 +99,10 @@ impl Outgoing {
         // Never beyond what was pushed (a confused or hostile peer).
         let done = (ack - self.base + 1).min(self.unacked.len() as u64) as usize;
         self.unacked.drain(..done);
+        if self.unacked.is_empty() && self.unacked.capacity() > IDLE_CAPACITY {
+            // An idle link holds no buffer sized for its busiest moment.
+            self.unacked = VecDeque::new();
+        }
         self.base += done as u64;
         self.unsent = self.unsent.min(self.unacked.len());
         self.progress = now;

@@ -269,6 +269,17 @@ pub(crate) struct LinkState {
     in_attention: bool,
 }
 
+impl LinkState {
+    /// Takes the next delivered item; an emptied queue gives its buffer back.
+    pub(crate) fn pop_delivered(&mut self) -> Option<Item> {
+        let item = self.delivered.pop_front();
+        if self.delivered.is_empty() && self.delivered.capacity() > 8 {
+            self.delivered = VecDeque::new();
+        }
+        item
+    }
+}
+
 impl Link {
     pub(crate) fn lock(&self) -> MutexGuard<'_, LinkState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -1221,7 +1232,7 @@ impl Inner {
             let transport = RemoteTransport::new(self.clone(), link.clone(), PeerInfo::new("nats"));
             let relay = self.relay.clone();
             tokio::spawn(async move {
-                relay.serve(transport, request).await;
+                relay.serve(transport, *request).await;
             });
         } else {
             {

@@ -59,8 +59,9 @@ pub struct LinkId {
 pub enum Item {
     /// A client's frame (edge to owner), or a frame for the client (owner to edge).
     Frame(Frame),
-    /// The first item from the edge: the client's join request.
-    Join(JoinRequest),
+    /// The first item from the edge: the client's join request (boxed: it is sent once, and
+    /// every queued item is as large as the largest kind).
+    Join(Box<JoinRequest>),
     /// The owner closes the client's connection (the last item from the owner).
     Close(CloseReason),
     /// The client's connection ended (the last item from the edge).
@@ -312,7 +313,7 @@ fn get_item(bytes: &mut Bytes) -> Result<Item, Malformed> {
                 JoinRequest::new(fields.room, fields.token).with_unix_time(fields.unix);
             request.resume = fields.resume;
             request.user = fields.user;
-            Item::Join(request)
+            Item::Join(Box::new(request))
         }
         3 => {
             let code = CloseCode(get_u16(&mut body)?);

@@ -109,7 +109,7 @@ async fn proxy<T: Transport>(
     owner: &NodeId,
 ) -> Proxied {
     let link = inner.open_link(owner);
-    push(&link, Item::Join(request));
+    push(&link, Item::Join(Box::new(request)));
     inner.flush(&link).await;
     let mut view = RoomView::default();
     let mut burst: Vec<Frame> = Vec::new();
@@ -315,7 +315,7 @@ impl RemoteTransport {
     async fn next_item(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
         let item = {
             let mut state = self.link.lock();
-            match state.delivered.pop_front() {
+            match state.pop_delivered() {
                 Some(item) => item,
                 None if state.dead => return Poll::Ready(Err(gone())),
                 None => return Poll::Pending,
@@ -392,7 +392,7 @@ impl Transport for RemoteTransport {
             None if state.dead => return Poll::Ready(Err(gone())),
             None => return Poll::Pending,
         }
-        let Some(Item::Frame(frame)) = state.delivered.pop_front() else {
+        let Some(Item::Frame(frame)) = state.pop_delivered() else {
             return Poll::Pending;
         };
         // Acknowledged by the next `recv`, or by the timer task.

@@ -28,7 +28,7 @@ fn item() -> impl Strategy<Value = Item> {
                 let mut request = JoinRequest::new(room, token).with_unix_time(unix);
                 request.resume = resume;
                 request.user = user;
-                Item::Join(request)
+                Item::Join(Box::new(request))
             }),
         (any::<u16>(), ".{0,40}")
             .prop_map(|(code, why)| Item::Close(CloseReason::new(CloseCode(code), why))),
