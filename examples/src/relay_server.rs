@@ -1,6 +1,7 @@
 //! The relay server behind the `relay` binary: configuration file, TCP accept, the WebSocket
-//! endpoint at `/ws?room=NAME` and the demo page at `/`. Tests and the load generator run the
-//! same code in-process.
+//! endpoint at `/ws?room=NAME` and the demo page at `/`, on one node or as a node of a cluster
+//! (`[cluster]`, through [`signaling_nats`]). Tests and the load generator run the same code
+//! in-process.
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use signaling::transport::{CloseReason, Transport};
 use signaling_core::admission::{Admission, AdmissionConfig, AdmissionConfigError, AllowAll};
 use signaling_core::relay::close_code;
 use signaling_core::relay::RelayConfig;
+use signaling_nats::{ClusterConfig, ClusterError, ClusterNode};
 use signaling_ws::{accept_request, read_request_head, WsConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -34,6 +36,9 @@ pub struct FileConfig {
     pub websocket: WsSection,
     /// Who may connect (token, origin); everyone when absent.
     pub admission: Option<AdmissionConfig>,
+    /// The cluster this relay is a node of (see [`FileConfig::cluster_settings`]); one node on
+    /// its own when absent and no NATS server is given on the command line.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The `[websocket]` section.
@@ -179,6 +184,56 @@ pub enum ConfigError {
         /// What is wrong.
         source: AdmissionConfigError,
     },
+    /// A cluster setting is missing: the NATS server, or this node's name.
+    #[error(
+        "{what} is needed to run as a node of a cluster: give {flag} on the command line or \
+         set `{key}` in the [cluster] section of {}",
+        file_name(.path)
+    )]
+    ClusterMissing {
+        /// The configuration file, if one was given.
+        path: Option<PathBuf>,
+        /// What is missing, in words (`"a node name"`).
+        what: &'static str,
+        /// The command-line flag that gives it (`"--node NAME"`).
+        flag: &'static str,
+        /// The key of the `[cluster]` section that gives it.
+        key: &'static str,
+    },
+    /// A cluster setting cannot work.
+    #[error("{}", cluster_invalid(.path, .flag, .key, .value, .why))]
+    ClusterInvalid {
+        /// The file (`None`: text that came from elsewhere).
+        path: Option<PathBuf>,
+        /// The command-line flag the value came from (`"--node"`), if it did.
+        flag: Option<&'static str>,
+        /// The setting (its key in the `[cluster]` section).
+        key: &'static str,
+        /// Its value, as it would be written in the file.
+        value: String,
+        /// Why it cannot work.
+        why: String,
+    },
+}
+
+fn cluster_invalid(
+    path: &Option<PathBuf>,
+    flag: &Option<&'static str>,
+    key: &str,
+    value: &str,
+    why: &str,
+) -> String {
+    match flag {
+        Some(flag) => format!("{flag} {value}: {why}"),
+        None => format!("{}: [cluster] {key} = {value}: {why}", source_name(path)),
+    }
+}
+
+fn file_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(path) => format!("the configuration file ({})", path.display()),
+        None => "a configuration file (--config)".to_owned(),
+    }
 }
 
 fn source_name(path: &Option<PathBuf>) -> String {
@@ -189,13 +244,16 @@ fn source_name(path: &Option<PathBuf>) -> String {
 }
 
 impl ConfigError {
-    /// The same error, about the file at `path`.
-    fn in_file(mut self, file: &Path) -> Self {
+    /// The same error, about the configuration file at `file` (for an error of settings that
+    /// were read from it: [`FileConfig::cluster_settings`]).
+    pub fn in_file(mut self, file: &Path) -> Self {
         match &mut self {
             Self::Read { .. } => {}
             Self::Syntax { path, .. }
             | Self::Invalid { path, .. }
-            | Self::Admission { path, .. } => {
+            | Self::Admission { path, .. }
+            | Self::ClusterMissing { path, .. }
+            | Self::ClusterInvalid { path, .. } => {
                 *path = Some(file.to_owned());
             }
         }
@@ -257,9 +315,66 @@ impl FileConfig {
 
     /// Refuses settings that cannot work: those [`RelayConfig::validate`],
     /// [`WsConfig::validate`] and [`DriverConfig::validate`] refuse, a `max_connections` of 0,
-    /// durations that are negative or not finite, and an invalid `[admission]` section.
+    /// durations that are negative or not finite, an invalid `[admission]` section, and
+    /// `[cluster]` settings that [`ClusterConfig::validate`] refuses (but for `nats` and `node`,
+    /// which may come from the command line: see [`cluster_settings`](Self::cluster_settings)).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.settings().map(drop)
+        self.settings()?;
+        if let Some(cluster) = &self.cluster {
+            let mut check = cluster.clone();
+            // Checked once the command line's values are in (`cluster_settings`).
+            if check.nats.is_empty() {
+                check.nats = "nats://127.0.0.1:4222".to_owned();
+            }
+            if check.node.is_empty() {
+                check.node = "node".to_owned();
+            }
+            check_cluster(&check, |_| None)?;
+        }
+        Ok(())
+    }
+
+    /// The cluster settings: the `[cluster]` section with the command line's NATS server
+    /// (`--nats`) and node name (`--node`) over the file's. `None` (one node on its own) when
+    /// there is neither a `[cluster]` section nor a flag; otherwise both the NATS server and
+    /// the node name must be given somewhere, and the settings must be valid.
+    pub fn cluster_settings(
+        &self,
+        nats: Option<&str>,
+        node: Option<&str>,
+    ) -> Result<Option<ClusterConfig>, ConfigError> {
+        if self.cluster.is_none() && nats.is_none() && node.is_none() {
+            return Ok(None);
+        }
+        let mut cluster = self.cluster.clone().unwrap_or_default();
+        if let Some(nats) = nats {
+            nats.clone_into(&mut cluster.nats);
+        }
+        if let Some(node) = node {
+            node.clone_into(&mut cluster.node);
+        }
+        let missing = |what, flag, key| ConfigError::ClusterMissing {
+            path: None,
+            what,
+            flag,
+            key,
+        };
+        if cluster.nats.is_empty() {
+            return Err(missing(
+                "the NATS server's address",
+                "--nats nats://HOST:PORT",
+                "nats",
+            ));
+        }
+        if cluster.node.is_empty() {
+            return Err(missing("a node name", "--node NAME", "node"));
+        }
+        check_cluster(&cluster, |key| match key {
+            "nats" if nats.is_some() => Some("--nats"),
+            "node" if node.is_some() => Some("--node"),
+            _ => None,
+        })?;
+        Ok(Some(cluster))
     }
 
     /// The validated settings: WebSocket, driver and admission.
@@ -290,6 +405,47 @@ impl FileConfig {
     }
 }
 
+/// [`ClusterConfig::validate`], its refusal as a [`ConfigError`]; `flag` names the command-line
+/// flag a key was given with, if it was.
+fn check_cluster(
+    cluster: &ClusterConfig,
+    flag: impl Fn(&'static str) -> Option<&'static str>,
+) -> Result<(), ConfigError> {
+    let (key, why) = match cluster.validate() {
+        Ok(()) => return Ok(()),
+        Err(ClusterError::Config(key, why)) => (key, why),
+        Err(other) => ("", other.to_string()),
+    };
+    let quoted = |text: &str| {
+        if flag(key).is_some() {
+            text.to_owned()
+        } else {
+            format!("{text:?}")
+        }
+    };
+    let value = match key {
+        "nats" => quoted(&cluster.nats),
+        "node" => quoted(&cluster.node),
+        "prefix" => quoted(&cluster.prefix),
+        "heartbeat" => cluster.heartbeat.as_secs_f64().to_string(),
+        "node_timeout" => cluster.node_timeout.as_secs_f64().to_string(),
+        "retransmit" => cluster.retransmit.as_secs_f64().to_string(),
+        "join_timeout" => cluster.join_timeout.as_secs_f64().to_string(),
+        "release_after" => cluster.release_after.as_secs_f64().to_string(),
+        "ack_delay" => cluster.ack_delay.as_secs_f64().to_string(),
+        "window" => cluster.window.to_string(),
+        "replicas" => cluster.replicas.to_string(),
+        _ => String::new(),
+    };
+    Err(ConfigError::ClusterInvalid {
+        path: None,
+        flag: flag(key),
+        key,
+        value,
+        why,
+    })
+}
+
 /// The line and column (both from 1, the column in characters) of byte `offset` of `text`.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
@@ -299,9 +455,11 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// A relay server, ready to serve connections.
+/// A relay server, ready to serve connections: one node on its own, or a node of a cluster
+/// ([`join_cluster`](Self::join_cluster)).
 pub struct Server {
     relay: RelayHandle,
+    cluster: Option<ClusterNode>,
     ws: WsConfig,
     admission: Option<Box<dyn Admission>>,
     slots: Arc<Semaphore>,
@@ -311,6 +469,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("relay", &self.relay)
+            .field("cluster", &self.cluster.as_ref().map(ClusterNode::id))
             .finish_non_exhaustive()
     }
 }
@@ -322,15 +481,32 @@ impl Server {
         let (ws, driver, admission) = config.settings()?;
         Ok(Self {
             relay: RelayHandle::new(config.relay, driver),
+            cluster: None,
             ws,
             admission,
             slots: Arc::new(Semaphore::new(config.websocket.max_connections.max(1))),
         })
     }
 
-    /// The relay, to serve connections of other transports (an in-memory peer, say).
+    /// Makes this server a node of the cluster `config` names: connects to NATS and starts the
+    /// node ([`ClusterNode::start`]). From then on its WebSocket connections are served through
+    /// the node, and the peers of a room may connect to any node of the cluster.
+    pub async fn join_cluster(mut self, config: ClusterConfig) -> Result<Self, ClusterError> {
+        let node = ClusterNode::start(config, self.relay.clone()).await?;
+        self.cluster = Some(node);
+        Ok(self)
+    }
+
+    /// The relay, to serve connections of other transports (an in-memory peer, say). On a node
+    /// of a cluster it runs the rooms placed on this node only: serve a connection through
+    /// [`cluster`](Self::cluster) instead.
     pub fn relay(&self) -> &RelayHandle {
         &self.relay
+    }
+
+    /// The cluster node, when the server is one.
+    pub fn cluster(&self) -> Option<&ClusterNode> {
+        self.cluster.as_ref()
     }
 
     /// Accepts and serves connections on `listener` until the task is dropped (which stops
@@ -354,9 +530,14 @@ impl Server {
 
     /// Shuts the relay down gracefully (see [`RelayHandle::shutdown`]): every connection gets
     /// what was queued for it and a close with 1001, within `drain`. Stop [`run`](Self::run)
-    /// first.
+    /// first. A node of a cluster then leaves it ([`ClusterNode::shutdown`]): the other nodes
+    /// hear at once that it is gone, and the rooms it ran are free to be placed elsewhere.
     pub async fn shutdown(&self, drain: Duration) -> ShutdownReport {
-        self.relay.shutdown(drain).await
+        let report = self.relay.shutdown(drain).await;
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
+        report
     }
 
     /// Serves one TCP connection: the WebSocket endpoint (`426 Upgrade Required` for a plain
@@ -393,7 +574,10 @@ impl Server {
                 }
             };
             match join_request_from_peer(conn.peer()) {
-                Some(request) => self.relay.serve(conn, request).await,
+                Some(request) => match &self.cluster {
+                    Some(cluster) => cluster.serve(conn, request).await,
+                    None => self.relay.serve(conn, request).await,
+                },
                 None => {
                     let reason = CloseReason::new(close_code::BAD_REQUEST, "missing ?room=NAME");
                     let _ = conn.close(reason).await;
@@ -480,5 +664,80 @@ mod tests {
         FileConfig::default()
             .validate()
             .expect("the defaults are valid");
+    }
+
+    #[test]
+    fn cluster_settings_come_from_the_file_and_the_flags() {
+        // Neither: one node on its own.
+        let none = FileConfig::default();
+        assert!(none.cluster_settings(None, None).expect("valid").is_none());
+        // The flags alone.
+        let both = none
+            .cluster_settings(Some("nats://127.0.0.1:4222"), Some("n1"))
+            .expect("valid")
+            .expect("a cluster");
+        assert_eq!(
+            (both.nats.as_str(), both.node.as_str()),
+            ("nats://127.0.0.1:4222", "n1")
+        );
+        // The file's timings, with the flags over its NATS server and node name.
+        let file = FileConfig::from_toml(
+            "[cluster]\nnats = \"nats://10.0.0.1:4222\"\nnode = \"a\"\nheartbeat = 0.2\nnode_timeout = 1\n",
+        )
+        .expect("parses");
+        file.validate().expect("valid");
+        let merged = file
+            .cluster_settings(Some("nats://127.0.0.1:1"), Some("b"))
+            .expect("valid")
+            .expect("a cluster");
+        assert_eq!(
+            (merged.nats.as_str(), merged.node.as_str()),
+            ("nats://127.0.0.1:1", "b")
+        );
+        assert_eq!(merged.heartbeat, Duration::from_millis(200));
+        assert_eq!(merged.node_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_cluster_without_a_node_name_or_with_bad_settings_is_refused_in_words() {
+        let error = FileConfig::default()
+            .cluster_settings(Some("nats://127.0.0.1:4222"), None)
+            .expect_err("no node name");
+        assert_eq!(
+            error.to_string(),
+            "a node name is needed to run as a node of a cluster: give --node NAME on the \
+             command line or set `node` in the [cluster] section of a configuration file (--config)"
+        );
+        let file = FileConfig::from_toml("[cluster]\nnode = \"n1\"\n").expect("parses");
+        let error = file
+            .cluster_settings(None, None)
+            .expect_err("no NATS server")
+            .in_file(Path::new("relay.toml"));
+        assert!(
+            error.to_string().starts_with(
+                "the NATS server's address is needed to run as a node of a cluster: give --nats"
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().ends_with("(relay.toml)"), "{error}");
+        let error = FileConfig::default()
+            .cluster_settings(Some("nats://127.0.0.1:4222"), Some("no spaces"))
+            .expect_err("a bad name");
+        assert_eq!(
+            error.to_string(),
+            "--node no spaces: 1 to 64 characters of A-Z a-z 0-9 - _"
+        );
+        let file =
+            FileConfig::from_toml("[cluster]\nheartbeat = 2\nnode_timeout = 3\n").expect("parses");
+        let error = file.validate().expect_err("a timeout under two heartbeats");
+        assert_eq!(
+            error.to_string(),
+            "configuration: [cluster] node_timeout = 3: must be at least twice the heartbeat"
+        );
+        let error = FileConfig::from_toml("[cluster]\nheartbeat = -1\n").expect_err("negative");
+        assert!(
+            matches!(error, ConfigError::Syntax { line: 2, .. }),
+            "{error}"
+        );
     }
 }
