@@ -183,10 +183,13 @@ impl Client {
         v["value"].clone()
     }
 
-    /// Reads until the connection ends; the close code it ended with.
+    /// Reads until the connection ends; the close code it ended with. Completes the close
+    /// handshake (the server waits for it).
     async fn closed_with(&mut self) -> Option<u16> {
         loop {
             if let Got::Closed(code) = self.next().await {
+                // Polled on, the socket writes the answering close frame and ends.
+                while let Ok(Some(_)) = tokio::time::timeout(WAIT, self.ws.next()).await {}
                 return code;
             }
         }
@@ -480,4 +483,50 @@ fn an_unreachable_nats_server_is_reported_with_status_1() {
         "{log}"
     );
     assert!(!log.contains("relay listening"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_every_client_of_the_node_with_1001_and_its_peers_may_resume_elsewhere() {
+    let Some(cluster) = Cluster::start("sigterm") else {
+        return;
+    };
+    let n1 = cluster.node("n1");
+    let mut n2 = cluster.node("n2");
+    // Call 1 runs on n1: A on n1, B on n2. Call 2 runs on n2: C on n2, D on n1.
+    let (mut a, _) = n1.join("call-1").await;
+    let (mut b, welcome) = n2.join("call-1").await;
+    let b_id = welcome["id"].clone();
+    let token = welcome["resume"]
+        .as_str()
+        .expect("a resume token")
+        .to_owned();
+    a.expect("relay/joined").await;
+    let (mut c, _) = n2.join("call-2").await;
+    let (mut d, _) = n1.join("call-2").await;
+    c.expect("relay/joined").await;
+    // Frames on their way to n2's clients when the signal comes are delivered first.
+    a.send(&app("to B")).await;
+    d.send(&app("to C")).await;
+    assert_eq!(b.frame().await, app("to B"));
+    assert_eq!(c.frame().await, app("to C"));
+
+    n2.process.signal("TERM");
+    // n2's clients, of its own room (C) and of n1's (B), and n1's client of n2's room (D), all
+    // get a close with 1001 (going away).
+    assert_eq!(c.closed_with().await, Some(1001));
+    assert_eq!(d.closed_with().await, Some(1001));
+    assert_eq!(b.closed_with().await, Some(1001));
+    let (status, log) = n2.process.exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("1 clients of rooms run by other nodes closed with 1001"),
+        "{log}"
+    );
+    assert!(log.contains("left the cluster"), "{log}");
+
+    // B was lost, not gone: it resumes on n1 within the grace, and A heard nothing of it.
+    let mut b = n1.connect(&format!("room=call-1&resume={token}")).await;
+    assert_eq!(b.expect("relay/welcome").await["id"], b_id);
+    b.send(&app("B is back")).await;
+    assert_eq!(a.frame().await, app("B is back"));
 }

@@ -24,9 +24,10 @@
 //! On SIGTERM or SIGINT the relay shuts down gracefully: it stops accepting connections, writes
 //! out what is queued for each connected peer and closes it with 1001 (going away), waiting at
 //! most `--drain-timeout` seconds, logs what it did and exits with status 0. A node of a cluster
-//! then leaves it, telling the other nodes at once (their peers of this node's clients may
-//! resume elsewhere within the resume grace). A second signal during the drain exits at once,
-//! with status 1.
+//! does so for the rooms it runs, then closes its clients of rooms run by other nodes with 1001
+//! too (after what reached it for them; the rooms' nodes keep their places for the resume grace,
+//! so they may resume on another node), then leaves the cluster, telling the other nodes at once.
+//! A second signal during the drain exits at once, with status 1.
 //!
 //! Exit status: 0 after a shutdown on a signal; 1 when the server cannot run (the address cannot
 //! be listened on, the NATS server cannot be reached); 2 for an invalid command line or

@@ -19,7 +19,11 @@ impl RelayProcess {
     pub fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
             .args(args)
-            .env("RUST_LOG", "info")
+            // `RELAY_LOG=debug` (a `RUST_LOG` filter) for more of the relay's log.
+            .env(
+                "RUST_LOG",
+                std::env::var("RELAY_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
