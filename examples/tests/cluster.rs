@@ -530,3 +530,33 @@ async fn sigterm_closes_every_client_of_the_node_with_1001_and_its_peers_may_res
     b.send(&app("B is back")).await;
     assert_eq!(a.frame().await, app("B is back"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_name_at_once_leaves_no_room_of_its_past_run_wedged() {
+    let Some(cluster) = Cluster::start("restart") else {
+        return;
+    };
+    let n1 = cluster.node("n1");
+    let mut n2 = cluster.node("n2");
+    // Two rooms run by n2, each with one peer on it.
+    let (_x, _) = n2.join("r").await;
+    let (_y, _) = n2.join("s").await;
+    // n2 crashes and is back at once, well within the node timeout: a new run of n2.
+    n2.kill();
+    let n2 = cluster.node("n2");
+    // Its past run's rooms are empty and free, from either node: on n2 itself...
+    let (mut p, welcome) = n2.join("r").await;
+    assert_eq!(welcome["peers"], serde_json::json!([]));
+    let (mut q, welcome) = n1.join("r").await;
+    assert_eq!(welcome["peers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(p.expect("relay/joined").await["id"], welcome["id"]);
+    q.send(&app("q")).await;
+    assert_eq!(p.frame().await, app("q"));
+    // ... and on n1.
+    let (mut s, welcome) = n1.join("s").await;
+    assert_eq!(welcome["peers"], serde_json::json!([]));
+    let (mut t, _) = n2.join("s").await;
+    s.expect("relay/joined").await;
+    t.send(&app("t")).await;
+    assert_eq!(s.frame().await, app("t"));
+}
