@@ -1,23 +1,29 @@
 //! The relay server behind the `relay` binary: configuration file, TCP accept, the WebSocket
-//! endpoint at `/ws?room=NAME` and the demo page at `/`. Tests and the load generator run the
-//! same code in-process.
+//! endpoint at `/ws?room=NAME` and the demo page at `/`, on one node or as a node of a cluster
+//! (`[cluster]`, through [`signaling_nats`]). Tests and the load generator run the same code
+//! in-process.
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use serde::Deserialize;
 use signaling::config::InvalidSetting;
 use signaling::relay::{join_request_from_peer, DriverConfig, RelayHandle, ShutdownReport};
-use signaling::transport::{CloseReason, Transport};
+use signaling::transport::{
+    CloseCode, CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
+};
 use signaling_core::admission::{Admission, AdmissionConfig, AdmissionConfigError, AllowAll};
 use signaling_core::relay::close_code;
 use signaling_core::relay::RelayConfig;
+use signaling_nats::{ClusterConfig, ClusterError, ClusterNode};
 use signaling_ws::{accept_request, read_request_head, WsConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 /// The demo page served at `/`.
@@ -34,6 +40,9 @@ pub struct FileConfig {
     pub websocket: WsSection,
     /// Who may connect (token, origin); everyone when absent.
     pub admission: Option<AdmissionConfig>,
+    /// The cluster this relay is a node of (see [`FileConfig::cluster_settings`]); one node on
+    /// its own when absent and no NATS server is given on the command line.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The `[websocket]` section.
@@ -179,6 +188,56 @@ pub enum ConfigError {
         /// What is wrong.
         source: AdmissionConfigError,
     },
+    /// A cluster setting is missing: the NATS server, or this node's name.
+    #[error(
+        "{what} is needed to run as a node of a cluster: give {flag} on the command line or \
+         set `{key}` in the [cluster] section of {}",
+        file_name(.path)
+    )]
+    ClusterMissing {
+        /// The configuration file, if one was given.
+        path: Option<PathBuf>,
+        /// What is missing, in words (`"a node name"`).
+        what: &'static str,
+        /// The command-line flag that gives it (`"--node NAME"`).
+        flag: &'static str,
+        /// The key of the `[cluster]` section that gives it.
+        key: &'static str,
+    },
+    /// A cluster setting cannot work.
+    #[error("{}", cluster_invalid(.path, .flag, .key, .value, .why))]
+    ClusterInvalid {
+        /// The file (`None`: text that came from elsewhere).
+        path: Option<PathBuf>,
+        /// The command-line flag the value came from (`"--node"`), if it did.
+        flag: Option<&'static str>,
+        /// The setting (its key in the `[cluster]` section).
+        key: &'static str,
+        /// Its value, as it would be written in the file.
+        value: String,
+        /// Why it cannot work.
+        why: String,
+    },
+}
+
+fn cluster_invalid(
+    path: &Option<PathBuf>,
+    flag: &Option<&'static str>,
+    key: &str,
+    value: &str,
+    why: &str,
+) -> String {
+    match flag {
+        Some(flag) => format!("{flag} {value}: {why}"),
+        None => format!("{}: [cluster] {key} = {value}: {why}", source_name(path)),
+    }
+}
+
+fn file_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(path) => format!("the configuration file ({})", path.display()),
+        None => "a configuration file (--config)".to_owned(),
+    }
 }
 
 fn source_name(path: &Option<PathBuf>) -> String {
@@ -189,13 +248,16 @@ fn source_name(path: &Option<PathBuf>) -> String {
 }
 
 impl ConfigError {
-    /// The same error, about the file at `path`.
-    fn in_file(mut self, file: &Path) -> Self {
+    /// The same error, about the configuration file at `file` (for an error of settings that
+    /// were read from it: [`FileConfig::cluster_settings`]).
+    pub fn in_file(mut self, file: &Path) -> Self {
         match &mut self {
             Self::Read { .. } => {}
             Self::Syntax { path, .. }
             | Self::Invalid { path, .. }
-            | Self::Admission { path, .. } => {
+            | Self::Admission { path, .. }
+            | Self::ClusterMissing { path, .. }
+            | Self::ClusterInvalid { path, .. } => {
                 *path = Some(file.to_owned());
             }
         }
@@ -257,9 +319,66 @@ impl FileConfig {
 
     /// Refuses settings that cannot work: those [`RelayConfig::validate`],
     /// [`WsConfig::validate`] and [`DriverConfig::validate`] refuse, a `max_connections` of 0,
-    /// durations that are negative or not finite, and an invalid `[admission]` section.
+    /// durations that are negative or not finite, an invalid `[admission]` section, and
+    /// `[cluster]` settings that [`ClusterConfig::validate`] refuses (but for `nats` and `node`,
+    /// which may come from the command line: see [`cluster_settings`](Self::cluster_settings)).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.settings().map(drop)
+        self.settings()?;
+        if let Some(cluster) = &self.cluster {
+            let mut check = cluster.clone();
+            // Checked once the command line's values are in (`cluster_settings`).
+            if check.nats.is_empty() {
+                check.nats = "nats://127.0.0.1:4222".to_owned();
+            }
+            if check.node.is_empty() {
+                check.node = "node".to_owned();
+            }
+            check_cluster(&check, |_| None)?;
+        }
+        Ok(())
+    }
+
+    /// The cluster settings: the `[cluster]` section with the command line's NATS server
+    /// (`--nats`) and node name (`--node`) over the file's. `None` (one node on its own) when
+    /// there is neither a `[cluster]` section nor a flag; otherwise both the NATS server and
+    /// the node name must be given somewhere, and the settings must be valid.
+    pub fn cluster_settings(
+        &self,
+        nats: Option<&str>,
+        node: Option<&str>,
+    ) -> Result<Option<ClusterConfig>, ConfigError> {
+        if self.cluster.is_none() && nats.is_none() && node.is_none() {
+            return Ok(None);
+        }
+        let mut cluster = self.cluster.clone().unwrap_or_default();
+        if let Some(nats) = nats {
+            nats.clone_into(&mut cluster.nats);
+        }
+        if let Some(node) = node {
+            node.clone_into(&mut cluster.node);
+        }
+        let missing = |what, flag, key| ConfigError::ClusterMissing {
+            path: None,
+            what,
+            flag,
+            key,
+        };
+        if cluster.nats.is_empty() {
+            return Err(missing(
+                "the NATS server's address",
+                "--nats nats://HOST:PORT",
+                "nats",
+            ));
+        }
+        if cluster.node.is_empty() {
+            return Err(missing("a node name", "--node NAME", "node"));
+        }
+        check_cluster(&cluster, |key| match key {
+            "nats" if nats.is_some() => Some("--nats"),
+            "node" if node.is_some() => Some("--node"),
+            _ => None,
+        })?;
+        Ok(Some(cluster))
     }
 
     /// The validated settings: WebSocket, driver and admission.
@@ -290,6 +409,47 @@ impl FileConfig {
     }
 }
 
+/// [`ClusterConfig::validate`], its refusal as a [`ConfigError`]; `flag` names the command-line
+/// flag a key was given with, if it was.
+fn check_cluster(
+    cluster: &ClusterConfig,
+    flag: impl Fn(&'static str) -> Option<&'static str>,
+) -> Result<(), ConfigError> {
+    let (key, why) = match cluster.validate() {
+        Ok(()) => return Ok(()),
+        Err(ClusterError::Config(key, why)) => (key, why),
+        Err(other) => ("", other.to_string()),
+    };
+    let quoted = |text: &str| {
+        if flag(key).is_some() {
+            text.to_owned()
+        } else {
+            format!("{text:?}")
+        }
+    };
+    let value = match key {
+        "nats" => quoted(&cluster.nats),
+        "node" => quoted(&cluster.node),
+        "prefix" => quoted(&cluster.prefix),
+        "heartbeat" => cluster.heartbeat.as_secs_f64().to_string(),
+        "node_timeout" => cluster.node_timeout.as_secs_f64().to_string(),
+        "retransmit" => cluster.retransmit.as_secs_f64().to_string(),
+        "join_timeout" => cluster.join_timeout.as_secs_f64().to_string(),
+        "release_after" => cluster.release_after.as_secs_f64().to_string(),
+        "ack_delay" => cluster.ack_delay.as_secs_f64().to_string(),
+        "window" => cluster.window.to_string(),
+        "replicas" => cluster.replicas.to_string(),
+        _ => String::new(),
+    };
+    Err(ConfigError::ClusterInvalid {
+        path: None,
+        flag: flag(key),
+        key,
+        value,
+        why,
+    })
+}
+
 /// The line and column (both from 1, the column in characters) of byte `offset` of `text`.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
@@ -299,9 +459,17 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// A relay server, ready to serve connections.
+/// A relay server, ready to serve connections: one node on its own, or a node of a cluster
+/// ([`join_cluster`](Self::join_cluster)).
 pub struct Server {
     relay: RelayHandle,
+    cluster: Option<ClusterNode>,
+    /// Set at the shutdown, once the relay is down: the clients served through the cluster
+    /// node that are still connected (those of rooms run by other nodes) go away then. Each
+    /// such client holds a receiver.
+    leave: watch::Sender<bool>,
+    /// How many of them were closed so.
+    left: Arc<AtomicUsize>,
     ws: WsConfig,
     admission: Option<Box<dyn Admission>>,
     slots: Arc<Semaphore>,
@@ -311,6 +479,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("relay", &self.relay)
+            .field("cluster", &self.cluster.as_ref().map(ClusterNode::id))
             .finish_non_exhaustive()
     }
 }
@@ -322,15 +491,34 @@ impl Server {
         let (ws, driver, admission) = config.settings()?;
         Ok(Self {
             relay: RelayHandle::new(config.relay, driver),
+            cluster: None,
+            leave: watch::Sender::new(false),
+            left: Arc::new(AtomicUsize::new(0)),
             ws,
             admission,
             slots: Arc::new(Semaphore::new(config.websocket.max_connections.max(1))),
         })
     }
 
-    /// The relay, to serve connections of other transports (an in-memory peer, say).
+    /// Makes this server a node of the cluster `config` names: connects to NATS and starts the
+    /// node ([`ClusterNode::start`]). From then on its WebSocket connections are served through
+    /// the node, and the peers of a room may connect to any node of the cluster.
+    pub async fn join_cluster(mut self, config: ClusterConfig) -> Result<Self, ClusterError> {
+        let node = ClusterNode::start(config, self.relay.clone()).await?;
+        self.cluster = Some(node);
+        Ok(self)
+    }
+
+    /// The relay, to serve connections of other transports (an in-memory peer, say). On a node
+    /// of a cluster it runs the rooms placed on this node only: serve a connection through
+    /// [`cluster`](Self::cluster) instead.
     pub fn relay(&self) -> &RelayHandle {
         &self.relay
+    }
+
+    /// The cluster node, when the server is one.
+    pub fn cluster(&self) -> Option<&ClusterNode> {
+        self.cluster.as_ref()
     }
 
     /// Accepts and serves connections on `listener` until the task is dropped (which stops
@@ -355,8 +543,40 @@ impl Server {
     /// Shuts the relay down gracefully (see [`RelayHandle::shutdown`]): every connection gets
     /// what was queued for it and a close with 1001, within `drain`. Stop [`run`](Self::run)
     /// first.
+    ///
+    /// On a node of a cluster, the relay's connections are those of the rooms this node runs
+    /// (its own clients', and other nodes' clients' links). Then this node's clients of rooms
+    /// run by other nodes get what reached this node for them and a close with 1001 too, within
+    /// what is left of `drain` (at least [`EDGE_DRAIN_MIN`]); the rooms' nodes count them as
+    /// lost connections, so that they may resume on another node within the resume grace.
+    /// Last, the node leaves the cluster ([`ClusterNode::shutdown`]): the other nodes hear at
+    /// once that it is gone, and the rooms it ran are free to be placed elsewhere.
     pub async fn shutdown(&self, drain: Duration) -> ShutdownReport {
-        self.relay.shutdown(drain).await
+        let started = Instant::now();
+        let report = self.relay.shutdown(drain).await;
+        if let Some(cluster) = &self.cluster {
+            let left = drain.saturating_sub(started.elapsed()).max(EDGE_DRAIN_MIN);
+            self.leave.send_replace(true);
+            let done = tokio::time::timeout(left, self.leave.closed())
+                .await
+                .is_ok();
+            let closed = self.left.load(Ordering::Relaxed);
+            if done {
+                tracing::info!(
+                    "{closed} clients of rooms run by other nodes closed with 1001 (they may \
+                     resume on another node)"
+                );
+            } else {
+                tracing::warn!(
+                    "{closed} clients of rooms run by other nodes closed with 1001; {} more not \
+                     done within {left:?}, cut off",
+                    self.leave.receiver_count()
+                );
+            }
+            cluster.shutdown().await;
+            tracing::info!(node = %cluster.id().name, "left the cluster");
+        }
+        report
     }
 
     /// Serves one TCP connection: the WebSocket endpoint (`426 Upgrade Required` for a plain
@@ -393,7 +613,18 @@ impl Server {
                 }
             };
             match join_request_from_peer(conn.peer()) {
-                Some(request) => self.relay.serve(conn, request).await,
+                Some(request) => match &self.cluster {
+                    Some(cluster) => {
+                        let conn = GoesAway {
+                            inner: conn,
+                            leave: self.leave.subscribe(),
+                            left: self.left.clone(),
+                            closed: None,
+                        };
+                        cluster.serve(conn, request).await;
+                    }
+                    None => self.relay.serve(conn, request).await,
+                },
                 None => {
                     let reason = CloseReason::new(close_code::BAD_REQUEST, "missing ?room=NAME");
                     let _ = conn.close(reason).await;
@@ -406,6 +637,77 @@ impl Server {
             _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n"),
         };
         answer_plain_http(stream, head.deadline(), status, kind, body).await
+    }
+}
+
+/// The least time a shutdown gives the clients of rooms run by other nodes to go away (see
+/// [`Server::shutdown`]), even when the relay's own drain took all of its time.
+pub const EDGE_DRAIN_MIN: Duration = Duration::from_secs(1);
+
+/// A client connection served through the cluster node, which the shutdown can send away: once
+/// `leave` is set, a pending [`recv`](Transport::recv) closes the connection with 1001 (after
+/// what was queued for it) and fails, which tells the room's node that the client is lost (so
+/// it may resume elsewhere). Clients of rooms this node runs are closed by the relay's own
+/// shutdown before that.
+struct GoesAway<T> {
+    inner: T,
+    leave: watch::Receiver<bool>,
+    left: Arc<AtomicUsize>,
+    closed: Option<CloseReason>,
+}
+
+impl<T: Transport> GoesAway<T> {
+    async fn go_away(&mut self) -> TransportError {
+        if self.closed.is_none() {
+            let reason = CloseReason::new(CloseCode::GOING_AWAY, "server shutting down");
+            let _ = self.inner.close(reason.clone()).await;
+            self.left.fetch_add(1, Ordering::Relaxed);
+            self.closed = Some(reason);
+        }
+        TransportError::Closed(self.closed.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: Transport> Transport for GoesAway<T> {
+    async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        self.inner.send(frame).await
+    }
+
+    fn try_send(&mut self, frame: Frame) -> Result<(), TrySendError> {
+        self.inner.try_send(frame)
+    }
+
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
+        if self.closed.is_some() {
+            return Err(self.go_away().await);
+        }
+        let leave = async {
+            // The sender lives as long as the server: an error never comes.
+            let _ = self.leave.wait_for(|leave| *leave).await.is_ok();
+        };
+        tokio::select! {
+            biased;
+            frame = self.inner.recv() => return frame,
+            () = leave => {}
+        }
+        Err(self.go_away().await)
+    }
+
+    fn try_recv(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
+        if *self.leave.borrow() {
+            // Left to `recv`, which closes the connection.
+            return Poll::Pending;
+        }
+        self.inner.try_recv()
+    }
+
+    async fn close(&mut self, reason: CloseReason) -> Result<(), TransportError> {
+        self.inner.close(reason).await
+    }
+
+    fn peer(&self) -> &PeerInfo {
+        self.inner.peer()
     }
 }
 
@@ -480,5 +782,80 @@ mod tests {
         FileConfig::default()
             .validate()
             .expect("the defaults are valid");
+    }
+
+    #[test]
+    fn cluster_settings_come_from_the_file_and_the_flags() {
+        // Neither: one node on its own.
+        let none = FileConfig::default();
+        assert!(none.cluster_settings(None, None).expect("valid").is_none());
+        // The flags alone.
+        let both = none
+            .cluster_settings(Some("nats://127.0.0.1:4222"), Some("n1"))
+            .expect("valid")
+            .expect("a cluster");
+        assert_eq!(
+            (both.nats.as_str(), both.node.as_str()),
+            ("nats://127.0.0.1:4222", "n1")
+        );
+        // The file's timings, with the flags over its NATS server and node name.
+        let file = FileConfig::from_toml(
+            "[cluster]\nnats = \"nats://10.0.0.1:4222\"\nnode = \"a\"\nheartbeat = 0.2\nnode_timeout = 1\n",
+        )
+        .expect("parses");
+        file.validate().expect("valid");
+        let merged = file
+            .cluster_settings(Some("nats://127.0.0.1:1"), Some("b"))
+            .expect("valid")
+            .expect("a cluster");
+        assert_eq!(
+            (merged.nats.as_str(), merged.node.as_str()),
+            ("nats://127.0.0.1:1", "b")
+        );
+        assert_eq!(merged.heartbeat, Duration::from_millis(200));
+        assert_eq!(merged.node_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_cluster_without_a_node_name_or_with_bad_settings_is_refused_in_words() {
+        let error = FileConfig::default()
+            .cluster_settings(Some("nats://127.0.0.1:4222"), None)
+            .expect_err("no node name");
+        assert_eq!(
+            error.to_string(),
+            "a node name is needed to run as a node of a cluster: give --node NAME on the \
+             command line or set `node` in the [cluster] section of a configuration file (--config)"
+        );
+        let file = FileConfig::from_toml("[cluster]\nnode = \"n1\"\n").expect("parses");
+        let error = file
+            .cluster_settings(None, None)
+            .expect_err("no NATS server")
+            .in_file(Path::new("relay.toml"));
+        assert!(
+            error.to_string().starts_with(
+                "the NATS server's address is needed to run as a node of a cluster: give --nats"
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().ends_with("(relay.toml)"), "{error}");
+        let error = FileConfig::default()
+            .cluster_settings(Some("nats://127.0.0.1:4222"), Some("no spaces"))
+            .expect_err("a bad name");
+        assert_eq!(
+            error.to_string(),
+            "--node no spaces: 1 to 64 characters of A-Z a-z 0-9 - _"
+        );
+        let file =
+            FileConfig::from_toml("[cluster]\nheartbeat = 2\nnode_timeout = 3\n").expect("parses");
+        let error = file.validate().expect_err("a timeout under two heartbeats");
+        assert_eq!(
+            error.to_string(),
+            "configuration: [cluster] node_timeout = 3: must be at least twice the heartbeat"
+        );
+        let error = FileConfig::from_toml("[cluster]\nheartbeat = -1\n").expect_err("negative");
+        assert!(
+            matches!(error, ConfigError::Syntax { line: 2, .. }),
+            "{error}"
+        );
     }
 }

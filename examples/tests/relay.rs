@@ -523,4 +523,20 @@ fn the_example_configuration_file_parses_and_matches_the_defaults() {
     let full = FileConfig::from_toml(&uncommented).expect("the commented-out keys parse");
     assert!(full.relay.privacy.drop_host);
     assert!(full.admission.is_some());
+    // The `[cluster]` section lists the defaults, and a NATS server and node name of its own.
+    assert!(
+        file.cluster.is_none(),
+        "the cluster is off unless asked for"
+    );
+    let cluster = full.cluster.clone().expect("the [cluster] section");
+    let mut defaults = signaling_nats::ClusterConfig::default();
+    defaults.nats = "nats://127.0.0.1:4222".to_owned();
+    defaults.node = "relay-1".to_owned();
+    assert_eq!(format!("{cluster:?}"), format!("{defaults:?}"));
+    full.validate().expect("the uncommented file is valid");
+    let settings = full
+        .cluster_settings(None, None)
+        .expect("valid")
+        .expect("a cluster");
+    assert_eq!(settings.node, "relay-1");
 }

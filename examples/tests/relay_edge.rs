@@ -2,11 +2,9 @@
 //! (in-process, the binary's server code), and the `relay` binary itself: graceful shutdown on
 //! SIGTERM and SIGINT, and its messages for a taken port, a bad configuration file and invalid
 //! settings.
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use examples::relay_server::{FileConfig, Server};
@@ -18,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod support;
 
+use support::relay::RelayProcess;
 use support::ws::{closed_with, expect_type, next_frame, WAIT};
 
 // ---------------------------------------------------------------------------------------------
@@ -163,98 +162,6 @@ async fn request_heads_over_their_bounds_are_refused_with_431() {
 // ---------------------------------------------------------------------------------------------
 // The `relay` binary
 // ---------------------------------------------------------------------------------------------
-
-/// A running `relay` binary, its log (stderr) collected line by line. Killed when dropped.
-struct RelayProcess {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl RelayProcess {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the relay binary");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, lines) = mpsc::channel();
-        let collected = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                collected.lock().expect("log").push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Self { child, log, lines }
-    }
-
-    /// Starts the binary on a free port; returns it once it listens, with its address.
-    fn listening(args: &[&str]) -> (Self, SocketAddr) {
-        let mut all = vec!["--listen", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        let process = Self::spawn(&all);
-        let marker = "relay listening on http://";
-        loop {
-            let line = process
-                .lines
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("the relay did not start; log:\n{}", process.log()));
-            if let Some(rest) = line.split(marker).nth(1) {
-                let addr = rest.split_whitespace().next().expect("address");
-                return (process, addr.parse().expect("a socket address"));
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
-    }
-
-    /// Sends a signal (`TERM`, `INT`) with `kill`.
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// Waits (bounded) for the process to exit; returns its status and its whole log.
-    fn exit(&mut self) -> (ExitStatus, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the relay") {
-                // The log thread ends with the pipe; give it a moment to take the last lines.
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while self.lines.recv_timeout(Duration::from_millis(50)).is_ok()
-                    && Instant::now() < deadline
-                {}
-                return (status, self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the relay did not exit; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A configuration file of this test target, written with `text`.
 fn config_file(name: &str, text: &str) -> PathBuf {

@@ -3,21 +3,36 @@
 //!
 //! ```text
 //! cargo run --release -p examples --bin relay -- [--listen 127.0.0.1:8080] [--config relay.toml]
-//!     [--drain-timeout 5]
+//!     [--drain-timeout 5] [--nats nats://HOST:PORT --node NAME]
 //! ```
 //!
-//! Everything but the listen address and the drain time comes from the configuration file (see
-//! `examples/relay.toml`); without one, the embedded defaults apply. Logs go to stderr
-//! (`RUST_LOG=debug` for more).
+//! Everything but the listen address, the drain time and the cluster's NATS server and node name
+//! comes from the configuration file (see `examples/relay.toml`); without one, the embedded
+//! defaults apply. Logs go to stderr (`RUST_LOG=debug` for more).
+//!
+//! # A cluster of relays
+//!
+//! With `--nats nats://HOST:PORT --node NAME` (or `nats` and `node` in the file's `[cluster]`
+//! section; the flags win), the relay is a node of a cluster: relays started with the same NATS
+//! server (with JetStream enabled) share their rooms, so the two peers of a call may connect to
+//! different nodes, and a peer may resume on another node than the one it lost. Each node needs
+//! a name of its own (1 to 64 of `A-Z a-z 0-9 - _`). The `[cluster]` section's other keys (its
+//! timings) are in `examples/relay.toml`; the design and its guarantees are in the
+//! `signaling_nats` crate's documentation. The node logs its name and NATS server at start.
+//! Without `--nats` and without a `[cluster]` section, the relay is one node on its own.
 //!
 //! On SIGTERM or SIGINT the relay shuts down gracefully: it stops accepting connections, writes
 //! out what is queued for each connected peer and closes it with 1001 (going away), waiting at
-//! most `--drain-timeout` seconds, logs what it did and exits with status 0. A second signal
-//! during the drain exits at once, with status 1.
+//! most `--drain-timeout` seconds, logs what it did and exits with status 0. A node of a cluster
+//! does so for the rooms it runs, then closes its clients of rooms run by other nodes with 1001
+//! too (after what reached it for them; the rooms' nodes keep their places for the resume grace,
+//! so they may resume on another node), then leaves the cluster, telling the other nodes at once.
+//! A second signal during the drain exits at once, with status 1.
 //!
 //! Exit status: 0 after a shutdown on a signal; 1 when the server cannot run (the address cannot
-//! be listened on); 2 for an invalid command line or configuration (the message names the file,
-//! and the line and column or the section and key).
+//! be listened on, the NATS server cannot be reached); 2 for an invalid command line or
+//! configuration (the message names the file, and the line and column or the section and key;
+//! or the flag), including a NATS server without a node name.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +41,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use examples::relay_server::{in_words, FileConfig, Server};
+use signaling_nats::ClusterError;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -43,6 +59,14 @@ struct Args {
     /// queued for it and close; connections not done by then are cut off.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = drain_seconds)]
     drain_timeout: Duration,
+    /// Run as a node of a cluster that shares its rooms through this NATS server (JetStream
+    /// enabled); overrides `nats` in the `[cluster]` section.
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    nats: Option<String>,
+    /// This node's name in the cluster (unique, 1 to 64 of A-Z a-z 0-9 - _); overrides `node`
+    /// in the `[cluster]` section.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
 }
 
 fn drain_seconds(text: &str) -> Result<Duration, String> {
@@ -97,15 +121,58 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Why the node could not join its cluster, as a [`Fatal`]: status 1 when the NATS server cannot
+/// be reached or used, 2 for a setting (already refused, normally, by `cluster_settings`).
+fn cluster_failed(error: ClusterError) -> Fatal {
+    let status = match error {
+        ClusterError::Config(..) => 2,
+        _ => 1,
+    };
+    let message = match error {
+        ClusterError::Connect(url, why) => {
+            // `IO error: Connection refused (os error 111)`: keep the words.
+            let why = why.split(" (os error").next().unwrap_or_default();
+            format!(
+                "cannot connect to NATS at {url}: {why} (is nats-server running there, and is \
+                 the address right?)"
+            )
+        }
+        other => other.to_string(),
+    };
+    Fatal { message, status }
+}
+
 async fn run(args: Args) -> Result<(), Fatal> {
     let config = match &args.config {
         Some(path) => FileConfig::load(path),
         None => Ok(FileConfig::default()),
     };
-    let server = config.and_then(Server::new).map_err(|e| Fatal {
-        message: e.to_string(),
-        status: 2,
-    })?;
+    let (server, cluster) = config
+        .and_then(|config| {
+            let cluster = config
+                .cluster_settings(args.nats.as_deref(), args.node.as_deref())
+                .map_err(|e| match &args.config {
+                    Some(path) => e.in_file(path),
+                    None => e,
+                })?;
+            Ok((Server::new(config)?, cluster))
+        })
+        .map_err(|e| Fatal {
+            message: e.to_string(),
+            status: 2,
+        })?;
+    let server = match cluster {
+        Some(cluster) => {
+            let (node, nats) = (cluster.node.clone(), cluster.nats.clone());
+            let server = server.join_cluster(cluster).await.map_err(cluster_failed)?;
+            tracing::info!(
+                "cluster node {node}: connected to NATS at {nats}; rooms are shared with the \
+                 cluster's other nodes"
+            );
+            server
+        }
+        None => server,
+    };
     let server = Arc::new(server);
     // Installed before the listener exists: a signal that arrives once clients can connect
     // always shuts down gracefully.

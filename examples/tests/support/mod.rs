@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod relay;
 pub mod ws;
 
 /// Debian's Chromium, or `$CHROMIUM`.
