@@ -801,10 +801,14 @@ impl Inner {
     async fn on_event(&self, event: async_nats::Event) {
         match event {
             async_nats::Event::Connected => {
-                tracing::info!("NATS connection up again");
                 let now = Instant::now();
                 {
                     let mut members = lock(&self.members);
+                    if members.connected {
+                        // The first connection (the node starts connected).
+                        return;
+                    }
+                    tracing::info!("NATS connection up again");
                     members.connected = true;
                     members.since = now;
                     // Nobody was heard during the outage: start counting again.
