@@ -5,17 +5,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use serde::Deserialize;
 use signaling::config::InvalidSetting;
 use signaling::relay::{join_request_from_peer, DriverConfig, RelayHandle, ShutdownReport};
-use signaling::transport::{
-    CloseCode, CloseReason, Frame, PeerInfo, Transport, TransportError, TrySendError,
-};
+use signaling::transport::{CloseReason, Transport};
 use signaling_core::admission::{Admission, AdmissionConfig, AdmissionConfigError, AllowAll};
 use signaling_core::relay::close_code;
 use signaling_core::relay::RelayConfig;
@@ -23,7 +19,7 @@ use signaling_nats::{ClusterConfig, ClusterError, ClusterNode};
 use signaling_ws::{accept_request, read_request_head, WsConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// The demo page served at `/`.
@@ -464,12 +460,6 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 pub struct Server {
     relay: RelayHandle,
     cluster: Option<ClusterNode>,
-    /// Set at the shutdown, once the relay is down: the clients served through the cluster
-    /// node that are still connected (those of rooms run by other nodes) go away then. Each
-    /// such client holds a receiver.
-    leave: watch::Sender<bool>,
-    /// How many of them were closed so.
-    left: Arc<AtomicUsize>,
     ws: WsConfig,
     admission: Option<Box<dyn Admission>>,
     slots: Arc<Semaphore>,
@@ -492,8 +482,6 @@ impl Server {
         Ok(Self {
             relay: RelayHandle::new(config.relay, driver),
             cluster: None,
-            leave: watch::Sender::new(false),
-            left: Arc::new(AtomicUsize::new(0)),
             ws,
             admission,
             slots: Arc::new(Semaphore::new(config.websocket.max_connections.max(1))),
@@ -556,24 +544,18 @@ impl Server {
         let report = self.relay.shutdown(drain).await;
         if let Some(cluster) = &self.cluster {
             let left = drain.saturating_sub(started.elapsed()).max(EDGE_DRAIN_MIN);
-            self.leave.send_replace(true);
-            let done = tokio::time::timeout(left, self.leave.closed())
-                .await
-                .is_ok();
-            let closed = self.left.load(Ordering::Relaxed);
-            if done {
+            let (closed, cut) = cluster.shutdown(left).await;
+            if cut == 0 {
                 tracing::info!(
                     "{closed} clients of rooms run by other nodes closed with 1001 (they may \
                      resume on another node)"
                 );
             } else {
                 tracing::warn!(
-                    "{closed} clients of rooms run by other nodes closed with 1001; {} more not \
-                     done within {left:?}, cut off",
-                    self.leave.receiver_count()
+                    "{closed} clients of rooms run by other nodes closed with 1001; {cut} more \
+                     not done within {left:?}, cut off"
                 );
             }
-            cluster.shutdown().await;
             tracing::info!(node = %cluster.id().name, "left the cluster");
         }
         report
@@ -614,15 +596,7 @@ impl Server {
             };
             match join_request_from_peer(conn.peer()) {
                 Some(request) => match &self.cluster {
-                    Some(cluster) => {
-                        let conn = GoesAway {
-                            inner: conn,
-                            leave: self.leave.subscribe(),
-                            left: self.left.clone(),
-                            closed: None,
-                        };
-                        cluster.serve(conn, request).await;
-                    }
+                    Some(cluster) => cluster.serve(conn, request).await,
                     None => self.relay.serve(conn, request).await,
                 },
                 None => {
@@ -643,73 +617,6 @@ impl Server {
 /// The least time a shutdown gives the clients of rooms run by other nodes to go away (see
 /// [`Server::shutdown`]), even when the relay's own drain took all of its time.
 pub const EDGE_DRAIN_MIN: Duration = Duration::from_secs(1);
-
-/// A client connection served through the cluster node, which the shutdown can send away: once
-/// `leave` is set, a pending [`recv`](Transport::recv) closes the connection with 1001 (after
-/// what was queued for it) and fails, which tells the room's node that the client is lost (so
-/// it may resume elsewhere). Clients of rooms this node runs are closed by the relay's own
-/// shutdown before that.
-struct GoesAway<T> {
-    inner: T,
-    leave: watch::Receiver<bool>,
-    left: Arc<AtomicUsize>,
-    closed: Option<CloseReason>,
-}
-
-impl<T: Transport> GoesAway<T> {
-    async fn go_away(&mut self) -> TransportError {
-        if self.closed.is_none() {
-            let reason = CloseReason::new(CloseCode::GOING_AWAY, "server shutting down");
-            let _ = self.inner.close(reason.clone()).await;
-            self.left.fetch_add(1, Ordering::Relaxed);
-            self.closed = Some(reason);
-        }
-        TransportError::Closed(self.closed.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl<T: Transport> Transport for GoesAway<T> {
-    async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
-        self.inner.send(frame).await
-    }
-
-    fn try_send(&mut self, frame: Frame) -> Result<(), TrySendError> {
-        self.inner.try_send(frame)
-    }
-
-    async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
-        if self.closed.is_some() {
-            return Err(self.go_away().await);
-        }
-        let leave = async {
-            // The sender lives as long as the server: an error never comes.
-            let _ = self.leave.wait_for(|leave| *leave).await.is_ok();
-        };
-        tokio::select! {
-            biased;
-            frame = self.inner.recv() => return frame,
-            () = leave => {}
-        }
-        Err(self.go_away().await)
-    }
-
-    fn try_recv(&mut self) -> Poll<Result<Option<Frame>, TransportError>> {
-        if *self.leave.borrow() {
-            // Left to `recv`, which closes the connection.
-            return Poll::Pending;
-        }
-        self.inner.try_recv()
-    }
-
-    async fn close(&mut self, reason: CloseReason) -> Result<(), TransportError> {
-        self.inner.close(reason).await
-    }
-
-    fn peer(&self) -> &PeerInfo {
-        self.inner.peer()
-    }
-}
 
 /// Answers a plain HTTP request whose head has been read: writes `status` (`"200 OK"`, ...)
 /// with a body of type `kind`, and closes the connection; gives up at `deadline` (the

@@ -220,6 +220,9 @@ pub(crate) struct Inner {
     counters: Counters,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Set by [`ClusterNode::shutdown`]: this node's clients of rooms run by other nodes go
+    /// away. Each of them holds a receiver while it is served.
+    pub(crate) leaving: tokio::sync::watch::Sender<bool>,
 }
 
 /// The other nodes, as heard through their heartbeats.
@@ -405,6 +408,7 @@ impl ClusterNode {
             counters: Counters::default(),
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            leaving: tokio::sync::watch::Sender::new(false),
         });
         // The tasks hold the node weakly: they end when the last handle is dropped.
         let weak = Arc::downgrade(&inner);
@@ -501,12 +505,26 @@ impl ClusterNode {
         remote::serve(&self.inner, transport, request).await;
     }
 
-    /// Leaves the cluster: tells the other nodes at once (they stop waiting for this node's
-    /// clients, whose peers may resume elsewhere), lets go of the rooms this node runs, and
-    /// stops the node's tasks. Shut the relay down first ([`RelayHandle::shutdown`]) so that
-    /// local clients get their close.
-    pub async fn shutdown(&self) {
-        self.inner.send_heartbeat(true).await;
+    /// Leaves the cluster, gracefully. Shut the relay down first ([`RelayHandle::shutdown`]):
+    /// that closes the connections of the rooms this node runs. Then:
+    ///
+    /// 1. this node's clients of rooms run by other nodes get what reached this node for them
+    ///    and a close with 1001 (going away); the rooms' nodes count them as lost, so that they
+    ///    may resume on another node within the resume grace. Those not done within `drain`
+    ///    are cut off. New connections given to [`serve`](Self::serve) are closed with 1001;
+    /// 2. the other nodes are told at once that this one is gone, the rooms it ran are let go
+    ///    (free to be placed elsewhere), and the node's tasks stop.
+    ///
+    /// Returns how many clients of other nodes' rooms were sent away, and how many were cut off.
+    pub async fn shutdown(&self, drain: Duration) -> (usize, usize) {
+        let inner = &self.inner;
+        let sent_away = inner.leaving.receiver_count();
+        inner.leaving.send_replace(true);
+        let cut = match tokio::time::timeout(drain, inner.leaving.closed()).await {
+            Ok(()) => 0,
+            Err(_) => inner.leaving.receiver_count(),
+        };
+        inner.send_heartbeat(true).await;
         let claims: Vec<(String, u64)> = lock(&self.inner.claims)
             .drain()
             .map(|(room, claim)| (room, claim.revision))
@@ -520,6 +538,7 @@ impl ClusterNode {
         }
         let _ = self.inner.client.flush().await;
         self.abort();
+        (sent_away - cut, cut)
     }
 
     /// Stops the node's tasks at once, telling no one: the other nodes find out when its

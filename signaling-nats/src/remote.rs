@@ -27,9 +27,19 @@ pub(crate) async fn serve<T: Transport>(
 ) {
     let mut request = request;
     let mut moves = 0;
+    let mut leaving = inner.leaving.subscribe();
     loop {
+        let going = *leaving.borrow();
+        if going {
+            let _ = transport.close(going_away()).await;
+            return;
+        }
         let owner = match inner.place(&request.room).await {
-            Ok(Place::Here) => return inner.relay.serve(transport, request).await,
+            Ok(Place::Here) => {
+                // The relay's own shutdown closes it.
+                drop(leaving);
+                return inner.relay.serve(transport, request).await;
+            }
             Ok(Place::There(owner)) => owner,
             Err(reason) => {
                 tracing::debug!(room = %request.room, %reason, "join refused");
@@ -37,7 +47,7 @@ pub(crate) async fn serve<T: Transport>(
                 return;
             }
         };
-        match proxy(inner, &mut transport, request.clone(), &owner).await {
+        match proxy(inner, &mut transport, request.clone(), &owner, &mut leaving).await {
             Proxied::Done => return,
             Proxied::Moved => {
                 moves += 1;
@@ -107,6 +117,7 @@ async fn proxy<T: Transport>(
     transport: &mut T,
     request: JoinRequest,
     owner: &NodeId,
+    leaving: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Proxied {
     let link = inner.open_link(owner);
     push(&link, Item::Join(Box::new(request)));
@@ -121,6 +132,7 @@ async fn proxy<T: Transport>(
         tokio::select! {
             biased;
             () = link.wake.notified() => {}
+            () = going(leaving) => break End::GoingAway,
             frame = transport.recv(), if has_room => {
                 let mut end = match frame {
                     Ok(Some(frame)) => {
@@ -156,8 +168,9 @@ async fn proxy<T: Transport>(
             }
         }
     };
-    if matches!(ended, End::Lost) {
-        // The client's connection failed under a write: its peer may resume.
+    if matches!(ended, End::Lost | End::GoingAway) {
+        // The client's connection failed under a write, or this node is going away: its peer
+        // may resume.
         {
             let mut state = link.lock();
             if !state.ended_out && !state.dead {
@@ -172,6 +185,10 @@ async fn proxy<T: Transport>(
     inner.detach(&link);
     match ended {
         End::Left | End::Lost => Proxied::Done,
+        End::GoingAway => {
+            let _ = transport.close(going_away()).await;
+            Proxied::Done
+        }
         End::Closed(reason) if reason.code == MOVED => Proxied::Moved,
         End::Closed(reason) => {
             let _ = transport.close(reason).await;
@@ -286,6 +303,18 @@ enum End {
     Closed(CloseReason),
     /// The room's node is gone.
     OwnerLost,
+    /// This node shuts down.
+    GoingAway,
+}
+
+/// Resolves once the node shuts down.
+async fn going(leaving: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, not held across the caller's awaits.
+    let _ = leaving.wait_for(|leaving| *leaving).await.is_ok();
+}
+
+fn going_away() -> CloseReason {
+    CloseReason::new(CloseCode::GOING_AWAY, "server shutting down")
 }
 
 fn push(link: &Link, item: Item) {

@@ -411,3 +411,47 @@ async fn a_client_that_stops_reading_on_another_node_is_closed_as_a_slow_consume
         .expect("A stays connected");
     drop(a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shutting_down_sends_its_clients_away_and_they_resume_elsewhere() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let n1 = node(&server, "n1").await;
+    let n2 = node(&server, "n2").await;
+    let mut a = connect(&n1, "leaving", None);
+    recv(&mut a).await;
+    let mut b = connect(&n2, "leaving", None);
+    let token = welcome_value(&recv(&mut b).await)["resume"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    recv(&mut a).await; // joined
+    n2.relay().shutdown(Duration::from_secs(1)).await;
+    let (sent_away, cut) = n2.shutdown(Duration::from_secs(2)).await;
+    assert_eq!((sent_away, cut), (1, 0));
+    // B was closed with 1001 (a clean end for the client)...
+    match tokio::time::timeout(WAIT, b.recv()).await {
+        Ok(Ok(None)) => {}
+        other => panic!("expected a close with 1001, got {other:?}"),
+    }
+    assert_eq!(
+        b.close_reason().map(|r| r.code),
+        Some(CloseCode::GOING_AWAY)
+    );
+    // ...but its peer was only lost: A did not hear it leave, and B resumes on n1. (A frame
+    // A sends before n1 has heard of the loss goes to the old link and is lost with it, as
+    // on one node a frame written to a socket that then breaks.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = seed("webrtc/offer", CHROME_OFFER);
+    a.send(queued.clone().into()).await.expect("send");
+    let mut b = connect(&n1, "leaving", Some(&token));
+    welcome_value(&recv(&mut b).await);
+    assert_eq!(recv(&mut b).await.as_str(), queued);
+    // A new client of n2 is sent away at once.
+    let mut late = connect(&n2, "leaving", None);
+    assert!(matches!(
+        tokio::time::timeout(WAIT, late.recv()).await,
+        Ok(Ok(None))
+    ));
+}
