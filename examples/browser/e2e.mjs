@@ -1,6 +1,8 @@
-// Real-browser end-to-end tests of the relay binary.
+// Real-browser end-to-end tests of the relay binary: one relay, or two relays run as two nodes of
+// a cluster (one NATS server), with the two tabs of a call on different nodes.
 //
 //   node examples/browser/e2e.mjs http://127.0.0.1:PORT      (or RELAY_URL=http://...)
+//   node examples/browser/e2e.mjs http://127.0.0.1:PORT1 http://127.0.0.1:PORT2   (two nodes)
 //
 // Starts nothing but a headless Chromium (Debian's /usr/bin/chromium, or CHROMIUM=/path) and a
 // tiny HTTP server on 127.0.0.1 for seed.html; the relay must already listen at the given URL.
@@ -11,8 +13,11 @@
 //   SIGNALING_REQUIRE_BROWSER=1 cargo test -p examples --test browser -- --nocapture
 //
 // Scenarios (each bounded by SCENARIO_TIMEOUT_MS, 30 s by default):
-//   a. two demo-page tabs in one room get a video call both ways; a third tab is refused;
-//   b. the seed client (seed.html) offers first; a demo-page tab answers through the relay.
+//   a. two demo-page tabs in one room get a video call both ways; a third tab is refused
+//      (with two nodes: tab A on node 1, tabs B and C on node 2);
+//   b. the seed client (seed.html) offers first into an empty room (its offer waits in the
+//      room's mailbox); a demo-page tab answers through the relay (with two nodes: the seed on
+//      node 2, the demo tab on node 1).
 // Prints one PASS/FAIL line per scenario; exits non-zero if any failed.
 // E2E_SCREENSHOT (default /tmp/relay-demo.png) is where scenario a's screenshot goes.
 
@@ -32,11 +37,13 @@ import {
   waitForHttp,
 } from './harness.mjs';
 
-const BASE = baseUrl('RELAY_URL', 'node e2e.mjs http://127.0.0.1:PORT   (or RELAY_URL=...)');
+const BASE = baseUrl('RELAY_URL', 'node e2e.mjs http://127.0.0.1:PORT [http://127.0.0.1:PORT2]   (or RELAY_URL=...)');
+// The second node, when two run; otherwise the same relay.
+const BASE2 = (process.argv[3] || BASE).replace(/\/+$/, '');
 const SCREENSHOT = process.env.E2E_SCREENSHOT || '/tmp/relay-demo.png';
 refuseNetwork();
 
-const demoURL = (room) => `${BASE}/?room=${encodeURIComponent(room)}`;
+const demoURL = (room, base = BASE) => `${base}/?room=${encodeURIComponent(room)}`;
 const demoStatus = (page) => page.evaluate(() => window.demoStatus);
 
 async function waitDemoConnected(page, timeout) {
@@ -52,7 +59,7 @@ async function scenarioCall(browser, logs, left) {
   const a = await openPage(browser, 'tab A', logs);
   const b = await openPage(browser, 'tab B', logs);
   await a.goto(demoURL(room));
-  await b.goto(demoURL(room));
+  await b.goto(demoURL(room, BASE2));
   await Promise.all([waitDemoConnected(a, left()), waitDemoConnected(b, left())]);
   note('both tabs report connectionState "connected"');
   const [fa, fb] = await Promise.all([
@@ -87,7 +94,7 @@ async function scenarioCall(browser, logs, left) {
 
   // A third tab: the room (capacity 2) is full; the relay closes its socket with 4001.
   const c = await openPage(browser, 'tab C', logs);
-  await c.goto(demoURL(room));
+  await c.goto(demoURL(room, BASE2));
   await c.waitForFunction(() => /^socket closed \(4001/.test(window.demoStatus || ''), null, {
     timeout: left(),
     polling: 100,
@@ -107,7 +114,7 @@ async function scenarioCall(browser, logs, left) {
 /** Scenario b: the seed client offers into an empty room; a demo tab joins and answers. */
 async function scenarioSeed(browser, logs, left, seedBase) {
   const room = `seed-${RUN}`;
-  const wsURL = `${BASE.replace(/^http/, 'ws')}/ws?room=${encodeURIComponent(room)}`;
+  const wsURL = `${BASE2.replace(/^http/, 'ws')}/ws?room=${encodeURIComponent(room)}`;
   const seed = await openPage(browser, 'seed', logs);
   await seed.goto(`${seedBase}/seed.html?ws=${encodeURIComponent(wsURL)}`);
   // Its offer (and some candidates) go into the relay's mailbox: nobody else is in the room.
@@ -151,9 +158,9 @@ async function scenarioSeed(browser, logs, left, seedBase) {
 }
 
 async function main() {
-  console.log(`browser end-to-end tests against ${BASE}`);
+  console.log(`browser end-to-end tests against ${BASE === BASE2 ? BASE : `two nodes: ${BASE} and ${BASE2}`}`);
   hardStop(2);
-  await waitForHttp(`${BASE}/`);
+  await Promise.all([waitForHttp(`${BASE}/`), waitForHttp(`${BASE2}/`)]);
   const browser = await launchChromium();
   const seed = await serveSeed();
   const failed = await runScenarios(browser, [

@@ -2,7 +2,7 @@
 //! `/usr/bin/chromium`, driven by `playwright-core`) runs the demo page and the seed client
 //! against the relay, through `examples/browser/e2e.mjs`; and against two relays run as two
 //! nodes of a cluster (with a private `nats-server`), each tab of a call on its own node,
-//! through `examples/browser/e2e-cluster.mjs`.
+//! through the same script with both nodes' addresses.
 //!
 //! WebRTC gathers the address of every interface, so the relay and the browser run inside a
 //! fresh network namespace that has nothing but loopback (`unshare --net`): no traffic can leave
@@ -124,7 +124,7 @@ fn relay_cluster_in_a_real_browser_with_the_tabs_on_two_nodes() {
         ("NATS_STORE", tmp.join("nats-store").into()),
         (
             "SCRIPT",
-            support::browser_dir().join("e2e-cluster.mjs").into(),
+            support::browser_dir().join("e2e.mjs").into(),
         ),
         ("CHROMIUM", support::chromium().into()),
         ("E2E_SCREENSHOT", screenshot.into()),
