@@ -3,7 +3,9 @@
 //! - [`relay_server`]: the server behind the `relay` binary.
 //! - [`media_server`]: the go2rtc-compatible media server behind the `media_server` binary.
 //! - [`peers`]: Rust peers on webrtc-rs and str0m, behind the `rust_peers` binary.
+//! - [`load`]: what the load generators share.
 
+pub mod load;
 pub mod media_server;
 pub mod peers;
 pub mod relay_server;

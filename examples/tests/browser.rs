@@ -122,10 +122,7 @@ fn relay_cluster_in_a_real_browser_with_the_tabs_on_two_nodes() {
         ("SERVER", env!("CARGO_BIN_EXE_relay").into()),
         ("NATS_SERVER", nats.into()),
         ("NATS_STORE", tmp.join("nats-store").into()),
-        (
-            "SCRIPT",
-            support::browser_dir().join("e2e.mjs").into(),
-        ),
+        ("SCRIPT", support::browser_dir().join("e2e.mjs").into()),
         ("CHROMIUM", support::chromium().into()),
         ("E2E_SCREENSHOT", screenshot.into()),
     ];

@@ -50,6 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use examples::load::{number, payload, raise_nofile, vm_rss_kb, StreamCount};
 use futures::{SinkExt, StreamExt};
 use signaling::relay::{join_request_from_peer, RelayHandle};
 use signaling_core::admission::AllowAll;
@@ -57,7 +58,7 @@ use signaling_nats::testing::NatsServer;
 use signaling_nats::{ClusterConfig, ClusterNode};
 use signaling_ws::{accept_stream, WsConfig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// The relay configuration of the servers: the defaults, with the rate limit raised.
@@ -121,11 +122,7 @@ struct RunArgs {
 
 fn main() -> Result<(), Error> {
     let args = Args::parse();
-    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
-        if soft < hard {
-            let _ = rlimit::Resource::NOFILE.set(hard, hard);
-        }
-    }
+    raise_nofile();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -244,19 +241,6 @@ async fn join(addr: SocketAddr, room: &str) -> Result<Ws, Error> {
     }
 }
 
-const HEAD: &str = r#"{"type":"load/data","value":""#;
-const DIGITS: usize = 10;
-
-fn payload(size: usize, seq: u64) -> Utf8Bytes {
-    let tail = r#""}"#;
-    let fill = size.saturating_sub(HEAD.len() + DIGITS + tail.len());
-    Utf8Bytes::from(format!("{HEAD}{seq:010}{}{tail}", "x".repeat(fill)))
-}
-
-fn number(frame: &str) -> Option<u64> {
-    frame.get(HEAD.len()..HEAD.len() + DIGITS)?.parse().ok()
-}
-
 /// CPU time (user + system) of a process, in seconds, from `/proc/PID/stat`.
 fn cpu_secs(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -271,18 +255,6 @@ fn cpu_secs(pid: &str) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn vm_rss_kb(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Where the rooms' peers are.
@@ -329,13 +301,6 @@ impl Setup {
     }
 }
 
-#[derive(Default)]
-struct Count {
-    sent: AtomicU64,
-    received: AtomicU64,
-    disorder: AtomicU64,
-}
-
 struct Throughput {
     rate: f64,
     per_cpu: f64,
@@ -363,7 +328,7 @@ async fn throughput(
         );
         let a = join(setup.n1.addr, &room).await?;
         let b = join(setup.second(layout), &room).await?;
-        let count = Arc::new(Count::default());
+        let count = Arc::new(StreamCount::default());
         counts.push(count.clone());
         let (mut a_tx, mut a_rx) = a.split();
         readers.push(tokio::spawn(async move {
@@ -377,21 +342,9 @@ async fn throughput(
                 let _keep = b_tx;
                 let mut next = 0;
                 while let Some(Ok(msg)) = b_rx.next().await {
-                    let Message::Text(t) = msg else { continue };
-                    if t.len() != size {
-                        continue;
+                    if let Message::Text(t) = msg {
+                        count.receive(&mut next, &t, size);
                     }
-                    match number(&t) {
-                        Some(n) if n == next => next += 1,
-                        Some(n) if n > next => {
-                            count.disorder.fetch_add(1, Ordering::Relaxed);
-                            next = n + 1;
-                        }
-                        _ => {
-                            count.disorder.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    count.received.fetch_add(1, Ordering::Relaxed);
                 }
             }));
         }
@@ -412,7 +365,7 @@ async fn throughput(
             }
         }));
     }
-    let total = |f: fn(&Count) -> &AtomicU64| {
+    let total = |f: fn(&StreamCount) -> &AtomicU64| {
         counts
             .iter()
             .map(|c| f(c).load(Ordering::Relaxed))
@@ -461,7 +414,7 @@ async fn round_trips(
     let echo = tokio::spawn(async move {
         while let Some(Ok(msg)) = b_rx.next().await {
             if let Message::Text(t) = msg {
-                if t.starts_with(HEAD) && b_tx.send(Message::Text(t)).await.is_err() {
+                if number(&t).is_some() && b_tx.send(Message::Text(t)).await.is_err() {
                     return;
                 }
             }
@@ -609,7 +562,7 @@ async fn idle_rss(
         vec![first.pid(), second.pid()]
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before: u64 = pids.iter().map(|p| vm_rss_kb(p)).sum();
+    let before: u64 = pids.iter().map(|p| vm_rss_kb(p).unwrap_or(0)).sum();
     let mut held = Vec::with_capacity(count);
     for i in 0..count / 2 {
         let room = format!("idle-{tag}-{i}");
@@ -621,7 +574,7 @@ async fn idle_rss(
         .map(|mut ws| tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} }))
         .collect();
     tokio::time::sleep(Duration::from_secs_f64(settle)).await;
-    let after: u64 = pids.iter().map(|p| vm_rss_kb(p)).sum();
+    let after: u64 = pids.iter().map(|p| vm_rss_kb(p).unwrap_or(0)).sum();
     for reader in readers {
         reader.abort();
     }

@@ -52,13 +52,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use examples::load::{payload, raise_nofile, vm_rss_kb, StreamCount};
 use examples::relay_server::{FileConfig, Server};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// The relay configuration used for the load: the defaults, with the rate limit raised.
@@ -163,15 +164,6 @@ fn main() -> Result<(), Error> {
     match args.command {
         Cmd::Serve { kind, core } => serve_main(kind, core),
         Cmd::Run(run) => run_main(&run),
-    }
-}
-
-/// Raises the soft limit of open files to the hard limit.
-fn raise_nofile() {
-    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
-        if soft < hard {
-            let _ = rlimit::Resource::NOFILE.set(hard, hard);
-        }
     }
 }
 
@@ -332,20 +324,6 @@ impl Drop for ServerProc {
     }
 }
 
-fn vm_rss_kb(pid: &str) -> Result<u64, Error> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or("no VmRSS")?;
-    Ok(line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?)
-}
-
 /// Nanoseconds the process's main thread has run on a CPU, and has waited runnable for one
 /// (time taken by other processes on the same core).
 fn cpu_ns(pid: &str) -> (u64, u64) {
@@ -376,23 +354,6 @@ async fn connect(addr: SocketAddr, room: &str) -> Result<WebSocketStream<TcpStre
     Ok(ws)
 }
 
-/// What comes before a frame's number.
-const HEAD: &str = r#"{"type":"load/data","value":""#;
-/// Digits of a frame's number.
-const DIGITS: usize = 10;
-
-/// A frame of exactly `size` bytes (at least 42) carrying the number `seq`.
-fn payload(size: usize, seq: u64) -> Utf8Bytes {
-    let tail = r#""}"#;
-    let fill = size.saturating_sub(HEAD.len() + DIGITS + tail.len());
-    Utf8Bytes::from(format!("{HEAD}{seq:010}{}{tail}", "x".repeat(fill)))
-}
-
-/// The number of a frame made by [`payload`].
-fn number(frame: &str) -> Option<u64> {
-    frame.get(HEAD.len()..HEAD.len() + DIGITS)?.parse().ok()
-}
-
 struct Throughput {
     rate: f64,
     /// CPU use and run-queue wait, in percent of the interval.
@@ -405,15 +366,6 @@ struct Throughput {
     disorder: u64,
 }
 
-/// One pair's counters.
-#[derive(Default)]
-struct PairCount {
-    sent: AtomicU64,
-    received: AtomicU64,
-    disorder: AtomicU64,
-    arrived: Notify,
-}
-
 async fn throughput(
     addr: SocketAddr,
     server_pid: &str,
@@ -422,14 +374,14 @@ async fn throughput(
     pairs: usize,
 ) -> Result<Throughput, Error> {
     let stop = Arc::new(AtomicBool::new(false));
-    let mut counts: Vec<Arc<PairCount>> = Vec::new();
+    let mut counts: Vec<Arc<StreamCount>> = Vec::new();
     let mut senders = Vec::new();
     let tag = std::process::id();
     for p in 0..pairs {
         let room = format!("load-{tag}-{p}");
         let a = connect(addr, &room).await?;
         let b = connect(addr, &room).await?;
-        let count = Arc::new(PairCount::default());
+        let count = Arc::new(StreamCount::default());
         counts.push(count.clone());
         let (mut a_tx, mut a_rx) = a.split();
         // A reads what the relay tells it (welcome, joined) and answers pings.
@@ -441,23 +393,9 @@ async fn throughput(
                 let _keep = b_tx;
                 let mut next = 0;
                 while let Some(Ok(msg)) = b_rx.next().await {
-                    let Message::Text(t) = msg else { continue };
-                    if t.len() != size {
-                        continue;
+                    if let Message::Text(t) = msg {
+                        count.receive(&mut next, &t, size);
                     }
-                    match number(&t) {
-                        Some(n) if n == next => next += 1,
-                        // A gap is counted as lost at the end.
-                        Some(n) if n > next => {
-                            count.disorder.fetch_add(1, Ordering::Relaxed);
-                            next = n + 1;
-                        }
-                        _ => {
-                            count.disorder.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    count.received.fetch_add(1, Ordering::Relaxed);
-                    count.arrived.notify_one();
                 }
             });
         }
@@ -492,7 +430,7 @@ async fn throughput(
             count.sent.store(sent, Ordering::Relaxed);
         }));
     }
-    let total = |f: fn(&PairCount) -> &AtomicU64| {
+    let total = |f: fn(&StreamCount) -> &AtomicU64| {
         counts
             .iter()
             .map(|c| f(c).load(Ordering::Relaxed))
@@ -560,7 +498,7 @@ async fn idle_rss(
     args: &RunArgs,
 ) -> Result<Rss, Error> {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before_kb = vm_rss_kb(server_pid)?;
+    let before_kb = vm_rss_kb(server_pid).ok_or("no VmRSS")?;
     let joined = Arc::new(AtomicU64::new(0));
     let limit = Arc::new(Semaphore::new(128));
     let tag = std::process::id();
@@ -591,7 +529,7 @@ async fn idle_rss(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
-    let after_kb = vm_rss_kb(server_pid)?;
+    let after_kb = vm_rss_kb(server_pid).ok_or("no VmRSS")?;
     let load = load1();
     tasks.abort_all();
     Ok(Rss {

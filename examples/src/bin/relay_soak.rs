@@ -97,6 +97,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use examples::load::{raise_nofile, vm_rss_kb};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -287,15 +288,6 @@ fn main() -> Result<(), Error> {
                 std::process::exit(1);
             }
             Ok(())
-        }
-    }
-}
-
-/// Raises the soft limit of open files to the hard limit (as `relay_load` does).
-fn raise_nofile() {
-    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
-        if soft < hard {
-            let _ = rlimit::Resource::NOFILE.set(hard, hard);
         }
     }
 }
@@ -1775,17 +1767,6 @@ impl Drop for RelayProc {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config);
     }
-}
-
-fn vm_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// One sample of the relay's memory.
