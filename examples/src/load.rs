@@ -81,3 +81,28 @@ pub fn raise_nofile() {
         }
     }
 }
+
+/// Starts this same executable with `args` as a server child process that prints
+/// `listening ADDR` on its first line of output and ends when its stdin closes; returns it with
+/// that address.
+pub fn spawn_server(
+    args: &[&str],
+) -> Result<(std::process::Child, std::net::SocketAddr), Box<dyn std::error::Error + Send + Sync>> {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .ok_or_else(|| format!("server {args:?} said {line:?}"))?
+        .parse()?;
+    Ok((child, addr))
+}

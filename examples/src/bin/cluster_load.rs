@@ -42,15 +42,15 @@
 //!   growth counts).
 //!
 //! Repetitions alternate same node and cross node; the table gives medians.
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use examples::load::{number, payload, raise_nofile, vm_rss_kb, StreamCount};
+use examples::load::{number, payload, raise_nofile, spawn_server, vm_rss_kb, StreamCount};
 use futures::{SinkExt, StreamExt};
 use signaling::relay::{join_request_from_peer, RelayHandle};
 use signaling_core::admission::AllowAll;
@@ -184,23 +184,11 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(nats: Option<&str>, node: &str) -> Result<Self, Error> {
-        let mut command = Command::new(std::env::current_exe()?);
-        command.args(["serve", "--node", node]);
+        let mut args = vec!["serve", "--node", node];
         if let Some(url) = nats {
-            command.args(["--nats", url]);
+            args.extend(["--nats", url]);
         }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .ok_or_else(|| format!("server {node} said {line:?}"))?
-            .parse()?;
+        let (child, addr) = spawn_server(&args)?;
         Ok(Self { child, addr })
     }
 

@@ -44,15 +44,15 @@
 //! `--idle-conns` clients (rooms of two; with the relay each client has received its
 //! `relay/welcome`) have connected and stayed idle for `--settle` seconds; the difference
 //! divided by the count. Kernel socket buffers are not part of a process's RSS.
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use examples::load::{payload, raise_nofile, vm_rss_kb, StreamCount};
+use examples::load::{payload, raise_nofile, spawn_server, vm_rss_kb, StreamCount};
 use examples::relay_server::{FileConfig, Server};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -295,20 +295,8 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(kind: Kind, core: usize) -> Result<Self, Error> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--kind", kind.name(), "--core", &core.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .ok_or_else(|| format!("unexpected server output {line:?}"))?
-            .parse()?;
+        let core = core.to_string();
+        let (child, addr) = spawn_server(&["serve", "--kind", kind.name(), "--core", &core])?;
         Ok(Self { child, addr })
     }
 
