@@ -105,6 +105,11 @@ enum Op {
     Crash {
         node: usize,
     },
+    /// The node that runs `room` (if one does) dies: its clients' peers on other nodes hear
+    /// that everyone left and join the room again.
+    CrashOwner {
+        room: usize,
+    },
     /// A crashed `node` starts again (a new incarnation, the same name).
     Restart {
         node: usize,
@@ -124,13 +129,22 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..CLIENTS).prop_map(|client| Op::Drop { client }),
         2 => (0..CLIENTS, 0..NODES).prop_map(|(client, node)| Op::Resume { client, node }),
         1 => (0..NODES).prop_map(|node| Op::Crash { node }),
+        1 => (0..ROOMS).prop_map(|room| Op::CrashOwner { room }),
         1 => (0..NODES).prop_map(|node| Op::Restart { node }),
         2 => (0..500u64).prop_map(|ms| Op::Wait { ms }),
     ]
 }
 
+/// Every client joins first (a room, on a node), then the operations.
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    proptest::collection::vec(op(), 15..50)
+    let joins = proptest::collection::vec((0..NODES, 0..ROOMS), CLIENTS);
+    (joins, proptest::collection::vec(op(), 15..50)).prop_map(|(joins, ops)| {
+        let joins = joins
+            .into_iter()
+            .enumerate()
+            .map(|(client, (node, room))| Op::Join { client, node, room });
+        joins.chain(ops).collect()
+    })
 }
 
 #[test]
@@ -723,6 +737,19 @@ impl Harness {
             Op::Crash { node } => {
                 if self.slots[node].node.is_some() && self.live() > 1 {
                     self.crash(node);
+                }
+            }
+            Op::CrashOwner { room } => {
+                let name = room_name(room);
+                let owner = (0..NODES).find(|&slot| {
+                    self.slots[slot]
+                        .node
+                        .as_ref()
+                        .is_some_and(|node| node.relay().room_in_use(&name))
+                });
+                if let Some(slot) = owner.filter(|_| self.live() > 1) {
+                    self.note(format!("n{slot} runs room{room}"));
+                    self.crash(slot);
                 }
             }
             Op::Restart { node } => {
