@@ -24,8 +24,22 @@
 //! Also: the `from` the relay stamps names a peer of the frame's sender, a peer never gets its
 //! own frames, no frame arrives before the welcome, and no task panics.
 //!
+//! A client whose room's node died is moved by its own node: it hears `relay/left` for every
+//! peer it knew and a new welcome (a new peer, on another relay). Its frames sent before it
+//! heard of that may be relayed in the room's new run: a broadcast then reaches the peers
+//! there (as the mailbox's frames reach a peer that joins later), and a frame addressed to an
+//! id of the old run must reach no one (2).
+//!
+//! Each case runs on its own tokio runtime, with its own cluster prefix on the shared server
+//! (its own subjects and room bucket), with fast timings (heartbeat 150 ms, node timeout
+//! 600 ms, retransmission 300 ms, a window of 8), rooms of three, a resume grace of 1 s and no
+//! rate limit that matters. Every client joins first; then the operations; then, after time
+//! for the dead nodes' rooms to move, every client still connected sends to each peer it knows
+//! and to its room; then every client leaves and the cluster settles for the liveness checks.
+//!
 //! `PROPTEST_CASES` and `PROPTEST_RNG_SEED` choose the number of cases and the seed (printed
-//! at the start of the run).
+//! at the start of the run); `CLUSTER_PROP_TRACE=1` prints each case's operations and what
+//! each connection received.
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -54,6 +68,10 @@ const RETRANSMIT: Duration = Duration::from_millis(300);
 const RELEASE_AFTER: Duration = Duration::from_millis(300);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(2);
 const RESUME_GRACE: Duration = Duration::from_secs(1);
+/// A link's window, small: the links' backpressure and retransmissions take part, and frames
+/// sent while a room's node is dead (and not yet known to be) wait unread in the client's node,
+/// to be relayed in the room's next run.
+const WINDOW: usize = 8;
 /// Between two operations, so that a case lasts long enough for node deaths to be noticed.
 const STEP: Duration = Duration::from_millis(25);
 /// After the operations, before the last round of frames: every dead node noticed (twice the
@@ -72,9 +90,12 @@ const DROPPED: CloseCode = CloseCode(4000);
 /// Panics anywhere in the process (tasks included), counted by a hook.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
+/// What the test does. An operation that does not apply to the client it names (a send from a
+/// client with no connection, say) applies to the next client it does apply to, if any; one
+/// that applies to none is skipped. Nodes that are down are replaced by the next one up.
 #[derive(Clone, Debug)]
 enum Op {
-    /// A new connection of `client` (if it has none open) to `node`, for `room`.
+    /// A new connection of `client` (one without an open connection) to `node`, for `room`.
     Join {
         client: usize,
         node: usize,
@@ -88,42 +109,29 @@ enum Op {
         count: u8,
     },
     /// `client` closes its connection cleanly (1000): its peer leaves.
-    Leave {
-        client: usize,
-    },
+    Leave { client: usize },
     /// `client` closes its connection abnormally (4000): its peer may resume.
-    Drop {
-        client: usize,
-    },
+    Drop { client: usize },
     /// `client`, whose connection ended otherwise than by a leave, joins `node` with its last
     /// resume token.
-    Resume {
-        client: usize,
-        node: usize,
-    },
-    /// `node` dies: its tasks stop, and the connections it served are cut.
-    Crash {
-        node: usize,
-    },
+    Resume { client: usize, node: usize },
+    /// `node` dies (unless it is the last one up): its tasks stop, and the connections it
+    /// served are cut.
+    Crash { node: usize },
     /// The node that runs `room` (if one does) dies: its clients' peers on other nodes hear
     /// that everyone left and join the room again.
-    CrashOwner {
-        room: usize,
-    },
+    CrashOwner { room: usize },
     /// A crashed `node` starts again (a new incarnation, the same name).
-    Restart {
-        node: usize,
-    },
-    Wait {
-        ms: u64,
-    },
+    Restart { node: usize },
+    /// Nothing happens for `ms` (besides the 25 ms between any two operations).
+    Wait { ms: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..CLIENTS, 0..NODES, 0..ROOMS)
             .prop_map(|(client, node, room)| Op::Join { client, node, room }),
-        8 => (0..CLIENTS, proptest::option::of(0..3usize), 1..8u8)
+        8 => (0..CLIENTS, proptest::option::of(0..3usize), 1..16u8)
             .prop_map(|(client, to, count)| Op::Send { client, to, count }),
         1 => (0..CLIENTS).prop_map(|client| Op::Leave { client }),
         1 => (0..CLIENTS).prop_map(|client| Op::Drop { client }),
@@ -312,11 +320,7 @@ fn follow(seen: &mut Seen, frame: &str) {
             seen.welcome = Some((peer, token));
             seen.peers = peers;
         }
-        Parsed::Joined(id) => {
-            if !seen.peers.contains(&id) {
-                seen.peers.push(id);
-            }
-        }
+        Parsed::Joined(id) if !seen.peers.contains(&id) => seen.peers.push(id),
         Parsed::Left(id) => seen.peers.retain(|p| *p != id),
         _ => {}
     }
@@ -530,9 +534,10 @@ impl Harness {
         relay.resume_grace = RESUME_GRACE;
         relay.rate_per_sec = 1_000_000;
         relay.rate_burst = 1_000_000;
-        let mut ice = IceServersConfig::default();
-        ice.stun = vec![format!("stun:relay-{relay_id}.invalid")];
-        relay.ice_servers = Some(ice);
+        relay.ice_servers = Some(IceServersConfig {
+            stun: vec![format!("stun:relay-{relay_id}.invalid")],
+            ..IceServersConfig::default()
+        });
         let relay = RelayHandle::new(relay, DriverConfig::default());
         let mut config = ClusterConfig::new(self.url.clone(), format!("n{slot}"));
         config.prefix = self.prefix.clone();
@@ -541,6 +546,7 @@ impl Harness {
         config.retransmit = RETRANSMIT;
         config.release_after = RELEASE_AFTER;
         config.join_timeout = JOIN_TIMEOUT;
+        config.window = WINDOW;
         let node = ClusterNode::start(config, relay)
             .await
             .map_err(|e| format!("node n{slot} does not start: {e}"))?;
