@@ -650,6 +650,13 @@ impl<R: RoomRegistry> Relay<R> {
         self.conns.get(&conn)
     }
 
+    /// Numbers the peers that join from now on from `first` at least (the ids already given
+    /// stay, and numbers never go back). A cluster starts each node's relay at its own point, so
+    /// that an id a client learned from one node's relay names no peer of another's.
+    pub fn number_peers_from(&mut self, first: u64) {
+        self.next_id = self.next_id.max(first.saturating_sub(1));
+    }
+
     /// The next output. Drain after every input until [`RelayOutput::Timeout`].
     pub fn poll_output(&mut self) -> RelayOutput {
         if let Some(o) = self.out.pop_front() {

@@ -328,6 +328,12 @@ impl ClusterNode {
             name: config.node.clone(),
             incarnation,
         };
+        // Each node's relay numbers its peers from its own random point (a multiple of 2^32
+        // below 2^52). A client whose room moves (its node died) may still send frames
+        // addressed to the ids it knew there: in the room's new run those ids must name no one,
+        // as the id of a peer that left does on one relay, not whoever the new node numbered
+        // the same.
+        relay.number_peers_from(((incarnation >> 44) << 32) + 1);
         let (events, mut event_rx) = tokio::sync::mpsc::unbounded_channel();
         let client = async_nats::ConnectOptions::new()
             .name(format!("signaling relay node {}", config.node))

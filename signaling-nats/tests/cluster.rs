@@ -455,3 +455,70 @@ async fn a_node_shutting_down_sends_its_clients_away_and_they_resume_elsewhere()
         Ok(Ok(None))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_addressed_to_a_peer_of_a_dead_rooms_node_reach_no_one_after_the_room_moves() {
+    let Some(server) = NatsServer::start_or_skip() else {
+        return;
+    };
+    let mut relay = short_grace();
+    relay.room_capacity = 3;
+    let start = |name: &'static str| {
+        let relay = RelayHandle::new(relay.clone(), DriverConfig::default());
+        let mut config = cluster_config(&server, name);
+        // A small window: what the clients send while their room's node is dead (and not yet
+        // known to be) waits in their edge node, unread.
+        config.window = 8;
+        async move {
+            ClusterNode::start(config, relay)
+                .await
+                .expect("node starts")
+        }
+    };
+    let n1 = start("n1").await;
+    let n2 = start("n2").await;
+    let n3 = start("n3").await;
+    let mut a = connect(&n1, "moved", None);
+    let a_id = welcome_value(&recv(&mut a).await)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut b = connect(&n2, "moved", None);
+    welcome_value(&recv(&mut b).await);
+    let mut c = connect(&n3, "moved", None);
+    welcome_value(&recv(&mut c).await);
+    assert!(left_id(&recv(&mut b).await).is_none()); // joined
+    n1.abort();
+    // B and C write to A, not knowing yet that the room's node is gone: the first frames go
+    // into the links to the dead node, the rest wait in their edge nodes.
+    for round in 0..2 {
+        for i in 0..20 {
+            for (name, client) in [("b", &mut b), ("c", &mut c)] {
+                let frame =
+                    format!(r#"{{"type":"app","value":"{name}{round}-{i}","to":"{a_id}"}}"#);
+                client.send(frame.into()).await.expect("send");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both hear that A and the other left, and join the room again. Frames for A reach nobody
+    // (as on one relay, where the id of a peer that left names no one): in the room's new run,
+    // A's old id must not name B or C.
+    for client in [&mut b, &mut c] {
+        let mut welcomed = false;
+        loop {
+            let frame = match tokio::time::timeout(Duration::from_secs(3), client.recv()).await {
+                Ok(Ok(Some(frame))) => frame,
+                Ok(other) => panic!("connection ended: {other:?}"),
+                Err(_) => break,
+            };
+            let value: serde_json::Value = serde_json::from_str(&frame).expect("JSON");
+            match value["type"].as_str() {
+                Some("relay/welcome") => welcomed = true,
+                Some("relay/joined" | "relay/left" | "error") => {}
+                _ => panic!("a frame addressed to {a_id} reached another peer: {frame}"),
+            }
+        }
+        assert!(welcomed, "joined the room again");
+    }
+}

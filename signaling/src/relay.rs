@@ -334,6 +334,12 @@ impl RelayHandle {
         self.lock().relay.room_in_use(room)
     }
 
+    /// Numbers the peers that join from now on from `first` at least: see
+    /// [`Relay::number_peers_from`].
+    pub fn number_peers_from(&self, first: u64) {
+        self.lock().relay.number_peers_from(first);
+    }
+
     /// Runs one connection: joins the room its request names (see
     /// [`join_request_from_peer`]), then relays its frames until it ends. Returns when the
     /// connection is over. Dropping the future ends the connection as if its transport had
