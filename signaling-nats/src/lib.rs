@@ -46,7 +46,9 @@
 //!   acknowledgement, and the receiver acknowledges only what its task took: a slow client on
 //!   an edge makes the owner's relay hold its queue, exactly as a slow socket would, and a
 //!   client that floods a busy owner stops being read by its edge.
-//! - **Capacity, isolation, addressing, mailbox, ordering guard**: the owner's relay.
+//! - **Capacity, isolation, addressing, mailbox, ordering guard**: the owner's relay. Each
+//!   node's relay numbers its peers from its own random base, so that an id learned in a room's
+//!   run on a node that died names no one in the room's next run on another node.
 //! - **Resume on another node.** A client that lost its connection joins any node with its
 //!   token; that node finds the owner and proxies the resume there, and the owner hands the
 //!   peer's place and its queued frames to the new link.

@@ -142,7 +142,9 @@ async fn proxy<T: Transport>(
                     Ok(None) => Some(Disconnect::Clean),
                     Err(_) => Some(Disconnect::Lost),
                 };
-                while end.is_none() && burst.len() < BURST && link.lock().out.has_room() {
+                // No more than the window has room for: the burst is pushed after this.
+                let room = link.lock().out.room();
+                while end.is_none() && burst.len() < BURST.min(room) {
                     match transport.try_recv() {
                         Poll::Ready(Ok(Some(frame))) => burst.push(frame),
                         Poll::Ready(Ok(None)) => end = Some(Disconnect::Clean),
