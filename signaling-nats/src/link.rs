@@ -299,9 +299,9 @@ mod tests {
     }
 
     proptest! {
-        /// Over a channel that drops and duplicates messages (NATS keeps the order of what it
-        /// delivers), with retransmissions on timeout, every frame is delivered exactly once
-        /// and in order, whatever the window and the batch sizes.
+        /// Over a channel that drops and duplicates messages for a while (NATS keeps the order
+        /// of what it delivers), with retransmissions on timeout, every frame is delivered
+        /// exactly once and in order, whatever the window and the batch sizes.
         #[test]
         fn lossy_channel_delivers_exactly_once_in_order(
             window in 1usize..16,
@@ -309,16 +309,16 @@ mod tests {
             batches in proptest::collection::vec(1usize..8, 1..50),
             fates in proptest::collection::vec(fate(), 1..400),
         ) {
-            // The fates repeat: a list with no delivery at all would be a network that never
-            // delivers, where no protocol makes progress.
-            prop_assume!(fates.iter().any(|f| matches!(f, Fate::Deliver)));
             let t0 = Instant::now();
             let rto = Duration::from_millis(10);
             let mut out = Outgoing::new(window, t0);
             let mut inc = Incoming::default();
             let mut delivered: Vec<u64> = Vec::new();
             let mut pushed = 0u64;
-            let mut fates = fates.iter().cycle();
+            // The network misbehaves as generated, then heals (delivers everything): without that, a
+            // network losing every data message forever would be a fair input, and no protocol
+            // makes progress over it.
+            let mut fates = fates.iter().chain(std::iter::repeat(&Fate::Deliver));
             let mut step = 0u32;
             while delivered.len() < total as usize {
                 step += 1;
