@@ -42,6 +42,7 @@ use signaling_core::admission::Refusal;
 
 pub mod relay;
 pub mod tls;
+pub mod whip;
 pub mod ws;
 
 // WHIP and WHEP (RFC 9725, draft-ietf-wish-whep) over the sans-IO engine
