@@ -185,6 +185,30 @@ pub(crate) struct HttpSignaling {
     pub(crate) retry_after: Duration,
 }
 
+/// How long a WHIP or WHEP session whose media ended waits for its client's `DELETE` before it
+/// ends the session itself. Clients close their peer connection first (which ends the media at
+/// once, with a DTLS close) and then send `DELETE`, which should find the session.
+const DELETE_GRACE: Duration = Duration::from_secs(5);
+
+impl HttpSignaling {
+    /// Ends the session: waits (at most [`DELETE_GRACE`]) for the client's `DELETE` unless it
+    /// came already, refusing ICE restarts meanwhile, then removes the session from the
+    /// endpoint (later requests for it get `404`).
+    async fn end(mut self) {
+        let wait = async {
+            while let Some(command) = self.commands.recv().await {
+                if let Command::Restart(request) = command {
+                    request.fail(RestartFailure::Internal(
+                        "the media connection has ended".to_owned(),
+                    ));
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DELETE_GRACE, wait).await;
+        self.endpoint.close(&self.session);
+    }
+}
+
 /// What a WHIP or WHEP session hears from its endpoint after its offer.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -488,18 +512,18 @@ impl Peer {
             signaling,
             membership,
             stats,
+            rtc,
+            socket,
             ..
         } = self;
         // Leaves the streams before the socket closes: nothing is queued for this connection
         // any more.
         drop(membership);
+        drop((rtc, socket));
         tracing::info!(%conn, ?stats, %reason, "connection closed");
         match signaling {
             Signaling::Ws(session) => session.close(reason).await,
-            // Later requests for the session get 404; after a DELETE it is gone already.
-            Signaling::Http(http) => {
-                http.endpoint.close(&http.session);
-            }
+            Signaling::Http(http) => http.end().await,
         }
     }
 
