@@ -485,7 +485,8 @@ fn is_token_char(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x27 | 0x2A..=0x2B | 0x2D..=0x2E | 0x30..=0x39 | 0x41..=0x5A | 0x5E..=0x7E)
 }
 
-fn is_token(t: &str) -> bool {
+/// Whether `t` is an RFC 8866 `token` (one or more token-chars).
+pub(crate) fn is_token(t: &str) -> bool {
     !t.is_empty() && t.bytes().all(is_token_char)
 }
 

@@ -543,7 +543,7 @@ fn check_bytes(sdp: &str) -> Result<(), SdpError> {
 /// The lines of `sdp` without their `\n` or `\r\n` ending (the last ending is optional), as
 /// `str::lines` gives them, with the line feeds found by `memchr` (an SDP has a hundred short
 /// lines; a char search costs more per line).
-fn lines(sdp: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn lines(sdp: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', sdp.as_bytes()).chain(
         // The last line, when the text does not end with a line feed.
@@ -565,6 +565,16 @@ fn line_of(sdp: &str, pos: usize) -> usize {
         .take(pos)
         .filter(|&&b| b == b'\n')
         .count()
+}
+
+/// Whether `ufrag` is a valid `a=ice-ufrag` value: 4 to 256 ice-chars (RFC 8839 §5.4).
+pub(crate) fn is_valid_ufrag(ufrag: &str) -> bool {
+    (UFRAG_MIN..=ICE_CRED_MAX).contains(&ufrag.len()) && is_ice_chars(ufrag)
+}
+
+/// Whether `pwd` is a valid `a=ice-pwd` value: 22 to 256 ice-chars (RFC 8839 §5.4).
+pub(crate) fn is_valid_pwd(pwd: &str) -> bool {
+    (PWD_MIN..=ICE_CRED_MAX).contains(&pwd.len()) && is_ice_chars(pwd)
 }
 
 /// Whether every byte is an ice-char (`ALPHA / DIGIT / "+" / "/"`).
@@ -664,33 +674,11 @@ impl Scanner {
                 max: MAX_MEDIA_SECTIONS,
             });
         }
-        let err = |cause| SdpError::InvalidMediaLine { line, cause };
-        let mut fields = value.splitn(4, ' ');
-        let media = fields.next().unwrap_or_default();
-        if media.is_empty() {
-            return Err(err(MediaLineError::MissingMedia));
-        }
-        let port_field = fields.next().ok_or(err(MediaLineError::MissingPort))?;
-        let (port, count) = match port_field.split_once('/') {
-            Some((port, count)) => (port, Some(count)),
-            None => (port_field, None),
-        };
-        let port = parse_decimal_u16(port).ok_or(err(MediaLineError::InvalidPort))?;
-        if let Some(count) = count {
-            match parse_decimal_u16(count) {
-                Some(n) if n > 0 => {}
-                _ => return Err(err(MediaLineError::InvalidPortCount)),
-            }
-        }
-        let protocol = fields.next().ok_or(err(MediaLineError::MissingProtocol))?;
-        if protocol.is_empty() {
-            return Err(err(MediaLineError::EmptyField));
-        }
-        // The formats: what follows the space after the protocol, each separated by one space.
-        let formats = fields.next().ok_or(err(MediaLineError::MissingFormat))?;
-        if formats.split(' ').any(str::is_empty) {
-            return Err(err(MediaLineError::EmptyField));
-        }
+        let MediaLine {
+            media,
+            port,
+            protocol,
+        } = MediaLine::parse(value).map_err(|cause| SdpError::InvalidMediaLine { line, cause })?;
         self.own_ufrag = false;
         self.own_pwd = false;
         self.facts.sections.push(MediaSection {
@@ -719,13 +707,13 @@ impl Scanner {
             }
             Attr::Mid(mid) => self.mid(mid, line)?,
             Attr::IceUfrag(ufrag) => {
-                if !(UFRAG_MIN..=ICE_CRED_MAX).contains(&ufrag.len()) || !is_ice_chars(ufrag) {
+                if !is_valid_ufrag(ufrag) {
                     return Err(SdpError::InvalidIceUfrag { line });
                 }
                 self.credential(false, ufrag, line)?;
             }
             Attr::IcePwd(pwd) => {
-                if !(PWD_MIN..=ICE_CRED_MAX).contains(&pwd.len()) || !is_ice_chars(pwd) {
+                if !is_valid_pwd(pwd) {
                     return Err(SdpError::InvalidIcePwd { line });
                 }
                 self.credential(true, pwd, line)?;
@@ -835,6 +823,51 @@ impl Scanner {
             }
         }
         Ok(self.facts)
+    }
+}
+
+/// The fields of an `m=` line value (`<media> <port>[/<count>] <proto> <fmt> [<fmt>...]`)
+/// that the scanners keep.
+pub(crate) struct MediaLine<'a> {
+    pub(crate) media: &'a str,
+    pub(crate) port: u16,
+    pub(crate) protocol: &'a str,
+}
+
+impl<'a> MediaLine<'a> {
+    /// Checks the value of an `m=` line (the text after `m=`).
+    pub(crate) fn parse(value: &'a str) -> Result<Self, MediaLineError> {
+        let mut fields = value.splitn(4, ' ');
+        let media = fields.next().unwrap_or_default();
+        if media.is_empty() {
+            return Err(MediaLineError::MissingMedia);
+        }
+        let port_field = fields.next().ok_or(MediaLineError::MissingPort)?;
+        let (port, count) = match port_field.split_once('/') {
+            Some((port, count)) => (port, Some(count)),
+            None => (port_field, None),
+        };
+        let port = parse_decimal_u16(port).ok_or(MediaLineError::InvalidPort)?;
+        if let Some(count) = count {
+            match parse_decimal_u16(count) {
+                Some(n) if n > 0 => {}
+                _ => return Err(MediaLineError::InvalidPortCount),
+            }
+        }
+        let protocol = fields.next().ok_or(MediaLineError::MissingProtocol)?;
+        if protocol.is_empty() {
+            return Err(MediaLineError::EmptyField);
+        }
+        // The formats: what follows the space after the protocol, each separated by one space.
+        let formats = fields.next().ok_or(MediaLineError::MissingFormat)?;
+        if formats.split(' ').any(str::is_empty) {
+            return Err(MediaLineError::EmptyField);
+        }
+        Ok(Self {
+            media,
+            port,
+            protocol,
+        })
     }
 }
 
