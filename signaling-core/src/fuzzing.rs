@@ -13,6 +13,7 @@ use crate::relay::{
     RelayStats, TYPE_JOINED, TYPE_LEAVE, TYPE_LEFT,
 };
 use crate::sdp::SdpFacts;
+use crate::sdpfrag::{FragLimits, SdpFrag};
 use crate::transport::CloseCode;
 use crate::wire::{self, Description, Dialect, IceCandidate, Message, RawFrame, SdpKind};
 
@@ -64,6 +65,24 @@ pub fn sdp(data: &[u8]) {
             }
         }
     }
+}
+
+/// Parses an SDP fragment; a parsed fragment must write back to text that parses to an equal
+/// fragment, and that text must be its own canonical form.
+pub fn sdpfrag(data: &[u8]) {
+    let Ok(frag) = SdpFrag::parse_bytes(data, &FragLimits::default()) else {
+        return;
+    };
+    let text = frag.to_string();
+    // The written form may be longer than the input (LF becomes CRLF), never more lines or
+    // candidates: re-read it without the length bound.
+    let limits = FragLimits {
+        max_len: usize::MAX,
+        ..FragLimits::default()
+    };
+    let again = SdpFrag::parse_with(&text, &limits);
+    assert_eq!(again.as_ref(), Ok(&frag), "{text}");
+    assert_eq!(again.map(|f| f.to_string()).as_deref(), Ok(text.as_str()));
 }
 
 /// Runs a sequence of commands and peer frames, read from the bytes, through a negotiation.
@@ -1198,10 +1217,11 @@ mod tests {
     fn replay_fuzz_corpora() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 5] = [
+        let targets: [(&str, Target); 6] = [
             ("wire", super::wire),
             ("candidate", super::candidate),
             ("sdp", super::sdp),
+            ("sdpfrag", super::sdpfrag),
             ("negotiation", super::negotiation),
             ("relay", super::relay),
         ];
