@@ -21,6 +21,8 @@
 //! - [`admission`]: who may connect: token (query or cookie) and Origin checks over a
 //!   connection's [`PeerInfo`](transport::PeerInfo), and combinators for your own.
 //! - [`config`]: the error a configuration's `validate` returns for a setting that cannot work.
+//! - [`whip`]: WHIP (RFC 9725) and WHEP session resources: the HTTP signaling state machine,
+//!   answering requests with `http` responses.
 //! - [`ice`]: short-lived TURN REST credentials for `iceServers`, and a configurable candidate
 //!   privacy policy (drop host/mDNS/private-range candidates, relay only).
 //!
@@ -41,4 +43,5 @@ pub mod relay;
 pub mod sdp;
 pub mod sdpfrag;
 pub mod transport;
+pub mod whip;
 pub mod wire;
