@@ -2,17 +2,16 @@
 //! answers through the events, and the responses are read off the wire.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use signaling_core::whip::{CloseCause, Config, Event, IceAnswer};
 use signaling_http::whip::{WhipEndpoint, WhipEvent, WhipEvents};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{http_request, HttpResponse, WAIT};
 use tokio::net::{TcpListener, TcpStream};
-
-/// A generous bound so that a broken test fails instead of hanging; never a timing assertion.
-const WAIT: Duration = Duration::from_secs(10);
 
 const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:EsAw\r\n\
@@ -23,53 +22,16 @@ const TRICKLE: &str = "a=ice-ufrag:EsAw\r\na=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y\r\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n\
 a=candidate:1 1 udp 2122260223 127.0.0.1 61764 typ host ufrag EsAw\r\na=end-of-candidates\r\n";
 
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// One HTTP/1.1 request with `Connection: close`, and the whole response.
+/// One request on a fresh connection to `addr`.
 async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> Response {
+) -> HttpResponse {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let mut text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        text.push_str(&format!("{k}: {v}\r\n"));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    tcp.write_all(text.as_bytes()).await.unwrap();
-    let mut bytes = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut bytes))
-        .await
-        .expect("no hang")
-        .unwrap();
-    let text = String::from_utf8(bytes).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Response {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
+    http_request(&mut tcp, method, path, headers, body).await
 }
 
 async fn serve(config: Config) -> (SocketAddr, WhipEndpoint, WhipEvents) {
