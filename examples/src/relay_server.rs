@@ -1193,12 +1193,14 @@ impl Server {
         let handshake = async {
             // Closed never: the semaphore is the server's own.
             let _place = self.tls_handshakes.acquire().await;
-            tls.accept(stream).await
+            tls.accept(stream).into_fallible().await
         };
         let stream = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
+            Ok(Err((e, stream))) => {
+                // Counted before the client sees the connection end.
                 bump(&self.refused.tls_failed);
+                drop(stream);
                 tracing::debug!(%addr, error = %e, "TLS handshake failed");
                 return Ok(());
             }
