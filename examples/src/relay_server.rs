@@ -1368,6 +1368,42 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_come_from_the_file_and_the_flags_both_or_neither() {
+        let none = FileConfig::default();
+        assert_eq!(none.tls_settings(None, None).expect("valid"), None);
+        let file =
+            FileConfig::from_toml("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").expect("parses");
+        assert_eq!(
+            file.tls_settings(None, None).expect("valid"),
+            Some(TlsFiles::new("c.pem", "k.pem"))
+        );
+        // The flag wins over the file's key, the file gives the other.
+        assert_eq!(
+            file.tls_settings(Some(Path::new("/etc/c2.pem")), None)
+                .expect("valid"),
+            Some(TlsFiles::new("/etc/c2.pem", "k.pem"))
+        );
+        let error = none
+            .tls_settings(None, Some(Path::new("k.pem")))
+            .expect_err("a key without its certificate");
+        assert!(
+            matches!(error, ConfigError::TlsMissing { key: "cert", .. }),
+            "{error}"
+        );
+        let half = FileConfig::from_toml("[tls]\ncert = \"c.pem\"\n").expect("parses");
+        let error = half
+            .tls_settings(None, None)
+            .expect_err("a certificate without its key")
+            .in_file(Path::new("relay.toml"));
+        assert_eq!(
+            error.to_string(),
+            "TLS needs a certificate chain and its private key, and the private key is \
+             missing: give --tls-key PATH on the command line or set `key` in the [tls] \
+             section of the configuration file (relay.toml)"
+        );
+    }
+
+    #[test]
     fn a_cluster_without_a_node_name_or_with_bad_settings_is_refused_in_words() {
         let error = FileConfig::default()
             .cluster_settings(Some("nats://127.0.0.1:4222"), None)
