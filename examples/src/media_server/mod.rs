@@ -71,7 +71,8 @@ use signaling_ws::{accept_request, read_request_head, WsConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::relay_server::{accept, answer_plain_http};
+use crate::ops::{answer_http, Answer};
+use crate::relay_server::accept;
 
 mod peer;
 pub mod streams;
@@ -284,11 +285,15 @@ impl MediaServer {
             drop(permit);
             return Ok(());
         }
-        let (status, kind, body) = match (head.method(), head.path()) {
-            ("GET", "/" | "/index.html") => ("200 OK", "text/html; charset=utf-8", PAGE),
-            _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n"),
+        let answer = match (head.method(), head.path()) {
+            ("GET", "/" | "/index.html") => Answer {
+                status: "200 OK",
+                content_type: "text/html; charset=utf-8",
+                body: PAGE.into(),
+            },
+            _ => Answer::text("404 Not Found", "not found\n"),
         };
-        answer_plain_http(stream, head.deadline(), status, kind, body).await
+        answer_http(stream, head.deadline(), &answer).await
     }
 
     /// Answers a connection over `max_connections`: 503 for plain HTTP; for a WebSocket, an
@@ -314,16 +319,8 @@ impl MediaServer {
                 peer::refuse(conn, CloseCode::TRY_AGAIN_LATER, message).await;
             }
         } else {
-            let body = format!("{message}\n");
-            let deadline = head.deadline();
-            answer_plain_http(
-                stream,
-                deadline,
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                &body,
-            )
-            .await?;
+            let answer = Answer::text("503 Service Unavailable", format!("{message}\n"));
+            answer_http(stream, head.deadline(), &answer).await?;
         }
         drop(permit);
         Ok(())
