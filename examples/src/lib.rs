@@ -4,9 +4,11 @@
 //! - [`media_server`]: the go2rtc-compatible media server behind the `media_server` binary.
 //! - [`peers`]: Rust peers on webrtc-rs and str0m, behind the `rust_peers` binary.
 //! - [`load`]: what the load generators share.
+//! - [`ops`]: metrics and health answers for operators, shared by the servers.
 
 pub mod load;
 pub mod media_server;
+pub mod ops;
 pub mod peers;
 pub mod relay_server;
 

@@ -6,6 +6,8 @@
 //!   [`Admission`](signaling_core::admission::Admission) check before upgrading.
 //! - [`relay`]: [`relay::route`] mounts a [`RelayHandle`](signaling::relay::RelayHandle)
 //!   at a path.
+//! - [`whip`]: WHIP (RFC 9725) and WHEP endpoints ([`whip::WhipEndpoint`]) over the sans-IO
+//!   [`signaling_core::whip`] engine: a router to nest, and events the application answers.
 //! - [`tls`]: [`tls::load_pem`] makes a rustls configuration from PEM files, and
 //!   [`tls::serve`] serves a router over HTTP/1.1, plain or TLS (with WebSocket upgrades),
 //!   with bounded connections and handshakes and a graceful shutdown.
@@ -45,10 +47,6 @@ pub mod tls;
 pub mod whip;
 pub mod ws;
 
-// WHIP and WHEP (RFC 9725, draft-ietf-wish-whep) over the sans-IO engine
-// `signaling_core::whip` belong in a `whip` module here, beside `relay`: handlers to mount in a
-// router, answering refused requests with `refusal_response` like the WebSocket upgrade does.
-
 /// The response refusing a request: the refusal's HTTP status and its reason's wire name
 /// (`bad_token`, ...) as a `text/plain` body. The reason names only the failed check, never a
 /// token, so it is safe to send. A status that is not a client or server error (outside
@@ -68,7 +66,11 @@ mod tests {
 
     #[test]
     fn a_refusal_is_answered_with_its_status_unless_it_is_no_error_status() {
-        let status = |code| refusal_response(&Refusal::other(code, "custom")).status().as_u16();
+        let status = |code| {
+            refusal_response(&Refusal::other(code, "custom"))
+                .status()
+                .as_u16()
+        };
         for code in [401, 403, 429, 503, 599] {
             assert_eq!(status(code), code);
         }

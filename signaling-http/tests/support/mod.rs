@@ -13,7 +13,7 @@ use axum::Router;
 use serde_json::Value;
 use signaling::relay::{DriverConfig, RelayConfig, RelayHandle};
 use signaling::transport::{Transport, TransportError};
-use signaling_http::tls::{self, ServeReport};
+use signaling_http::tls::{self, ServeConfig, ServeReport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -46,6 +46,14 @@ impl App {
         tls: Option<Arc<rustls::ServerConfig>>,
         extra: impl FnOnce(Router, RelayHandle) -> Router,
     ) -> Self {
+        Self::start_with(tls, ServeConfig::default(), extra).await
+    }
+
+    pub async fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        config: ServeConfig,
+        extra: impl FnOnce(Router, RelayHandle) -> Router,
+    ) -> Self {
         let relay = RelayHandle::new(RelayConfig::default(), DriverConfig::default());
         let router = Router::new()
             .route("/hello", get(|| async { HELLO }))
@@ -56,6 +64,7 @@ impl App {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             tls::serve(listener, router, tls)
+                .config(config)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
@@ -115,7 +124,29 @@ pub async fn http_get<S>(stream: &mut S, path: &str) -> HttpResponse
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    http_request(stream, "GET", path, &[], "").await
+}
+
+/// Sends one request with `Connection: close` and reads the whole response.
+pub async fn http_request<S>(
+    stream: &mut S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut bytes))
@@ -135,4 +166,23 @@ where
         head: head.to_owned(),
         body: body.to_owned(),
     }
+}
+
+impl HttpResponse {
+    /// The value of the first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// What the server sends on `tcp` until it closes it (within [`WAIT`]).
+pub async fn read_until_closed(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut bytes))
+        .await
+        .expect("the server closes the connection");
+    bytes
 }
