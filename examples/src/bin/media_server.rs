@@ -9,6 +9,7 @@
 //! See `examples::media_server` for the protocol, the error frames and close codes. Logs go to
 //! stderr (`RUST_LOG=debug` for more).
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,12 @@ struct Args {
     /// Address to listen on (HTTP and WebSocket).
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
+    /// PEM certificate chain (leaf first): serves HTTPS and WSS, with --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS #8, PKCS #1 or SEC1) of the certificate.
+    #[arg(long, requires = "tls_cert", value_name = "PATH")]
+    tls_key: Option<PathBuf>,
     /// Address for media: the UDP sockets bind to it and it is the only ICE candidate offered.
     /// Must be a concrete address (not 0.0.0.0) that the browsers can reach.
     #[arg(long, default_value = "127.0.0.1")]
@@ -76,13 +83,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_ice_timeout(ice_timeout);
     config.serve.max_connections = args.max_http_connections;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(signaling_http::tls::load_pem(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = Arc::new(MediaServer::new(config));
     let listener = TcpListener::bind(args.listen).await?;
     tracing::info!(
-        "media server listening on http://{} (demo page at /, WebSocket at /api/ws?src=NAME&dst=NAME, WHIP at /whip/NAME, WHEP at /whep/NAME; media on {})",
+        "media server listening on {scheme}://{} (demo page at /, WebSocket at /api/ws?src=NAME&dst=NAME, WHIP at /whip/NAME, WHEP at /whep/NAME, /healthz, /readyz, /metrics; media on {})",
         listener.local_addr()?,
         args.rtc_ip
     );
-    server.run(listener).await;
+    server.run(listener, tls).await;
     Ok(())
 }

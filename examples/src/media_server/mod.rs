@@ -80,6 +80,8 @@ use signaling_http::ws::{AxumWsConfig, WsUpgrade};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::ops::{self, Health, Metrics, Scrape};
+
 mod peer;
 pub mod streams;
 
@@ -211,20 +213,93 @@ impl MediaConfig {
 /// at most this many at once; beyond that they get `503` without an upgrade.
 const MAX_REFUSING: usize = 32;
 
-/// Counters of the media server, monotonic since it started (see [`MediaServer::stats`]).
+/// Why a connection (WebSocket) or a session (WHIP/WHEP offer) was refused before its media
+/// connection was set up: the reasons of `signaling_media_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusedFor {
+    /// No role, or a stream name that is empty, too long or has control characters (close
+    /// 4009, `400`).
+    BadRequest,
+    /// The stream has a publisher (close 4010, `409`).
+    PublisherExists,
+    /// The server has `max_streams` streams (close 4011, `503`).
+    TooManyStreams,
+    /// The stream has `max_viewers` viewers (close 4012, `503`).
+    TooManyViewers,
+    /// The server has `max_connections` media connections (close 1013, `503`).
+    TooManyConnections,
+    /// No UDP port could be had on the RTC address (close 1011, `500`).
+    NoUdpPort,
+}
+
+impl RefusedFor {
+    /// Every reason, in the order the metrics list them.
+    pub const ALL: [RefusedFor; 6] = [
+        RefusedFor::BadRequest,
+        RefusedFor::PublisherExists,
+        RefusedFor::TooManyStreams,
+        RefusedFor::TooManyViewers,
+        RefusedFor::TooManyConnections,
+        RefusedFor::NoUdpPort,
+    ];
+
+    /// The reason's label in the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedFor::BadRequest => "bad_request",
+            RefusedFor::PublisherExists => "publisher_exists",
+            RefusedFor::TooManyStreams => "too_many_streams",
+            RefusedFor::TooManyViewers => "too_many_viewers",
+            RefusedFor::TooManyConnections => "too_many_connections",
+            RefusedFor::NoUdpPort => "no_udp_port",
+        }
+    }
+}
+
+impl From<&streams::JoinError> for RefusedFor {
+    fn from(e: &streams::JoinError) -> Self {
+        match e {
+            streams::JoinError::PublisherExists(_) => RefusedFor::PublisherExists,
+            streams::JoinError::TooManyStreams(_) => RefusedFor::TooManyStreams,
+            streams::JoinError::TooManyViewers { .. } => RefusedFor::TooManyViewers,
+        }
+    }
+}
+
+/// Which API a connection came by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `/api/ws`.
+    Ws,
+    /// `/whip/NAME`.
+    Whip,
+    /// `/whep/NAME`.
+    Whep,
+}
+
+/// The server's own counters (the WHIP and WHEP endpoints count the rest).
 #[derive(Debug, Default)]
-pub struct Counters {
-    ws_connections: AtomicU64,
-    whip_sessions: AtomicU64,
-    whep_sessions: AtomicU64,
+pub(crate) struct Counters {
+    ws: AtomicU64,
+    whip: AtomicU64,
+    whep: AtomicU64,
     offers_answered: AtomicU64,
     offers_refused: AtomicU64,
-    sessions_refused: AtomicU64,
-    ice_restarts: AtomicU64,
-    ice_restarts_failed: AtomicU64,
+    refused: [AtomicU64; RefusedFor::ALL.len()],
 }
 
 impl Counters {
+    /// A connection of `api` got its place in the streams and its socket.
+    pub(crate) fn opened(&self, api: Api) {
+        let counter = match api {
+            Api::Ws => &self.ws,
+            Api::Whip => &self.whip,
+            Api::Whep => &self.whep,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn offer_answered(&self) {
         self.offers_answered.fetch_add(1, Ordering::Relaxed);
     }
@@ -233,51 +308,56 @@ impl Counters {
         self.offers_refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn session_refused(&self) {
-        self.sessions_refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn ice_restart(&self, done: bool) {
-        let counter = if done {
-            &self.ice_restarts
-        } else {
-            &self.ice_restarts_failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn refused(&self, reason: RefusedFor) {
+        let index = RefusedFor::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or_default();
+        self.refused[index].fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// What [`MediaServer::stats`] reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+/// The media server's figures (see [`MediaServer::stats`]); counters are monotonic since the
+/// server started. `GET /metrics` shows them (see the [module docs](self#metrics)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MediaStats {
-    /// Media connections open now (WebSocket clients and WHIP/WHEP sessions).
+    /// Media connections open now: WebSocket clients and WHIP/WHEP sessions.
     pub connections: u64,
+    /// The bound on those (`max_connections`).
+    pub max_connections: u64,
     /// Streams now.
     pub streams: u64,
-    /// WebSocket connections served (not counting those refused before their session).
-    pub ws_connections: u64,
-    /// WHIP sessions opened (offers taken for an `Rtc`; answered or not).
+    /// WebSocket connections that got their place in the streams and their UDP socket (those
+    /// refused before are counted in `refused`).
+    pub ws_sessions: u64,
+    /// WHIP sessions that got their place in the streams and their UDP socket (their offers
+    /// then answered or refused by str0m).
     pub whip_sessions: u64,
-    /// WHEP sessions opened.
+    /// WHEP sessions likewise.
     pub whep_sessions: u64,
     /// Offers str0m answered (WebSocket and HTTP).
     pub offers_answered: u64,
-    /// Offers str0m refused (WebSocket: an `error` frame; HTTP: `400`/`422`).
+    /// Offers str0m could not use (WebSocket: an `error` frame; HTTP: `400`/`422`).
     pub offers_refused: u64,
-    /// WHIP/WHEP offers refused before str0m saw them (stream taken `409`, full `503`, bad
-    /// name `400`).
-    pub sessions_refused: u64,
-    /// ICE restarts done (`200` to a restart `PATCH`).
-    pub ice_restarts: u64,
-    /// ICE restarts that failed.
-    pub ice_restarts_failed: u64,
-    /// The WHIP endpoint's counters (trickle `PATCH`es, candidates, deletions, ...).
-    #[serde(skip)]
+    /// Connections and sessions refused before their media connection, by reason (in the
+    /// order of [`RefusedFor::ALL`]).
+    pub refused: [u64; RefusedFor::ALL.len()],
+    /// The WHIP endpoint's counters: trickle `PATCH`es and their candidates, ICE restarts done
+    /// (`200`) and failed, sessions deleted, requests the endpoint refused itself.
     pub whip: EndpointStats,
     /// The WHEP endpoint's counters.
-    #[serde(skip)]
     pub whep: EndpointStats,
+}
+
+impl MediaStats {
+    /// Refusals for `reason`.
+    pub fn refused_for(&self, reason: RefusedFor) -> u64 {
+        RefusedFor::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.refused[i])
+    }
 }
 
 /// What every connection and route shares.
@@ -306,6 +386,7 @@ pub struct MediaServer {
     shared: Arc<Shared>,
     whip: WhipEndpoint,
     whep: WhipEndpoint,
+    metrics: Arc<Metrics>,
     serve: ServeConfig,
 }
 
@@ -356,10 +437,16 @@ impl MediaServer {
         };
         let whip = endpoint(config.whip, HttpKind::Whip);
         let whep = endpoint(config.whep, HttpKind::Whep);
+        let mut metrics = Metrics::new();
+        let (read_shared, read_whip, read_whep) = (shared.clone(), whip.clone(), whep.clone());
+        metrics.collect("media_server", move |into| {
+            scrape(into, &stats(&read_shared, &read_whip, &read_whep))
+        });
         Self {
             shared,
             whip,
             whep,
+            metrics: Arc::new(metrics),
             serve: config.serve,
         }
     }
@@ -378,22 +465,29 @@ impl MediaServer {
     pub fn router(&self) -> Router {
         let state = AppState {
             shared: self.shared.clone(),
-            whip: self.whip.clone(),
-            whep: self.whep.clone(),
+            metrics: self.metrics.clone(),
         };
         Router::new()
             .route("/", get(page))
             .route("/index.html", get(page))
             .route("/api/ws", get(websocket))
-            .route("/api/stats", get(stats_json))
+            .route("/healthz", get(operators))
+            .route("/readyz", get(operators))
+            .route("/metrics", get(operators))
             .with_state(state)
             .nest("/whip", self.whip.router())
             .nest("/whep", self.whep.router())
     }
 
-    /// Serves [`router`](Self::router) on `listener` until the task is dropped.
-    pub async fn run(self: Arc<Self>, listener: TcpListener) {
-        signaling_http::tls::serve(listener, self.router(), None)
+    /// Serves [`router`](Self::router) on `listener`, over TLS with `tls` (see
+    /// [`signaling_http::tls::load_pem`]; then the WebSocket is `wss://` and the page's origin
+    /// `https://`), until the task is dropped.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
+        signaling_http::tls::serve(listener, self.router(), tls)
             .config(self.serve.clone())
             .await;
     }
@@ -403,8 +497,7 @@ impl MediaServer {
 #[derive(Clone, Debug)]
 struct AppState {
     shared: Arc<Shared>,
-    whip: WhipEndpoint,
-    whep: WhipEndpoint,
+    metrics: Arc<Metrics>,
 }
 
 fn stats(shared: &Shared, whip: &WhipEndpoint, whep: &WhipEndpoint) -> MediaStats {
@@ -412,15 +505,14 @@ fn stats(shared: &Shared, whip: &WhipEndpoint, whep: &WhipEndpoint) -> MediaStat
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     MediaStats {
         connections: (shared.max_connections - shared.slots.available_permits()) as u64,
+        max_connections: shared.max_connections as u64,
         streams: shared.streams.len() as u64,
-        ws_connections: load(&c.ws_connections),
-        whip_sessions: load(&c.whip_sessions),
-        whep_sessions: load(&c.whep_sessions),
+        ws_sessions: load(&c.ws),
+        whip_sessions: load(&c.whip),
+        whep_sessions: load(&c.whep),
         offers_answered: load(&c.offers_answered),
         offers_refused: load(&c.offers_refused),
-        sessions_refused: load(&c.sessions_refused),
-        ice_restarts: load(&c.ice_restarts),
-        ice_restarts_failed: load(&c.ice_restarts_failed),
+        refused: c.refused.each_ref().map(load),
         whip: whip.stats(),
         whep: whep.stats(),
     }
@@ -430,27 +522,120 @@ async fn page() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
 }
 
-/// `GET /api/stats`: [`MediaStats`] as JSON, with the WHIP and WHEP endpoints' trickle and
-/// restart counters.
-async fn stats_json(State(state): State<AppState>) -> Response {
-    let figures = stats(&state.shared, &state.whip, &state.whep);
-    let endpoint = |s: EndpointStats| {
-        serde_json::json!({
-            "offers": s.offers, "created": s.created, "rejected": s.rejected,
-            "refused": s.refused, "deleted": s.deleted, "expired": s.expired,
-            "trickles": s.trickles, "candidates": s.candidates,
-            "dropped_candidates": s.dropped_candidates, "restarts": s.restarts,
-            "failed_restarts": s.failed_restarts,
-        })
-    };
-    let mut body = serde_json::to_value(figures).unwrap_or_default();
-    body["whip"] = endpoint(figures.whip);
-    body["whep"] = endpoint(figures.whep);
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+/// The series of `GET /metrics` (see the [module docs](self#metrics)), read at scrape time.
+fn scrape(scrape: &mut Scrape<'_>, stats: &MediaStats) -> std::fmt::Result {
+    scrape.gauge(
+        "signaling_media_connections",
+        "Media connections open: WebSocket clients and WHIP/WHEP sessions.",
+        stats.connections,
+    )?;
+    scrape.gauge(
+        "signaling_media_max_connections",
+        "Media connections at once, at most (--max-connections).",
+        stats.max_connections,
+    )?;
+    scrape.gauge("signaling_media_streams", "Streams.", stats.streams)?;
+    scrape.counters(
+        "signaling_media_sessions",
+        "Media connections opened, by API.",
+        "api",
+        &[
+            ("ws", stats.ws_sessions),
+            ("whip", stats.whip_sessions),
+            ("whep", stats.whep_sessions),
+        ],
+    )?;
+    scrape.counters(
+        "signaling_media_offers",
+        "Offers str0m answered or could not use.",
+        "outcome",
+        &[
+            ("answered", stats.offers_answered),
+            ("refused", stats.offers_refused),
+        ],
+    )?;
+    let refused: Vec<(&str, u64)> = RefusedFor::ALL
+        .iter()
+        .map(|r| (r.as_str(), stats.refused_for(*r)))
+        .collect();
+    scrape.counters(
+        "signaling_media_refused",
+        "Connections and WHIP/WHEP offers refused before their media connection, by reason.",
+        "reason",
+        &refused,
+    )?;
+    let (whip, whep) = (&stats.whip, &stats.whep);
+    for (name, help, read) in [
+        (
+            "signaling_media_http_sessions_created",
+            "WHIP/WHEP sessions created (201).",
+            (|s: &EndpointStats| s.created) as fn(&EndpointStats) -> u64,
+        ),
+        (
+            "signaling_media_http_sessions_deleted",
+            "WHIP/WHEP sessions deleted by their client (DELETE).",
+            |s| s.deleted,
+        ),
+        (
+            "signaling_media_http_requests_refused",
+            "WHIP/WHEP requests the endpoint refused itself (4xx/5xx before the media server saw them).",
+            |s| s.refused,
+        ),
+        (
+            "signaling_media_http_trickles",
+            "Trickle PATCHes taken (204).",
+            |s| s.trickles,
+        ),
+        (
+            "signaling_media_http_candidates",
+            "Remote candidates trickled by PATCH.",
+            |s| s.candidates,
+        ),
+        (
+            "signaling_media_http_ice_restarts",
+            "ICE restarts by PATCH answered 200.",
+            |s| s.restarts,
+        ),
+        (
+            "signaling_media_http_ice_restarts_failed",
+            "ICE restarts by PATCH that failed.",
+            |s| s.failed_restarts,
+        ),
+    ] {
+        scrape.counters(
+            name,
+            help,
+            "endpoint",
+            &[("whip", read(whip)), ("whep", read(whep))],
+        )?;
+    }
+    Ok(())
+}
+
+/// `GET /healthz`, `/readyz` and `/metrics` (see [`ops::answer`]). The server depends on
+/// nothing that can be down: it is always serving.
+async fn operators(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    match ops::answer("GET", uri.path(), Health::Serving, &state.metrics) {
+        Some(answer) => {
+            let status = answer
+                .status
+                .split(' ')
+                .next()
+                .and_then(|code| code.parse::<u16>().ok())
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (
+                status,
+                [
+                    (header::CONTENT_TYPE, answer.content_type),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                answer.body.into_owned(),
+            )
+                .into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `GET /api/ws`: the WebSocket API. Over `max_connections`: an `api/ws` error frame and 1013.
@@ -463,6 +648,7 @@ async fn websocket(State(state): State<AppState>, upgrade: WsUpgrade) -> Respons
             // Too many refusals in flight as well: no upgrade.
             return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
         };
+        shared.counters.refused(RefusedFor::TooManyConnections);
         return upgrade.accept(&config, &AllowAll, move |conn| async move {
             let message = "too many connections, try again later";
             peer::refuse(conn, CloseCode::TRY_AGAIN_LATER, message).await;
@@ -473,13 +659,11 @@ async fn websocket(State(state): State<AppState>, upgrade: WsUpgrade) -> Respons
         match roles {
             Err(message) => {
                 tracing::info!(%message, "bad request");
+                shared.counters.refused(RefusedFor::BadRequest);
                 peer::refuse(conn, close_code::BAD_REQUEST, &message).await;
             }
             Ok(roles) => {
-                shared
-                    .counters
-                    .ws_connections
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.counters.ws.fetch_add(1, Ordering::Relaxed);
                 let id = shared.next_conn();
                 peer::serve(
                     conn,
@@ -523,12 +707,12 @@ async fn dispatch(
             WhipEvent::Offer(request) => {
                 let offer = request.offer();
                 if let Err(message) = valid_name(&offer.stream) {
-                    shared.counters.session_refused();
+                    shared.counters.refused(RefusedFor::BadRequest);
                     request.reject(Rejection::BadRequest(message));
                     continue;
                 }
                 let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-                    shared.counters.session_refused();
+                    shared.counters.refused(RefusedFor::TooManyConnections);
                     request.reject(Rejection::Unavailable(retry_after));
                     continue;
                 };
@@ -543,11 +727,6 @@ async fn dispatch(
                         dst: None,
                     },
                 };
-                let counter = match kind {
-                    HttpKind::Whip => &shared.counters.whip_sessions,
-                    HttpKind::Whep => &shared.counters.whep_sessions,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
                 let (tx, commands) = mpsc::channel(SESSION_COMMANDS);
                 sessions.retain(|_, tx| !tx.is_closed());
                 sessions.insert(offer.session.clone(), tx);

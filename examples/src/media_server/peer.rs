@@ -32,7 +32,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::streams::{ConnId, Endpoints, Frame, JoinError, Membership, Streams};
-use super::Counters;
+use super::{Api, Counters, RefusedFor};
 
 /// Keyframe requests sent to one publisher are at least this far apart; the ones in between are
 /// dropped (a viewer still waiting asks again with the next frame it cannot use).
@@ -140,11 +140,13 @@ pub(crate) async fn serve<T: Transport + 'static>(
         Ok(opened) => opened,
         Err(OpenError::Join(e)) => {
             tracing::info!(%conn, error = %e, "connection refused");
+            counters.refused(RefusedFor::from(&e));
             refuse(transport, e.close_code(), &e.to_string()).await;
             return;
         }
         Err(OpenError::Socket(e)) => {
             tracing::warn!(%conn, error = %e, "cannot bind a UDP socket for media");
+            counters.refused(RefusedFor::NoUdpPort);
             refuse(
                 transport,
                 CloseCode::INTERNAL_ERROR,
@@ -155,6 +157,7 @@ pub(crate) async fn serve<T: Transport + 'static>(
         }
     };
     tracing::info!(%conn, src = ?roles.src, dst = ?roles.dst, local = %opened.local, "connection open");
+    counters.opened(Api::Ws);
     let session = session::spawn(
         transport,
         settings.negotiation.clone(),
@@ -240,18 +243,24 @@ pub(crate) async fn serve_http(
         Ok(opened) => opened,
         Err(OpenError::Join(e)) => {
             tracing::info!(%conn, error = %e, "session refused");
-            counters.session_refused();
+            counters.refused(RefusedFor::from(&e));
             request.reject(e.rejection(retry_after));
             return;
         }
         Err(OpenError::Socket(e)) => {
             tracing::warn!(%conn, error = %e, "cannot bind a UDP socket for media");
-            counters.session_refused();
+            counters.refused(RefusedFor::NoUdpPort);
             request.reject(Rejection::Internal("no UDP port for media".to_owned()));
             return;
         }
     };
     tracing::info!(%conn, session = %signaling.session, src = ?roles.src, dst = ?roles.dst, local = %opened.local, "session open");
+    // A WHIP session publishes, a WHEP session watches.
+    counters.opened(if roles.dst.is_some() {
+        Api::Whip
+    } else {
+        Api::Whep
+    });
     let (mut peer, media, keyframes) = Peer::new(
         conn,
         &roles,
@@ -648,17 +657,13 @@ impl Peer {
                 }
                 tracing::debug!(conn = %self.conn, candidates = candidates.len(), end_of_candidates, "trickled candidates");
             }
-            Command::Restart(request) => {
-                let result = self.restart_ice(request.restart());
-                self.counters.ice_restart(result.is_ok());
-                match result {
-                    Ok(answer) => request.restarted(answer),
-                    Err(failure) => {
-                        tracing::info!(conn = %self.conn, ?failure, "ICE restart failed");
-                        request.fail(failure);
-                    }
+            Command::Restart(request) => match self.restart_ice(request.restart()) {
+                Ok(answer) => request.restarted(answer),
+                Err(failure) => {
+                    tracing::info!(conn = %self.conn, ?failure, "ICE restart failed");
+                    request.fail(failure);
                 }
-            }
+            },
         }
     }
 
