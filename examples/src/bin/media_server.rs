@@ -1,13 +1,15 @@
 //! A go2rtc-compatible media server: browsers publish their camera into a named stream and
-//! watch streams by name over `ws://ADDR/api/ws?src=NAME` / `?dst=NAME`; str0m forwards the
-//! media (no transcoding). A demo page is at `/`.
+//! watch streams by name over `ws://ADDR/api/ws?src=NAME` / `?dst=NAME`, WHIP clients publish at
+//! `/whip/NAME` and WHEP players watch at `/whep/NAME`; str0m forwards the media (no
+//! transcoding). A demo page is at `/`, and `/healthz`, `/readyz` and `/metrics` for operators.
 //!
 //! ```text
-//! cargo run --release -p examples --bin media_server -- [--listen 127.0.0.1:8081] [--rtc-ip 127.0.0.1]
+//! cargo run --release -p examples --bin media_server -- [--listen 127.0.0.1:8081] [--rtc-ip 127.0.0.1] \
+//!     [--tls-cert cert.pem --tls-key key.pem]
 //! ```
 //!
-//! See `examples::media_server` for the protocol, the error frames and close codes. Logs go to
-//! stderr (`RUST_LOG=debug` for more).
+//! See `examples::media_server` for the routes, the error frames, close codes and status codes,
+//! and the metrics. Logs go to stderr (`RUST_LOG=debug` for more).
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,21 @@
-//! The media server behind the `media_server` binary: a go2rtc-compatible `/api/ws` endpoint
-//! where browsers publish and watch named streams, with str0m as the WebRTC stack and the
-//! library's session driver for the signaling.
+//! The media server behind the `media_server` binary: browsers publish and watch named streams
+//! over a go2rtc-compatible WebSocket API (`/api/ws`), over WHIP (RFC 9725, `/whip/NAME`) and over
+//! WHEP (draft-ietf-wish-whep, `/whep/NAME`), all three on the same streams, with str0m as the
+//! WebRTC stack, the library's session driver for the WebSocket signaling and its WHIP/WHEP
+//! endpoints ([`signaling_http::whip`]) for the HTTP signaling, served by axum.
+//!
+//! # Routes
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` (and `/index.html`) | the demo page: publish the camera into a stream, or watch one |
+//! | `GET /api/ws?src=NAME&dst=NAME` | the WebSocket API (below) |
+//! | `POST /whip/NAME`, then `PATCH`/`DELETE` its `Location` | publish into NAME, as `?dst=NAME` does ([WHIP and WHEP](#whip-and-whep)) |
+//! | `POST /whep/NAME`, then `PATCH`/`DELETE` its `Location` | watch NAME, as `?src=NAME` does |
+//! | `GET /healthz`, `GET /readyz` | `200 ok` / `200 ready`: the server depends on nothing that can be down |
+//! | `GET /metrics` | Prometheus text ([Metrics](#metrics)) |
+//!
+//! Over TLS (`--tls-cert`, `--tls-key`) the same routes are `https://` and `wss://`.
 //!
 //! # The WebSocket API
 //!
@@ -39,8 +54,42 @@
 //! | 4010 [`close_code::PUBLISHER_EXISTS`] | `dst=NAME` while NAME has a publisher |
 //! | 4011 [`close_code::TOO_MANY_STREAMS`] | the server has `max_streams` streams |
 //! | 4012 [`close_code::TOO_MANY_VIEWERS`] | `src=NAME` while NAME has `max_viewers` viewers |
-//! | 1013 (try again later) | the server has `max_connections` connections |
+//! | 1013 (try again later) | the server has `max_connections` media connections |
 //! | 1011 (internal error) | no UDP port could be had for the media |
+//!
+//! # WHIP and WHEP
+//!
+//! A WHIP session is a publisher of NAME exactly as a `?dst=NAME` WebSocket client is, a WHEP
+//! session a viewer exactly as `?src=NAME`: the same stream table, the same forwarding, the
+//! same limits, each with its own `Rtc` and UDP socket. The client offers (`POST`, an SDP offer
+//! as `application/sdp`); str0m answers with its host candidate inline. The protocol's own rules
+//! (entity-tags in strict mode, CORS for pages of any origin, bounds on bodies and candidates)
+//! are the endpoint's, [`signaling_core::whip`]; what the media server answers:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /whip/NAME` or `/whep/NAME`, an offer str0m answers | `201 Created`, the SDP answer, `Location: /whip/NAME/ID`, `ETag`, `Accept-Patch` |
+//! | `POST /whep/NAME` while NAME has no publisher | `201` as well: the player waits, connected, and plays when a publisher comes (as a `?src=NAME` client does); it never gets `409` + `Retry-After` |
+//! | `POST /whip/NAME` while NAME has a publisher (WebSocket, WHIP) | `409 Conflict` |
+//! | a name that is empty, longer than 64 bytes or has control characters | `400 Bad Request` |
+//! | the server has `max_connections` media connections or `max_streams` streams, or NAME has `max_viewers` viewers | `503 Service Unavailable` + `Retry-After` |
+//! | an offer str0m cannot parse / cannot use (no fingerprint, say) | `400` / `422 Unprocessable Content`, with str0m's reason |
+//! | `PATCH` the session, `If-Match` its entity-tag, candidates (trickle, RFC 8840) | `204`; the candidates go to str0m (the same filter as on the WebSocket: UDP, reachable from the RTC address) |
+//! | `PATCH` the session, `If-Match: "*"` and new `ice-ufrag`/`ice-pwd` (ICE restart) | `200`, the server's new credentials and candidate, a new `ETag`; str0m's ICE agent restarts |
+//! | `DELETE` the session | `200`; the session's media ends (a publisher's viewers stay) |
+//! | anything for a session that ended | `404` |
+//!
+//! An ICE restart gives str0m the session's offer again with the client's new credentials
+//! (str0m 0.25 restarts ICE only on an offer or answer whose credentials changed; its
+//! `DirectApi` can only swap credentials, which keeps the old candidate pairs): nothing is
+//! renegotiated, str0m flushes its candidate pairs and remote candidates and takes new local
+//! credentials, and the restart's candidates are added after.
+//!
+//! A WHIP or WHEP session has no socket whose closing would tell that the client left: it ends
+//! when it is deleted, or when its ICE connection is not up for `ice_timeout` (30 s; before it
+//! first comes up, after it is lost, during an ICE restart). A session whose media ended (the
+//! client closed its peer connection, which clients do before their `DELETE`) waits up to 5 s
+//! for the `DELETE`, so that it is answered `200` rather than `404`.
 //!
 //! # Media
 //!
@@ -51,13 +100,36 @@
 //! publisher, and one is asked for when a viewer's media connection comes up; its video starts
 //! at the next keyframe. Viewers may connect before the publisher and stay when it leaves.
 //!
+//! # Metrics
+//!
+//! `GET /metrics` answers in the Prometheus text format, read at scrape time from
+//! [`MediaServer::stats`]:
+//!
+//! | series | type | what |
+//! |---|---|---|
+//! | `signaling_media_connections` | gauge | media connections open: WebSocket clients and WHIP/WHEP sessions |
+//! | `signaling_media_max_connections` | gauge | `max_connections` |
+//! | `signaling_media_streams` | gauge | streams |
+//! | `signaling_media_sessions_total{api}` | counter | media connections opened, by `api`: `ws`, `whip`, `whep` |
+//! | `signaling_media_offers_total{outcome}` | counter | offers str0m `answered` or `refused` |
+//! | `signaling_media_refused_total{reason}` | counter | connections and offers refused before their media connection ([`RefusedFor`]: `bad_request`, `publisher_exists`, `too_many_streams`, `too_many_viewers`, `too_many_connections`, `no_udp_port`) |
+//! | `signaling_media_http_sessions_created_total{endpoint}` | counter | WHIP/WHEP sessions created (`201`), by `endpoint`: `whip`, `whep` |
+//! | `signaling_media_http_sessions_deleted_total{endpoint}` | counter | sessions deleted by their client |
+//! | `signaling_media_http_requests_refused_total{endpoint}` | counter | requests the endpoint refused itself (bad `Content-Type`, entity-tag, body, ...) |
+//! | `signaling_media_http_trickles_total{endpoint}` | counter | trickle `PATCH`es taken (`204`) |
+//! | `signaling_media_http_candidates_total{endpoint}` | counter | candidates they carried |
+//! | `signaling_media_http_ice_restarts_total{endpoint}` | counter | ICE restarts answered `200` |
+//! | `signaling_media_http_ice_restarts_failed_total{endpoint}` | counter | ICE restarts that failed |
+//!
 //! # Threads and sockets
 //!
-//! Each connection is one task owning its `Session`, its `Rtc` and one UDP socket bound to the
-//! RTC address, port 0. One socket per connection needs no demultiplexing (str0m's
-//! `Rtc::accepts` would have to be asked by a task that owns every `Rtc`, or datagrams routed by
-//! ICE ufrag and address), keeps each connection's traffic on its own task, and costs one
-//! ephemeral port per connection, bounded by `max_connections`.
+//! Each connection (WebSocket client or WHIP/WHEP session) is one task owning its signaling,
+//! its `Rtc` and one UDP socket bound to the RTC address, port 0. One socket per connection
+//! needs no demultiplexing (str0m's `Rtc::accepts` would have to be asked by a task that owns
+//! every `Rtc`, or datagrams routed by ICE ufrag and address), keeps each connection's traffic
+//! on its own task, and costs one ephemeral port per connection, bounded by `max_connections`.
+//! Each of the two HTTP endpoints has one more task that reads its events and routes trickled
+//! candidates and ICE restarts to the sessions' tasks (at most 32 waiting per session).
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
