@@ -64,7 +64,7 @@
 //! |---|---|---|
 //! | offer | `POST` endpoint, `Content-Type: application/sdp` (§4.2) | `201`: answer, `Location` resolved against the request's URL (RFC 9110 §10.2.2, RFC 3986 §5.2), `ETag`, `Link: <..>; rel="ice-server"` (§4.6) → [`ClientEvent::Answered`]; `307`/`308`: the `POST` again to `Location` (§4.5), at most [`ClientConfig::max_redirects`] times; WHEP `406` with an SDP body → [`ClientEvent::CounterOffer`] |
 //! | trickle | `PATCH` session, `application/trickle-ice-sdpfrag` with the first m-line, its mid, `ice-ufrag`/`ice-pwd`, candidates, `end-of-candidates`; `If-Match: <etag>` (§4.3.1, §4.3.2) | any `2xx` (`204` as specified, `200` as some servers send) → [`ClientEvent::CandidatesSent`]; `412` → [`ResponseError::StaleEtag`] |
-//! | ICE restart | `PATCH` session, the new `ice-ufrag`/`ice-pwd` and candidates, `If-Match: "*"` (§4.3.3) | `200`: the server's sdpfrag and new `ETag` → [`ClientEvent::IceRestarted`]; the answer to a restart that a later one superseded is ignored |
+//! | ICE restart | `PATCH` session, the new `ice-ufrag`/`ice-pwd` and candidates, `If-Match: *` (§4.3.3; the wildcard of RFC 9110 §13.1.1, unquoted) | `200`: the server's sdpfrag and new `ETag` → [`ClientEvent::IceRestarted`]; the answer to a restart that a later one superseded is ignored |
 //! | counter-answer (WHEP) | `PATCH` session, `application/sdp` | any `2xx` → [`ClientEvent::CounterAnswered`] |
 //! | delete | `DELETE` session, no `If-Match` (§4.3.1) | any `2xx` (`200` as specified, `204` as some servers send) or `404` → [`ClientEvent::Deleted`] |
 //!
