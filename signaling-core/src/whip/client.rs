@@ -731,7 +731,7 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Restarts ICE (§4.3.3): a `PATCH` with `If-Match: "*"`, the new local credentials and the
+    /// Restarts ICE (§4.3.3): a `PATCH` with `If-Match: *`, the new local credentials and the
     /// candidates of the new ICE session gathered so far (`end` when that is all of them).
     /// Candidates of the old ICE session that were not sent yet are dropped; later ones wait
     /// for the restart's answer ([`ClientEvent::IceRestarted`]). Calling it again before the
