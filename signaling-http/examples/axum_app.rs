@@ -17,6 +17,7 @@ use axum::Router;
 use clap::Parser;
 use signaling::relay::{DriverConfig, RelayConfig, RelayHandle};
 use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 struct Args {
@@ -33,7 +34,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt::init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
     let args = Args::parse();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(signaling_http::tls::load_pem(cert, key)?),

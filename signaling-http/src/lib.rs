@@ -67,7 +67,11 @@ mod tests {
 
     #[test]
     fn a_refusal_is_answered_with_its_status_unless_it_is_no_error_status() {
-        let status = |code| refusal_response(&Refusal::other(code, "custom")).status().as_u16();
+        let status = |code| {
+            refusal_response(&Refusal::other(code, "custom"))
+                .status()
+                .as_u16()
+        };
         for code in [401, 403, 429, 503, 599] {
             assert_eq!(status(code), code);
         }

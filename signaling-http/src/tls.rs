@@ -162,6 +162,36 @@ impl Default for ServeConfig {
 }
 
 impl ServeConfig {
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Sets [`tls_handshake_timeout`](Self::tls_handshake_timeout).
+    pub fn with_tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_header_bytes`](Self::max_header_bytes).
+    pub fn with_max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+
+    /// Sets [`drain_timeout`](Self::drain_timeout).
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
     /// The smallest [`max_header_bytes`](Self::max_header_bytes) [`validate`](Self::validate)
     /// accepts: the HTTP library reads at least this much at once.
     pub const MIN_HEADER_BYTES: usize = 8 * 1024;
@@ -366,7 +396,11 @@ where
         while connections.join_next().await.is_some() {}
     })
     .await;
-    let cut = if drained.is_ok() { 0 } else { connections.len() };
+    let cut = if drained.is_ok() {
+        0
+    } else {
+        connections.len()
+    };
     if cut > 0 {
         tracing::debug!(cut, "connections cut at the end of the drain time");
     }
@@ -393,7 +427,9 @@ impl Connection {
         let handshake = tokio::time::timeout(self.config.tls_handshake_timeout, tls.accept(tcp));
         match handshake.await {
             Ok(Ok(stream)) => self.serve_http(stream).await,
-            Ok(Err(error)) => tracing::debug!(remote = %self.remote, %error, "TLS handshake failed"),
+            Ok(Err(error)) => {
+                tracing::debug!(remote = %self.remote, %error, "TLS handshake failed")
+            }
             Err(_) => tracing::debug!(remote = %self.remote, "TLS handshake timed out"),
         }
     }

@@ -16,7 +16,9 @@ use signaling_core::admission::{AllowAll, OriginAllowlist, TokenCheck};
 use signaling_http::relay::RelayRoute;
 use signaling_http::ws::{AxumWsConfig, WsUpgrade};
 use signaling_ws::{ConnectError, WsClient, WsConfig, WsConnection};
-use support::{expect_type, http_get, next_frame, recv, App, ANSWER, HELLO, HOST, OFFER, SRFLX, WAIT};
+use support::{
+    expect_type, http_get, next_frame, recv, App, ANSWER, HELLO, HOST, OFFER, SRFLX, WAIT,
+};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,7 +36,10 @@ async fn two_seed_clients_exchange_frames_byte_for_byte_beside_the_apps_own_rout
     let (mut a, welcome_a) = join(&app, "call").await;
     let (mut b, welcome_b) = join(&app, "call").await;
     assert_eq!(welcome_b["peers"], json!([welcome_a["id"]]));
-    assert_eq!(expect_type(&mut a, "relay/joined").await["id"], welcome_b["id"]);
+    assert_eq!(
+        expect_type(&mut a, "relay/joined").await["id"],
+        welcome_b["id"]
+    );
 
     // The seed client's order: the offer as the socket opens, then its candidates.
     a.send(OFFER.into()).await.unwrap();
@@ -55,7 +60,10 @@ async fn two_seed_clients_exchange_frames_byte_for_byte_beside_the_apps_own_rout
 
     // A clean close is a leave, heard by the other at once.
     a.close(CloseReason::normal()).await.unwrap();
-    assert_eq!(expect_type(&mut b, "relay/left").await["id"], welcome_a["id"]);
+    assert_eq!(
+        expect_type(&mut b, "relay/left").await["id"],
+        welcome_a["id"]
+    );
     assert!(recv(&mut a).await.unwrap().is_none());
 }
 
@@ -80,8 +88,15 @@ async fn raw_join(
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
     let url = format!("ws://{}/ws?room={room}", app.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let welcome = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("relay/welcome"), "{welcome}");
+    let welcome = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        welcome.to_text().unwrap().contains("relay/welcome"),
+        "{welcome}"
+    );
     ws
 }
 
@@ -91,7 +106,10 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("no hang") {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no hang")
+        {
             Some(Ok(Message::Close(Some(frame)))) => return frame.code,
             Some(Ok(_)) => continue,
             other => panic!("ended without a close frame: {other:?}"),
@@ -112,7 +130,10 @@ async fn a_frame_over_the_size_limit_is_refused_with_1009() {
     let app = App::start(None, |router, _| router).await;
     let limit = AxumWsConfig::default().max_message_size;
     let mut ws = raw_join(&app, "big").await;
-    let text = format!(r#"{{"type":"webrtc/offer","value":"{}"}}"#, "a".repeat(limit));
+    let text = format!(
+        r#"{{"type":"webrtc/offer","value":"{}"}}"#,
+        "a".repeat(limit)
+    );
     ws.send(Message::text(text)).await.unwrap();
     assert_eq!(close_code_of(&mut ws).await, WsCloseCode::Size);
 
@@ -120,7 +141,11 @@ async fn a_frame_over_the_size_limit_is_refused_with_1009() {
     let mut ws = raw_join(&app, "at-limit").await;
     ws.send(Message::text("a".repeat(limit))).await.unwrap();
     ws.send(Message::text(OFFER)).await.unwrap();
-    let answer = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let answer = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(answer.to_text().unwrap().contains("error"), "{answer}");
 }
 
@@ -150,7 +175,12 @@ async fn refused_upgrades_get_the_admission_checks_http_status() {
     let cases = [
         ("https://app.example", None, 401, "missing_token"),
         ("https://app.example", Some("wrong"), 401, "bad_token"),
-        ("https://evil.example", Some("s3cret"), 403, "forbidden_origin"),
+        (
+            "https://evil.example",
+            Some("s3cret"),
+            403,
+            "forbidden_origin",
+        ),
     ];
     for (origin, token, status, reason) in cases {
         match connect(origin, token).await {
@@ -161,7 +191,9 @@ async fn refused_upgrades_get_the_admission_checks_http_status() {
             other => panic!("{origin} {token:?}: {other:?}"),
         }
     }
-    let mut conn = connect("https://app.example", Some("s3cret")).await.unwrap();
+    let mut conn = connect("https://app.example", Some("s3cret"))
+        .await
+        .unwrap();
     expect_type(&mut conn, "relay/welcome").await;
 
     // A plain request to a WebSocket route is refused by axum's upgrade check.
@@ -204,7 +236,11 @@ async fn peer_info_is_filled_from_the_upgrade_request() {
         tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().unwrap(),
         _ => unreachable!("plain ws://"),
     };
-    let frame = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let frame = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let peer: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
     assert_eq!(
         peer,
@@ -221,7 +257,10 @@ async fn peer_info_is_filled_from_the_upgrade_request() {
 
 /// An app whose `/report` route reads each connection to its end and reports what `recv`
 /// returned last.
-async fn reporting_app() -> (App, tokio::sync::mpsc::Receiver<Result<Option<String>, String>>) {
+async fn reporting_app() -> (
+    App,
+    tokio::sync::mpsc::Receiver<Result<Option<String>, String>>,
+) {
     let (report, reports) = tokio::sync::mpsc::channel(8);
     let app = App::start(None, move |router, _| {
         router.route(
@@ -285,5 +324,8 @@ async fn graceful_shutdown_stops_accepting_and_leaves_websockets_to_the_relay() 
     let report = app.relay.shutdown(WAIT).await;
     assert_eq!((report.connections, report.closed), (1, 1), "{report:?}");
     assert_eq!(recv(&mut a).await.map_err(|e| e.to_string()), Ok(None));
-    assert_eq!(a.close_reason().map(|r| r.code), Some(CloseCode::GOING_AWAY));
+    assert_eq!(
+        a.close_reason().map(|r| r.code),
+        Some(CloseCode::GOING_AWAY)
+    );
 }

@@ -114,7 +114,9 @@ impl AxumWs {
         let limits = Limits {
             batch: config.send_queue.max(1),
             ping_interval: config.ping_interval,
-            dead_after: config.ping_interval.map(|period| period + config.pong_timeout),
+            dead_after: config
+                .ping_interval
+                .map(|period| period + config.pong_timeout),
             write_timeout: config.write_timeout,
             close_timeout: config.close_timeout,
         };

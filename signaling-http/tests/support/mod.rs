@@ -13,7 +13,7 @@ use axum::Router;
 use serde_json::Value;
 use signaling::relay::{DriverConfig, RelayConfig, RelayHandle};
 use signaling::transport::{Transport, TransportError};
-use signaling_http::tls::{self, ServeReport};
+use signaling_http::tls::{self, ServeConfig, ServeReport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -46,6 +46,14 @@ impl App {
         tls: Option<Arc<rustls::ServerConfig>>,
         extra: impl FnOnce(Router, RelayHandle) -> Router,
     ) -> Self {
+        Self::start_with(tls, ServeConfig::default(), extra).await
+    }
+
+    pub async fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        config: ServeConfig,
+        extra: impl FnOnce(Router, RelayHandle) -> Router,
+    ) -> Self {
         let relay = RelayHandle::new(RelayConfig::default(), DriverConfig::default());
         let router = Router::new()
             .route("/hello", get(|| async { HELLO }))
@@ -56,6 +64,7 @@ impl App {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             tls::serve(listener, router, tls)
+                .config(config)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
@@ -135,4 +144,13 @@ where
         head: head.to_owned(),
         body: body.to_owned(),
     }
+}
+
+/// What the server sends on `tcp` until it closes it (within [`WAIT`]).
+pub async fn read_until_closed(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut bytes))
+        .await
+        .expect("the server closes the connection");
+    bytes
 }
