@@ -42,11 +42,8 @@ use signaling_core::admission::Refusal;
 
 pub mod relay;
 pub mod tls;
+pub mod whip;
 pub mod ws;
-
-// WHIP and WHEP (RFC 9725, draft-ietf-wish-whep) over the sans-IO engine
-// `signaling_core::whip` belong in a `whip` module here, beside `relay`: handlers to mount in a
-// router, answering refused requests with `refusal_response` like the WebSocket upgrade does.
 
 /// The response refusing a request: the refusal's HTTP status and its reason's wire name
 /// (`bad_token`, ...) as a `text/plain` body. The reason names only the failed check, never a
