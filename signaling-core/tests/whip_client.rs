@@ -934,3 +934,45 @@ fn a_404_to_delete_means_the_session_is_gone_already() {
     let events = pump(&mut client, &mut server);
     assert_eq!(events, [ClientEvent::Deleted]);
 }
+
+#[test]
+fn a_delete_while_the_offer_is_out_deletes_the_session_the_server_creates() {
+    let mut server = Server::new(Config::whip());
+    let mut client = session(ClientConfig::whip(), "/whip/cam");
+    assert_eq!(client.delete(), Err(ClientError::NoSession));
+    client.offer(OFFER).unwrap();
+    let post = client.poll_transmit().unwrap();
+    client.delete().unwrap();
+    let response = server.serve(&post.request);
+    client.handle_response(post.id, &response);
+    assert_eq!(server.endpoint.session_count(), 1);
+    let events = pump(&mut client, &mut server);
+    assert_eq!(
+        events,
+        [ClientEvent::Deleted],
+        "no Answered for a deleted session"
+    );
+    assert_eq!(server.endpoint.session_count(), 0);
+    assert!(matches!(
+        server.events()[..],
+        [Event::Closed {
+            cause: CloseCause::Deleted,
+            ..
+        }]
+    ));
+
+    // An offer that fails leaves nothing to delete.
+    server.endpoint = Endpoint::new(Config::whip().with_max_sessions(0), [1; 32]);
+    let mut client = session(ClientConfig::whip(), "/whip/cam");
+    client.offer(OFFER).unwrap();
+    client.delete().unwrap();
+    let events = pump(&mut client, &mut server);
+    assert!(matches!(
+        events[..],
+        [ClientEvent::Failed {
+            error: ResponseError::Unavailable { .. },
+            ..
+        }]
+    ));
+    assert!(client.is_closed());
+}

@@ -562,6 +562,8 @@ pub struct ClientSession {
     restart: Option<RequestId>,
     /// The server's ICE session is unknown: a `412`, or a failed restart.
     restart_needed: bool,
+    /// [`ClientSession::delete`] was called while the offer was out.
+    delete_requested: bool,
 }
 
 impl fmt::Debug for ClientSession {
@@ -602,6 +604,7 @@ impl ClientSession {
             trickles: Vec::new(),
             restart: None,
             restart_needed: false,
+            delete_requested: false,
         }
     }
 
@@ -825,23 +828,30 @@ impl ClientSession {
     }
 
     /// Ends the session: a `DELETE` of the session URL. Buffered candidates are dropped, and
-    /// answers to requests still out are ignored from now on.
+    /// answers to requests still out are ignored from now on. While the offer is still out the
+    /// `DELETE` waits for its answer: a session the server creates meanwhile is deleted at once
+    /// (and no [`ClientEvent::Answered`] is told); an offer that fails leaves nothing to delete.
     ///
     /// # Errors
     ///
-    /// [`ClientError::NoSession`] before the session exists (an offer still out is dropped
-    /// with nothing sent: its answer will be ignored), [`ClientError::Closed`] when already
-    /// deleted or being deleted.
+    /// [`ClientError::NoSession`] before an offer was sent, [`ClientError::Closed`] when
+    /// already deleted or being deleted.
     pub fn delete(&mut self) -> Result<(), ClientError> {
         match self.state {
-            State::Established | State::CounterOffered | State::CounterAnswering { .. } => {}
-            State::Closed | State::Deleting { .. } => return Err(ClientError::Closed),
-            State::Idle | State::Offering { .. } => {
-                self.state = State::Idle;
-                self.queue.clear();
-                return Err(ClientError::NoSession);
+            State::Established | State::CounterOffered | State::CounterAnswering { .. } => {
+                self.queue_delete()
             }
+            State::Offering { .. } => {
+                self.delete_requested = true;
+                self.buffer.clear();
+                Ok(())
+            }
+            State::Closed | State::Deleting { .. } => Err(ClientError::Closed),
+            State::Idle => Err(ClientError::NoSession),
         }
+    }
+
+    fn queue_delete(&mut self) -> Result<(), ClientError> {
         let url = self.session_url.clone().ok_or(ClientError::NoSession)?;
         self.queue.clear();
         let id = self.push(RequestKind::Delete, Method::DELETE, &url, true, |b| {
@@ -851,6 +861,7 @@ impl ClientSession {
         self.buffer.clear();
         self.trickles.clear();
         self.restart = None;
+        self.delete_requested = false;
         Ok(())
     }
 
@@ -937,6 +948,10 @@ impl ClientSession {
     fn fail(&mut self, id: RequestId, error: ResponseError) {
         let Some(kind) = self.kind_of(id) else { return };
         match kind {
+            RequestKind::Offer if self.delete_requested => {
+                self.delete_requested = false;
+                self.state = State::Closed;
+            }
             RequestKind::Offer => self.state = State::Idle,
             RequestKind::CounterAnswer => self.state = State::CounterOffered,
             RequestKind::Delete => self.state = State::Established,
@@ -1003,6 +1018,11 @@ impl ClientSession {
                 self.ice_servers = ice_servers.clone();
                 self.answer = Some(answer.clone());
                 self.state = State::Established;
+                if self.delete_requested {
+                    // Only fails for a token that is no header value, which the POST had.
+                    let _ = self.queue_delete();
+                    return;
+                }
                 self.events.push_back(ClientEvent::Answered {
                     sdp: answer,
                     ice_servers,
@@ -1057,6 +1077,10 @@ impl ClientSession {
                 self.ice_servers = ice_servers.clone();
                 self.answer = Some(counter.clone());
                 self.state = State::CounterOffered;
+                if self.delete_requested {
+                    let _ = self.queue_delete();
+                    return;
+                }
                 self.events.push_back(ClientEvent::CounterOffer {
                     sdp: counter,
                     valid_until: valid_until(response.headers()),
