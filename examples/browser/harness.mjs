@@ -137,13 +137,24 @@ export async function waitForFrames(page, selector, timeout, min = 5) {
   );
 }
 
-/** Serves `examples/browser/seed.html` (the seed client) on a free 127.0.0.1 port. */
-export async function serveSeed() {
-  const html = await readFile(join(HERE, 'seed.html'));
+/**
+ * Serves `examples/browser/seed.html` (the seed client) on a free 127.0.0.1 port, and the
+ * files of `extra` (URL path -> path relative to `examples/browser`, e.g. an npm module from
+ * `node_modules`): pages and scripts come from this machine, never from the internet. HTML and
+ * JavaScript are typed by extension.
+ */
+export async function serveSeed(extra = {}) {
+  const files = { '/seed.html': 'seed.html', ...extra };
+  const bodies = new Map();
+  for (const [path, file] of Object.entries(files)) bodies.set(path, await readFile(join(HERE, file)));
+  const type = (path) =>
+    path.endsWith('.js') || path.endsWith('.mjs') ? 'text/javascript; charset=utf-8' : 'text/html; charset=utf-8';
   const server = createServer((req, res) => {
-    if (req.url.split('?')[0] === '/seed.html') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-      res.end(html);
+    const path = req.url.split('?')[0];
+    const body = bodies.get(path);
+    if (body) {
+      res.writeHead(200, { 'content-type': type(path), 'cache-control': 'no-store' });
+      res.end(body);
     } else {
       res.writeHead(404).end();
     }

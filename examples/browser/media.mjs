@@ -22,7 +22,19 @@
 //      and a v2-dialect client ({"type":"webrtc","value":{"type":"offer",..}}) gets a v2 answer
 //      and video;
 //   5. a simulcast publisher (demo page, three layers): the viewer gets the first layer listed,
-//      and the next one when that layer stops.
+//      and the next one when that layer stops;
+//   6. WHIP: medooze's whip.js (npm whip-whep, an independent client) publishes the fake camera
+//      into /whip/NAME and a seed client watches ?src=NAME; the server's counters show its
+//      trickle PATCHes; whip.js's ICE restart (PATCH with If-Match: "*") is answered 200, the
+//      browser's selected candidate pair moves to the new ICE credentials and the viewer keeps
+//      decoding; whip.js's DELETE ends the session and the viewer stays connected;
+//   7. WHEP: whep.js plays /whep/NAME before anyone publishes NAME (the server answers 201 and
+//      the player waits, as a ?src=NAME WebSocket client does); a seed client publishes
+//      ?dst=NAME and the player decodes it; an ICE restart by whep.js, and the player keeps
+//      decoding.
+// Scenarios 6 and 7 load whip.html and the two modules from the test's own static server (another
+// origin than the media server's: every WHIP/WHEP request is a CORS request) and read the
+// server's counters at /api/stats.
 // Each scenario prints the time from WebSocket open to the first decoded frame (scenario 3: from
 // the publisher's socket opening). E2E_REPEAT=N runs the list N times and prints each figure's
 // median; E2E_ONLY=1,3 runs only those scenarios. In every page the server's first frame must be
@@ -39,12 +51,19 @@ import {
   refuseNetwork,
   runScenarios,
   serveSeed,
+  sleep,
   waitForFrames,
   waitForHttp,
 } from './harness.mjs';
 
 const BASE = baseUrl('MEDIA_URL', 'node media.mjs http://127.0.0.1:PORT   (or MEDIA_URL=...)');
 const WS = `${BASE.replace(/^http/, 'ws')}/api/ws`;
+/** What the static server serves besides the seed client: the WHIP/WHEP page and its modules. */
+const WHIP_FILES = {
+  '/whip.html': 'whip.html',
+  '/whip-whep/whip.js': 'node_modules/whip-whep/whip.js',
+  '/whip-whep/whep.js': 'node_modules/whip-whep/whep.js',
+};
 const REPEAT = Math.max(1, Number(process.env.E2E_REPEAT || 1));
 refuseNetwork();
 
@@ -387,6 +406,176 @@ async function scenarioErrorsAndDialects(browser, logs, left, run) {
   }
 }
 
+/** The media server's counters (`GET /api/stats`). */
+async function serverStats() {
+  const res = await fetch(`${BASE}/api/stats`, { signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`GET /api/stats answered ${res.status}`);
+  return res.json();
+}
+
+/** Polls the server's counters until `pred(stats)` holds; the last ones seen. */
+async function statsUntil(pred, what, timeout) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    const stats = await serverStats();
+    if (pred(stats)) return stats;
+    if (Date.now() > until) throw new Error(`server counters: ${what} did not happen: ${JSON.stringify(stats)}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Page JS: the ICE side of `window.pc`: its connection state, the ufrags of its current local
+ * and remote descriptions, and the selected candidate pair with the local ufrag Chromium's
+ * transport stats give for it.
+ */
+const ICE_VIEW = async () => {
+  const pc = window.pc;
+  const ufrag = (d) => (d ? (d.sdp.match(/a=ice-ufrag:(.*)\r\n/) || [])[1] : null);
+  const stats = await pc.getStats();
+  const transport = [...stats.values()].find((s) => s.type === 'transport');
+  const pair = transport && stats.get(transport.selectedCandidatePairId);
+  const local = pair && stats.get(pair.localCandidateId);
+  const remote = pair && stats.get(pair.remoteCandidateId);
+  const rtp = [...stats.values()].filter((s) => s.kind === 'video' && /bound-rtp$/.test(s.type));
+  return {
+    connection: pc.connectionState,
+    localUfrag: ufrag(pc.currentLocalDescription),
+    remoteUfrag: ufrag(pc.currentRemoteDescription),
+    selectedUfrag: transport ? transport.iceLocalUsernameFragment ?? null : null,
+    pair: local && remote ? `${local.address}:${local.port} -> ${remote.address}:${remote.port}` : null,
+    videoBytes: rtp.reduce((n, s) => n + (s.bytesSent ?? s.bytesReceived ?? 0), 0),
+  };
+};
+
+/**
+ * Restarts ICE with the page's whip.js/whep.js client (a PATCH with If-Match: "*"; the client
+ * throws unless the answer is 2xx, and applies it only on 200) and waits until the browser's
+ * connection is up on a candidate pair of the new credentials. Returns the ICE views before
+ * and after.
+ */
+async function restartIce(page, left) {
+  const before = await page.evaluate(ICE_VIEW);
+  await page.evaluate(() => window.client.restart());
+  const until = Date.now() + left();
+  for (;;) {
+    const now = await page.evaluate(ICE_VIEW);
+    const renewed = now.remoteUfrag !== before.remoteUfrag && now.localUfrag !== before.localUfrag;
+    const onNewPair = now.selectedUfrag === null || now.selectedUfrag === now.localUfrag;
+    if (renewed && now.connection === 'connected' && onNewPair) break;
+    if (Date.now() > until) throw new Error(`ICE restart not done: before ${describeIce(before)}; now ${describeIce(now)}`);
+    await sleep(100);
+  }
+  const after = await page.evaluate(ICE_VIEW);
+  return { before, after };
+}
+
+const describeIce = (v) =>
+  `ufrags local ${v.localUfrag} remote ${v.remoteUfrag}, selected pair ${v.pair} (local ufrag ${v.selectedUfrag ?? 'not reported'}), ${v.videoBytes} video bytes`;
+
+/**
+ * 6: whip.js publishes, a seed client watches; trickle and ICE restart by PATCH; DELETE.
+ */
+async function scenarioWhip(browser, logs, left, seedBase, run) {
+  const name = `whip-${RUN}-${run}`;
+  const start = await serverStats();
+  const publisher = await instrumentedPage(browser, 'whip.js publisher', logs);
+  await publisher.goto(`${seedBase}/whip.html`);
+  await publisher.waitForFunction(() => window.ready, null, { timeout: left() });
+  await publisher.evaluate((url) => window.publish(url), `${BASE}/whip/${encodeURIComponent(name)}`);
+  await publisher.waitForFunction(() => window.pc.connectionState === 'connected', null, {
+    timeout: left(),
+    polling: 50,
+  });
+  note(`whip.js publishes ${name}: ${describeIce(await publisher.evaluate(ICE_VIEW))}`);
+  const viewer = await instrumentedPage(browser, 'seed viewer of a WHIP stream', logs);
+  await viewer.goto(seedPage(seedBase, `${WS}?src=${name}`));
+  const frames = await waitForFrames(viewer, '#video', left());
+  record('6 WHIP publisher (whip.js), seed viewer', (await firstFrameAt(viewer, 'video')) - (await openedAt(viewer)));
+  note(`the seed viewer plays the WHIP stream: ${JSON.stringify(frames)}; ${await answerCameFirst(viewer, 'viewer')}`);
+
+  const trickled = await statsUntil(
+    (s) => s.whip.trickles > start.whip.trickles && s.whip.candidates > start.whip.candidates,
+    'a trickle PATCH with candidates',
+    left(),
+  );
+  note(
+    `server: WHIP sessions created ${trickled.whip.created - start.whip.created}, trickle PATCHes ${trickled.whip.trickles - start.whip.trickles} with ${trickled.whip.candidates - start.whip.candidates} candidates`,
+  );
+
+  const { before, after } = await restartIce(publisher, left);
+  const restarted = await statsUntil(
+    (s) => s.whip.restarts === start.whip.restarts + 1 && s.ice_restarts === start.ice_restarts + 1,
+    'one ICE restart answered 200',
+    left(),
+  );
+  note(`ICE restart by whip.js answered 200 (server: WHIP restarts ${restarted.whip.restarts - start.whip.restarts}, failed ${restarted.whip.failed_restarts - start.whip.failed_restarts})`);
+  note(`  before: ${describeIce(before)}`);
+  note(`  after:  ${describeIce(after)}`);
+  const again = await waitForFrames(viewer, '#video', left(), 30);
+  const sent = await publisher.evaluate(ICE_VIEW);
+  if (sent.videoBytes <= after.videoBytes) {
+    throw new Error(`the publisher sent no video after the restart (${after.videoBytes} -> ${sent.videoBytes} bytes)`);
+  }
+  note(`after the restart the viewer keeps decoding: ${JSON.stringify(again)}; the publisher sent ${sent.videoBytes - after.videoBytes} more video bytes`);
+  const trickledAfter = await statsUntil(
+    (s) => s.whip.trickles > restarted.whip.trickles || s.whip.trickles > trickled.whip.trickles,
+    'a trickle PATCH after the restart',
+    left(),
+  ).catch(() => null);
+  if (trickledAfter) {
+    note(`server: ${trickledAfter.whip.trickles - trickled.whip.trickles} trickle PATCH(es) after the first ones (the restart's candidates, with the new entity-tag)`);
+  }
+
+  await publisher.evaluate(() => window.client.stop());
+  const deleted = await statsUntil((s) => s.whip.deleted === start.whip.deleted + 1, 'the DELETE', left());
+  await viewer.waitForTimeout(300);
+  const still = await viewer.evaluate(() => ({ connection: window.seed.pc.connectionState, socket: window.seed.ws.readyState }));
+  if (still.connection !== 'connected' || still.socket !== 1) {
+    throw new Error(`the viewer lost its connection when the WHIP publisher left: ${JSON.stringify(still)}`);
+  }
+  note(`whip.js DELETE: session deleted (server: ${deleted.connections} media connection(s) open); the viewer stays connected`);
+  for (const p of [publisher, viewer]) await p.context().close();
+}
+
+/**
+ * 7: whep.js plays a stream before its publisher (a seed client, ?dst=NAME) arrives; ICE restart.
+ */
+async function scenarioWhep(browser, logs, left, seedBase, run) {
+  const name = `whep-${RUN}-${run}`;
+  const start = await serverStats();
+  const player = await instrumentedPage(browser, 'whep.js player', logs);
+  await player.goto(`${seedBase}/whip.html`);
+  await player.waitForFunction(() => window.ready, null, { timeout: left() });
+  await player.evaluate((url) => window.view(url), `${BASE}/whep/${encodeURIComponent(name)}`);
+  await player.waitForFunction(() => window.pc.connectionState === 'connected', null, { timeout: left(), polling: 50 });
+  note(`whep.js plays ${name} before it has a publisher: connected (${describeIce(await player.evaluate(ICE_VIEW))})`);
+  const publisher = await instrumentedPage(browser, 'seed publisher', logs);
+  await publisher.goto(seedPage(seedBase, `${WS}?dst=${name}`, 'camera+microphone'));
+  const frames = await waitForFrames(player, '#video', left());
+  record('7 seed publisher, WHEP player (whep.js) waiting', (await firstFrameAt(player, 'video')) - (await openedAt(publisher)));
+  note(`the WHEP player plays the seed's camera: ${JSON.stringify(frames)}`);
+
+  const { before, after } = await restartIce(player, left);
+  const restarted = await statsUntil(
+    (s) => s.whep.restarts === start.whep.restarts + 1,
+    'one WHEP ICE restart answered 200',
+    left(),
+  );
+  note(`ICE restart by whep.js answered 200 (server: WHEP restarts ${restarted.whep.restarts - start.whep.restarts}, trickle PATCHes ${restarted.whep.trickles - start.whep.trickles})`);
+  note(`  before: ${describeIce(before)}`);
+  note(`  after:  ${describeIce(after)}`);
+  const again = await waitForFrames(player, '#video', left(), 30);
+  const received = await player.evaluate(ICE_VIEW);
+  if (received.videoBytes <= after.videoBytes) {
+    throw new Error(`the player received no video after the restart (${after.videoBytes} -> ${received.videoBytes} bytes)`);
+  }
+  note(`after the restart the player keeps decoding: ${JSON.stringify(again)}`);
+  await player.evaluate(() => window.client.stop());
+  await statsUntil((s) => s.whep.deleted === start.whep.deleted + 1, 'the DELETE', left());
+  for (const p of [player, publisher]) await p.context().close();
+}
+
 function median(values) {
   const s = [...values].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -398,7 +587,7 @@ async function main() {
   hardStop(5 * REPEAT);
   await waitForHttp(`${BASE}/`);
   const browser = await launchChromium();
-  const seed = await serveSeed();
+  const seed = await serveSeed(WHIP_FILES);
   const scenarios = [];
   for (let run = 1; run <= REPEAT; run += 1) {
     const tag = REPEAT > 1 ? ` [run ${run}]` : '';
@@ -408,6 +597,8 @@ async function main() {
       [`3: a viewer first, then the publisher${tag}`, (b, l, left) => scenarioViewerFirst(b, l, left, seed.base, run)],
       [`4: bad offers then a good one, and a v2 client${tag}`, (b, l, left) => scenarioErrorsAndDialects(b, l, left, run)],
       [`5: a simulcast publisher: the first layer, then the next when it stops${tag}`, (b, l, left) => scenarioSimulcast(b, l, left, seed.base, run)],
+      [`6: a WHIP publisher (whip.js) and a seed viewer; trickle, ICE restart, DELETE${tag}`, (b, l, left) => scenarioWhip(b, l, left, seed.base, run)],
+      [`7: a WHEP player (whep.js) waiting, then a seed publisher; ICE restart${tag}`, (b, l, left) => scenarioWhep(b, l, left, seed.base, run)],
     );
   }
   // E2E_ONLY=1,3 runs only those scenarios (by number).

@@ -1,6 +1,7 @@
 //! The `media_server`: its WebSocket API driven from Rust (in-process, everything on 127.0.0.1:
-//! the server's only ICE candidate is 127.0.0.1 and it adds only loopback remote candidates), and
-//! its browser scenarios (`examples/browser/media.mjs`: decoded video in headless Chromium,
+//! the server's only ICE candidate is 127.0.0.1 and it adds only loopback remote candidates), its
+//! WHIP and WHEP endpoints driven through its router (the status codes of RFC 9725 and the WHEP
+//! draft, with offers made by str0m as a client), and its browser scenarios (`examples/browser/media.mjs`: decoded video in headless Chromium,
 //! against the real binary, inside a loopback-only network namespace).
 //!
 //! ```text
@@ -11,12 +12,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::http::{Method, Request, Response, StatusCode};
 use examples::media_server::{close_code, MediaConfig, MediaServer};
 use signaling::transport::{Frame, Transport, TransportError};
 use signaling_ws::{WsClient, WsConfig, WsConnection};
 use str0m::media::{Direction, MediaKind};
 use str0m::Rtc;
 use tokio::net::{TcpListener, UdpSocket};
+use tower_service::Service as _;
 
 mod support;
 
@@ -329,6 +333,228 @@ async fn connections_over_the_limit_are_told_to_come_back() {
         break;
     }
     assert!(taken, "the slot was not freed");
+}
+
+/// A real offer made by str0m as a publishing client: send-only video and audio.
+fn publisher_offer() -> String {
+    let mut rtc = Rtc::builder().build(Instant::now());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, _pending) = change.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+/// One request through the server's router (in-process: no socket); the response and its body.
+async fn request(
+    server: &MediaServer,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (Response<Body>, String) {
+    let mut builder = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Body::from(body.to_owned())).unwrap();
+    let mut router = server.router();
+    let response = router.call(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    (
+        Response::from_parts(parts, Body::empty()),
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+/// `POST`s `offer` to `path` as `application/sdp`.
+async fn post(server: &MediaServer, path: &str, offer: &str) -> (Response<Body>, String) {
+    request(
+        server,
+        Method::POST,
+        path,
+        &[("content-type", "application/sdp")],
+        offer,
+    )
+    .await
+}
+
+fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+fn ice_ufrag(sdp: &str) -> &str {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("an ice-ufrag")
+        .trim_end()
+}
+
+/// WHIP (RFC 9725 §4.2) publishes like `?dst=NAME`: `201` with the answer (the server's host
+/// candidate inline), `Location` and `ETag`; a second publisher of the same stream gets `409`
+/// (the stream is taken), a bad name `400`, an offer str0m cannot use `422`, SDP it cannot
+/// parse `400`. WHEP watches like `?src=NAME`, also before the stream has a publisher (`201`,
+/// the player waits). `DELETE` (`200`) frees the stream for the next publisher.
+#[tokio::test]
+async fn whip_and_whep_answer_like_the_websocket_api() {
+    let server = MediaServer::new(MediaConfig::default());
+    let (whep, answer) = post(&server, "/whep/cam", &viewer_offer().0).await;
+    assert_eq!(whep.status(), StatusCode::CREATED, "{answer}");
+    assert!(answer.starts_with("v=0"), "{answer}");
+
+    let (created, answer) = post(&server, "/whip/cam", &publisher_offer()).await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{answer}");
+    let location = header(&created, "location").to_owned();
+    assert!(location.starts_with("/whip/cam/"), "{location}");
+    assert!(header(&created, "etag").starts_with('"'));
+    assert!(
+        answer
+            .lines()
+            .any(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 ")),
+        "the answer carries the server's host candidate:
+{answer}"
+    );
+
+    let (taken, text) = post(&server, "/whip/cam", &publisher_offer()).await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("already has a publisher"), "{text}");
+    let long = format!("/whip/{}", "x".repeat(65));
+    let (bad, _) = post(&server, &long, &publisher_offer()).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let no_fingerprint = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\na=setup:actpass\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n";
+    let (unusable, text) = post(&server, "/whip/other", no_fingerprint).await;
+    assert_eq!(
+        unusable.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{text}"
+    );
+    let (unparsable, text) = post(&server, "/whip/other", "v=0\r\nm=video 9 nonsense\r\n").await;
+    assert_eq!(unparsable.status(), StatusCode::BAD_REQUEST, "{text}");
+
+    let (deleted, _) = request(&server, Method::DELETE, &location, &[], "").await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let mut again = None;
+    for _ in 0..50 {
+        let (r, _) = post(&server, "/whip/cam", &publisher_offer()).await;
+        if r.status() == StatusCode::CREATED {
+            again = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "the stream was not freed by the DELETE");
+    let stats = server.stats();
+    assert_eq!(
+        (stats.whip_sessions, stats.whep_sessions),
+        (4, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.whip.deleted, 1);
+}
+
+/// The connection, stream and viewer limits hold for WHIP and WHEP sessions too, counted with
+/// the WebSocket clients: `503` + `Retry-After` (RFC 9725 §4.5).
+#[tokio::test]
+async fn whip_and_whep_sessions_count_against_the_limits() {
+    let server = Arc::new(MediaServer::new(
+        MediaConfig::default().with_limits(3, 2, 1, 8),
+    ));
+    let (first, _) = post(&server, "/whep/a", &viewer_offer().0).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let (viewer2, _) = post(&server, "/whep/a", &viewer_offer().0).await;
+    assert_eq!(viewer2.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header(&viewer2, "retry-after").parse::<u64>().unwrap() > 0);
+    let (second_stream, _) = post(&server, "/whip/b", &publisher_offer()).await;
+    assert_eq!(second_stream.status(), StatusCode::CREATED);
+    let (third_stream, _) = post(&server, "/whip/c", &publisher_offer()).await;
+    assert_eq!(third_stream.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // The third connection slot goes to a WebSocket client; a fourth connection of any kind is
+    // refused.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/api/ws", listener.local_addr().unwrap());
+    tokio::spawn(server.clone().run(listener));
+    let _ws = registered(&format!("{url}?dst=a")).await;
+    let (over, _) = post(&server, "/whep/b", &viewer_offer().0).await;
+    assert_eq!(over.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let mut ws_over = connect(&format!("{url}?src=b")).await;
+    assert_eq!(closed(&mut ws_over).await, 1013);
+    assert_eq!(server.stats().connections, 3);
+}
+
+/// An ICE restart by `PATCH` (RFC 9725 §4.3.3, `If-Match: "*"` and the client's new
+/// credentials) is answered `200` with the server's new ICE credentials (not those of its
+/// answer), its candidate and a new `ETag`; trickle `PATCH`es then take the new entity-tag
+/// (`204`) and refuse the old one (`412`).
+#[tokio::test]
+async fn an_ice_restart_by_patch_gives_str0m_new_credentials() {
+    let server = MediaServer::new(MediaConfig::default());
+    let (created, answer) = post(&server, "/whip/cam", &publisher_offer()).await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{answer}");
+    let location = header(&created, "location").to_owned();
+    let old_tag = header(&created, "etag").to_owned();
+    let frag = "a=ice-ufrag:R3st\r\na=ice-pwd:4nOtherPasswordOf22chars\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n";
+    let patch = |tag: &str| {
+        [
+            ("content-type", "application/trickle-ice-sdpfrag"),
+            ("if-match", tag),
+        ]
+        .map(|(k, v)| (k, v.to_owned()))
+    };
+    let headers = patch("*");
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (restarted, body) = request(&server, Method::PATCH, &location, &headers, frag).await;
+    assert_eq!(restarted.status(), StatusCode::OK, "{body}");
+    let new_tag = header(&restarted, "etag").to_owned();
+    assert_ne!(new_tag, old_tag);
+    assert_ne!(ice_ufrag(&body), ice_ufrag(&answer), "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("a=candidate:") && l.contains(" 127.0.0.1 ")),
+        "{body}"
+    );
+    assert_eq!(server.stats().ice_restarts, 1);
+
+    let trickle = "a=ice-ufrag:R3st\r\na=ice-pwd:4nOtherPasswordOf22chars\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host\r\n";
+    for (tag, status) in [
+        (new_tag.as_str(), StatusCode::NO_CONTENT),
+        (old_tag.as_str(), StatusCode::PRECONDITION_FAILED),
+    ] {
+        let headers = patch(tag);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (r, body) = request(&server, Method::PATCH, &location, &headers, trickle).await;
+        assert_eq!(r.status(), status, "{body}");
+    }
+}
+
+/// A WHIP or WHEP session has no socket: when its ICE connection does not come up within the
+/// ICE timeout, the server ends it (then its URL answers `404`) and frees its slot.
+#[tokio::test]
+async fn an_http_session_whose_ice_never_comes_up_ends() {
+    let server =
+        MediaServer::new(MediaConfig::default().with_ice_timeout(Duration::from_millis(200)));
+    let (created, _) = post(&server, "/whip/cam", &publisher_offer()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = header(&created, "location").to_owned();
+    assert_eq!(server.stats().connections, 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (r, _) = request(&server, Method::GET, &location, &[], "").await;
+        if r.status() == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the session did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.stats().connections, 0);
+    assert_eq!(server.streams().len(), 0);
 }
 
 /// The browser scenarios against the binary, in a loopback-only namespace.

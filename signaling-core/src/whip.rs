@@ -570,6 +570,8 @@ struct PendingRestart {
     pwd: String,
     /// The client's request, whose first section the answer echoes.
     request: SdpFrag,
+    /// The request's `Origin` (allowed), for the CORS headers of the answer.
+    origin: Option<String>,
 }
 
 #[derive(Debug)]
@@ -584,6 +586,8 @@ struct Session {
     section: Option<FragMedia>,
     candidates: usize,
     bearer: Option<String>,
+    /// The `POST`'s `Origin` (allowed), for the CORS headers of the answer to it.
+    origin: Option<String>,
 }
 
 /// The WHIP or WHEP state machine of one endpoint kind: every session of it. See the
@@ -685,8 +689,10 @@ impl Endpoint {
         s.state = State::Active;
         let location = format!("{}/{}", s.path.trim_end_matches('/'), session);
         let etag = s.etag.clone();
+        let origin = s.origin.clone();
         let mut response = self.with_body(StatusCode::CREATED, SDP_MEDIA_TYPE, answer.to_owned());
         let headers = response.headers_mut();
+        self.add_cors(headers, origin.as_deref());
         insert(headers, header::LOCATION, &location);
         insert(headers, header::ETAG, &etag);
         if self.patch_supported() {
@@ -721,6 +727,7 @@ impl Endpoint {
         s.remote_pwd = None;
         let location = format!("{}/{}", s.path.trim_end_matches('/'), session);
         let etag = s.etag.clone();
+        let origin = s.origin.clone();
         let content_type = if ttl == DEFAULT_COUNTER_OFFER_TTL {
             SDP_MEDIA_TYPE.to_owned()
         } else {
@@ -732,6 +739,7 @@ impl Endpoint {
         };
         let mut response = self.with_body(StatusCode::NOT_ACCEPTABLE, "", offer.to_owned());
         let headers = response.headers_mut();
+        self.add_cors(headers, origin.as_deref());
         insert(headers, header::CONTENT_TYPE, &content_type);
         insert(headers, header::LOCATION, &location);
         insert(headers, header::ETAG, &etag);
@@ -753,10 +761,11 @@ impl Endpoint {
             return Err(CompletionError::NotWhep);
         }
         self.offered(session)?;
-        self.sessions.remove(session);
+        let origin = self.sessions.remove(session).and_then(|s| s.origin);
         self.stats.rejected += 1;
         let mut response = self.plain(StatusCode::CONFLICT, "the stream is not live");
         insert_retry_after(response.headers_mut(), retry_after);
+        self.add_cors(response.headers_mut(), origin.as_deref());
         self.add_expose(response.headers_mut());
         Ok(response)
     }
@@ -768,7 +777,7 @@ impl Endpoint {
         rejection: Rejection,
     ) -> Result<Response<String>, CompletionError> {
         self.offered(session)?;
-        self.sessions.remove(session);
+        let origin = self.sessions.remove(session).and_then(|s| s.origin);
         self.stats.rejected += 1;
         let mut response = match rejection {
             Rejection::BadRequest(m) => self.plain(StatusCode::BAD_REQUEST, &m),
@@ -785,6 +794,7 @@ impl Endpoint {
             }
             Rejection::Internal(m) => self.plain(StatusCode::INTERNAL_SERVER_ERROR, &m),
         };
+        self.add_cors(response.headers_mut(), origin.as_deref());
         self.add_expose(response.headers_mut());
         Ok(response)
     }
@@ -823,6 +833,7 @@ impl Endpoint {
         let mut response =
             self.with_body(StatusCode::OK, crate::sdpfrag::MEDIA_TYPE, frag.to_string());
         insert(response.headers_mut(), header::ETAG, &etag);
+        self.add_cors(response.headers_mut(), restart.origin.as_deref());
         self.add_expose(response.headers_mut());
         Ok(response)
     }
@@ -838,9 +849,9 @@ impl Endpoint {
             .sessions
             .get_mut(session)
             .ok_or_else(|| CompletionError::NotWaiting(session.clone()))?;
-        if s.restart.take().is_none() {
+        let Some(restart) = s.restart.take() else {
             return Err(CompletionError::NotWaiting(session.clone()));
-        }
+        };
         self.stats.failed_restarts += 1;
         let mut response = match failure {
             RestartFailure::Unprocessable(m) => self.plain(StatusCode::UNPROCESSABLE_ENTITY, &m),
@@ -851,6 +862,7 @@ impl Endpoint {
             }
             RestartFailure::Internal(m) => self.plain(StatusCode::INTERNAL_SERVER_ERROR, &m),
         };
+        self.add_cors(response.headers_mut(), restart.origin.as_deref());
         self.add_expose(response.headers_mut());
         Ok(response)
     }
@@ -993,6 +1005,7 @@ impl Endpoint {
                 section: FragMedia::first_in_sdp(sdp),
                 candidates: 0,
                 bearer: bearer(request).map(str::to_owned),
+                origin: request.header(header::ORIGIN).map(str::to_owned),
             },
         );
         self.stats.offers += 1;
@@ -1113,13 +1126,19 @@ impl Endpoint {
             None => false,
         };
         if wildcard || new_credentials {
-            self.on_restart(id, frag, now)
+            self.on_restart(id, frag, request.header(header::ORIGIN), now)
         } else {
             self.on_trickle(id, &frag)
         }
     }
 
-    fn on_restart(&mut self, id: SessionId, frag: SdpFrag, now: Instant) -> Outcome {
+    fn on_restart(
+        &mut self,
+        id: SessionId,
+        frag: SdpFrag,
+        origin: Option<&str>,
+        now: Instant,
+    ) -> Outcome {
         if !self.config.ice_restart {
             let r = self.plain(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -1145,6 +1164,7 @@ impl Endpoint {
             ufrag: ufrag.clone(),
             pwd: pwd.clone(),
             request: frag.clone(),
+            origin: origin.map(str::to_owned),
         });
         let limit = self.config.max_candidates_per_session;
         let mut candidates: Vec<(Option<String>, Candidate)> = frag

@@ -397,6 +397,68 @@ fn interop_cors_exposes_location_etag_link_on_the_201() {
     }
 }
 
+/// A browser reads no response of another origin that lacks `Access-Control-Allow-Origin`:
+/// the answers the application completes (the `201`, a refusal, a restart's `200` or its
+/// failure) carry it too, not only those the endpoint gives at once.
+#[test]
+fn interop_cors_allows_the_origin_on_completed_answers() {
+    const APP: &str = "https://app.example";
+    for allowed in [None, Some(vec![APP.to_owned()])] {
+        let expect = if allowed.is_some() { APP } else { "*" };
+        let mut h = Harness::new(Config::whip().with_allowed_origins(allowed));
+        let with_origin = [("content-type", SDP), ("origin", APP)];
+        let Outcome::Offer(offer) = h.post(&with_origin, OFFER) else {
+            panic!()
+        };
+        let r = h.ep.accept(&offer.session, &answer_for(OFFER), T0).unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(expect));
+        let id = offer.session;
+        let tag = etag(&r);
+
+        let Outcome::Offer(refused) = h.post(&with_origin, OFFER) else {
+            panic!()
+        };
+        let r =
+            h.ep.reject(&refused.session, Rejection::Conflict("taken".into()))
+                .unwrap();
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(expect));
+
+        let restart = |h: &mut Harness, if_match: &str| {
+            let hs = headers(&[
+                ("content-type", FRAG),
+                ("if-match", if_match),
+                ("origin", APP),
+            ]);
+            let path = format!("/whip/cam/{id}");
+            let req = Request::session(&Method::PATCH, &path, id.as_str(), &hs, RESTART.as_bytes());
+            h.ep.handle(&req, h.now)
+        };
+        let Outcome::Restart(_) = restart(&mut h, &tag) else {
+            panic!()
+        };
+        let r =
+            h.ep.restart_failed(&id, RestartFailure::Unprocessable("no".into()))
+                .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(expect));
+        let Outcome::Restart(_) = restart(&mut h, "*") else {
+            panic!()
+        };
+        let r = h.ep.restarted(&id, &server_ice()).unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(expect));
+        assert!(header(&r, "access-control-expose-headers")
+            .unwrap()
+            .contains("ETag"));
+    }
+    // Without an Origin (not a browser), no CORS header is added.
+    let mut h = Harness::new(Config::whip());
+    let (r, _) = h.create();
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+}
+
 #[test]
 fn interop_cors_origin_not_allowed_is_403() {
     let config = Config::whip().with_allowed_origins(Some(vec!["https://good.example".into()]));

@@ -105,23 +105,27 @@ pub enum WhipEvent {
 }
 
 impl WhipEvent {
-    /// The application's form of a core event; `None` for a kind this adapter does not know
-    /// (the core's event enum is non-exhaustive), which is skipped rather than a panic.
+    /// The adapter's form of a core event; `None` for an event kind this adapter does not know
+    /// (the core's enum is non-exhaustive), which is logged and skipped rather than taken down
+    /// the server.
     fn from_core(event: whip::Event) -> Option<Self> {
-        Some(match event {
+        match event {
             whip::Event::Candidates {
                 session,
                 candidates,
                 end_of_candidates,
-            } => WhipEvent::Candidates {
+            } => Some(WhipEvent::Candidates {
                 session,
                 candidates,
                 end_of_candidates,
-            },
-            whip::Event::Answer { session, sdp } => WhipEvent::Answer { session, sdp },
-            whip::Event::Closed { session, cause } => WhipEvent::Closed { session, cause },
-            _ => return None,
-        })
+            }),
+            whip::Event::Answer { session, sdp } => Some(WhipEvent::Answer { session, sdp }),
+            whip::Event::Closed { session, cause } => Some(WhipEvent::Closed { session, cause }),
+            other => {
+                tracing::warn!(event = ?other, "an endpoint event this adapter does not know");
+                None
+            }
+        }
     }
 }
 
@@ -213,11 +217,6 @@ impl WhipEndpoint {
     /// An endpoint with `config`, and the stream of its events (bounded by
     /// [`Config::max_events`]). Starts a task for the endpoint's timers, which ends when the
     /// last clone is dropped; call it inside a tokio runtime.
-    ///
-    /// # Panics
-    ///
-    /// When the operating system's random source fails (the session-id key is drawn from it),
-    /// or outside a tokio runtime.
     pub fn new(config: Config) -> (Self, WhipEvents) {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("the operating system's random source");
@@ -270,12 +269,11 @@ impl WhipEndpoint {
     /// (the rest wait in the endpoint, whose own bound then refuses further `PATCH`es).
     fn forward_events(&self, endpoint: &mut Endpoint) {
         while let Ok(permit) = self.shared.events.try_reserve() {
-            match endpoint.poll_event() {
-                Some(event) => match WhipEvent::from_core(event) {
-                    Some(event) => permit.send(event),
-                    None => tracing::debug!("an endpoint event of an unknown kind, skipped"),
-                },
-                None => break,
+            let Some(event) = endpoint.poll_event() else {
+                break;
+            };
+            if let Some(event) = WhipEvent::from_core(event) {
+                permit.send(event);
             }
         }
     }
@@ -391,7 +389,7 @@ impl WhipEndpoint {
     /// `404`.
     fn complete(
         &self,
-        call: impl FnOnce(&mut Endpoint) -> Result<http::Response<String>, whip::CompletionError>,
+        call: impl FnOnce(&mut Endpoint) -> Result<axum::http::Response<String>, whip::CompletionError>,
     ) -> Response {
         let result = {
             let mut endpoint = self.lock();
@@ -459,7 +457,7 @@ async fn on_session(
         .await
 }
 
-fn into_axum(response: http::Response<String>) -> Response {
+fn into_axum(response: axum::http::Response<String>) -> Response {
     response.map(Body::from)
 }
 
@@ -484,3 +482,4 @@ async fn tick(shared: Weak<Shared>) {
         handle.forward_events(&mut endpoint);
     }
 }
+

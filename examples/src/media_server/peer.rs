@@ -1,19 +1,29 @@
-//! One WebSocket connection of the media server: a task that owns the signaling [`Session`], one
-//! str0m [`Rtc`] and one UDP socket bound to the RTC address, and moves media between that `Rtc`
-//! and the stream table.
+//! One connection of the media server (a WebSocket client, or a WHIP or WHEP session): a task
+//! that owns its signaling (the library's [`Session`] over the WebSocket, or the commands of the
+//! HTTP endpoint), one str0m [`Rtc`] and one UDP socket bound to the RTC address, and moves
+//! media between that `Rtc` and the stream table.
 //!
 //! Everything of one connection happens on this one task, strictly in order: signaling events,
 //! datagrams, frames to write as a viewer, keyframe requests as a publisher, and str0m's timer.
 //! str0m is sans-IO like the negotiation: after every input its output is drained until it
 //! gives a timeout.
+//!
+//! A WebSocket client and an HTTP session differ only in where their signaling comes from
+//! ([`Signaling`]) and in how they end: a WebSocket connection ends with its socket (and when
+//! its ICE connection is lost, as before), an HTTP session, which has no socket, when it is
+//! deleted or when its ICE connection is not up for [`PeerSettings::ice_timeout`] (first
+//! connecting, or lost and not restarted).
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signaling::session::{self, Session, SessionConfig, SessionEvent};
 use signaling::transport::{CloseCode, CloseReason, Transport};
-use signaling_core::negotiation::{Config, Event as Negotiation, RemoteCandidate};
+use signaling_core::candidate::Candidate as IceCandidate;
+use signaling_core::negotiation::{Config, Event as Negotiation};
+use signaling_core::whip::{IceAnswer, Rejection, Restart, RestartFailure, SessionId};
 use signaling_core::wire::SdpKind;
+use signaling_http::whip::{OfferRequest, RestartRequest, WhipEndpoint};
 use str0m::change::SdpOffer;
 use str0m::media::{KeyframeRequestKind, MediaAdded, MediaData, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -21,7 +31,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::streams::{ConnId, Endpoints, Frame, Membership, Streams};
+use super::streams::{ConnId, Endpoints, Frame, JoinError, Membership, Streams};
+use super::Counters;
 
 /// Keyframe requests sent to one publisher are at least this far apart; the ones in between are
 /// dropped (a viewer still waiting asks again with the next frame it cannot use).
@@ -45,6 +56,9 @@ pub(crate) struct PeerSettings {
     pub(crate) negotiation: Config,
     /// The session driver's settings.
     pub(crate) session: SessionConfig,
+    /// How long an HTTP session's ICE connection may be down (not yet connected, lost, or
+    /// restarting) before the session ends.
+    pub(crate) ice_timeout: Duration,
 }
 
 /// The roles a connection asked for in its URL.
@@ -62,37 +76,74 @@ pub(crate) async fn refuse<T: Transport>(mut transport: T, code: CloseCode, mess
     signaling::transport::refuse(&mut transport, super::REQUEST_TYPE, message, code).await;
 }
 
-/// Serves one upgraded connection until the client leaves or its media connection ends.
+/// What a connection holds once it has its place in the streams and its UDP socket.
+struct Opened {
+    membership: Membership,
+    media: mpsc::Receiver<Arc<Frame>>,
+    keyframes: mpsc::Receiver<()>,
+    socket: UdpSocket,
+    local: SocketAddr,
+}
+
+/// Why a connection could not be opened.
+enum OpenError {
+    /// The stream table refused its roles.
+    Join(JoinError),
+    /// No UDP socket could be bound on the RTC address.
+    Socket(std::io::Error),
+}
+
+/// Takes the roles in the stream table (all or nothing) and binds the UDP socket.
+async fn open(
+    conn: ConnId,
+    roles: &Roles,
+    streams: &Arc<Streams>,
+    settings: &PeerSettings,
+) -> Result<Opened, OpenError> {
+    let (media_tx, media) = mpsc::channel(settings.media_queue.max(1));
+    let (keyframes_tx, keyframes) = mpsc::channel(1);
+    let membership = streams
+        .join(
+            conn,
+            roles.src.as_deref(),
+            roles.dst.as_deref(),
+            Endpoints {
+                media: media_tx,
+                keyframes: keyframes_tx,
+            },
+        )
+        .map_err(OpenError::Join)?;
+    let socket = UdpSocket::bind((settings.rtc_ip, 0))
+        .await
+        .map_err(OpenError::Socket)?;
+    let local = socket.local_addr().map_err(OpenError::Socket)?;
+    Ok(Opened {
+        membership,
+        media,
+        keyframes,
+        socket,
+        local,
+    })
+}
+
+/// Serves one upgraded WebSocket connection until the client leaves or its media connection
+/// ends.
 pub(crate) async fn serve<T: Transport + 'static>(
     transport: T,
     conn: ConnId,
     roles: Roles,
     streams: &Arc<Streams>,
     settings: &PeerSettings,
+    counters: &Arc<Counters>,
 ) {
-    let (media, media_rx) = mpsc::channel(settings.media_queue.max(1));
-    let (keyframes, keyframe_rx) = mpsc::channel(1);
-    let membership = match streams.join(
-        conn,
-        roles.src.as_deref(),
-        roles.dst.as_deref(),
-        Endpoints { media, keyframes },
-    ) {
-        Ok(m) => m,
-        Err(e) => {
+    let opened = match open(conn, &roles, streams, settings).await {
+        Ok(opened) => opened,
+        Err(OpenError::Join(e)) => {
             tracing::info!(%conn, error = %e, "connection refused");
             refuse(transport, e.close_code(), &e.to_string()).await;
             return;
         }
-    };
-    let bound = async {
-        let socket = UdpSocket::bind((settings.rtc_ip, 0)).await?;
-        let local = socket.local_addr()?;
-        Ok::<_, std::io::Error>((socket, local))
-    };
-    let (socket, local) = match bound.await {
-        Ok(bound) => bound,
-        Err(e) => {
+        Err(OpenError::Socket(e)) => {
             tracing::warn!(%conn, error = %e, "cannot bind a UDP socket for media");
             refuse(
                 transport,
@@ -103,34 +154,125 @@ pub(crate) async fn serve<T: Transport + 'static>(
             return;
         }
     };
-    tracing::info!(%conn, src = ?roles.src, dst = ?roles.dst, %local, "connection open");
+    tracing::info!(%conn, src = ?roles.src, dst = ?roles.dst, local = %opened.local, "connection open");
     let session = session::spawn(
         transport,
         settings.negotiation.clone(),
         settings.session.clone(),
     );
-    let peer = Peer {
+    let (peer, media, keyframes) = Peer::new(
         conn,
-        stream_id: msid_token(roles.src.as_deref().unwrap_or("media")),
-        session,
-        rtc: new_rtc(local),
-        socket,
-        local,
-        membership,
-        accepted: false,
-        out_video: None,
-        out_audio: None,
-        in_video: None,
-        in_audio: None,
-        layers: Vec::new(),
-        forwarded_layer: None,
-        rebase_video: Rebase::default(),
-        rebase_audio: Rebase::default(),
-        last_keyframe_request: None,
-        rtc_deadline: Instant::now(),
-        stats: PeerStats::default(),
+        &roles,
+        opened,
+        Signaling::Ws(session),
+        settings,
+        counters,
+    );
+    peer.run(media, keyframes).await;
+}
+
+/// The signaling of a WHIP or WHEP session: the commands its endpoint's dispatcher routes to it.
+/// The channel closing means the session was deleted.
+#[derive(Debug)]
+pub(crate) struct HttpSignaling {
+    /// The endpoint, to end the session from the server's side.
+    pub(crate) endpoint: WhipEndpoint,
+    /// The session's id in that endpoint.
+    pub(crate) session: SessionId,
+    /// Its commands.
+    pub(crate) commands: mpsc::Receiver<Command>,
+    /// The `Retry-After` of an offer refused for a limit.
+    pub(crate) retry_after: Duration,
+}
+
+/// How long a WHIP or WHEP session whose media ended waits for its client's `DELETE` before it
+/// ends the session itself. Clients close their peer connection first (which ends the media at
+/// once, with a DTLS close) and then send `DELETE`, which should find the session.
+const DELETE_GRACE: Duration = Duration::from_secs(5);
+
+impl HttpSignaling {
+    /// Ends the session: waits (at most [`DELETE_GRACE`]) for the client's `DELETE` unless it
+    /// came already, refusing ICE restarts meanwhile, then removes the session from the
+    /// endpoint (later requests for it get `404`).
+    async fn end(mut self) {
+        let wait = async {
+            while let Some(command) = self.commands.recv().await {
+                if let Command::Restart(request) = command {
+                    request.fail(RestartFailure::Internal(
+                        "the media connection has ended".to_owned(),
+                    ));
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DELETE_GRACE, wait).await;
+        self.endpoint.close(&self.session);
+    }
+}
+
+/// What a WHIP or WHEP session hears from its endpoint after its offer.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Trickled candidates (`PATCH`, already answered `204`).
+    Candidates {
+        /// The candidates; their `mid`s do not matter with one BUNDLE transport.
+        candidates: Vec<(Option<String>, IceCandidate)>,
+        /// The client has no more.
+        end_of_candidates: bool,
+    },
+    /// An ICE restart (`PATCH` with `If-Match: "*"` or new credentials), answered by the session.
+    Restart(RestartRequest),
+}
+
+/// Serves one WHIP (`dst`) or WHEP (`src`) session: answers its offer through `request`
+/// (refusing it with a [`Rejection`] when the stream table, the socket or str0m says no), then
+/// runs until the session is deleted or its ICE connection stays down.
+pub(crate) async fn serve_http(
+    request: OfferRequest,
+    signaling: HttpSignaling,
+    conn: ConnId,
+    roles: Roles,
+    streams: &Arc<Streams>,
+    settings: &PeerSettings,
+    counters: &Arc<Counters>,
+) {
+    let retry_after = signaling.retry_after;
+    let opened = match open(conn, &roles, streams, settings).await {
+        Ok(opened) => opened,
+        Err(OpenError::Join(e)) => {
+            tracing::info!(%conn, error = %e, "session refused");
+            counters.session_refused();
+            request.reject(e.rejection(retry_after));
+            return;
+        }
+        Err(OpenError::Socket(e)) => {
+            tracing::warn!(%conn, error = %e, "cannot bind a UDP socket for media");
+            counters.session_refused();
+            request.reject(Rejection::Internal("no UDP port for media".to_owned()));
+            return;
+        }
     };
-    peer.run(media_rx, keyframe_rx).await;
+    tracing::info!(%conn, session = %signaling.session, src = ?roles.src, dst = ?roles.dst, local = %opened.local, "session open");
+    let (mut peer, media, keyframes) = Peer::new(
+        conn,
+        &roles,
+        opened,
+        Signaling::Http(signaling),
+        settings,
+        counters,
+    );
+    match peer.answer(&request.offer().sdp) {
+        Ok(answer) => request.accept(answer),
+        Err(refused) => {
+            tracing::info!(%conn, reason = %refused.reason, "offer refused");
+            request.reject(if refused.unparsable {
+                Rejection::BadRequest(refused.reason)
+            } else {
+                Rejection::Unprocessable(refused.reason)
+            });
+            return;
+        }
+    }
+    peer.run(media, keyframes).await;
 }
 
 /// A fresh `Rtc` whose only local candidate is `local`: Opus, VP8 and H264, nothing else, so
@@ -161,6 +303,7 @@ struct PeerStats {
     frames_written: u64,
     frames_dropped_for_viewers: u64,
     keyframe_requests: u64,
+    ice_restarts: u64,
 }
 
 /// Rebases RTP media times so that a viewer's timeline continues smoothly when the stream's
@@ -189,12 +332,67 @@ impl Rebase {
     }
 }
 
+/// Where a connection's signaling comes from.
+#[derive(Debug)]
+pub(crate) enum Signaling {
+    /// The WebSocket API: the library's session driver over the connection.
+    Ws(Session),
+    /// A WHIP or WHEP session.
+    Http(HttpSignaling),
+}
+
+/// What the connection's signaling said next.
+enum Signal {
+    Negotiation(Negotiation),
+    Command(Command),
+    /// The signaling ended (socket closed, session deleted).
+    Ended,
+    /// Nothing for the media.
+    Nothing,
+}
+
+impl Signaling {
+    async fn next(&mut self) -> Signal {
+        match self {
+            Signaling::Ws(session) => match session.next_event().await {
+                Some(SessionEvent::Negotiation(e)) => Signal::Negotiation(e),
+                Some(SessionEvent::Closed(end)) => {
+                    tracing::debug!(%end, "signaling ended");
+                    Signal::Ended
+                }
+                Some(_) => Signal::Nothing,
+                None => Signal::Ended,
+            },
+            Signaling::Http(http) => match http.commands.recv().await {
+                Some(command) => Signal::Command(command),
+                None => Signal::Ended,
+            },
+        }
+    }
+}
+
+/// Why str0m did not answer an offer.
+pub(crate) struct Refused {
+    /// What str0m said.
+    pub(crate) reason: String,
+    /// The offer was not even SDP str0m could parse (else: parsed, and not usable).
+    pub(crate) unparsable: bool,
+}
+
 struct Peer {
     conn: ConnId,
     /// The msid stream id of everything this connection receives: one `MediaStream` in the
     /// browser for its audio and video.
     stream_id: String,
-    session: Session,
+    signaling: Signaling,
+    counters: Arc<Counters>,
+    /// How long an HTTP session's ICE may be down.
+    ice_timeout: Duration,
+    /// When an HTTP session ends unless its ICE connection is up by then.
+    ice_deadline: Option<Instant>,
+    /// The offer str0m accepted last, as text: an ICE restart by `PATCH` gives str0m this offer
+    /// again with the client's new credentials.
+    remote_offer: Option<String>,
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
@@ -220,6 +418,54 @@ struct Peer {
 }
 
 impl Peer {
+    /// A connection with its stream roles and socket; also hands back the receiving ends of its
+    /// media queue and keyframe signal, which [`Peer::run`] reads.
+    fn new(
+        conn: ConnId,
+        roles: &Roles,
+        opened: Opened,
+        signaling: Signaling,
+        settings: &PeerSettings,
+        counters: &Arc<Counters>,
+    ) -> (Self, mpsc::Receiver<Arc<Frame>>, mpsc::Receiver<()>) {
+        let Opened {
+            membership,
+            media,
+            keyframes,
+            socket,
+            local,
+        } = opened;
+        let now = Instant::now();
+        let ice_deadline =
+            matches!(signaling, Signaling::Http(_)).then(|| now + settings.ice_timeout);
+        let peer = Peer {
+            conn,
+            stream_id: msid_token(roles.src.as_deref().unwrap_or("media")),
+            signaling,
+            counters: counters.clone(),
+            ice_timeout: settings.ice_timeout,
+            ice_deadline,
+            remote_offer: None,
+            rtc: new_rtc(local),
+            socket,
+            local,
+            membership,
+            accepted: false,
+            out_video: None,
+            out_audio: None,
+            in_video: None,
+            in_audio: None,
+            layers: Vec::new(),
+            forwarded_layer: None,
+            rebase_video: Rebase::default(),
+            rebase_audio: Rebase::default(),
+            last_keyframe_request: None,
+            rtc_deadline: now,
+            stats: PeerStats::default(),
+        };
+        (peer, media, keyframes)
+    }
+
     async fn run(
         mut self,
         mut media: mpsc::Receiver<Arc<Frame>>,
@@ -227,20 +473,19 @@ impl Peer {
     ) {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
         let reason = loop {
-            let deadline = tokio::time::Instant::from_std(self.rtc_deadline);
+            let wake = self
+                .ice_deadline
+                .map_or(self.rtc_deadline, |d| d.min(self.rtc_deadline));
             tokio::select! {
-                event = self.session.next_event() => match event {
-                    Some(SessionEvent::Negotiation(e)) => {
+                signal = self.signaling.next() => match signal {
+                    Signal::Negotiation(e) => {
                         if let Err(reason) = self.on_negotiation(e).await {
                             break reason;
                         }
                     }
-                    Some(SessionEvent::Closed(end)) => {
-                        tracing::debug!(conn = %self.conn, %end, "signaling ended");
-                        break CloseReason::normal();
-                    }
-                    Some(_) => {}
-                    None => break CloseReason::normal(),
+                    Signal::Command(command) => self.on_command(command),
+                    Signal::Ended => break CloseReason::normal(),
+                    Signal::Nothing => {}
                 },
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, source)) => self.on_datagram(&buf[..n], source),
@@ -249,25 +494,37 @@ impl Peer {
                 Some(frame) = media.recv() => self.write_media(&frame),
                 Some(()) = keyframes.recv() => self.request_keyframe(),
                 // The time is handed to str0m by `drain_rtc`.
-                () = tokio::time::sleep_until(deadline) => {}
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
             }
             if let Some(reason) = self.drain_rtc() {
                 break reason;
+            }
+            if self.ice_deadline.is_some_and(|d| Instant::now() >= d) {
+                break CloseReason::new(
+                    CloseCode::NORMAL,
+                    "the media connection was not up in time",
+                );
             }
         };
         self.rtc.disconnect();
         let Peer {
             conn,
-            session,
+            signaling,
             membership,
             stats,
+            rtc,
+            socket,
             ..
         } = self;
         // Leaves the streams before the socket closes: nothing is queued for this connection
         // any more.
         drop(membership);
+        drop((rtc, socket));
         tracing::info!(%conn, ?stats, %reason, "connection closed");
-        session.close(reason).await;
+        match signaling {
+            Signaling::Ws(session) => session.close(reason).await,
+            Signaling::Http(http) => http.end().await,
+        }
     }
 
     // -------------------------------------------------------------------------------------
@@ -286,7 +543,7 @@ impl Peer {
                 Ok(())
             }
             Negotiation::AddRemoteCandidate(c) => {
-                self.on_remote_candidate(&c);
+                self.on_remote_candidate(&c.init.candidate);
                 Ok(())
             }
             Negotiation::PeerError(e) => {
@@ -304,40 +561,58 @@ impl Peer {
         }
     }
 
-    async fn on_offer(&mut self, sdp: &str) -> Result<(), CloseReason> {
-        let answer = SdpOffer::from_sdp_string(sdp)
-            .map_err(|e| e.to_string())
-            .and_then(|offer| {
-                self.rtc
-                    .sdp_api()
-                    .accept_offer(offer)
-                    .map_err(|e| e.to_string())
-            });
-        let answer = match answer {
+    /// Has str0m answer `sdp`: the answer, with one msid stream id for everything sent.
+    fn answer(&mut self, sdp: &str) -> Result<String, Refused> {
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(offer) => offer,
+            Err(e) => {
+                self.counters.offer_refused();
+                return Err(Refused {
+                    reason: e.to_string(),
+                    unparsable: true,
+                });
+            }
+        };
+        let answer = match self.rtc.sdp_api().accept_offer(offer) {
             Ok(answer) => answer,
-            Err(reason) => {
-                tracing::info!(conn = %self.conn, %reason, "offer refused");
+            Err(e) => {
+                if !self.accepted {
+                    // str0m may have taken part of the refused offer (ICE credentials, DTLS
+                    // role): a later offer starts from a fresh instance.
+                    self.rtc = new_rtc(self.local);
+                }
+                self.counters.offer_refused();
+                return Err(Refused {
+                    reason: e.to_string(),
+                    unparsable: false,
+                });
+            }
+        };
+        self.accepted = true;
+        self.remote_offer = Some(sdp.to_owned());
+        self.counters.offer_answered();
+        Ok(same_stream_id(&answer.to_sdp_string(), &self.stream_id))
+    }
+
+    async fn on_offer(&mut self, sdp: &str) -> Result<(), CloseReason> {
+        let answer = match self.answer(sdp) {
+            Ok(answer) => answer,
+            Err(refused) => {
+                tracing::info!(conn = %self.conn, reason = %refused.reason, "offer refused");
                 if self.accepted && !self.rtc.is_alive() {
                     return Err(CloseReason::new(
                         CloseCode::INTERNAL_ERROR,
                         "the media connection failed",
                     ));
                 }
-                if !self.accepted {
-                    // str0m may have taken part of the refused offer (ICE credentials, DTLS
-                    // role): a later offer starts from a fresh instance.
-                    self.rtc = new_rtc(self.local);
-                }
-                return self.reject_offer(reason).await;
+                return self.reject_offer(refused.reason).await;
             }
         };
-        self.accepted = true;
-        let text = same_stream_id(&answer.to_sdp_string(), &self.stream_id);
-        if let Err(e) = self
-            .session
-            .set_local_description(SdpKind::Answer, text)
-            .await
-        {
+        let Signaling::Ws(session) = &mut self.signaling else {
+            // HTTP sessions answer their one offer in `serve_http`; the endpoint sends no other.
+            return Ok(());
+        };
+        if let Err(e) = session.set_local_description(SdpKind::Answer, answer).await {
             tracing::warn!(conn = %self.conn, error = %e, "the answer was not sent");
             return Err(CloseReason::new(
                 CloseCode::INTERNAL_ERROR,
@@ -345,22 +620,87 @@ impl Peer {
             ));
         }
         // The answer carries the only candidate inline; say so, in the client's form.
-        let _ = self.session.end_of_local_candidates().await;
+        let _ = session.end_of_local_candidates().await;
         Ok(())
     }
 
     /// The stack could not use the offer: the negotiation rolls back and sends
     /// `{"type":"error","value":"<offer type>: <reason>"}`; the client may send another.
     async fn reject_offer(&mut self, reason: String) -> Result<(), CloseReason> {
-        if let Err(e) = self.session.reject_remote_description(reason).await {
+        let Signaling::Ws(session) = &mut self.signaling else {
+            return Ok(());
+        };
+        if let Err(e) = session.reject_remote_description(reason).await {
             // Only if the session ended meanwhile: its end arrives as the next event.
             tracing::debug!(conn = %self.conn, error = %e, "reject");
         }
         Ok(())
     }
 
-    fn on_remote_candidate(&mut self, c: &RemoteCandidate) {
-        let text = &c.init.candidate;
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Candidates {
+                candidates,
+                end_of_candidates,
+            } => {
+                for (_, c) in &candidates {
+                    self.on_remote_candidate(c.as_str());
+                }
+                tracing::debug!(conn = %self.conn, candidates = candidates.len(), end_of_candidates, "trickled candidates");
+            }
+            Command::Restart(request) => {
+                let result = self.restart_ice(request.restart());
+                self.counters.ice_restart(result.is_ok());
+                match result {
+                    Ok(answer) => request.restarted(answer),
+                    Err(failure) => {
+                        tracing::info!(conn = %self.conn, ?failure, "ICE restart failed");
+                        request.fail(failure);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restarts the ICE agent with the client's new credentials (RFC 9725 §4.3.3) and gives the
+    /// server's new ones.
+    ///
+    /// str0m 0.25 restarts ICE only through an offer or answer whose credentials differ from the
+    /// current ones (its `DirectApi` only swaps credentials, keeping the old candidate pairs and
+    /// remote candidates). So the last offer accepted is given to it again with the client's new
+    /// `ice-ufrag`/`ice-pwd` and without its candidates (they belong to the old ICE session):
+    /// the same media, nothing renegotiated, and a real ICE restart (pairs and remote candidates
+    /// flushed, new local credentials). The restart's candidates are added after it.
+    fn restart_ice(&mut self, restart: &Restart) -> Result<IceAnswer, RestartFailure> {
+        let Some(previous) = &self.remote_offer else {
+            return Err(RestartFailure::Unprocessable(
+                "no offer to restart".to_owned(),
+            ));
+        };
+        let text = with_ice_credentials(previous, &restart.ufrag, &restart.pwd);
+        let offer = SdpOffer::from_sdp_string(&text)
+            .map_err(|e| RestartFailure::Unprocessable(e.to_string()))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| RestartFailure::Internal(e.to_string()))?;
+        let answer = ice_answer(&answer.to_sdp_string()).ok_or_else(|| {
+            RestartFailure::Internal("str0m's answer has no ICE credentials".to_owned())
+        })?;
+        self.remote_offer = Some(text);
+        self.stats.ice_restarts += 1;
+        // Until the new ICE session is up, the session counts as down.
+        self.ice_deadline
+            .get_or_insert(Instant::now() + self.ice_timeout);
+        for (_, c) in &restart.candidates {
+            self.on_remote_candidate(c.as_str());
+        }
+        tracing::info!(conn = %self.conn, ufrag = %answer.ufrag, "ICE restarted");
+        Ok(answer)
+    }
+
+    fn on_remote_candidate(&mut self, text: &str) {
         let candidate = match Candidate::from_sdp_string(text) {
             Ok(c) => c,
             Err(e) => {
@@ -449,8 +789,24 @@ impl Peer {
             }
             Event::IceConnectionStateChange(state) => {
                 tracing::debug!(conn = %self.conn, ?state, "ICE state");
-                if state == IceConnectionState::Disconnected {
-                    self.rtc.disconnect();
+                let up = matches!(
+                    state,
+                    IceConnectionState::Connected | IceConnectionState::Completed
+                );
+                match &self.signaling {
+                    // The client is still there on its socket, and would have to offer anew:
+                    // ending lets it notice.
+                    Signaling::Ws(_) if state == IceConnectionState::Disconnected => {
+                        self.rtc.disconnect();
+                    }
+                    Signaling::Ws(_) => {}
+                    // An HTTP session may come back with an ICE restart within the timeout.
+                    Signaling::Http(_) if up => self.ice_deadline = None,
+                    Signaling::Http(_) => {
+                        let timeout = self.ice_timeout;
+                        self.ice_deadline
+                            .get_or_insert_with(|| Instant::now() + timeout);
+                    }
                 }
             }
             Event::MediaAdded(added) => self.on_media_added(&added),
@@ -667,6 +1023,57 @@ fn same_stream_id(sdp: &str, stream_id: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// `offer` with its ICE credentials replaced by `ufrag`/`pwd` (at session and media level)
+/// and without candidates or end-of-candidates: the offer of an ICE restart made by `PATCH`.
+fn with_ice_credentials(offer: &str, ufrag: &str, pwd: &str) -> String {
+    let mut out = String::with_capacity(offer.len());
+    for line in offer.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        if body.starts_with("a=candidate:") || body == "a=end-of-candidates" {
+            continue;
+        }
+        if body.starts_with("a=ice-ufrag:") {
+            out.push_str(&format!("a=ice-ufrag:{ufrag}\r\n"));
+        } else if body.starts_with("a=ice-pwd:") {
+            out.push_str(&format!("a=ice-pwd:{pwd}\r\n"));
+        } else {
+            out.push_str(body);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// The ICE part of an SDP answer, as the `200` of an ICE restart carries it: the first
+/// `ice-ufrag`, `ice-pwd` and `ice-options`, `ice-lite`, and every distinct candidate (str0m
+/// repeats them in each bundled m-section). `None` without credentials.
+fn ice_answer(sdp: &str) -> Option<IceAnswer> {
+    let mut answer = IceAnswer::default();
+    let (mut ufrag, mut pwd) = (None, None);
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+            ufrag.get_or_insert(v);
+        } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
+            pwd.get_or_insert(v);
+        } else if let Some(v) = line.strip_prefix("a=ice-options:") {
+            answer.options.get_or_insert_with(|| v.to_owned());
+        } else if line == "a=ice-lite" {
+            answer.lite = true;
+        } else if line.starts_with("a=candidate:") {
+            match IceCandidate::parse(line) {
+                Ok(c) if !answer.candidates.contains(&c) => answer.candidates.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(candidate = %line, error = %e, "str0m wrote a candidate that does not parse")
+                }
+            }
+        }
+    }
+    answer.ufrag = ufrag?.to_owned();
+    answer.pwd = pwd?.to_owned();
+    Some(answer)
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use signaling::transport::CloseCode;
+use signaling_core::whip::Rejection;
 use str0m::format::{CodecExtra, PayloadParams};
 use str0m::media::{MediaKind, MediaTime, Rid};
 use tokio::sync::mpsc;
@@ -114,6 +115,18 @@ impl JoinError {
             JoinError::PublisherExists(_) => super::close_code::PUBLISHER_EXISTS,
             JoinError::TooManyStreams(_) => super::close_code::TOO_MANY_STREAMS,
             JoinError::TooManyViewers { .. } => super::close_code::TOO_MANY_VIEWERS,
+        }
+    }
+
+    /// The refusal a WHIP or WHEP offer gets (see the [module docs](super#whip-and-whep)):
+    /// `409` for a stream that has a publisher, `503` + `Retry-After` (`retry_after`) for a
+    /// limit.
+    pub fn rejection(&self, retry_after: Duration) -> Rejection {
+        match self {
+            JoinError::PublisherExists(_) => Rejection::Conflict(self.to_string()),
+            JoinError::TooManyStreams(_) | JoinError::TooManyViewers { .. } => {
+                Rejection::Unavailable(retry_after)
+            }
         }
     }
 }

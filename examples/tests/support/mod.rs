@@ -47,7 +47,8 @@ fn missing_namespace() -> Vec<String> {
     missing
 }
 
-/// What a browser test needs and does not find (Chromium, node, playwright-core, a namespace).
+/// What a browser test needs and does not find (Chromium, node, the npm packages of
+/// `examples/browser/package.json`, a namespace).
 fn missing_browser() -> Vec<String> {
     let mut missing = Vec::new();
     if !chromium().is_file() {
@@ -56,12 +57,14 @@ fn missing_browser() -> Vec<String> {
     if !runs("node", &["--version"]) {
         missing.push("node".into());
     }
-    let playwright = browser_dir().join("node_modules/playwright-core");
-    if !playwright.is_dir() {
-        missing.push(format!(
-            "{} (npm ci --prefix examples/browser)",
-            playwright.display()
-        ));
+    for package in ["playwright-core", "whip-whep"] {
+        let dir = browser_dir().join("node_modules").join(package);
+        if !dir.is_dir() {
+            missing.push(format!(
+                "{} (npm ci --prefix examples/browser)",
+                dir.display()
+            ));
+        }
     }
     missing.extend(missing_namespace());
     missing
