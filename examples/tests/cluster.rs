@@ -560,3 +560,87 @@ async fn a_node_restarted_under_its_name_at_once_leaves_no_room_of_its_past_run_
     t.send(&app("t")).await;
     assert_eq!(s.frame().await, app("t"));
 }
+
+/// A GET of `path` on `addr`; the status line and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response))
+        .await
+        .expect("an answer within the bound")
+        .expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, body.to_owned())
+}
+
+/// Asks `path` until its status line is `status` (bounded by [`WAIT`]); the last answer.
+async fn http_until(addr: SocketAddr, path: &str, status: &str) -> (String, String) {
+    let started = Instant::now();
+    loop {
+        let answer = http_get(addr, path).await;
+        if answer.0 == status || started.elapsed() > WAIT {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_nats_is_alive_not_ready_and_its_metrics_say_why() {
+    let Some(mut cluster) = Cluster::start("health") else {
+        return;
+    };
+    let n1 = cluster.node("n1");
+    let n2 = cluster.node("n2");
+    let ok = "HTTP/1.1 200 OK";
+    let unavailable = "HTTP/1.1 503 Service Unavailable";
+    assert_eq!(
+        http_get(n2.addr, "/readyz").await,
+        (ok.to_owned(), "ready\n".to_owned())
+    );
+    let (_, metrics) = http_get(n2.addr, "/metrics").await;
+    assert!(
+        metrics.contains("\nsignaling_cluster_nats_connected 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "\nsignaling_relay_refused_connections_total{reason=\"cluster_unavailable\"} 0\n"
+        ),
+        "{metrics}"
+    );
+    // A room run by n1.
+    let (_a, _) = n1.join("call").await;
+
+    cluster.nats.stop();
+    let (status, body) = http_until(n2.addr, "/readyz", unavailable).await;
+    assert_eq!(status, unavailable, "{body}");
+    assert_eq!(body, "not ready: NATS connection down\n");
+    // Alive: it still serves its own rooms.
+    assert_eq!(
+        http_get(n2.addr, "/healthz").await,
+        (ok.to_owned(), "degraded: NATS connection down\n".to_owned())
+    );
+    let mut refused = n2.connect("room=call").await;
+    assert_eq!(refused.closed_with().await, Some(TRY_AGAIN_LATER));
+    let (_, metrics) = http_get(n2.addr, "/metrics").await;
+    assert!(
+        metrics.contains("\nsignaling_cluster_nats_connected 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "\nsignaling_relay_refused_connections_total{reason=\"cluster_unavailable\"} 1\n"
+        ),
+        "{metrics}"
+    );
+
+    cluster.nats.restart().expect("restart nats-server");
+    let (status, body) = http_until(n2.addr, "/readyz", ok).await;
+    assert_eq!(status, ok, "{body}");
+}

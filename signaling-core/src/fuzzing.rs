@@ -85,6 +85,177 @@ pub fn sdpfrag(data: &[u8]) {
     assert_eq!(again.map(|f| f.to_string()).as_deref(), Ok(text.as_str()));
 }
 
+/// Runs a sequence of HTTP requests and application completions, read from the bytes, through
+/// a WHIP or WHEP endpoint: whatever a client sends (methods, headers, bodies, session ids), the
+/// endpoint answers with a status of 200..=599 and keeps within its session bound.
+pub fn whip(data: &[u8]) {
+    use crate::whip::{self, Endpoint, IceAnswer, Outcome, Rejection, Request, RestartFailure};
+    use http::{HeaderMap, HeaderValue, Method};
+
+    let mut bytes = data.iter().copied();
+    let Some(first) = bytes.next() else { return };
+    let mut config = if first & 1 == 0 {
+        whip::Config::whip()
+    } else {
+        whip::Config::whep()
+    };
+    config = config
+        .with_max_sessions(usize::from(first >> 5) + 1)
+        .with_patch(first & 2 == 0, first & 4 == 0)
+        .with_etag(if first & 8 == 0 {
+            whip::EtagMode::Strict
+        } else {
+            whip::EtagMode::Lenient
+        });
+    let max_sessions = config.max_sessions;
+    let mut endpoint = Endpoint::new(config, [first; 32]);
+    // The endpoint reads no clock: one base instant, then time moves by the input.
+    #[allow(clippy::disallowed_methods)]
+    let mut now = Instant::now();
+    let mut sessions: Vec<String> = Vec::new();
+    let mut etags: Vec<String> = Vec::new();
+    let mut pending = None;
+    while let Some(op) = bytes.next() {
+        let arg = bytes.next().unwrap_or(0);
+        // A body: the next `arg % 64 * 4` bytes, lossily as text.
+        let take = |bytes: &mut dyn Iterator<Item = u8>, n: u8| -> Vec<u8> {
+            bytes.take(usize::from(n % 64) * 4).collect()
+        };
+        let pick = |list: &[String], i: u8| list.get(usize::from(i) % list.len().max(1)).cloned();
+        let outcome = match op % 10 {
+            0 | 1 => {
+                let mut body = if op % 10 == 0 {
+                    sdp_text("fuzz", u64::from(arg), arg % 3 + 1).into_bytes()
+                } else {
+                    Vec::new()
+                };
+                body.extend(take(&mut bytes, arg));
+                let mut headers = HeaderMap::new();
+                let kind = ["application/sdp", "text/plain", "application/SDP; x=1"];
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(kind[usize::from(arg) % 3]),
+                );
+                if arg & 0x40 != 0 {
+                    headers.insert(
+                        http::header::AUTHORIZATION,
+                        HeaderValue::from_static("Bearer t"),
+                    );
+                }
+                let request = Request::endpoint(&Method::POST, "/whip/s", "s", &headers, &body);
+                endpoint.handle(&request, now)
+            }
+            2..=4 => {
+                let id = pick(&sessions, arg).unwrap_or_default();
+                let body = take(&mut bytes, arg);
+                let mut headers = HeaderMap::new();
+                let ctype = if arg & 1 == 0 {
+                    crate::sdpfrag::MEDIA_TYPE
+                } else {
+                    "application/sdp"
+                };
+                headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+                let tag = match arg % 4 {
+                    0 => pick(&etags, arg.wrapping_add(op)),
+                    1 => Some("*".to_owned()),
+                    2 => Some(String::from_utf8_lossy(&body).into_owned()),
+                    _ => None,
+                };
+                if let Some(Ok(tag)) = tag.map(|t| HeaderValue::from_str(&t)) {
+                    headers.insert(http::header::IF_MATCH, tag);
+                }
+                let method = [
+                    Method::PATCH,
+                    Method::DELETE,
+                    Method::OPTIONS,
+                    Method::GET,
+                    Method::PUT,
+                ][usize::from(op % 10 - 2 + (arg >> 6)) % 5]
+                    .clone();
+                let path = format!("/whip/s/{id}");
+                let request = Request::session(&method, &path, &id, &headers, &body);
+                endpoint.handle(&request, now)
+            }
+            5 => {
+                let Some(id) = pending.take() else { continue };
+                let result = match arg % 5 {
+                    0 => endpoint.accept(&id, &sdp_text("ans", 1, 1), 1_700_000_000),
+                    1 => endpoint.reject(&id, Rejection::Conflict("taken".into())),
+                    2 => endpoint.counter_offer(&id, &sdp_text("co", 1, 1), now, 1_700_000_000),
+                    3 => endpoint.not_live(&id, Duration::from_secs(u64::from(arg))),
+                    _ => endpoint.accept(&id, "not an sdp", 0),
+                };
+                if let Ok(response) = result {
+                    if let Some(tag) = response.headers().get(http::header::ETAG) {
+                        etags.push(tag.to_str().unwrap_or_default().to_owned());
+                    }
+                    Outcome::Respond(response)
+                } else {
+                    continue;
+                }
+            }
+            6 => {
+                let Some(id) = pick(&sessions, arg) else {
+                    continue;
+                };
+                let id = whip::SessionId::from(id.as_str());
+                let result = if arg & 1 == 0 {
+                    let answer = IceAnswer {
+                        ufrag: "abcd".into(),
+                        pwd: "0123456789012345678901".into(),
+                        lite: arg & 2 == 0,
+                        ..IceAnswer::default()
+                    };
+                    endpoint.restarted(&id, &answer)
+                } else {
+                    endpoint.restart_failed(&id, RestartFailure::Internal("no".into()))
+                };
+                match result {
+                    Ok(response) => Outcome::Respond(response),
+                    Err(_) => continue,
+                }
+            }
+            7 => {
+                now += Duration::from_secs(u64::from(arg % 40));
+                endpoint.handle_timeout(now);
+                continue;
+            }
+            8 => {
+                while endpoint.poll_event().is_some() {}
+                continue;
+            }
+            _ => {
+                let Some(id) = pick(&sessions, arg) else {
+                    continue;
+                };
+                endpoint.close(&whip::SessionId::from(id.as_str()));
+                continue;
+            }
+        };
+        match outcome {
+            Outcome::Respond(response) => {
+                let status = response.status().as_u16();
+                assert!((200..600).contains(&status), "{status}");
+                if let Some(tag) = response.headers().get(http::header::ETAG) {
+                    etags.push(tag.to_str().unwrap_or_default().to_owned());
+                }
+            }
+            Outcome::Offer(offer) => {
+                sessions.push(offer.session.to_string());
+                pending = Some(offer.session);
+            }
+            Outcome::Restart(restart) => sessions.push(restart.session.to_string()),
+        }
+        assert!(endpoint.session_count() <= max_sessions);
+        if sessions.len() > 64 {
+            sessions.drain(..32);
+        }
+        if etags.len() > 64 {
+            etags.drain(..32);
+        }
+    }
+}
+
 /// Runs a sequence of commands and peer frames, read from the bytes, through a negotiation.
 pub fn negotiation(data: &[u8]) {
     let mut bytes = data.iter().copied();
@@ -1217,8 +1388,9 @@ mod tests {
     fn replay_fuzz_corpora() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 6] = [
+        let targets: [(&str, Target); 7] = [
             ("wire", super::wire),
+            ("whip", super::whip),
             ("candidate", super::candidate),
             ("sdp", super::sdp),
             ("sdpfrag", super::sdpfrag),

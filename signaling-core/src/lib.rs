@@ -10,6 +10,8 @@
 //!   written with an exact round trip.
 //! - [`sdp`]: the few facts of an SDP that negotiation needs (m-sections, mids, BUNDLE, ICE
 //!   credentials), extracted without building a full SDP model.
+//! - [`sdpfrag`]: SDP fragments (RFC 8840, `application/trickle-ice-sdpfrag`), the trickle and
+//!   ICE-restart bodies of WHIP and WHEP `PATCH` requests, parsed and written.
 //! - [`negotiation`]: the offer/answer state machine (RFC 9429 §3.2, perfect negotiation, Trickle
 //!   ICE ordering) driven by `handle_*` inputs and drained with `poll_output`.
 //! - [`relay`]: the relay's routing logic (rooms, addressing, mailbox, ordering guard, limits,

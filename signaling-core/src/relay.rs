@@ -376,8 +376,15 @@ pub enum RelayOutput {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RelayStats {
-    /// Frames forwarded (one per recipient).
+    /// Frames received from joined connections, whatever became of them (forwarded, queued,
+    /// refused, or closing their connection for a broken limit).
+    pub received: u64,
+    /// Peers' frames sent on to other peers' connections (one per recipient), including those
+    /// that waited in a mailbox or a resuming peer's queue first.
     pub forwarded: u64,
+    /// The relay's own messages sent (`relay/welcome`, `relay/joined`, `relay/left`); not
+    /// counted in [`forwarded`](Self::forwarded).
+    pub notices: u64,
     /// Frames that went into a mailbox or a resuming peer's queue.
     pub queued: u64,
     /// Frames dropped from mailboxes because they grew too old.
@@ -389,8 +396,58 @@ pub struct RelayStats {
     /// Frames of the `webrtc` protocol refused by validation ([`RelayConfig::validate_frames`]);
     /// also counted in [`refused`](Self::refused).
     pub invalid: u64,
-    /// Connections closed for a broken limit.
+    /// Connections closed for a broken limit: the sum of [`closes`](Self::closes).
     pub limit_closes: u64,
+    /// Connections closed for a broken limit, by limit.
+    pub closes: LimitCloses,
+    /// Joins refused, by reason.
+    pub joins_refused: JoinRefusals,
+}
+
+/// Connections the relay closed for a broken limit, by limit (part of [`RelayStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitCloses {
+    /// A frame larger than [`RelayConfig::max_frame_len`] (1009, message too big).
+    pub too_big: u64,
+    /// Frames faster than [`RelayConfig::rate_per_sec`] allows ([`close_code::RATE_LIMITED`]).
+    pub rate_limited: u64,
+    /// No frame for [`RelayConfig::idle_timeout`] ([`close_code::IDLE`]).
+    pub idle: u64,
+    /// A driver reported the connection too slow to take what it is sent
+    /// ([`close_code::SLOW_CONSUMER`], through [`Relay::slow_consumer`]).
+    pub slow_consumer: u64,
+}
+
+/// Joins the relay refused, by the close code the connection was refused with (part of
+/// [`RelayStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JoinRefusals {
+    /// [`close_code::BAD_REQUEST`]: an invalid room name, or a fresh token that is too short
+    /// or already in use.
+    pub bad_request: u64,
+    /// [`close_code::ROOM_FULL`].
+    pub room_full: u64,
+    /// [`close_code::TOO_MANY_ROOMS`].
+    pub too_many_rooms: u64,
+    /// [`close_code::TOO_MANY_PEERS`].
+    pub too_many_peers: u64,
+    /// [`close_code::RESUME_FAILED`].
+    pub resume_failed: u64,
+}
+
+impl JoinRefusals {
+    fn count(&mut self, code: CloseCode) {
+        let counter = match code {
+            close_code::ROOM_FULL => &mut self.room_full,
+            close_code::TOO_MANY_ROOMS => &mut self.too_many_rooms,
+            close_code::TOO_MANY_PEERS => &mut self.too_many_peers,
+            close_code::RESUME_FAILED => &mut self.resume_failed,
+            _ => &mut self.bad_request,
+        };
+        *counter += 1;
+    }
 }
 
 /// The room registry behind the relay: which peers are in which room. [`LocalRooms`] keeps it in
@@ -681,6 +738,19 @@ impl<R: RoomRegistry> Relay<R> {
         conn: ConnId,
         request: JoinRequest,
     ) -> Result<PeerId, JoinRefused> {
+        let joined = self.try_join(now, conn, request);
+        if let Err(reason) = &joined {
+            self.stats.joins_refused.count(reason.code);
+        }
+        joined
+    }
+
+    fn try_join(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        request: JoinRequest,
+    ) -> Result<PeerId, JoinRefused> {
         if let Err(why) = check_room_name(&request.room) {
             return Err(CloseReason::new(close_code::BAD_REQUEST, why));
         }
@@ -822,6 +892,7 @@ impl<R: RoomRegistry> Relay<R> {
         let Some(id) = self.conns.get(&conn).copied() else {
             return;
         };
+        self.stats.received += 1;
         if frame.len() > self.config.max_frame_len {
             self.close_conn(
                 conn,
@@ -992,6 +1063,7 @@ impl<R: RoomRegistry> Relay<R> {
     pub fn slow_consumer(&mut self, now: Instant, conn: ConnId) {
         if self.conns.contains_key(&conn) {
             self.stats.limit_closes += 1;
+            self.stats.closes.slow_consumer += 1;
             self.out.push_back(RelayOutput::Close {
                 conn,
                 reason: CloseReason::new(close_code::SLOW_CONSUMER, "too slow"),
@@ -1167,14 +1239,22 @@ impl<R: RoomRegistry> Relay<R> {
             );
         }
         let frame = serde_json::json!({"type": TYPE_WELCOME, "value": value}).to_string();
-        self.send(conn, frame.into());
+        self.stats.notices += 1;
+        self.out.push_back(RelayOutput::Transmit {
+            conn,
+            frame: frame.into(),
+        });
     }
 
     fn notify(&mut self, to: &PeerId, kind: &str, about: &PeerId) {
         let Some(conn) = self.peers.get(to).and_then(|p| p.conn) else {
             return;
         };
-        self.send(conn, Notice::about(kind, &about.to_string()).into());
+        self.stats.notices += 1;
+        self.out.push_back(RelayOutput::Transmit {
+            conn,
+            frame: Notice::about(kind, &about.to_string()).into(),
+        });
     }
 
     fn refuse(&mut self, conn: ConnId, request_type: &str, why: impl fmt::Display) {
@@ -1192,6 +1272,12 @@ impl<R: RoomRegistry> Relay<R> {
     /// Closes a connection for a broken limit; its peer may resume.
     fn close_conn(&mut self, conn: ConnId, reason: CloseReason) {
         self.stats.limit_closes += 1;
+        let closes = &mut self.stats.closes;
+        match reason.code {
+            close_code::RATE_LIMITED => closes.rate_limited += 1,
+            close_code::IDLE => closes.idle += 1,
+            _ => closes.too_big += 1,
+        }
         self.out.push_back(RelayOutput::Close { conn, reason });
         let Some(id) = self.conns.remove(&conn) else {
             return;

@@ -66,9 +66,9 @@
 //!
 //! - a body over [`FragLimits::max_len`] bytes, checked before anything else; a body that is
 //!   not UTF-8 ([`SdpFrag::parse_bytes`]);
-//! - a body that starts (after whitespace) with `{` or `[`: a JSON candidate object, as some
-//!   clients send by mistake. [`SdpFragError::LooksLikeJson`] says so plainly, instead of
-//!   "line 1 is malformed";
+//! - a body that starts (after whitespace) with `{` or `[`: JSON, such as the browser's
+//!   `RTCIceCandidate.toJSON()` object that a client written for a WebSocket dialect sends.
+//!   [`SdpFragError::LooksLikeJson`] says so plainly, instead of "line 1 is malformed";
 //! - a control byte (other than tab) in a line, including a CR not followed by LF;
 //! - a line that is not `<letter>=<value>`; a known attribute with an invalid value
 //!   ([`ValueError`]); a candidate line that [`Candidate::parse`] refuses;
@@ -101,7 +101,7 @@ use crate::candidate::{is_token, Candidate, CandidateError};
 use crate::config::InvalidSetting;
 use crate::sdp::{is_valid_pwd, is_valid_ufrag, lines, MediaLine, MediaLineError};
 
-/// The media type of an SDP fragment body (RFC 8840 §9.1): the `Content-Type` of a WHIP/WHEP
+/// The media type of an SDP fragment body (RFC 8840): the `Content-Type` of a WHIP/WHEP
 /// `PATCH` and of the `200 OK` answering an ICE restart.
 pub const MEDIA_TYPE: &str = "application/trickle-ice-sdpfrag";
 
@@ -686,7 +686,7 @@ impl SdpFrag {
         Self::parse_with(text, limits)
     }
 
-    /// The fragment a server answers an ICE restart with (WHIP RFC 9725 §4.3.2, WHEP): its new
+    /// The fragment a server answers an ICE restart with (WHIP, RFC 9725 §4.3; WHEP): its new
     /// credentials and candidates, in reply to the request `self`.
     ///
     /// `ice` holds the server's new `ice-ufrag` and `ice-pwd` and the `ice-lite` and
@@ -1220,5 +1220,31 @@ pub mod strategy {
                 }
                 frag
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::strategy::frag;
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// What is written parses back to the value written, with either line ending and with
+        /// or without the final one.
+        #[test]
+        fn generated_fragments_round_trip(f in frag(), lf in any::<bool>(), last in any::<bool>()) {
+            let mut text = f.to_string();
+            if lf {
+                text = text.replace("\r\n", "\n");
+            }
+            if !last {
+                text.truncate(text.trim_end_matches(['\r', '\n']).len());
+            }
+            prop_assert_eq!(SdpFrag::parse(&text), Ok(f));
+        }
     }
 }

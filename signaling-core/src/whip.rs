@@ -58,7 +58,7 @@
 //! | `PATCH` with another `Content-Type` | `415` + `Accept-Patch` |
 //! | `PATCH` body not an sdpfrag (e.g. JSON) | `400` naming the problem |
 //! | `PATCH` trickle | `204`, no body, no `ETag`; candidates of another ufrag are dropped silently (§4.3.2) |
-//! | `PATCH` with `If-Match: "*"`, or with a new ufrag/pwd | [`Outcome::Restart`]; then `200` + sdpfrag + new `ETag`, or an error that keeps the session and its ICE session (§4.3.3) |
+//! | `PATCH` with `If-Match: *` (or `"*"`, as the prose writes it), or with a new ufrag/pwd | [`Outcome::Restart`]; then `200` + sdpfrag + new `ETag`, or an error that keeps the session and its ICE session (§4.3.3) |
 //! | `PATCH` `application/sdp`, WHEP, after a counter-offer | `204`; [`Event::Answer`] (WHEP §4.2) |
 //! | `DELETE` session | `200` (§4.2); `If-Match` is ignored (§4.3.1) |
 //! | `POST`/`PUT` on a session, `PUT`/`PATCH`/`DELETE` on an endpoint | `405` + `Allow` |
@@ -951,21 +951,10 @@ impl Endpoint {
     }
 
     fn on_post(&mut self, request: &Request<'_>, stream: &str, now: Instant) -> Outcome {
-        if !content_type_is(request, SDP_MEDIA_TYPE) {
-            let mut r = self.plain(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the offer must be sent as application/sdp",
-            );
-            insert(r.headers_mut(), ACCEPT_POST, SDP_MEDIA_TYPE);
-            return self.refuse(r);
-        }
-        let sdp = match check_body(request.body, self.config.max_sdp_len) {
-            Ok(sdp) => sdp,
-            Err(r) => return self.refuse(self.plain(r.0, &r.1)),
-        };
-        let facts = match check_sdp(sdp, self.config.max_sdp_len) {
-            Ok(facts) => facts,
-            Err(e) => return self.refuse(self.plain(StatusCode::BAD_REQUEST, &e.to_string())),
+        let wrong_type = "the offer must be sent as application/sdp";
+        let (sdp, facts) = match self.sdp_body(request, ACCEPT_POST, wrong_type) {
+            Ok(body) => body,
+            Err(refusal) => return self.refuse(*refusal),
         };
         if self.config.protocol == Protocol::Whep {
             use crate::sdp::Direction;
@@ -1089,9 +1078,11 @@ impl Endpoint {
             return self.refuse(r);
         }
         let if_match = request.header(header::IF_MATCH).map(str::trim);
-        let wildcard = if_match == Some("*");
+        // RFC 9110's wildcard is a bare `*`; the WHIP/WHEP prose writes it `"*"`, and clients
+        // that copied the prose send the quotes. Both mean "any ICE session": a restart.
+        let wildcard = matches!(if_match, Some("*" | "\"*\""));
         match if_match {
-            Some("*") => {}
+            _ if wildcard => {}
             Some(tags) => {
                 if !etag_matches(tags, &session.etag) {
                     let r = self.plain(
@@ -1232,21 +1223,10 @@ impl Endpoint {
     }
 
     fn on_counter_answer(&mut self, request: &Request<'_>, id: SessionId) -> Outcome {
-        if !content_type_is(request, SDP_MEDIA_TYPE) {
-            let mut r = self.plain(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "answer the counter-offer with an application/sdp PATCH",
-            );
-            insert(r.headers_mut(), ACCEPT_PATCH, SDP_MEDIA_TYPE);
-            return self.refuse(r);
-        }
-        let sdp = match check_body(request.body, self.config.max_sdp_len) {
-            Ok(sdp) => sdp,
-            Err(r) => return self.refuse(self.plain(r.0, &r.1)),
-        };
-        let facts = match check_sdp(sdp, self.config.max_sdp_len) {
-            Ok(facts) => facts,
-            Err(e) => return self.refuse(self.plain(StatusCode::BAD_REQUEST, &e.to_string())),
+        let wrong_type = "answer the counter-offer with an application/sdp PATCH";
+        let (sdp, facts) = match self.sdp_body(request, ACCEPT_PATCH, wrong_type) {
+            Ok(body) => body,
+            Err(refusal) => return self.refuse(*refusal),
         };
         if self.events.len() >= self.config.max_events {
             let mut r = self.plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again");
@@ -1265,6 +1245,26 @@ impl Endpoint {
             sdp: sdp.to_owned(),
         });
         Outcome::Respond(self.empty(StatusCode::NO_CONTENT))
+    }
+
+    /// The request's SDP body and its facts, or the answer refusing it: `415` with `accept`
+    /// naming `application/sdp`, `413`, or `400`.
+    fn sdp_body<'b>(
+        &self,
+        request: &Request<'b>,
+        accept: HeaderName,
+        wrong_type: &str,
+    ) -> Result<(&'b str, SdpFacts), Box<Response<String>>> {
+        if !content_type_is(request, SDP_MEDIA_TYPE) {
+            let mut r = self.plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, wrong_type);
+            insert(r.headers_mut(), accept, SDP_MEDIA_TYPE);
+            return Err(Box::new(r));
+        }
+        let sdp = check_body(request.body, self.config.max_sdp_len)
+            .map_err(|(status, message)| Box::new(self.plain(status, &message)))?;
+        let facts = check_sdp(sdp, self.config.max_sdp_len)
+            .map_err(|e| Box::new(self.plain(StatusCode::BAD_REQUEST, &e.to_string())))?;
+        Ok((sdp, facts))
     }
 
     fn offered(&self, session: &SessionId) -> Result<(), CompletionError> {

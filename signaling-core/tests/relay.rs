@@ -473,6 +473,68 @@ fn limits_close_with_their_codes() {
             .code,
         close_code::BAD_REQUEST
     );
+    // Each close and refusal above is counted under its reason, once.
+    let idle = closed
+        .iter()
+        .filter(|(_, code)| *code == close_code::IDLE)
+        .count() as u64;
+    let stats = r.stats();
+    assert_eq!(
+        (
+            stats.closes.too_big,
+            stats.closes.rate_limited,
+            stats.closes.idle,
+            stats.closes.slow_consumer
+        ),
+        (1, 1, idle, 0)
+    );
+    assert_eq!(stats.limit_closes, 2 + idle);
+    let refused = stats.joins_refused;
+    assert_eq!(
+        (
+            refused.too_many_rooms,
+            refused.too_many_peers,
+            refused.bad_request,
+            refused.room_full,
+            refused.resume_failed
+        ),
+        (1, 1, 1, 0, 0)
+    );
+}
+
+#[test]
+fn frames_received_forwarded_and_the_relays_notices_are_counted_apart() {
+    let now = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    join(&mut r, now, 1, "room");
+    // Into the mailbox: received and queued, forwarded when the second peer joins.
+    r.handle_frame(now, ConnId(1), OFFER);
+    join(&mut r, now, 2, "room");
+    r.handle_frame(now, ConnId(2), ANSWER);
+    r.handle_frame(now, ConnId(2), cand(1));
+    // Refused with an error frame, not forwarded.
+    r.handle_frame(now, ConnId(2), r#"{"type":"relay/x","value":0}"#);
+    let (sent, _) = drain(&mut r);
+    // A third peer is refused: room full.
+    assert_eq!(
+        r.join(now, ConnId(3), JoinRequest::new("room", token(3)))
+            .expect_err("full")
+            .code,
+        close_code::ROOM_FULL
+    );
+    let stats = r.stats();
+    assert_eq!(stats.received, 4);
+    // The offer to 2; the answer and the candidate to 1.
+    assert_eq!(stats.forwarded, 3);
+    assert_eq!(stats.queued, 1);
+    assert_eq!(stats.refused, 1);
+    // Two welcomes and one `relay/joined` (the first welcome was drained by `join`).
+    assert_eq!(stats.notices, 3);
+    assert_eq!(
+        kinds(&frames_to(&sent, ConnId(1))),
+        ["webrtc/answer", "webrtc/candidate"]
+    );
+    assert_eq!(stats.joins_refused.room_full, 1);
 }
 
 #[test]

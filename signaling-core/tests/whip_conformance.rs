@@ -771,6 +771,14 @@ fn rfc9725_4_3_3_restart_is_200_with_the_new_credentials_and_a_new_etag() {
 }
 
 #[test]
+fn interop_a_quoted_star_is_the_wildcard_too() {
+    let mut h = Harness::new(Config::whip());
+    let (_, id) = h.create();
+    let outcome = h.patch(&id, Some("\"*\""), RESTART);
+    assert!(matches!(outcome, Outcome::Restart(_)), "{outcome:?}");
+}
+
+#[test]
 fn rfc9725_4_3_3_a_failed_restart_keeps_the_session_and_its_ice_session() {
     let mut h = Harness::new(Config::whip());
     let (created, id) = h.create();
@@ -808,7 +816,7 @@ fn rfc9725_4_3_3_restart_without_new_credentials_is_422() {
 }
 
 #[test]
-fn whep_4_3_4_new_credentials_with_the_current_etag_are_a_restart() {
+fn whep_4_4_3_new_credentials_with_the_current_etag_are_a_restart() {
     let mut h = Harness::new(Config::whep());
     let Outcome::Offer(offer) = h.post(
         &[("content-type", SDP)],
@@ -1161,6 +1169,8 @@ mod model {
         created_at: Instant,
         etag: Option<String>,
         restarting: Option<Instant>,
+        /// The client's ufrag of the current ICE session.
+        ufrag: &'static str,
         gone: bool,
     }
 
@@ -1180,7 +1190,7 @@ mod model {
                     Op::Post => match h.post(&[("content-type", SDP)], OFFER) {
                         Outcome::Offer(offer) => {
                             prop_assert!(live < max, "accepted past the bound");
-                            known.push(Known { id: offer.session, answered: false, created_at: h.now, etag: None, restarting: None, gone: false });
+                            known.push(Known { id: offer.session, answered: false, created_at: h.now, etag: None, restarting: None, ufrag: "EsAw", gone: false });
                         }
                         Outcome::Respond(r) => {
                             prop_assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -1210,8 +1220,12 @@ mod model {
                     Op::Patch(i, tag) => {
                         let Some(k) = known.get_mut(i) else { continue };
                         let current = k.etag.clone().unwrap_or_else(|| "\"x\"".into());
+                        // The client trickles with its current ICE session's credentials.
+                        let trickle = TRICKLE
+                            .replace("EsAw", k.ufrag)
+                            .replace("bP+XJMM09aR8AiX1jdukzR6Y", if k.ufrag == "EsAw" { "bP+XJMM09aR8AiX1jdukzR6Y" } else { "vw5LmwG4y/e6dPP/zAP9Gp5k" });
                         let (if_match, body) = match tag {
-                            Tag::Current => (Some(current.as_str()), TRICKLE),
+                            Tag::Current => (Some(current.as_str()), trickle.as_str()),
                             Tag::Stale => (Some("\"stale\""), TRICKLE),
                             Tag::Missing => (None, TRICKLE),
                             Tag::Star => (Some("*"), RESTART),
@@ -1256,6 +1270,7 @@ mod model {
                                 let new = etag(&r);
                                 prop_assert_ne!(Some(&new), k.etag.as_ref());
                                 k.etag = Some(new);
+                                k.ufrag = "ysXw";
                             } else {
                                 prop_assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
                             }

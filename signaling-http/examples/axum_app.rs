@@ -49,7 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/hello", get(|| async { "hello from your own route\n" }))
         .route("/ws", signaling_http::relay::route(relay.clone()));
-    // WHIP/WHEP: mount their routes here, beside the relay.
+    // WHIP and WHEP mount the same way, with a media stack answering their offers:
+    // `.nest("/whip", whip.router())` for a `signaling_http::whip::WhipEndpoint` (the
+    // `media_server` example does it with str0m).
 
     let listener = TcpListener::bind(args.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };

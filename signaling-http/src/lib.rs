@@ -6,6 +6,8 @@
 //!   [`Admission`](signaling_core::admission::Admission) check before upgrading.
 //! - [`relay`]: [`relay::route`] mounts a [`RelayHandle`](signaling::relay::RelayHandle)
 //!   at a path.
+//! - [`whip`]: WHIP (RFC 9725) and WHEP endpoints ([`whip::WhipEndpoint`]) over the sans-IO
+//!   [`signaling_core::whip`] engine: a router to nest, and events the application answers.
 //! - [`tls`]: [`tls::load_pem`] makes a rustls configuration from PEM files, and
 //!   [`tls::serve`] serves a router over HTTP/1.1, plain or TLS (with WebSocket upgrades),
 //!   with bounded connections and handshakes and a graceful shutdown.

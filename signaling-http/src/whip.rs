@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use axum::Router;
-//! use signaling_core::whip::Config;
+//! use signaling_core::whip::{Config, Event};
 //! use signaling_http::whip::{WhipEndpoint, WhipEvent};
 //!
 //! # async fn media_stack_answer(offer: &str) -> String { offer.to_owned() }
@@ -23,8 +23,10 @@
 //!                 let answer = media_stack_answer(&request.offer().sdp).await;
 //!                 request.accept(answer);
 //!             }
-//!             WhipEvent::Candidates { session, candidates, .. } => { /* to the ICE agent */ }
-//!             WhipEvent::Closed { session, .. } => { /* tear the media down */ }
+//!             WhipEvent::Event(Event::Candidates { session, candidates, .. }) => {
+//!                 // to the session's ICE agent
+//!             }
+//!             WhipEvent::Event(Event::Closed { session, .. }) => { /* tear the media down */ }
 //!             _ => {}
 //!         }
 //!     }
@@ -46,10 +48,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use signaling_core::candidate::Candidate;
 use signaling_core::whip::{
-    self, CloseCause, Config, Endpoint, EndpointStats, IceAnswer, Offer, Outcome, Rejection,
-    Restart, RestartFailure, SessionId,
+    self, Config, Endpoint, EndpointStats, IceAnswer, Offer, Outcome, Rejection, Restart,
+    RestartFailure, SessionId,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -79,54 +80,9 @@ pub enum WhipEvent {
     Offer(OfferRequest),
     /// An ICE restart: restart the session's ICE agent and complete the request.
     Restart(RestartRequest),
-    /// Trickled candidates of a session's current ICE session.
-    Candidates {
-        /// The session.
-        session: SessionId,
-        /// The candidates, with the `mid` of the section that carried them.
-        candidates: Vec<(Option<String>, Candidate)>,
-        /// The client has no more candidates for this ICE session.
-        end_of_candidates: bool,
-    },
-    /// A WHEP player's answer to the server's counter-offer.
-    Answer {
-        /// The session.
-        session: SessionId,
-        /// The player's SDP answer.
-        sdp: String,
-    },
-    /// A session ended (`DELETE`, or an unanswered counter-offer expired).
-    Closed {
-        /// The session.
-        session: SessionId,
-        /// Why.
-        cause: CloseCause,
-    },
-}
-
-impl WhipEvent {
-    /// The adapter's form of a core event; `None` for an event kind this adapter does not know
-    /// (the core's enum is non-exhaustive), which is logged and skipped rather than taken down
-    /// the server.
-    fn from_core(event: whip::Event) -> Option<Self> {
-        match event {
-            whip::Event::Candidates {
-                session,
-                candidates,
-                end_of_candidates,
-            } => Some(WhipEvent::Candidates {
-                session,
-                candidates,
-                end_of_candidates,
-            }),
-            whip::Event::Answer { session, sdp } => Some(WhipEvent::Answer { session, sdp }),
-            whip::Event::Closed { session, cause } => Some(WhipEvent::Closed { session, cause }),
-            other => {
-                tracing::warn!(event = ?other, "an endpoint event this adapter does not know");
-                None
-            }
-        }
-    }
+    /// Something the application only needs to hear of: trickled candidates, a WHEP player's
+    /// answer to a counter-offer, a session that ended.
+    Event(whip::Event),
 }
 
 /// The stream of [`WhipEvent`]s of one [`WhipEndpoint`].
@@ -269,11 +225,9 @@ impl WhipEndpoint {
     /// (the rest wait in the endpoint, whose own bound then refuses further `PATCH`es).
     fn forward_events(&self, endpoint: &mut Endpoint) {
         while let Ok(permit) = self.shared.events.try_reserve() {
-            let Some(event) = endpoint.poll_event() else {
-                break;
-            };
-            if let Some(event) = WhipEvent::from_core(event) {
-                permit.send(event);
+            match endpoint.poll_event() {
+                Some(event) => permit.send(WhipEvent::Event(event)),
+                None => break,
             }
         }
     }
@@ -389,7 +343,7 @@ impl WhipEndpoint {
     /// `404`.
     fn complete(
         &self,
-        call: impl FnOnce(&mut Endpoint) -> Result<axum::http::Response<String>, whip::CompletionError>,
+        call: impl FnOnce(&mut Endpoint) -> Result<http::Response<String>, whip::CompletionError>,
     ) -> Response {
         let result = {
             let mut endpoint = self.lock();
@@ -457,7 +411,7 @@ async fn on_session(
         .await
 }
 
-fn into_axum(response: axum::http::Response<String>) -> Response {
+fn into_axum(response: http::Response<String>) -> Response {
     response.map(Body::from)
 }
 
@@ -482,4 +436,3 @@ async fn tick(shared: Weak<Shared>) {
         handle.forward_events(&mut endpoint);
     }
 }
-

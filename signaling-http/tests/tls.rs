@@ -13,8 +13,10 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use rustls::RootCertStore;
+use signaling_core::whip;
 use signaling_http::tls::{load_pem, ServeConfig, TlsError};
-use support::{http_get, read_until_closed, App, ANSWER, HELLO, HOST, OFFER, WAIT};
+use signaling_http::whip::{WhipEndpoint, WhipEvent};
+use support::{http_get, http_request, read_until_closed, App, ANSWER, HELLO, HOST, OFFER, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -97,11 +99,46 @@ async fn next_text(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> String {
 }
 
 #[tokio::test]
-async fn the_relay_and_the_apps_route_are_served_over_tls() {
+async fn the_apps_route_the_relay_and_whip_are_served_on_one_tls_port() {
     let certificate = make_certificate();
     let config = load_pem(&certificate.cert_path, &certificate.key_path).unwrap();
-    let app = App::start(Some(config), |router, _| router).await;
+    let (whip, mut events) = WhipEndpoint::new(whip::Config::whip());
+    let app = App::start(Some(config), |router, _| {
+        router.nest("/whip", whip.router())
+    })
+    .await;
     let connector = connector(&certificate);
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let WhipEvent::Offer(offer) = event {
+                let answer = offer.offer().sdp.replace("sendonly", "recvonly");
+                offer.accept(answer);
+            }
+        }
+    });
+
+    // WHIP on the same port: an offer in, the answer and the session URL out, then DELETE.
+    let mut stream = tls_connect(&app, &connector).await;
+    let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+               m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n";
+    let created = http_request(
+        &mut stream,
+        "POST",
+        "/whip/cam",
+        &[("Content-Type", "application/sdp")],
+        sdp,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.head);
+    assert_eq!(created.body, sdp.replace("sendonly", "recvonly"));
+    let location = created.header("location").unwrap().to_owned();
+    let mut stream = tls_connect(&app, &connector).await;
+    assert_eq!(
+        http_request(&mut stream, "DELETE", &location, &[], "")
+            .await
+            .status,
+        200
+    );
 
     let mut stream = tls_connect(&app, &connector).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));

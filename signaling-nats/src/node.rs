@@ -503,6 +503,14 @@ impl ClusterNode {
         }
     }
 
+    /// Whether the node's NATS connection is up, as the node last heard from its NATS client.
+    /// While it is down, the node keeps running its own rooms, refuses joins of rooms run by
+    /// other nodes with [`CLUSTER_UNAVAILABLE`], and holds what its links send until NATS is
+    /// back (for a health check: the node is alive, and not ready for every room).
+    pub fn nats_connected(&self) -> bool {
+        lock(&self.inner.members).connected
+    }
+
     /// Runs one client connection, as [`RelayHandle::serve`] does on one node: finds the node
     /// that runs the room its request names (placing the room here when no node runs it),
     /// then relays its frames there until it ends. A connection whose room's node cannot be

@@ -11,7 +11,8 @@
 //!   transports, with per-connection queues and timers.
 //!
 //! The sans-IO modules are re-exported, so an application can depend on this crate alone:
-//! [`negotiation`], [`wire`], [`candidate`], [`sdp`], [`ice`], [`admission`], [`config`].
+//! [`negotiation`], [`wire`], [`candidate`], [`sdp`], [`sdpfrag`], [`ice`], [`admission`],
+//! [`config`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,4 +20,4 @@ pub mod relay;
 pub mod session;
 pub mod transport;
 
-pub use signaling_core::{admission, candidate, config, ice, negotiation, sdp, wire};
+pub use signaling_core::{admission, candidate, config, ice, negotiation, sdp, sdpfrag, wire};

@@ -169,6 +169,8 @@ struct OutState {
     progress: Option<TokioInstant>,
     /// The connection has ended: nobody waits on it any more.
     ended: bool,
+    /// Frames taken out of the queue and dropped unwritten (by a close that did not wait).
+    dropped: usize,
 }
 
 impl Outbox {
@@ -212,6 +214,8 @@ struct Shared {
     last_deadline: Option<std::time::Instant>,
     /// Set once [`RelayHandle::shutdown`] has begun.
     shutdown: Option<Shutdown>,
+    /// Frames dropped from connections' queues unwritten (see [`RelayStatus::dropped_frames`]).
+    dropped: u64,
 }
 
 /// A shutdown in progress (or over).
@@ -263,6 +267,13 @@ pub struct RelayStatus {
     pub rooms: usize,
     /// Connections being served (joined, not yet ended).
     pub connections: usize,
+    /// Frames the relay had queued for a connection that ended before writing them: one closed
+    /// by the relay (a slow consumer, a broken limit) or lost (reset, failed write), or cut
+    /// off by a shutdown. Counted when the connection ends; the relay's own counters
+    /// ([`RelayStats::forwarded`]) count these frames as sent.
+    pub dropped_frames: u64,
+    /// Whether [`RelayHandle::shutdown`] has begun.
+    pub shutting_down: bool,
 }
 
 /// A running relay. Clone it into each connection's task.
@@ -294,6 +305,7 @@ impl RelayHandle {
             deadline,
             last_deadline: None,
             shutdown: None,
+            dropped: 0,
         }));
         // The timer task holds the relay weakly and ends with the last handle (which drops the
         // watch sender).
@@ -568,6 +580,8 @@ impl RelayHandle {
             peers: s.relay.peer_count(),
             rooms: s.relay.room_count(),
             connections: s.conns.len(),
+            dropped_frames: s.dropped,
+            shutting_down: s.shutdown.is_some(),
         }
     }
 }
@@ -630,9 +644,12 @@ async fn write_queue<T: Transport>(
                 // takes it without waiting (a slow consumer's does not).
                 while let Some(frame) = out.frames.pop_front() {
                     if transport.try_send(frame).is_err() {
+                        // This frame, and those behind it.
+                        out.dropped += 1;
                         break;
                     }
                 }
+                out.dropped += out.frames.len();
                 out.frames.clear();
                 return Wrote::Close(reason);
             }
@@ -731,18 +748,23 @@ struct Served<'a> {
 
 impl Drop for Served<'_> {
     fn drop(&mut self) {
-        self.outbox.lock().ended = true;
+        let unwritten = {
+            let mut out = self.outbox.lock();
+            out.ended = true;
+            out.frames.len()
+        };
         self.outbox.room.notify_waiters();
         let mut s = self.handle.lock();
         let s = &mut *s;
         s.conns.remove(&self.conn);
+        s.dropped += (unwritten + self.outbox.lock().dropped) as u64;
         match &mut s.shutdown {
             Some(shutdown) => {
                 if self.drained {
                     shutdown.report.closed += 1;
                 } else {
                     shutdown.report.cut += 1;
-                    shutdown.report.dropped_frames += self.outbox.lock().frames.len();
+                    shutdown.report.dropped_frames += unwritten;
                 }
                 shutdown.remaining.send_replace(s.conns.len());
             }
@@ -798,6 +820,7 @@ fn dispatch(s: &mut Shared, mut blocked: Option<&mut Blocked>) {
         conns,
         last_deadline,
         deadline,
+        dropped,
         ..
     } = s;
     loop {
@@ -812,12 +835,18 @@ fn dispatch(s: &mut Shared, mut blocked: Option<&mut Blocked>) {
                 if slowed.contains(&conn) {
                     // Closed as a slow consumer in this drain: what follows would leave a hole
                     // in its stream.
+                    *dropped += 1;
                     continue;
                 }
-                let Some(o) = open.as_mut() else { continue };
+                let Some(o) = open.as_mut() else {
+                    // Its connection ended (its task gone) before the relay heard of it.
+                    *dropped += 1;
+                    continue;
+                };
                 if o.queue.frames.len() >= o.slot.limit() {
                     open = None;
                     slowed.push(conn);
+                    *dropped += 1;
                     relay.slow_consumer(now(), conn);
                     continue;
                 }

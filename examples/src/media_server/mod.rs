@@ -573,11 +573,11 @@ async fn dispatch(
                     drop(permit);
                 });
             }
-            WhipEvent::Candidates {
+            WhipEvent::Event(whip::Event::Candidates {
                 session,
                 candidates,
                 end_of_candidates,
-            } => {
+            }) => {
                 let command = Command::Candidates {
                     candidates,
                     end_of_candidates,
@@ -603,7 +603,7 @@ async fn dispatch(
                     Err(_) => {}
                 }
             }
-            WhipEvent::Closed { session, cause } => {
+            WhipEvent::Event(whip::Event::Closed { session, cause }) => {
                 tracing::debug!(%session, ?cause, "session closed");
                 // Its task sees its command queue close and ends.
                 sessions.remove(&session);

@@ -48,15 +48,22 @@ impl RelayProcess {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let process = Self::spawn(&all);
-        let marker = "relay listening on http://";
+        let addr = process.logged_address("relay listening on ");
+        (process, addr)
+    }
+
+    /// Waits for the log line with `marker` followed by `http://ADDR` or `https://ADDR`;
+    /// returns the address.
+    pub fn logged_address(&self, marker: &str) -> SocketAddr {
         loop {
-            let line = process
+            let line = self
                 .lines
                 .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("the relay did not start; log:\n{}", process.log()));
+                .unwrap_or_else(|_| panic!("no log line with {marker:?}; log:\n{}", self.log()));
             if let Some(rest) = line.split(marker).nth(1) {
+                let rest = rest.split("://").nth(1).expect("a URL");
                 let addr = rest.split_whitespace().next().expect("address");
-                return (process, addr.parse().expect("a socket address"));
+                return addr.parse().expect("a socket address");
             }
         }
     }

@@ -124,7 +124,29 @@ pub async fn http_get<S>(stream: &mut S, path: &str) -> HttpResponse
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    http_request(stream, "GET", path, &[], "").await
+}
+
+/// Sends one request with `Connection: close` and reads the whole response.
+pub async fn http_request<S>(
+    stream: &mut S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut bytes))
@@ -143,6 +165,16 @@ where
         status,
         head: head.to_owned(),
         body: body.to_owned(),
+    }
+}
+
+impl HttpResponse {
+    /// The value of the first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
     }
 }
 
