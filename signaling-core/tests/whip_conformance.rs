@@ -746,7 +746,7 @@ fn rfc9725_4_3_3_restart_without_new_credentials_is_422() {
 }
 
 #[test]
-fn whep_4_3_4_new_credentials_with_the_current_etag_are_a_restart() {
+fn whep_4_4_3_new_credentials_with_the_current_etag_are_a_restart() {
     let mut h = Harness::new(Config::whep());
     let Outcome::Offer(offer) = h.post(
         &[("content-type", SDP)],
