@@ -58,7 +58,7 @@
 //! | `PATCH` with another `Content-Type` | `415` + `Accept-Patch` |
 //! | `PATCH` body not an sdpfrag (e.g. JSON) | `400` naming the problem |
 //! | `PATCH` trickle | `204`, no body, no `ETag`; candidates of another ufrag are dropped silently (§4.3.2) |
-//! | `PATCH` with `If-Match: "*"`, or with a new ufrag/pwd | [`Outcome::Restart`]; then `200` + sdpfrag + new `ETag`, or an error that keeps the session and its ICE session (§4.3.3) |
+//! | `PATCH` with `If-Match: *` (or `"*"`, as the prose writes it), or with a new ufrag/pwd | [`Outcome::Restart`]; then `200` + sdpfrag + new `ETag`, or an error that keeps the session and its ICE session (§4.3.3) |
 //! | `PATCH` `application/sdp`, WHEP, after a counter-offer | `204`; [`Event::Answer`] (WHEP §4.2) |
 //! | `DELETE` session | `200` (§4.2); `If-Match` is ignored (§4.3.1) |
 //! | `POST`/`PUT` on a session, `PUT`/`PATCH`/`DELETE` on an endpoint | `405` + `Allow` |
@@ -1074,9 +1074,11 @@ impl Endpoint {
             return self.refuse(r);
         }
         let if_match = request.header(header::IF_MATCH).map(str::trim);
-        let wildcard = if_match == Some("*");
+        // RFC 9110's wildcard is a bare `*`; the WHIP/WHEP prose writes it `"*"`, and clients
+        // that copied the prose send the quotes. Both mean "any ICE session": a restart.
+        let wildcard = matches!(if_match, Some("*" | "\"*\""));
         match if_match {
-            Some("*") => {}
+            _ if wildcard => {}
             Some(tags) => {
                 if !etag_matches(tags, &session.etag) {
                     let r = self.plain(

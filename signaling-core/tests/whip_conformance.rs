@@ -709,6 +709,14 @@ fn rfc9725_4_3_3_restart_is_200_with_the_new_credentials_and_a_new_etag() {
 }
 
 #[test]
+fn interop_a_quoted_star_is_the_wildcard_too() {
+    let mut h = Harness::new(Config::whip());
+    let (_, id) = h.create();
+    let outcome = h.patch(&id, Some("\"*\""), RESTART);
+    assert!(matches!(outcome, Outcome::Restart(_)), "{outcome:?}");
+}
+
+#[test]
 fn rfc9725_4_3_3_a_failed_restart_keeps_the_session_and_its_ice_session() {
     let mut h = Harness::new(Config::whip());
     let (created, id) = h.create();
