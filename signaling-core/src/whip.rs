@@ -937,21 +937,10 @@ impl Endpoint {
     }
 
     fn on_post(&mut self, request: &Request<'_>, stream: &str, now: Instant) -> Outcome {
-        if !content_type_is(request, SDP_MEDIA_TYPE) {
-            let mut r = self.plain(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the offer must be sent as application/sdp",
-            );
-            insert(r.headers_mut(), ACCEPT_POST, SDP_MEDIA_TYPE);
-            return self.refuse(r);
-        }
-        let sdp = match check_body(request.body, self.config.max_sdp_len) {
-            Ok(sdp) => sdp,
-            Err(r) => return self.refuse(self.plain(r.0, &r.1)),
-        };
-        let facts = match check_sdp(sdp, self.config.max_sdp_len) {
-            Ok(facts) => facts,
-            Err(e) => return self.refuse(self.plain(StatusCode::BAD_REQUEST, &e.to_string())),
+        let wrong_type = "the offer must be sent as application/sdp";
+        let (sdp, facts) = match self.sdp_body(request, ACCEPT_POST, wrong_type) {
+            Ok(body) => body,
+            Err(refusal) => return self.refuse(refusal),
         };
         if self.config.protocol == Protocol::Whep {
             use crate::sdp::Direction;
@@ -1212,21 +1201,10 @@ impl Endpoint {
     }
 
     fn on_counter_answer(&mut self, request: &Request<'_>, id: SessionId) -> Outcome {
-        if !content_type_is(request, SDP_MEDIA_TYPE) {
-            let mut r = self.plain(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "answer the counter-offer with an application/sdp PATCH",
-            );
-            insert(r.headers_mut(), ACCEPT_PATCH, SDP_MEDIA_TYPE);
-            return self.refuse(r);
-        }
-        let sdp = match check_body(request.body, self.config.max_sdp_len) {
-            Ok(sdp) => sdp,
-            Err(r) => return self.refuse(self.plain(r.0, &r.1)),
-        };
-        let facts = match check_sdp(sdp, self.config.max_sdp_len) {
-            Ok(facts) => facts,
-            Err(e) => return self.refuse(self.plain(StatusCode::BAD_REQUEST, &e.to_string())),
+        let wrong_type = "answer the counter-offer with an application/sdp PATCH";
+        let (sdp, facts) = match self.sdp_body(request, ACCEPT_PATCH, wrong_type) {
+            Ok(body) => body,
+            Err(refusal) => return self.refuse(refusal),
         };
         if self.events.len() >= self.config.max_events {
             let mut r = self.plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again");
@@ -1245,6 +1223,26 @@ impl Endpoint {
             sdp: sdp.to_owned(),
         });
         Outcome::Respond(self.empty(StatusCode::NO_CONTENT))
+    }
+
+    /// The request's SDP body and its facts, or the answer refusing it: `415` with `accept`
+    /// naming `application/sdp`, `413`, or `400`.
+    fn sdp_body<'b>(
+        &self,
+        request: &Request<'b>,
+        accept: HeaderName,
+        wrong_type: &str,
+    ) -> Result<(&'b str, SdpFacts), Response<String>> {
+        if !content_type_is(request, SDP_MEDIA_TYPE) {
+            let mut r = self.plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, wrong_type);
+            insert(r.headers_mut(), accept, SDP_MEDIA_TYPE);
+            return Err(r);
+        }
+        let sdp = check_body(request.body, self.config.max_sdp_len)
+            .map_err(|(status, message)| self.plain(status, &message))?;
+        let facts = check_sdp(sdp, self.config.max_sdp_len)
+            .map_err(|e| self.plain(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        Ok((sdp, facts))
     }
 
     fn offered(&self, session: &SessionId) -> Result<(), CompletionError> {
