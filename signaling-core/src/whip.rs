@@ -940,7 +940,7 @@ impl Endpoint {
         let wrong_type = "the offer must be sent as application/sdp";
         let (sdp, facts) = match self.sdp_body(request, ACCEPT_POST, wrong_type) {
             Ok(body) => body,
-            Err(refusal) => return self.refuse(refusal),
+            Err(refusal) => return self.refuse(*refusal),
         };
         if self.config.protocol == Protocol::Whep {
             use crate::sdp::Direction;
@@ -1204,7 +1204,7 @@ impl Endpoint {
         let wrong_type = "answer the counter-offer with an application/sdp PATCH";
         let (sdp, facts) = match self.sdp_body(request, ACCEPT_PATCH, wrong_type) {
             Ok(body) => body,
-            Err(refusal) => return self.refuse(refusal),
+            Err(refusal) => return self.refuse(*refusal),
         };
         if self.events.len() >= self.config.max_events {
             let mut r = self.plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again");
@@ -1232,16 +1232,16 @@ impl Endpoint {
         request: &Request<'b>,
         accept: HeaderName,
         wrong_type: &str,
-    ) -> Result<(&'b str, SdpFacts), Response<String>> {
+    ) -> Result<(&'b str, SdpFacts), Box<Response<String>>> {
         if !content_type_is(request, SDP_MEDIA_TYPE) {
             let mut r = self.plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, wrong_type);
             insert(r.headers_mut(), accept, SDP_MEDIA_TYPE);
-            return Err(r);
+            return Err(Box::new(r));
         }
         let sdp = check_body(request.body, self.config.max_sdp_len)
-            .map_err(|(status, message)| self.plain(status, &message))?;
+            .map_err(|(status, message)| Box::new(self.plain(status, &message)))?;
         let facts = check_sdp(sdp, self.config.max_sdp_len)
-            .map_err(|e| self.plain(StatusCode::BAD_REQUEST, &e.to_string()))?;
+            .map_err(|e| Box::new(self.plain(StatusCode::BAD_REQUEST, &e.to_string())))?;
         Ok((sdp, facts))
     }
 
