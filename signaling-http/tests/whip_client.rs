@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use signaling_core::candidate::Candidate;
-use signaling_core::whip::{CloseCause, Config, IceAnswer, SessionId};
+use signaling_core::whip::{CloseCause, Config, Event, IceAnswer, SessionId};
 use signaling_http::whip::{WhipEndpoint, WhipEvent};
 use signaling_http::whip_client::{WhipClient, WhipClientConfig};
 use tokio::net::TcpListener;
@@ -93,15 +93,15 @@ async fn start() -> (SocketAddr, mpsc::UnboundedReceiver<Heard>) {
                         candidates: restart.candidates.into_iter().map(|(_, c)| c).collect(),
                     }
                 }
-                WhipEvent::Candidates {
+                WhipEvent::Event(Event::Candidates {
                     candidates,
                     end_of_candidates,
                     ..
-                } => Heard::Candidates {
+                }) => Heard::Candidates {
                     candidates: candidates.into_iter().map(|(_, c)| c).collect(),
                     end: end_of_candidates,
                 },
-                WhipEvent::Closed { session, cause } => Heard::Closed(session, cause),
+                WhipEvent::Event(Event::Closed { session, cause }) => Heard::Closed(session, cause),
                 other => panic!("unexpected {other:?}"),
             };
             if tx.send(heard).is_err() {
