@@ -84,7 +84,10 @@
 //! answered `412` means the client's entity-tag is not the server's ICE session any more; its
 //! candidates are dropped and the session needs an ICE restart, which is how the client and
 //! server agree on an ICE session again (§4.3.3): until then trickling is refused with
-//! [`ClientError::RestartNeeded`]. The same holds after a failed ICE restart.
+//! [`ClientError::RestartNeeded`]. The same holds after a failed ICE restart. The candidates of a
+//! trickle `PATCH` that fails otherwise (no response, `503`) are dropped too, not sent again:
+//! a retry loop against a server that keeps refusing would never end, and ICE can still find the
+//! path through peer-reflexive candidates.
 //!
 //! # Bounds
 //!
