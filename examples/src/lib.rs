@@ -5,12 +5,14 @@
 //! - [`peers`]: Rust peers on webrtc-rs and str0m, behind the `rust_peers` binary.
 //! - [`load`]: what the load generators share.
 //! - [`ops`]: metrics and health answers for operators, shared by the servers.
+//! - [`whip_publish`]: a Rust WHIP publisher on str0m, behind the `whip_publish` binary.
 
 pub mod load;
 pub mod media_server;
 pub mod ops;
 pub mod peers;
 pub mod relay_server;
+pub mod whip_publish;
 
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` or else `default` (e.g. `info`),
 /// in colour when stderr is a terminal: what the binaries share.

@@ -102,6 +102,8 @@
 //! so the same answer is right behind any host name or proxy. When the `POST` carried a bearer
 //! token (RFC 6750), the session's `PATCH` and `DELETE` must carry the same one (`401`
 //! otherwise).
+pub mod client;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -11,6 +11,10 @@
 //! - [`tls`]: [`tls::load_pem`] makes a rustls configuration from PEM files, and
 //!   [`tls::serve`] serves a router over HTTP/1.1, plain or TLS (with WebSocket upgrades),
 //!   with bounded connections and handshakes and a graceful shutdown.
+//! - [`whip`]: WHIP (RFC 9725) and WHEP endpoints over the sans-IO engine
+//!   [`signaling_core::whip`], to nest in a router.
+//! - `whip_client` (feature `client`): a WHIP/WHEP client for Rust publishers and players,
+//!   on reqwest.
 //!
 //! ```no_run
 //! use axum::routing::get;
@@ -45,6 +49,8 @@ use signaling_core::admission::Refusal;
 pub mod relay;
 pub mod tls;
 pub mod whip;
+#[cfg(feature = "client")]
+pub mod whip_client;
 pub mod ws;
 
 /// The response refusing a request: the refusal's HTTP status and its reason's wire name
