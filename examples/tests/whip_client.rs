@@ -28,7 +28,7 @@ async fn start_server() -> (Arc<MediaServer>, SocketAddr) {
     let server = Arc::new(MediaServer::new(MediaConfig::default()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.clone().run(listener));
+    tokio::spawn(server.clone().run(listener, None));
     (server, addr)
 }
 
