@@ -1096,6 +1096,34 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_offer_has_the_new_credentials_everywhere_and_no_old_candidates() {
+        let offer = "v=0\r\na=ice-ufrag:old1\r\na=ice-pwd:oldpassword0123456789012\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:old1\r\na=ice-pwd:oldpassword0123456789012\r\na=candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\na=mid:0\r\n";
+        let out = with_ice_credentials(offer, "new1", "newpassword0123456789012");
+        assert_eq!(
+            out,
+            "v=0\r\na=ice-ufrag:new1\r\na=ice-pwd:newpassword0123456789012\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:new1\r\na=ice-pwd:newpassword0123456789012\r\na=mid:0\r\n"
+        );
+        // Bare LF line ends come out as CRLF.
+        assert_eq!(
+            with_ice_credentials("v=0\na=ice-ufrag:a\n", "b", "p"),
+            "v=0\r\na=ice-ufrag:b\r\n"
+        );
+    }
+
+    #[test]
+    fn the_ice_answer_takes_the_first_credentials_and_each_candidate_once() {
+        let sdp = "v=0\r\na=ice-lite\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:srv1\r\na=ice-pwd:serverpassword0123456789\r\na=ice-options:trickle\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:srv1\r\na=ice-pwd:serverpassword0123456789\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n";
+        let answer = ice_answer(sdp).expect("credentials");
+        assert_eq!(answer.ufrag, "srv1");
+        assert_eq!(answer.pwd, "serverpassword0123456789");
+        assert_eq!(answer.options.as_deref(), Some("trickle"));
+        assert!(answer.lite);
+        assert_eq!(answer.candidates.len(), 1);
+        assert_eq!(answer.candidates[0].port(), 40000);
+        assert!(ice_answer("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n").is_none());
+    }
+
+    #[test]
     fn msid_tokens() {
         assert_eq!(msid_token("me-x1 y"), "me-x1y");
         assert_eq!(msid_token("äö"), "media");
