@@ -177,11 +177,19 @@ impl WhipEndpoint {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("the operating system's random source");
         let (tx, rx) = mpsc::channel(config.max_events.max(1));
+        let answer_timeout = config.answer_timeout;
+        // The engine's own expiry is a backstop for an answer that is never given; the
+        // handler's wait ends first, so a request that waited its full time is answered
+        // `503` + `Retry-After` (the engine still holds the offer), never `404`.
+        let engine_timeout = answer_timeout.saturating_add(TICK * 2);
         let shared = Arc::new(Shared {
-            answer_timeout: config.answer_timeout,
+            answer_timeout,
             retry_after: config.retry_after,
             max_body: config.max_sdp_len.max(config.frag_limits.max_len),
-            endpoint: Mutex::new(Endpoint::new(config, key)),
+            endpoint: Mutex::new(Endpoint::new(
+                config.with_answer_timeout(engine_timeout),
+                key,
+            )),
             events: tx,
         });
         tokio::spawn(tick(Arc::downgrade(&shared)));
