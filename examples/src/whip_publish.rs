@@ -19,7 +19,6 @@ use signaling_http::whip_client::{Error as WhipError, Session, WhipClient};
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 
@@ -168,12 +167,7 @@ impl Publisher {
                 () = &mut stop => break,
                 received = self.socket.recv_from(&mut buf) => {
                     let Ok((n, source)) = received else { continue };
-                    let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) else {
-                        continue;
-                    };
-                    if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), receive)) {
-                        tracing::debug!(error = %e, "str0m refused a datagram");
-                    }
+                    crate::peers::str0m_stack::feed_datagram(&mut self.rtc, self.local, source, &buf[..n]);
                 }
                 () = tokio::time::sleep(wait.max(Duration::from_micros(100))) => {
                     let now = Instant::now();

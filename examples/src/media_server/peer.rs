@@ -26,7 +26,7 @@ use signaling_core::wire::SdpKind;
 use signaling_http::whip::{OfferRequest, RestartRequest, WhipEndpoint};
 use str0m::change::SdpOffer;
 use str0m::media::{KeyframeRequestKind, MediaAdded, MediaData, MediaKind, MediaTime, Mid, Rid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::Protocol;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -735,15 +735,7 @@ impl Peer {
     // Media
 
     fn on_datagram(&mut self, data: &[u8], source: SocketAddr) {
-        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, data) else {
-            return;
-        };
-        if let Err(e) = self
-            .rtc
-            .handle_input(Input::Receive(Instant::now(), receive))
-        {
-            tracing::debug!(conn = %self.conn, error = %e, "str0m refused a datagram");
-        }
+        crate::peers::str0m_stack::feed_datagram(&mut self.rtc, self.local, source, data);
     }
 
     /// Drains str0m's output until its next timeout; `Some` when the connection must end.

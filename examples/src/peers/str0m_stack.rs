@@ -121,12 +121,7 @@ impl Str0mTask {
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => {
                     let Ok((n, source)) = received else { continue };
-                    let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) else {
-                        continue;
-                    };
-                    if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), receive)) {
-                        tracing::debug!(error = %e, "str0m refused a datagram");
-                    }
+                    feed_datagram(&mut self.rtc, self.local, source, &buf[..n]);
                 }
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd).await,
@@ -382,5 +377,16 @@ impl Str0mTask {
             }
             SdpKind::Pranswer => Err(err("provisional answers are not supported")),
         }
+    }
+}
+
+/// Hands a UDP datagram that arrived on `local` from `source` to str0m. One it cannot read
+/// or refuses (not STUN, DTLS or SRTP for this connection) is dropped, with a debug log.
+pub fn feed_datagram(rtc: &mut Rtc, local: SocketAddr, source: SocketAddr, data: &[u8]) {
+    let Ok(receive) = Receive::new(Protocol::Udp, source, local, data) else {
+        return;
+    };
+    if let Err(e) = rtc.handle_input(Input::Receive(Instant::now(), receive)) {
+        tracing::debug!(error = %e, "str0m refused a datagram");
     }
 }

@@ -988,6 +988,39 @@ impl ClientSession {
         });
     }
 
+    /// Takes the session a `201` (or WHEP's `406` counter-offer) created: its SDP, URL,
+    /// entity-tag and ICE servers, leaving the session in `next`. Returns the SDP and the ICE
+    /// servers for the application's event; `None` when the response was refused (the offer
+    /// failed) or a `DELETE` asked for meanwhile went out in place of the event.
+    fn adopt_session<B: AsRef<[u8]>>(
+        &mut self,
+        id: RequestId,
+        response: &Response<B>,
+        url: &Url,
+        next: State,
+    ) -> Option<(String, Vec<IceServer>)> {
+        let adopted = sdp_body(response).and_then(|sdp| Ok((sdp, location(response, url)?)));
+        let (sdp, session_url) = match adopted {
+            Ok(adopted) => adopted,
+            Err(e) => {
+                self.fail(id, e);
+                return None;
+            }
+        };
+        let ice_servers = parse_ice_server_links(response.headers(), self.config.max_ice_servers);
+        self.session_url = Some(session_url);
+        self.etag = header_str(response.headers(), header::ETAG).map(str::to_owned);
+        self.ice_servers = ice_servers.clone();
+        self.answer = Some(sdp.clone());
+        self.state = next;
+        if self.delete_requested {
+            // Only fails for a token that is no header value, which the POST had.
+            let _ = self.queue_delete();
+            return None;
+        }
+        Some((sdp, ice_servers))
+    }
+
     fn on_offer_response<B: AsRef<[u8]>>(
         &mut self,
         id: RequestId,
@@ -1006,26 +1039,11 @@ impl ClientSession {
         let (url, redirects, sdp) = (url.clone(), *redirects, sdp.clone());
         match status {
             StatusCode::CREATED => {
-                let answer = match sdp_body(response) {
-                    Ok(answer) => answer,
-                    Err(e) => return self.fail(id, e),
-                };
-                let session_url = match location(response, &url) {
-                    Ok(u) => u,
-                    Err(e) => return self.fail(id, e),
-                };
-                let ice_servers =
-                    parse_ice_server_links(response.headers(), self.config.max_ice_servers);
-                self.session_url = Some(session_url);
-                self.etag = header_str(response.headers(), header::ETAG).map(str::to_owned);
-                self.ice_servers = ice_servers.clone();
-                self.answer = Some(answer.clone());
-                self.state = State::Established;
-                if self.delete_requested {
-                    // Only fails for a token that is no header value, which the POST had.
-                    let _ = self.queue_delete();
+                let Some((answer, ice_servers)) =
+                    self.adopt_session(id, response, &url, State::Established)
+                else {
                     return;
-                }
+                };
                 self.events.push_back(ClientEvent::Answered {
                     sdp: answer,
                     ice_servers,
@@ -1065,25 +1083,11 @@ impl ClientSession {
             StatusCode::NOT_ACCEPTABLE
                 if self.config.protocol == Protocol::Whep && is_sdp(response.headers()) =>
             {
-                let counter = match sdp_body(response) {
-                    Ok(sdp) => sdp,
-                    Err(e) => return self.fail(id, e),
-                };
-                let session_url = match location(response, &url) {
-                    Ok(u) => u,
-                    Err(e) => return self.fail(id, e),
-                };
-                let ice_servers =
-                    parse_ice_server_links(response.headers(), self.config.max_ice_servers);
-                self.session_url = Some(session_url);
-                self.etag = header_str(response.headers(), header::ETAG).map(str::to_owned);
-                self.ice_servers = ice_servers.clone();
-                self.answer = Some(counter.clone());
-                self.state = State::CounterOffered;
-                if self.delete_requested {
-                    let _ = self.queue_delete();
+                let Some((counter, ice_servers)) =
+                    self.adopt_session(id, response, &url, State::CounterOffered)
+                else {
                     return;
-                }
+                };
                 self.events.push_back(ClientEvent::CounterOffer {
                     sdp: counter,
                     valid_until: valid_until(response.headers()),
