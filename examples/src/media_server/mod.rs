@@ -91,6 +91,12 @@
 //! client closed its peer connection, which clients do before their `DELETE`) waits up to 5 s
 //! for the `DELETE`, so that it is answered `200` rather than `404`.
 //!
+//! A session's task takes trickled candidates and restarts from a queue of 32. Candidates are
+//! handed over after their `PATCH` was answered `204`, so they are never dropped: a client
+//! that trickles faster than its session takes them (32 `PATCH`es ahead; a browser sends a
+//! handful) loses the session, which ends as a deleted one does (later requests `404`;
+//! `signaling_media_sessions_overrun_total`).
+//!
 //! # Media
 //!
 //! Frames (str0m's depacketized samples) of a publisher's first video and first audio
@@ -112,6 +118,7 @@
 //! | `signaling_media_streams` | gauge | streams |
 //! | `signaling_media_sessions_total{api}` | counter | media connections opened, by `api`: `ws`, `whip`, `whep` |
 //! | `signaling_media_offers_total{outcome}` | counter | offers str0m `answered` or `refused` |
+//! | `signaling_media_sessions_overrun_total` | counter | WHIP/WHEP sessions ended because trickled candidates came faster than the session took them |
 //! | `signaling_media_refused_total{reason}` | counter | connections and offers refused before their media connection ([`RefusedFor`]: `bad_request`, `publisher_exists`, `too_many_streams`, `too_many_viewers`, `too_many_connections`, `no_udp_port`) |
 //! | `signaling_media_http_sessions_created_total{endpoint}` | counter | WHIP/WHEP sessions created (`201`), by `endpoint`: `whip`, `whep` |
 //! | `signaling_media_http_sessions_deleted_total{endpoint}` | counter | sessions deleted by their client |
@@ -169,9 +176,10 @@ pub const REQUEST_TYPE: &str = "api/ws";
 /// The longest stream name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Commands (trickled candidates, ICE restarts) waiting for one WHIP or WHEP session's task;
-/// more are dropped (candidates: the client's checks still reach the server) or refused
-/// (restarts: `503`).
+/// Commands (trickled candidates, ICE restarts) waiting for one WHIP or WHEP session's task.
+/// A restart that finds them full is refused (`503`); candidates, whose `PATCH` was already
+/// answered `204`, end the session instead of being dropped (see the
+/// [module docs](self#whip-and-whep)).
 const SESSION_COMMANDS: usize = 32;
 
 /// Close codes of connections the media server refuses (see the
@@ -358,6 +366,7 @@ pub(crate) struct Counters {
     whep: AtomicU64,
     offers_answered: AtomicU64,
     offers_refused: AtomicU64,
+    overrun: AtomicU64,
     refused: [AtomicU64; RefusedFor::ALL.len()],
 }
 
@@ -378,6 +387,10 @@ impl Counters {
 
     pub(crate) fn offer_refused(&self) {
         self.offers_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn overrun(&self) {
+        self.overrun.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn refused(&self, reason: RefusedFor) {
@@ -412,6 +425,9 @@ pub struct MediaStats {
     pub offers_answered: u64,
     /// Offers str0m could not use (WebSocket: an `error` frame; HTTP: `400`/`422`).
     pub offers_refused: u64,
+    /// WHIP/WHEP sessions ended because trickled candidates came faster than the session took
+    /// them (its command queue was full).
+    pub sessions_overrun: u64,
     /// Connections and sessions refused before their media connection, by reason (in the
     /// order of [`RefusedFor::ALL`]).
     pub refused: [u64; RefusedFor::ALL.len()],
@@ -584,6 +600,7 @@ fn stats(shared: &Shared, whip: &WhipEndpoint, whep: &WhipEndpoint) -> MediaStat
         whep_sessions: load(&c.whep),
         offers_answered: load(&c.offers_answered),
         offers_refused: load(&c.offers_refused),
+        sessions_overrun: load(&c.overrun),
         refused: c.refused.each_ref().map(load),
         whip: whip.stats(),
         whep: whep.stats(),
@@ -625,6 +642,11 @@ fn scrape(scrape: &mut Scrape<'_>, stats: &MediaStats) -> std::fmt::Result {
             ("answered", stats.offers_answered),
             ("refused", stats.offers_refused),
         ],
+    )?;
+    scrape.counter(
+        "signaling_media_sessions_overrun",
+        "WHIP/WHEP sessions ended because trickled candidates came faster than the session took them.",
+        stats.sessions_overrun,
     )?;
     let refused: Vec<(&str, u64)> = RefusedFor::ALL
         .iter()
@@ -833,8 +855,15 @@ async fn dispatch(
                     candidates,
                     end_of_candidates,
                 };
-                if let Some(Err(e)) = sessions.get(&session).map(|tx| tx.try_send(command)) {
-                    tracing::debug!(%session, error = %e, "trickled candidates dropped");
+                let Some(tx) = sessions.get(&session) else {
+                    continue;
+                };
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(command) {
+                    // The PATCH was answered 204: its candidates are not dropped quietly.
+                    tracing::warn!(%session, "trickled candidates overran the session; it ends");
+                    shared.counters.overrun();
+                    sessions.remove(&session);
+                    endpoint.close(&session);
                 }
             }
             WhipEvent::Restart(request) => {
