@@ -24,6 +24,11 @@
 //!   binary's own server code (`examples::relay_server::Server`) on a current-thread runtime
 //!   pinned to one core. Its WebSockets are tungstenite's, driven by the TCP socket's readiness
 //!   (see `signaling_ws`), not through tokio-tungstenite's adapter as the baseline's are.
+//! - `axum` (with `--axum`): the relay mounted in an axum app, as a user of `signaling-http`
+//!   writes it: `Router::new().route("/ws", signaling_http::relay::route(handle))` served by
+//!   `signaling_http::tls::serve` (plain TCP), `AxumWsConfig::default()` and
+//!   `DriverConfig::default()`, the same relay configuration as `relay`. Its WebSockets are
+//!   axum's (tokio-tungstenite), two tasks per connection.
 //! - `baseline`: what a user would otherwise write: a raw tokio-tungstenite forwarder with
 //!   tungstenite's default settings (`WebSocketConfig::default()`: 128 KiB read buffer, 128 KiB
 //!   write buffer). It pairs the two connections of a room, then forwards each direction with
@@ -55,6 +60,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use examples::load::{payload, raise_nofile, spawn_server, vm_rss_kb, StreamCount};
 use examples::relay_server::{FileConfig, Server};
 use futures::{SinkExt, StreamExt};
+use signaling::relay::{DriverConfig, RelayHandle};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -92,6 +98,7 @@ enum Cmd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Kind {
     Relay,
+    Axum,
     Baseline,
 }
 
@@ -99,6 +106,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Relay => "relay",
+            Kind::Axum => "axum",
             Kind::Baseline => "baseline",
         }
     }
@@ -156,6 +164,21 @@ struct RunArgs {
     /// Only one of the two measurements.
     #[arg(long, value_enum)]
     only: Option<Only>,
+    /// Also measure the relay mounted in axum (`signaling-http`).
+    #[arg(long)]
+    axum: bool,
+}
+
+impl RunArgs {
+    /// The servers measured, in the order they run; the relay first, the baseline last.
+    fn kinds(&self) -> Vec<Kind> {
+        let mut kinds = vec![Kind::Relay];
+        if self.axum {
+            kinds.push(Kind::Axum);
+        }
+        kinds.push(Kind::Baseline);
+        kinds
+    }
 }
 
 fn main() -> Result<(), Error> {
@@ -222,6 +245,7 @@ fn serve_main(kind: Kind, core: Option<usize>) -> Result<(), Error> {
         }
         match kind {
             Kind::Relay => relay_server(listener).await,
+            Kind::Axum => axum_server(listener).await,
             Kind::Baseline => baseline_server(listener).await,
         }
     })
@@ -233,6 +257,15 @@ async fn relay_server(listener: TcpListener) -> Result<(), Error> {
     let config = FileConfig::from_toml(RELAY_TOML)?;
     let server = Arc::new(Server::new(config)?);
     server.run(listener).await?;
+    Ok(())
+}
+
+/// The relay at `/ws` of an axum app (see the module docs).
+async fn axum_server(listener: TcpListener) -> Result<(), Error> {
+    let config = FileConfig::from_toml(RELAY_TOML)?;
+    let relay = RelayHandle::new(config.relay, DriverConfig::default());
+    let app = axum::Router::new().route("/ws", signaling_http::relay::route(relay));
+    signaling_http::tls::serve(listener, app, None).await;
     Ok(())
 }
 
@@ -545,12 +578,12 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
     if args.only != Some(Only::Rss) {
         for &size in &args.sizes {
             for &pairs in &args.pairs {
-                let (mut relay_rates, mut base_rates) = (Vec::new(), Vec::new());
-                let (mut relay_effs, mut base_effs) = (Vec::new(), Vec::new());
-                let mut lost = [0u64; 2];
+                let kinds = args.kinds();
+                let mut rates = vec![Vec::new(); kinds.len()];
+                let mut effs = vec![Vec::new(); kinds.len()];
+                let mut lost = vec![0u64; kinds.len()];
                 for rep in 1..=args.repeat {
-                    let (mut rates, mut effs) = ([0.0; 2], [0.0; 2]);
-                    for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
+                    for (i, &kind) in kinds.iter().enumerate() {
                         let server = ServerProc::start(kind, args.server_core)?;
                         let pid = server.pid().to_string();
                         let rt = current_thread()?;
@@ -574,17 +607,27 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                             t.load
                         )?;
                         out.flush()?;
-                        rates[i] = t.rate;
-                        effs[i] = t.per_cpu();
+                        rates[i].push(t.rate);
+                        effs[i].push(t.per_cpu());
                         lost[i] += t.lost + t.disorder;
                     }
-                    relay_rates.push(rates[0]);
-                    base_rates.push(rates[1]);
-                    relay_effs.push(effs[0]);
-                    base_effs.push(effs[1]);
                 }
-                let (r, b) = (median(&relay_rates), median(&base_rates));
-                let (re, be) = (median(&relay_effs), median(&base_effs));
+                let last = kinds.len() - 1;
+                let (r, b) = (median(&rates[0]), median(&rates[last]));
+                let (re, be) = (median(&effs[0]), median(&effs[last]));
+                if args.axum {
+                    let (a, ae) = (median(&rates[1]), median(&effs[1]));
+                    summary.push(format!(
+                        "throughput frame={size}B pairs={pairs} axum={a:.0}/s ratio_to_relay={:.2} \
+                         ratio_to_baseline={:.2} axum_per_cpu_s={ae:.0} \
+                         cpu_per_frame_ratio_to_relay={:.2} axum_lost={} reps={}",
+                        a / r,
+                        a / b,
+                        re / ae,
+                        lost[1],
+                        args.repeat
+                    ));
+                }
                 summary.push(format!(
                     "throughput frame={size}B pairs={pairs} relay={r:.0}/s baseline={b:.0}/s \
                      ratio={:.2} relay_per_cpu_s={re:.0} baseline_per_cpu_s={be:.0} \
@@ -592,16 +635,17 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                     r / b,
                     be / re,
                     lost[0],
-                    lost[1],
+                    lost[last],
                     args.repeat
                 ));
             }
         }
     }
     if args.only != Some(Only::Throughput) {
-        let mut per = [Vec::new(), Vec::new()];
+        let kinds = args.kinds();
+        let mut per = vec![Vec::new(); kinds.len()];
         for rep in 1..=args.repeat {
-            for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
+            for (i, &kind) in kinds.iter().enumerate() {
                 let server = ServerProc::start(kind, args.server_core)?;
                 let pid = server.pid().to_string();
                 let rt = current_thread()?;
@@ -625,7 +669,7 @@ fn run_main(args: &RunArgs) -> Result<(), Error> {
                 per[i].push(bytes);
             }
         }
-        for (i, kind) in [Kind::Relay, Kind::Baseline].into_iter().enumerate() {
+        for (i, kind) in kinds.iter().enumerate() {
             summary.push(format!(
                 "rss server={} conns={} rooms_of=2 per_conn={:.0}B reps={}",
                 kind.name(),
