@@ -43,6 +43,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -51,6 +52,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
 /// The `Content-Type` of [`Metrics::render`]'s text: the Prometheus text format, version 0.0.4.
@@ -263,6 +265,43 @@ where
     tokio::time::timeout_at(deadline, write)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "answering a plain request"))?
+}
+
+/// `SIGTERM` and `SIGINT`, the signals that shut a server down gracefully. Install them before
+/// the server listens, so that a signal arriving once clients can connect always finds them.
+#[derive(Debug)]
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (they replace the default action, ending the process).
+    pub fn install() -> io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next signal; its name (`SIGTERM` or `SIGINT`).
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Parses a command-line number of seconds that must be positive (a drain time, say).
+pub fn positive_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| "not a number of seconds".to_owned())?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err("must be a number of seconds greater than 0".to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, Response, StatusCode};
-use examples::media_server::{close_code, MediaConfig, MediaServer};
+use examples::media_server::{close_code, MediaConfig, MediaServer, RefusedFor};
 use signaling::transport::{Frame, Transport, TransportError};
 use signaling_ws::{WsClient, WsConfig, WsConnection};
 use str0m::media::{Direction, MediaKind};
@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tower_service::Service as _;
 
 mod support;
+
+use support::relay::RelayProcess;
 
 /// A media server on 127.0.0.1, port 0; its base WebSocket URL.
 async fn start(config: MediaConfig) -> String {
@@ -565,6 +567,77 @@ async fn an_http_session_whose_ice_never_comes_up_ends() {
     }
     assert_eq!(server.stats().connections, 0);
     assert_eq!(server.streams().len(), 0);
+}
+
+/// `MediaServer::shutdown` ends every media connection: a WebSocket client is closed with 1001
+/// (going away, RFC 6455 §7.4.1), a WHIP session is gone at once (its `DELETE` gets `404`, with
+/// no wait for it); health checks, new WebSocket connections and new offers get `503` (offers
+/// with `Retry-After`, RFC 9725 §4.5) and are counted as refused for `shutting_down`.
+#[tokio::test]
+async fn shutdown_closes_websockets_with_1001_ends_http_sessions_and_refuses_newcomers() {
+    let server = Arc::new(MediaServer::new(MediaConfig::default()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/api/ws", listener.local_addr().unwrap());
+    tokio::spawn(server.clone().run(listener, None));
+    let mut viewer = registered(&format!("{url}?src=cam")).await;
+    let (created, answer) = post(&server, "/whip/cam", &publisher_offer()).await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{answer}");
+    let location = header(&created, "location").to_owned();
+    let (ready, _) = request(&server, Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(server.stats().connections, 2);
+
+    let report = server.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        (report.connections, report.closed, report.unfinished),
+        (2, 2, 0)
+    );
+    assert_eq!(closed(&mut viewer).await, 1001);
+    let (deleted, _) = request(&server, Method::DELETE, &location, &[], "").await;
+    assert_eq!(deleted.status(), StatusCode::NOT_FOUND);
+    for path in ["/readyz", "/healthz"] {
+        let (r, body) = request(&server, Method::GET, path, &[], "").await;
+        assert_eq!(
+            r.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {body}"
+        );
+    }
+    let (late, _) = post(&server, "/whep/cam", &viewer_offer().0).await;
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header(&late, "retry-after").parse::<u64>().unwrap() > 0);
+    let refused = WsClient::connect(&format!("{url}?src=cam"), WsConfig::default()).await;
+    assert!(refused.is_err(), "a WebSocket upgrade during the shutdown");
+    let stats = server.stats();
+    assert_eq!(stats.connections, 0);
+    assert_eq!(stats.refused_for(RefusedFor::ShuttingDown), 2);
+    assert_eq!(server.streams().len(), 0);
+}
+
+/// The binary shuts down on `SIGTERM` and on `SIGINT`: its WebSocket client is closed with 1001
+/// and it exits with status 0, saying what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_closes_its_clients_with_1001_and_exits_0_on_sigterm_and_sigint() {
+    for signal in ["TERM", "INT"] {
+        let mut process = RelayProcess::spawn_binary(
+            env!("CARGO_BIN_EXE_media_server"),
+            &["--listen", "127.0.0.1:0", "--drain-timeout", "5"],
+        );
+        let addr = process.logged_address("media server listening on ");
+        let mut client = registered(&format!("ws://{addr}/api/ws?src=cam")).await;
+        process.signal(signal);
+        assert_eq!(closed(&mut client).await, 1001, "SIG{signal}");
+        let (status, log) = process.exit();
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {status}; log:\n{log}");
+        assert!(
+            log.contains(&format!("SIG{signal} received: shutting down")),
+            "{log}"
+        );
+        assert!(
+            log.contains("shutdown complete: 1 of 1 media connections ended"),
+            "{log}"
+        );
+    }
 }
 
 /// The browser scenarios against the binary, in a loopback-only namespace.

@@ -64,10 +64,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use examples::ops::Signals;
 use examples::relay_server::{in_words, FileConfig, Server, TlsFiles};
 use signaling_nats::ClusterError;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -81,7 +81,7 @@ struct Args {
     config: Option<PathBuf>,
     /// Seconds a shutdown (SIGTERM, SIGINT) waits for each connection to receive what is
     /// queued for it and close; connections not done by then are cut off.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = drain_seconds)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = examples::ops::positive_seconds)]
     drain_timeout: Duration,
     /// Run as a node of a cluster that shares its rooms through this NATS server (JetStream
     /// enabled); overrides `nats` in the `[cluster]` section.
@@ -105,43 +105,10 @@ struct Args {
     ops_listen: Option<SocketAddr>,
 }
 
-fn drain_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| "not a number of seconds".to_owned())?;
-    match Duration::try_from_secs_f64(secs) {
-        Ok(drain) if !drain.is_zero() => Ok(drain),
-        _ => Err("must be a number of seconds greater than 0".to_owned()),
-    }
-}
-
 /// Why the relay stopped without a shutdown: the message for the log, and the exit status.
 struct Fatal {
     message: String,
     status: u8,
-}
-
-/// The signals that shut the relay down.
-struct Signals {
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// The name of the next signal.
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
 }
 
 #[tokio::main]

@@ -12,7 +12,7 @@
 //! | `GET /api/ws?src=NAME&dst=NAME` | the WebSocket API (below) |
 //! | `POST /whip/NAME`, then `PATCH`/`DELETE` its `Location` | publish into NAME, as `?dst=NAME` does ([WHIP and WHEP](#whip-and-whep)) |
 //! | `POST /whep/NAME`, then `PATCH`/`DELETE` its `Location` | watch NAME, as `?src=NAME` does |
-//! | `GET /healthz`, `GET /readyz` | `200 ok` / `200 ready`: the server depends on nothing that can be down |
+//! | `GET /healthz`, `GET /readyz` | `200 ok` / `200 ready`: the server depends on nothing that can be down; `503 shutting down` once [`MediaServer::shutdown`] began |
 //! | `GET /metrics` | Prometheus text ([Metrics](#metrics)) |
 //!
 //! Over TLS (`--tls-cert`, `--tls-key`) the same routes are `https://` and `wss://`.
@@ -106,6 +106,16 @@
 //! publisher, and one is asked for when a viewer's media connection comes up; its video starts
 //! at the next keyframe. Viewers may connect before the publisher and stay when it leaves.
 //!
+//! # Shutdown
+//!
+//! [`MediaServer::shutdown`] (the binary: on `SIGTERM` or `SIGINT`) ends every media
+//! connection: WebSocket clients are closed with 1001 (going away), WHIP/WHEP sessions are
+//! removed without waiting for their `DELETE` (it gets `404`). Meanwhile the listener still
+//! answers: health checks get `503`, and new WebSocket connections and offers `503` (WHIP/WHEP
+//! with `Retry-After`), so a load balancer sees the shutdown. It returns when every connection
+//! has ended, or at its drain time, with a [`MediaShutdown`] report; then
+//! [`MediaServer::run_until`]'s signal stops the HTTP server.
+//!
 //! # Metrics
 //!
 //! `GET /metrics` answers in the Prometheus text format, read at scrape time from
@@ -119,7 +129,7 @@
 //! | `signaling_media_sessions_total{api}` | counter | media connections opened, by `api`: `ws`, `whip`, `whep` |
 //! | `signaling_media_offers_total{outcome}` | counter | offers str0m `answered` or `refused` |
 //! | `signaling_media_sessions_overrun_total` | counter | WHIP/WHEP sessions ended because trickled candidates came faster than the session took them |
-//! | `signaling_media_refused_total{reason}` | counter | connections and offers refused before their media connection ([`RefusedFor`]: `bad_request`, `publisher_exists`, `too_many_streams`, `too_many_viewers`, `too_many_connections`, `no_udp_port`) |
+//! | `signaling_media_refused_total{reason}` | counter | connections and offers refused before their media connection ([`RefusedFor`]: `bad_request`, `publisher_exists`, `too_many_streams`, `too_many_viewers`, `too_many_connections`, `no_udp_port`, `shutting_down`) |
 //! | `signaling_media_http_sessions_created_total{endpoint}` | counter | WHIP/WHEP sessions created (`201`), by `endpoint`: `whip`, `whep` |
 //! | `signaling_media_http_sessions_deleted_total{endpoint}` | counter | sessions deleted by their client |
 //! | `signaling_media_http_requests_refused_total{endpoint}` | counter | requests the endpoint refused itself (bad `Content-Type`, entity-tag, body, ...) |
@@ -138,6 +148,7 @@
 //! Each of the two HTTP endpoints has one more task that reads its events and routes trickled
 //! candidates and ICE restarts to the sessions' tasks (at most 32 waiting per session).
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -153,11 +164,11 @@ use signaling::transport::CloseCode;
 use signaling_core::admission::AllowAll;
 use signaling_core::negotiation::Config;
 use signaling_core::whip::{self, EndpointStats, Rejection, RestartFailure, SessionId};
-use signaling_http::tls::ServeConfig;
+use signaling_http::tls::{ServeConfig, ServeReport};
 use signaling_http::whip::{WhipEndpoint, WhipEvent, WhipEvents};
 use signaling_http::ws::{AxumWsConfig, WsUpgrade};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::ops::{self, Health, Metrics, Scrape};
 
@@ -311,17 +322,21 @@ pub enum RefusedFor {
     TooManyConnections,
     /// No UDP port could be had on the RTC address (close 1011, `500`).
     NoUdpPort,
+    /// The server is shutting down (`503` without an upgrade; WHIP/WHEP `503` +
+    /// `Retry-After`).
+    ShuttingDown,
 }
 
 impl RefusedFor {
     /// Every reason, in the order the metrics list them.
-    pub const ALL: [RefusedFor; 6] = [
+    pub const ALL: [RefusedFor; 7] = [
         RefusedFor::BadRequest,
         RefusedFor::PublisherExists,
         RefusedFor::TooManyStreams,
         RefusedFor::TooManyViewers,
         RefusedFor::TooManyConnections,
         RefusedFor::NoUdpPort,
+        RefusedFor::ShuttingDown,
     ];
 
     /// The reason's label in the metrics.
@@ -333,6 +348,7 @@ impl RefusedFor {
             RefusedFor::TooManyViewers => "too_many_viewers",
             RefusedFor::TooManyConnections => "too_many_connections",
             RefusedFor::NoUdpPort => "no_udp_port",
+            RefusedFor::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -460,12 +476,31 @@ struct Shared {
     refusing: Arc<Semaphore>,
     next_conn: AtomicU64,
     counters: Arc<Counters>,
+    /// `true` once [`MediaServer::shutdown`] was called; every connection holds a receiver
+    /// ([`PeerSettings::shutdown`]).
+    shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
     fn next_conn(&self) -> ConnId {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
     }
+
+    fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// What [`MediaServer::shutdown`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MediaShutdown {
+    /// Media connections (WebSocket clients and WHIP/WHEP sessions) open when it began.
+    pub connections: u64,
+    /// Of those, the ones that had ended by the end of the drain time.
+    pub closed: u64,
+    /// Connections still ending at the deadline (their tasks end on their own shortly after).
+    pub unfinished: u64,
 }
 
 /// The media server: an axum [`Router`] (see [`MediaServer::router`]) and what it shares.
@@ -490,6 +525,7 @@ impl MediaServer {
             .with_max_message_size(config.max_frame_len)
             .with_ping_interval(ping);
         let max_connections = config.max_connections.max(1);
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             streams: Arc::new(Streams::new(StreamLimits {
                 max_streams: config.max_streams.max(1),
@@ -501,6 +537,7 @@ impl MediaServer {
                 negotiation: config.negotiation,
                 session: config.session,
                 ice_timeout: config.ice_timeout,
+                shutdown: shutdown_rx,
             },
             ws,
             slots: Arc::new(Semaphore::new(max_connections)),
@@ -508,6 +545,7 @@ impl MediaServer {
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             next_conn: AtomicU64::new(1),
             counters: Arc::new(Counters::default()),
+            shutdown,
         });
         let endpoint = |config: whip::Config, kind: HttpKind| {
             let retry_after = config.retry_after;
@@ -575,9 +613,49 @@ impl MediaServer {
         listener: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) {
+        self.run_until(listener, tls, std::future::pending()).await;
+    }
+
+    /// Serves [`MediaServer::router`] like [`MediaServer::run`] until `signal` completes, then
+    /// stops accepting and lets open HTTP connections finish within the serve configuration's
+    /// drain time. Media connections are not touched: end them first with
+    /// [`MediaServer::shutdown`], while the listener still answers (health checks get `503`
+    /// then, rather than a closed port).
+    pub async fn run_until(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> ServeReport {
         signaling_http::tls::serve(listener, self.router(), tls)
             .config(self.serve.clone())
-            .await;
+            .with_graceful_shutdown(signal)
+            .await
+    }
+
+    /// Shuts the media server down: `/healthz` and `/readyz` answer `503` from now on, new
+    /// WebSocket connections and WHIP/WHEP offers are refused (`503`, counted as
+    /// `shutting_down`), every WebSocket client is closed with 1001 (going away) and every
+    /// WHIP/WHEP session ends (later requests for it get `404`). Returns once all media
+    /// connections have ended, or at `drain`.
+    pub async fn shutdown(&self, drain: Duration) -> MediaShutdown {
+        let shared = &self.shared;
+        let open =
+            |shared: &Shared| (shared.max_connections - shared.slots.available_permits()) as u64;
+        let connections = open(shared);
+        shared.shutdown.send_replace(true);
+        // Every connection holds one slot: all of them back means all connections ended.
+        let all = u32::try_from(shared.max_connections).unwrap_or(u32::MAX);
+        let ended = tokio::time::timeout(drain, shared.slots.acquire_many(all)).await;
+        let unfinished = match ended {
+            Ok(_) => 0,
+            Err(_) => open(shared),
+        };
+        MediaShutdown {
+            connections,
+            closed: connections.saturating_sub(unfinished),
+            unfinished,
+        }
     }
 }
 
@@ -707,9 +785,14 @@ fn scrape(scrape: &mut Scrape<'_>, stats: &MediaStats) -> std::fmt::Result {
 }
 
 /// `GET /healthz`, `/readyz` and `/metrics` (see [`ops::answer`]). The server depends on
-/// nothing that can be down: it is always serving.
+/// nothing that can be down: it is serving until it shuts down.
 async fn operators(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
-    match ops::answer("GET", uri.path(), Health::Serving, &state.metrics) {
+    let health = if state.shared.shutting_down() {
+        Health::ShuttingDown
+    } else {
+        Health::Serving
+    };
+    match ops::answer("GET", uri.path(), health, &state.metrics) {
         Some(answer) => {
             let status = answer
                 .status
@@ -735,6 +818,10 @@ async fn operators(State(state): State<AppState>, uri: axum::http::Uri) -> Respo
 /// `GET /api/ws`: the WebSocket API. Over `max_connections`: an `api/ws` error frame and 1013.
 async fn websocket(State(state): State<AppState>, upgrade: WsUpgrade) -> Response {
     let shared = state.shared;
+    if shared.shutting_down() {
+        shared.counters.refused(RefusedFor::ShuttingDown);
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
     let roles = roles(upgrade.peer());
     let config = shared.ws.clone();
     let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
@@ -800,6 +887,11 @@ async fn dispatch(
         match event {
             WhipEvent::Offer(request) => {
                 let offer = request.offer();
+                if shared.shutting_down() {
+                    shared.counters.refused(RefusedFor::ShuttingDown);
+                    request.reject(Rejection::Unavailable(retry_after));
+                    continue;
+                }
                 if let Err(message) = valid_name(&offer.stream) {
                     shared.counters.refused(RefusedFor::BadRequest);
                     request.reject(Rejection::BadRequest(message));

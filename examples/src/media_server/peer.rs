@@ -29,7 +29,7 @@ use str0m::media::{KeyframeRequestKind, MediaAdded, MediaData, MediaKind, MediaT
 use str0m::net::Protocol;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::streams::{ConnId, Endpoints, Frame, JoinError, Membership, Streams};
 use super::{Api, Counters, RefusedFor};
@@ -59,6 +59,9 @@ pub(crate) struct PeerSettings {
     /// How long an HTTP session's ICE connection may be down (not yet connected, lost, or
     /// restarting) before the session ends.
     pub(crate) ice_timeout: Duration,
+    /// Turns `true` when the server shuts down: every connection then ends, a WebSocket client
+    /// closed with 1001 (going away), a WHIP/WHEP session removed at once.
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 /// The roles a connection asked for in its URL.
@@ -194,10 +197,10 @@ pub(crate) struct HttpSignaling {
 const DELETE_GRACE: Duration = Duration::from_secs(5);
 
 impl HttpSignaling {
-    /// Ends the session: waits (at most [`DELETE_GRACE`]) for the client's `DELETE` unless it
-    /// came already, refusing ICE restarts meanwhile, then removes the session from the
-    /// endpoint (later requests for it get `404`).
-    async fn end(mut self) {
+    /// Ends the session: waits (at most [`DELETE_GRACE`], and not at all when the server is
+    /// shutting down) for the client's `DELETE` unless it came already, refusing ICE restarts
+    /// meanwhile, then removes the session from the endpoint (later requests for it get `404`).
+    async fn end(mut self, linger: bool) {
         let wait = async {
             while let Some(command) = self.commands.recv().await {
                 if let Command::Restart(request) = command {
@@ -207,7 +210,9 @@ impl HttpSignaling {
                 }
             }
         };
-        let _ = tokio::time::timeout(DELETE_GRACE, wait).await;
+        if linger {
+            let _ = tokio::time::timeout(DELETE_GRACE, wait).await;
+        }
         self.endpoint.close(&self.session);
     }
 }
@@ -282,6 +287,15 @@ pub(crate) async fn serve_http(
         }
     }
     peer.run(media, keyframes).await;
+}
+
+/// Completes once the server is shutting down (never, if the server is gone without that).
+async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
+    // A bool, not the borrow `wait_for` returns, which must not be held across an await.
+    let server_gone = shutdown.wait_for(|going| *going).await.is_err();
+    if server_gone {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// A fresh `Rtc` whose only local candidate is `local`: Opus, VP8 and H264, nothing else, so
@@ -424,6 +438,8 @@ struct Peer {
     last_keyframe_request: Option<Instant>,
     rtc_deadline: Instant,
     stats: PeerStats,
+    /// The server's shutdown signal ([`PeerSettings::shutdown`]).
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Peer {
@@ -471,6 +487,7 @@ impl Peer {
             last_keyframe_request: None,
             rtc_deadline: now,
             stats: PeerStats::default(),
+            shutdown: settings.shutdown.clone(),
         };
         (peer, media, keyframes)
     }
@@ -481,6 +498,7 @@ impl Peer {
         mut keyframes: mpsc::Receiver<()>,
     ) {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
+        let mut shutdown = self.shutdown.clone();
         let reason = loop {
             let wake = self
                 .ice_deadline
@@ -504,6 +522,10 @@ impl Peer {
                 Some(()) = keyframes.recv() => self.request_keyframe(),
                 // The time is handed to str0m by `drain_rtc`.
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+                // Also at once when the server began shutting down before this connection ran.
+                () = shutting_down(&mut shutdown) => {
+                    break CloseReason::new(CloseCode::GOING_AWAY, "the server is shutting down");
+                }
             }
             if let Some(reason) = self.drain_rtc() {
                 break reason;
@@ -530,9 +552,10 @@ impl Peer {
         drop(membership);
         drop((rtc, socket));
         tracing::info!(%conn, ?stats, %reason, "connection closed");
+        let shutting_down = *shutdown.borrow();
         match signaling {
             Signaling::Ws(session) => session.close(reason).await,
-            Signaling::Http(http) => http.end().await,
+            Signaling::Http(http) => http.end(!shutting_down).await,
         }
     }
 

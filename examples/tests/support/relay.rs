@@ -1,5 +1,6 @@
-//! The `relay` binary as a child process: started on a free port (its address read from its
-//! log), signalled, killed, and its log kept for assertions and failure reports.
+//! The `relay` binary (or another server binary of this package, [`RelayProcess::spawn_binary`])
+//! as a child process: started on a free port (its address read from its log), signalled,
+//! killed, and its log kept for assertions and failure reports.
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -17,9 +18,14 @@ pub struct RelayProcess {
 
 impl RelayProcess {
     pub fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        Self::spawn_binary(env!("CARGO_BIN_EXE_relay"), args)
+    }
+
+    /// Starts `program` (a `CARGO_BIN_EXE_*` path) with `args`.
+    pub fn spawn_binary(program: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(program)
             .args(args)
-            // `RELAY_LOG=debug` (a `RUST_LOG` filter) for more of the relay's log.
+            // `RELAY_LOG=debug` (a `RUST_LOG` filter) for more of the server's log.
             .env(
                 "RUST_LOG",
                 std::env::var("RELAY_LOG").unwrap_or_else(|_| "info".to_owned()),
@@ -28,7 +34,7 @@ impl RelayProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start the relay binary");
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = mpsc::channel();
