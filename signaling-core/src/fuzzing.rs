@@ -85,9 +85,35 @@ pub fn sdpfrag(data: &[u8]) {
     assert_eq!(again.map(|f| f.to_string()).as_deref(), Ok(text.as_str()));
 }
 
+/// What the texts require of a WHIP/WHEP answer whatever the request was: a status of
+/// 200..=599; a `201` with the session's `Location`, its entity-tag and the SDP answer (RFC 9725
+/// §4.2); a `406` counter-offer with `Location` and the server's offer (WHEP §4.2); a `204`
+/// without content (RFC 9110 §15.3.5); a `401` with `WWW-Authenticate` (RFC 9110 §15.5.2); a
+/// `405` with `Allow` (RFC 9110 §15.5.6); a `503` with `Retry-After` (RFC 9725 §4.5, as the
+/// endpoint documents it always sends one).
+fn check_whip_response(response: &http::Response<String>) {
+    use http::header::{ALLOW, ETAG, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+
+    let status = response.status().as_u16();
+    assert!((200..600).contains(&status), "{status}");
+    let has = |name| response.headers().contains_key(name);
+    let body = !response.body().is_empty();
+    let ok = match status {
+        201 => has(LOCATION) && has(ETAG) && body,
+        204 => !body,
+        401 => has(WWW_AUTHENTICATE),
+        405 => has(ALLOW),
+        406 => has(LOCATION) && body,
+        503 => has(RETRY_AFTER),
+        _ => true,
+    };
+    assert!(ok, "{status} without what it must carry: {response:?}");
+}
+
 /// Runs a sequence of HTTP requests and application completions, read from the bytes, through
 /// a WHIP or WHEP endpoint: whatever a client sends (methods, headers, bodies, session ids), the
-/// endpoint answers with a status of 200..=599 and keeps within its session bound.
+/// endpoint keeps within its session bound and every answer is one the texts allow (see
+/// [`check_whip_response`]).
 pub fn whip(data: &[u8]) {
     use crate::whip::{self, Endpoint, IceAnswer, Outcome, Rejection, Request, RestartFailure};
     use http::{HeaderMap, HeaderValue, Method};
@@ -234,8 +260,7 @@ pub fn whip(data: &[u8]) {
         };
         match outcome {
             Outcome::Respond(response) => {
-                let status = response.status().as_u16();
-                assert!((200..600).contains(&status), "{status}");
+                check_whip_response(&response);
                 if let Some(tag) = response.headers().get(http::header::ETAG) {
                     etags.push(tag.to_str().unwrap_or_default().to_owned());
                 }
