@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use examples::media_server::{MediaConfig, MediaServer};
+use examples::media_server::{MediaConfig, MediaServer, RefusedFor};
 use examples::ops::Signals;
 use examples::relay_server::in_words;
 use tokio::net::TcpListener;
@@ -163,9 +163,7 @@ async fn run(args: Args) -> Result<(), String> {
          {} HTTP connections open at the end, {} of them cut",
         report.closed,
         report.connections,
-        server
-            .stats()
-            .refused_for(examples::media_server::RefusedFor::ShuttingDown),
+        server.stats().refused_for(RefusedFor::ShuttingDown),
         served.connections,
         served.cut
     );

@@ -489,6 +489,11 @@ impl Shared {
     fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
+
+    /// Media connections open now: each holds one of the slots.
+    fn open_connections(&self) -> u64 {
+        (self.max_connections - self.slots.available_permits()) as u64
+    }
 }
 
 /// What [`MediaServer::shutdown`] did.
@@ -640,16 +645,14 @@ impl MediaServer {
     /// connections have ended, or at `drain`.
     pub async fn shutdown(&self, drain: Duration) -> MediaShutdown {
         let shared = &self.shared;
-        let open =
-            |shared: &Shared| (shared.max_connections - shared.slots.available_permits()) as u64;
-        let connections = open(shared);
+        let connections = shared.open_connections();
         shared.shutdown.send_replace(true);
         // Every connection holds one slot: all of them back means all connections ended.
         let all = u32::try_from(shared.max_connections).unwrap_or(u32::MAX);
         let ended = tokio::time::timeout(drain, shared.slots.acquire_many(all)).await;
         let unfinished = match ended {
             Ok(_) => 0,
-            Err(_) => open(shared),
+            Err(_) => shared.open_connections(),
         };
         MediaShutdown {
             connections,
@@ -670,7 +673,7 @@ fn stats(shared: &Shared, whip: &WhipEndpoint, whep: &WhipEndpoint) -> MediaStat
     let c = &shared.counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     MediaStats {
-        connections: (shared.max_connections - shared.slots.available_permits()) as u64,
+        connections: shared.open_connections(),
         max_connections: shared.max_connections as u64,
         streams: shared.streams.len() as u64,
         ws_sessions: load(&c.ws),

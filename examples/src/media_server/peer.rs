@@ -498,7 +498,6 @@ impl Peer {
         mut keyframes: mpsc::Receiver<()>,
     ) {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
-        let mut shutdown = self.shutdown.clone();
         let reason = loop {
             let wake = self
                 .ice_deadline
@@ -523,7 +522,7 @@ impl Peer {
                 // The time is handed to str0m by `drain_rtc`.
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
                 // Also at once when the server began shutting down before this connection ran.
-                () = shutting_down(&mut shutdown) => {
+                () = shutting_down(&mut self.shutdown) => {
                     break CloseReason::new(CloseCode::GOING_AWAY, "the server is shutting down");
                 }
             }
@@ -545,6 +544,7 @@ impl Peer {
             stats,
             rtc,
             socket,
+            shutdown,
             ..
         } = self;
         // Leaves the streams before the socket closes: nothing is queued for this connection
